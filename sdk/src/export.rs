@@ -1,0 +1,146 @@
+//! The glue between a plugin's trait implementation and the generated WIT exports.
+//!
+//! [`export_transformer!`](crate::export_transformer) and [`export_handler!`](crate::export_handler)
+//! wrap the plugin type in an adapter that implements the generated `Guest` trait, converting
+//! between the WIT types and this crate's types.
+
+use crate::bindings::{handler, transformer, wit};
+use crate::{Action, Error, ErrorKind, Event, Handler, Header, Transformer};
+use std::marker::PhantomData;
+
+/// Implements the generated transformer export for a [`Transformer`].
+pub struct TransformAdapter<T>(PhantomData<T>);
+
+impl<T: Transformer> transformer::exports::hms::sync::transform::Guest for TransformAdapter<T> {
+    fn transform(event: wit::Event) -> Result<Vec<u8>, wit::Error> {
+        T::transform(event.into()).map_err(Into::into)
+    }
+}
+
+/// Implements the generated handler export for a [`Handler`].
+pub struct HandleAdapter<T>(PhantomData<T>);
+
+impl<T: Handler> handler::exports::hms::sync::handle::Guest for HandleAdapter<T> {
+    fn handle(event: wit::Event) -> Result<Vec<wit::Action>, wit::Error> {
+        T::handle(event.into())
+            .map(|actions| actions.into_iter().map(Into::into).collect())
+            .map_err(Into::into)
+    }
+}
+
+/// Exports a [`Transformer`] as the component's `hms:sync/transform` interface.
+///
+/// Call it once, at the crate root of a `cdylib` crate built for `wasm32-wasip2`. On other
+/// targets (your `cargo test`) it only checks that the type implements [`Transformer`].
+#[macro_export]
+macro_rules! export_transformer {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type __HmsSyncTransformer = $crate::__private::TransformAdapter<$plugin>;
+            $crate::bindings::transformer::export!(
+                __HmsSyncTransformer with_types_in $crate::bindings::transformer
+            );
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() = || {
+            fn is_transformer<T: $crate::Transformer>() {}
+            is_transformer::<$plugin>();
+        };
+    };
+}
+
+/// Exports a [`Handler`] as the component's `hms:sync/handle` interface.
+///
+/// Call it once, at the crate root of a `cdylib` crate built for `wasm32-wasip2`. On other
+/// targets (your `cargo test`) it only checks that the type implements [`Handler`].
+#[macro_export]
+macro_rules! export_handler {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type __HmsSyncHandler = $crate::__private::HandleAdapter<$plugin>;
+            $crate::bindings::handler::export!(
+                __HmsSyncHandler with_types_in $crate::bindings::handler
+            );
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() = || {
+            fn is_handler<T: $crate::Handler>() {}
+            is_handler::<$plugin>();
+        };
+    };
+}
+
+impl From<wit::Header> for Header {
+    fn from(h: wit::Header) -> Self {
+        Header {
+            name: h.name,
+            value: h.value,
+        }
+    }
+}
+
+impl From<Header> for wit::Header {
+    fn from(h: Header) -> Self {
+        wit::Header {
+            name: h.name,
+            value: h.value,
+        }
+    }
+}
+
+impl From<wit::Event> for Event {
+    fn from(e: wit::Event) -> Self {
+        Event {
+            id: e.id,
+            event_type: e.event_type,
+            origin: e.origin,
+            key: e.key,
+            version: e.version,
+            timestamp: e.timestamp,
+            content_type: e.content_type,
+            payload: e.payload,
+            headers: e.headers.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<Error> for wit::Error {
+    fn from(e: Error) -> Self {
+        let kind = match e.kind() {
+            ErrorKind::InvalidInput => wit::ErrorKind::InvalidInput,
+            ErrorKind::Rejected => wit::ErrorKind::Rejected,
+            ErrorKind::Internal => wit::ErrorKind::Internal,
+        };
+        wit::Error {
+            kind,
+            message: e.message().to_owned(),
+        }
+    }
+}
+
+impl From<Action> for wit::Action {
+    fn from(a: Action) -> Self {
+        match a {
+            Action::Deliver(d) => wit::Action::Deliver(wit::Delivery {
+                destination: d.destination,
+                body: d.body,
+                content_type: d.content_type,
+                headers: d.headers.into_iter().map(Into::into).collect(),
+                key: d.key,
+                version: d.version,
+                timestamp: d.timestamp,
+            }),
+            Action::Emit(e) => wit::Action::Emit(wit::Emission {
+                event_type: e.event_type,
+                payload: e.payload,
+                content_type: e.content_type,
+                key: e.key,
+                version: e.version,
+                timestamp: e.timestamp,
+            }),
+            Action::Drop(reason) => wit::Action::Drop(reason),
+        }
+    }
+}
