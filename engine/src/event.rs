@@ -1,0 +1,140 @@
+//! The records that flow through the engine: an accepted [`Event`] and the [`Action`]s a plugin
+//! turns it into.
+
+/// One header: a name and a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The header name.
+    pub name: String,
+    /// The header value.
+    pub value: String,
+}
+
+impl Header {
+    /// A header with this name and value.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// The origin of events that come from the HMS bus.
+pub const HMS_ORIGIN: &str = "hms";
+
+/// One accepted change event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The id the engine gave the event on acceptance.
+    pub id: String,
+    /// The event type, such as `tax.rate.updated`.
+    pub event_type: String,
+    /// The system the event came from: [`HMS_ORIGIN`] or an external system's name.
+    pub origin: String,
+    /// The key of the entity the event is about, when known.
+    pub key: Option<String>,
+    /// The entity's version after the change, when known.
+    pub version: Option<u64>,
+    /// When the change happened, in Unix milliseconds.
+    pub timestamp: i64,
+    /// The payload's media type.
+    pub content_type: String,
+    /// The payload, byte for byte as received.
+    pub payload: Vec<u8>,
+    /// The inbound headers plugins may see, with lower-case names.
+    pub headers: Vec<Header>,
+}
+
+/// One thing the engine should do because of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Deliver a body to a named destination.
+    Deliver(Delivery),
+    /// Publish an event on the HMS bus.
+    Emit(Emission),
+    /// Ignore the event on purpose, for the given reason.
+    Drop(String),
+}
+
+/// A request to a named destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The destination's configured name.
+    pub destination: String,
+    /// The request body.
+    pub body: Vec<u8>,
+    /// The body's media type, when the plugin set one.
+    pub content_type: Option<String>,
+    /// Extra request headers.
+    pub headers: Vec<Header>,
+    /// The entity key, when the plugin set one.
+    pub key: Option<String>,
+    /// The entity version, when the plugin set one.
+    pub version: Option<u64>,
+    /// When this version was made (Unix milliseconds), when the plugin set it.
+    pub timestamp: Option<i64>,
+}
+
+/// A new event for the HMS bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emission {
+    /// The new event's type.
+    pub event_type: String,
+    /// The new event's payload.
+    pub payload: Vec<u8>,
+    /// The payload's media type, when the plugin set one.
+    pub content_type: Option<String>,
+    /// The entity key, when the plugin set one.
+    pub key: Option<String>,
+    /// The entity version, when the plugin set one.
+    pub version: Option<u64>,
+    /// When the change happened (Unix milliseconds), when the plugin set it.
+    pub timestamp: Option<i64>,
+}
+
+/// The longest event type the engine accepts.
+pub const MAX_EVENT_TYPE_LEN: usize = 128;
+
+/// Checks an event type: 1 to [`MAX_EVENT_TYPE_LEN`] characters of ASCII letters, digits, `.`,
+/// `_` and `-`, so it can name a bus subject and a URL path segment unescaped.
+pub fn check_event_type(event_type: &str) -> Result<(), String> {
+    if event_type.is_empty() {
+        return Err("the event type is empty".into());
+    }
+    if event_type.len() > MAX_EVENT_TYPE_LEN {
+        return Err(format!(
+            "the event type is {} bytes long; the limit is {MAX_EVENT_TYPE_LEN}",
+            event_type.len()
+        ));
+    }
+    if let Some(c) = event_type
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "the event type `{}` contains {c:?}; only ASCII letters, digits, `.`, `_` and `-` are allowed",
+            event_type.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_event_type;
+
+    #[test]
+    fn event_types() {
+        assert!(check_event_type("tax.rate.updated").is_ok());
+        assert!(check_event_type("policy_v2-updated").is_ok());
+        assert!(check_event_type("").unwrap_err().contains("empty"));
+        assert!(check_event_type("a/b").unwrap_err().contains("'/'"));
+        assert!(check_event_type("tax rate").unwrap_err().contains("' '"));
+        assert!(
+            check_event_type(&"a".repeat(129))
+                .unwrap_err()
+                .contains("129")
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! The sandbox: loads agency plugins (WebAssembly components built against `wit/`) and runs
+//! each event in a fresh instance.
+//!
+//! A [`Sandbox`] owns one wasmtime [`Engine`] with the pooling allocator, the linker that
+//! defines what plugins may import, and a thread that advances the engine's epoch for
+//! deadlines. [`Sandbox::load`] compiles a component, checks it against the `transformer` and
+//! `handler` worlds and pre-instantiates it into a [`Plugin`]. [`Plugin::run`] then makes a
+//! fresh store and instance for one event, under that event's [`Limits`]:
+//!
+//! - **time**: a wall-clock deadline, enforced by epoch interruption;
+//! - **memory**: a cap on each linear memory, enforced by a resource limiter;
+//! - **output**: a cap on the bytes the plugin returns.
+//!
+//! Plugins get no ambient capabilities: no preopened directories, no environment, no
+//! arguments, no stdin, no sockets or name lookups. What they print to stdout and stderr, and
+//! what they log through the `log` import, goes to `tracing` with the plugin's name and version
+//! and the event's id. Every failure is a [`RunError`] for that event; the sandbox and the next
+//! event are unaffected.
+
+mod bindings;
+mod error;
+mod guest_output;
+mod plugin;
+mod run;
+
+pub use error::{GuestErrorKind, LoadError, RunError};
+pub use plugin::{Plugin, World};
+pub use run::{Output, PluginConfig};
+
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// The limits one event runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time the plugin may run for one event.
+    pub timeout: Duration,
+    /// Bytes each of the plugin's linear memories may grow to. At most
+    /// [`SandboxConfig::max_memory`].
+    pub memory: usize,
+    /// Bytes of output the plugin may return: the payload, or the sum of the actions' bodies,
+    /// payloads, headers and strings.
+    pub output: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(1),
+            memory: 32 << 20,
+            output: 1 << 20,
+        }
+    }
+}
+
+/// How the sandbox is set up; fixed for its lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// How many plugin instances may exist at once (instances in flight, across all plugins).
+    pub max_instances: u32,
+    /// The largest memory limit any plugin may be given, in bytes. Each instance slot of the
+    /// pool is sized for it.
+    pub max_memory: usize,
+    /// How often the epoch advances: the resolution of deadlines.
+    pub epoch_tick: Duration,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            max_instances: 256,
+            max_memory: 256 << 20,
+            epoch_tick: Duration::from_millis(5),
+        }
+    }
+}
+
+/// The plugin host: one wasmtime engine, its instance pool, and the linker plugins run against.
+pub struct Sandbox {
+    shared: Arc<Shared>,
+}
+
+/// What every [`Plugin`] loaded by a sandbox needs to run.
+struct Shared {
+    engine: Engine,
+    linker: Linker<run::RunState>,
+    config: SandboxConfig,
+}
+
+impl Sandbox {
+    /// Creates the engine, its instance pool and the linker, and starts the epoch thread.
+    pub fn new(config: SandboxConfig) -> anyhow::Result<Self> {
+        anyhow::ensure!(config.max_instances > 0, "max_instances must be at least 1");
+        anyhow::ensure!(
+            !config.epoch_tick.is_zero(),
+            "the epoch tick must be longer than zero"
+        );
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|e| anyhow::anyhow!("cannot create the wasmtime engine: {e:#}"))?;
+        let linker = run::linker(&engine)?;
+        start_epoch_ticker(&engine, config.epoch_tick)?;
+        Ok(Sandbox {
+            shared: Arc::new(Shared {
+                engine,
+                linker,
+                config,
+            }),
+        })
+    }
+
+    /// The sandbox's configuration.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.shared.config
+    }
+
+    /// Loads a plugin: compiles the component, checks it implements the `transformer` or the
+    /// `handler` world and imports nothing the sandbox does not provide, and pre-instantiates it.
+    /// `name` is used in logs and errors.
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        Plugin::load(self.shared.clone(), name, bytes)
+    }
+}
+
+fn engine_config(sandbox: &SandboxConfig) -> Config {
+    let n = sandbox.max_instances;
+    let mut pool = PoolingAllocationConfig::new();
+    // A Rust component is one main module plus small shim modules; leave room for larger ones.
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(8))
+        .max_memory_size(sandbox.max_memory)
+        // Measured on this project's machines (PERF-NOTES.md): keeping the first pages of a
+        // slot resident, with the kernel reporting which pages were dirtied, makes a fresh
+        // instance's first call much cheaper.
+        .linear_memory_keep_resident(256 << 10)
+        .table_keep_resident(16 << 10)
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .decommit_batch_size(32);
+    let mut config = Config::new();
+    config
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .epoch_interruption(true)
+        .memory_init_cow(true);
+    config
+}
+
+/// Advances the engine's epoch on a fixed tick, so stores with an epoch deadline are
+/// interrupted when it passes. The thread holds the engine weakly and ends within a tick of the
+/// last sandbox and plugin being dropped.
+fn start_epoch_ticker(engine: &Engine, tick: Duration) -> anyhow::Result<()> {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("sandbox-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                match engine.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })?;
+    Ok(())
+}

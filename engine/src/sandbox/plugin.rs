@@ -1,0 +1,272 @@
+//! Loading a component: compile, check against the worlds, pre-instantiate.
+
+use super::bindings::handler::{HandlerIndices, HandlerPre};
+use super::bindings::transformer::{TransformerIndices, TransformerPre};
+use super::run::{PluginConfig, RunState, new_store};
+use super::{Limits, LoadError, Shared};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::sync::Arc;
+use wasmtime::component::{Component, InstancePre};
+
+/// The interface a transformer exports.
+const TRANSFORM_EXPORT: &str = "hms:sync/transform@0.1.0";
+/// The interface a handler exports.
+const HANDLE_EXPORT: &str = "hms:sync/handle@0.1.0";
+
+/// Which world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum World {
+    /// `hms:sync/transformer`: one payload in, one payload out.
+    Transformer,
+    /// `hms:sync/handler`: one event in, a list of actions out.
+    Handler,
+}
+
+impl World {
+    /// The world's name in the WIT package.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Transformer => "transformer",
+            World::Handler => "handler",
+        }
+    }
+
+    fn export(self) -> &'static str {
+        match self {
+            World::Transformer => TRANSFORM_EXPORT,
+            World::Handler => HANDLE_EXPORT,
+        }
+    }
+
+    /// The one function the world's export interface holds, as the WIT declares it.
+    fn function(self) -> (&'static str, &'static str) {
+        match self {
+            World::Transformer => (
+                "transform",
+                "transform: func(event: event) -> result<list<u8>, error>",
+            ),
+            World::Handler => (
+                "handle",
+                "handle: func(event: event) -> result<list<action>, error>",
+            ),
+        }
+    }
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The pre-instantiated component, typed by its world.
+#[derive(Clone)]
+pub(super) enum Pre {
+    Transformer(TransformerPre<RunState>),
+    Handler(HandlerPre<RunState>),
+}
+
+/// A loaded, checked plugin, ready to run events. Cheap to clone; clones share the compiled code.
+///
+/// A plugin version is its content hash: loading the same bytes gives the same
+/// [`Plugin::hash`], whatever the name.
+#[derive(Clone)]
+pub struct Plugin {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) shared: Arc<Shared>,
+    pub(super) name: Arc<str>,
+    pub(super) hash: String,
+    /// The hash shortened to 12 digits, as logs show it.
+    pub(super) version: Arc<str>,
+    pub(super) world: World,
+    pub(super) imports: Vec<String>,
+    pub(super) size: usize,
+    pub(super) pre: Pre,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.inner.name)
+            .field("hash", &self.inner.hash)
+            .field("world", &self.inner.world)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// The name the plugin was loaded under.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The SHA-256 of the component's bytes, in lower-case hex: the plugin's version.
+    pub fn hash(&self) -> &str {
+        &self.inner.hash
+    }
+
+    /// `name@hash`, with the hash shortened to 12 digits, as logs and records show it.
+    pub fn version_tag(&self) -> String {
+        format!("{}@{}", self.inner.name, self.inner.version)
+    }
+
+    /// The world the plugin implements.
+    pub fn world(&self) -> World {
+        self.inner.world
+    }
+
+    /// The names of everything the component imports (WASI interfaces and `hms:sync` ones).
+    pub fn imports(&self) -> &[String] {
+        &self.inner.imports
+    }
+
+    /// The component's size in bytes.
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    pub(super) fn load(shared: Arc<Shared>, name: &str, bytes: &[u8]) -> Result<Self, LoadError> {
+        check_is_component(bytes)?;
+        let component = Component::new(&shared.engine, bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&shared.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let world = world_of(&exports)?;
+        let imports: Vec<String> = ty
+            .imports(&shared.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let instance_pre = shared
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| unsupported_import(&e))?;
+        let name: Arc<str> = name.into();
+        let hash = hex::encode(Sha256::digest(bytes));
+        let version: Arc<str> = hash[..12].into();
+        check_exports(&shared, world, &instance_pre, &name, &version)?;
+        let pre = match world {
+            World::Transformer => TransformerPre::new(instance_pre).map(Pre::Transformer),
+            World::Handler => HandlerPre::new(instance_pre).map(Pre::Handler),
+        }
+        .map_err(|e| wrong_shape(world, &e))?;
+        Ok(Plugin {
+            inner: Arc::new(Inner {
+                shared,
+                name,
+                hash,
+                version,
+                world,
+                imports,
+                size: bytes.len(),
+                pre,
+            }),
+        })
+    }
+}
+
+/// Instantiates the component once, under the default limits and without calling it, and
+/// type-checks its exports against the world: wasmtime checks export types when an instance's
+/// exports are loaded, not when a component is pre-instantiated.
+fn check_exports(
+    shared: &Shared,
+    world: World,
+    instance_pre: &InstancePre<RunState>,
+    name: &Arc<str>,
+    version: &Arc<str>,
+) -> Result<(), LoadError> {
+    let (mut store, streams) = new_store(
+        shared,
+        name,
+        version,
+        "load-check",
+        &PluginConfig::default(),
+        &Limits::default(),
+    );
+    let instance = instance_pre.instantiate(&mut store);
+    streams.flush(name, version, "load-check");
+    let instance = instance.map_err(|e| {
+        LoadError::Instantiate(format!(
+            "the component cannot be instantiated under the default limits: {e:#}"
+        ))
+    })?;
+    let typed = match world {
+        World::Transformer => TransformerIndices::new(instance_pre)
+            .and_then(|indices| indices.load(&mut store, &instance))
+            .map(drop),
+        World::Handler => HandlerIndices::new(instance_pre)
+            .and_then(|indices| indices.load(&mut store, &instance))
+            .map(drop),
+    };
+    typed.map_err(|e| wrong_shape(world, &e))
+}
+
+fn wrong_shape(world: World, err: &wasmtime::Error) -> LoadError {
+    let (function, signature) = world.function();
+    LoadError::WrongShape(format!(
+        "the component exports `{}`, but its `{function}` function does not match the {world} \
+         world's `{signature}`: {err:#}",
+        world.export()
+    ))
+}
+
+fn check_is_component(bytes: &[u8]) -> Result<(), LoadError> {
+    use wasmtime::wasmparser::{Encoding, Parser, Payload};
+    match Parser::new(0).parse(bytes, true) {
+        Ok(wasmtime::wasmparser::Chunk::Parsed {
+            payload: Payload::Version { encoding, .. },
+            ..
+        }) => match encoding {
+            Encoding::Component => Ok(()),
+            Encoding::Module => Err(LoadError::CoreModule),
+        },
+        Ok(_) => Err(LoadError::NotWasm("the file is too short".into())),
+        Err(e) => Err(LoadError::NotWasm(e.message().to_owned())),
+    }
+}
+
+fn world_of(exports: &[String]) -> Result<World, LoadError> {
+    let has = |name: &str| exports.iter().any(|e| e == name);
+    match (has(TRANSFORM_EXPORT), has(HANDLE_EXPORT)) {
+        (true, false) => Ok(World::Transformer),
+        (false, true) => Ok(World::Handler),
+        (true, true) => Err(LoadError::WrongWorld(format!(
+            "the component exports both `{TRANSFORM_EXPORT}` and `{HANDLE_EXPORT}`; a plugin \
+             implements one world, `transformer` or `handler`"
+        ))),
+        (false, false) => {
+            let found = if exports.is_empty() {
+                "it exports nothing".to_owned()
+            } else {
+                format!("it exports {}", quoted_list(exports))
+            };
+            Err(LoadError::WrongWorld(format!(
+                "the component implements neither plugin world: the `hms:sync/transformer` \
+                 world exports `{TRANSFORM_EXPORT}` and the `hms:sync/handler` world exports \
+                 `{HANDLE_EXPORT}`, but {found}"
+            )))
+        }
+    }
+}
+
+fn unsupported_import(err: &wasmtime::Error) -> LoadError {
+    LoadError::UnsupportedImport(format!(
+        "the component imports something the sandbox does not provide (plugins may import \
+         `hms:sync/log`, `hms:sync/config` and WASI 0.2, which has no files, sockets or \
+         environment here): {err:#}"
+    ))
+}
+
+fn quoted_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

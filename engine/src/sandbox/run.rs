@@ -1,0 +1,569 @@
+//! Running one event: a fresh store and instance, limits, host imports, output checks.
+
+use super::bindings::{self, config, log, wit};
+use super::guest_output::GuestOutput;
+use super::plugin::{Inner, Pre};
+use super::{GuestErrorKind, Limits, Plugin, RunError, Shared};
+use crate::event::{self, Action, Delivery, Emission, Event, Header};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// A route's plugin configuration: the string settings a plugin reads through the `config`
+/// import. Shared, read-only.
+pub type PluginConfig = Arc<BTreeMap<String, String>>;
+
+/// What a plugin returned for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A transformer's payload.
+    Payload(Vec<u8>),
+    /// A handler's actions, checked.
+    Actions(Vec<Action>),
+}
+
+/// What the guest returned, before it is checked.
+enum Raw {
+    Payload(Vec<u8>),
+    Actions(Vec<wit::Action>),
+}
+
+/// The longest single log line a plugin may write; longer ones are cut.
+const MAX_LOG_LINE: usize = 4096;
+/// How many log lines a plugin may write per event; later ones are dropped.
+const MAX_LOG_LINES: usize = 256;
+/// The longest entity key, destination name or drop reason a plugin may return.
+const MAX_NAME_LEN: usize = 1024;
+/// Headers the engine sets itself, which a plugin may not set.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "authorization",
+    "idempotency-key",
+];
+
+/// The state of one store: one event's run.
+pub(crate) struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    config: PluginConfig,
+    plugin: Arc<str>,
+    version: Arc<str>,
+    event_id: String,
+    log_lines: usize,
+}
+
+/// The linker every plugin is instantiated against: WASI 0.2 (with an empty context per store)
+/// and the `hms:sync` imports.
+pub(super) fn linker(engine: &Engine) -> anyhow::Result<Linker<RunState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        .map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
+    bindings::handler::Handler::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
+        .map_err(|e| anyhow::anyhow!("cannot link the hms:sync imports: {e:#}"))?;
+    Ok(linker)
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wit::Host for RunState {}
+
+impl log::Host for RunState {
+    fn log(&mut self, level: log::Level, message: String) {
+        self.log_lines += 1;
+        if self.log_lines > MAX_LOG_LINES {
+            if self.log_lines == MAX_LOG_LINES + 1 {
+                tracing::warn!(
+                    target: "plugin",
+                    plugin = %self.plugin,
+                    version = %self.version,
+                    event_id = %self.event_id,
+                    "plugin logged more than {MAX_LOG_LINES} lines for one event; dropping the rest"
+                );
+            }
+            return;
+        }
+        let message = truncate(message, MAX_LOG_LINE);
+        let (plugin, version, event_id) = (&*self.plugin, &*self.version, &*self.event_id);
+        macro_rules! emit {
+            ($level:expr) => {
+                tracing::event!(target: "plugin", $level, plugin, version, event_id, "{message}")
+            };
+        }
+        match level {
+            log::Level::Trace => emit!(tracing::Level::TRACE),
+            log::Level::Debug => emit!(tracing::Level::DEBUG),
+            log::Level::Info => emit!(tracing::Level::INFO),
+            log::Level::Warn => emit!(tracing::Level::WARN),
+            log::Level::Error => emit!(tracing::Level::ERROR),
+        }
+    }
+}
+
+impl config::Host for RunState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+
+    fn entries(&mut self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Caps each linear memory and table of one instance, and remembers a refused growth so a
+/// trap that follows it is reported as the memory limit, not as a crash.
+struct MemoryLimiter {
+    memory: usize,
+    refused: Option<usize>,
+}
+
+/// Elements any one table may hold: far above what compiled Rust needs.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory {
+            self.refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Where a wasmtime error came from.
+#[derive(Clone, Copy)]
+enum Stage {
+    Instantiate,
+    Call,
+}
+
+impl Plugin {
+    /// Runs the plugin on one event in a fresh instance, under `limits` (the memory limit is
+    /// capped at the sandbox's [`max_memory`](super::SandboxConfig::max_memory)), with `config`
+    /// as the route's plugin configuration.
+    ///
+    /// Blocks the calling thread for at most about `limits.timeout` plus one epoch tick; call
+    /// it from a thread that may block.
+    pub fn run(
+        &self,
+        event: &Event,
+        config: &PluginConfig,
+        limits: &Limits,
+    ) -> Result<Output, RunError> {
+        let inner: &Inner = &self.inner;
+        let (mut store, output) = new_store(
+            &inner.shared,
+            &inner.name,
+            &inner.version,
+            &event.id,
+            config,
+            limits,
+        );
+        let input = to_wit_event(event);
+        let result = match &inner.pre {
+            Pre::Transformer(pre) => pre
+                .instantiate(&mut store)
+                .map_err(|e| (Stage::Instantiate, e))
+                .and_then(|instance| {
+                    instance
+                        .hms_sync_transform()
+                        .call_transform(&mut store, &input)
+                        .map_err(|e| (Stage::Call, e))
+                })
+                .map(|r| r.map(Raw::Payload)),
+            Pre::Handler(pre) => pre
+                .instantiate(&mut store)
+                .map_err(|e| (Stage::Instantiate, e))
+                .and_then(|instance| {
+                    instance
+                        .hms_sync_handle()
+                        .call_handle(&mut store, &input)
+                        .map_err(|e| (Stage::Call, e))
+                })
+                .map(|r| r.map(Raw::Actions)),
+        };
+        let refused = store.data().limiter.refused;
+        let memory = store.data().limiter.memory;
+        drop(store);
+
+        let stderr_text = output.flush(&inner.name, &inner.version, &event.id);
+        match result {
+            Ok(Ok(raw)) => checked_output(raw, limits.output),
+            Ok(Err(error)) => Err(guest_error(error)),
+            Err((stage, error)) => Err(classify(
+                stage,
+                &error,
+                refused,
+                memory,
+                limits,
+                &stderr_text,
+            )),
+        }
+    }
+}
+
+/// A plugin's stdout and stderr for one store.
+pub(super) struct GuestStreams {
+    stdout: GuestOutput,
+    stderr: GuestOutput,
+}
+
+/// A fresh store for one run: an empty WASI context whose stdout and stderr are captured, the
+/// memory limiter and the epoch deadline for `limits` (memory capped at the sandbox's maximum).
+pub(super) fn new_store(
+    shared: &Shared,
+    plugin: &Arc<str>,
+    version: &Arc<str>,
+    event_id: &str,
+    config: &PluginConfig,
+    limits: &Limits,
+) -> (Store<RunState>, GuestStreams) {
+    let streams = GuestStreams {
+        stdout: GuestOutput::default(),
+        stderr: GuestOutput::default(),
+    };
+    let wasi = WasiCtxBuilder::new()
+        .stdout(streams.stdout.clone())
+        .stderr(streams.stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let mut store = Store::new(
+        &shared.engine,
+        RunState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                memory: limits.memory.min(shared.config.max_memory),
+                refused: None,
+            },
+            config: config.clone(),
+            plugin: plugin.clone(),
+            version: version.clone(),
+            event_id: event_id.to_owned(),
+            log_lines: 0,
+        },
+    );
+    store.limiter(|state| &mut state.limiter);
+    let tick = shared.config.epoch_tick.as_nanos().max(1);
+    let ticks = u64::try_from(limits.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX);
+    store.set_epoch_deadline(ticks.saturating_add(1));
+    store.epoch_deadline_trap();
+    (store, streams)
+}
+
+fn to_wit_event(event: &Event) -> wit::Event {
+    wit::Event {
+        id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        origin: event.origin.clone(),
+        key: event.key.clone(),
+        version: event.version,
+        timestamp: event.timestamp,
+        content_type: event.content_type.clone(),
+        payload: event.payload.clone(),
+        headers: event
+            .headers
+            .iter()
+            .map(|h| wit::Header {
+                name: h.name.clone(),
+                value: h.value.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn guest_error(error: wit::Error) -> RunError {
+    let kind = match error.kind {
+        wit::ErrorKind::InvalidInput => GuestErrorKind::InvalidInput,
+        wit::ErrorKind::Rejected => GuestErrorKind::Rejected,
+        wit::ErrorKind::Internal => GuestErrorKind::Internal,
+    };
+    RunError::Plugin {
+        kind,
+        message: truncate(error.message, MAX_LOG_LINE),
+    }
+}
+
+fn classify(
+    stage: Stage,
+    error: &wasmtime::Error,
+    refused: Option<usize>,
+    memory: usize,
+    limits: &Limits,
+    stderr: &str,
+) -> RunError {
+    if let Some(requested) = refused {
+        return RunError::MemoryLimit {
+            requested,
+            limit: memory,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => RunError::Timeout {
+            limit: limits.timeout,
+        },
+        Some(trap) => RunError::Trap {
+            reason: with_stderr(trap.to_string(), stderr),
+        },
+        None => match stage {
+            Stage::Instantiate => RunError::Instantiate {
+                reason: format!("{error:#}"),
+                capacity: error
+                    .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some(),
+            },
+            Stage::Call => RunError::Trap {
+                reason: with_stderr(format!("{error:#}"), stderr),
+            },
+        },
+    }
+}
+
+/// Appends the tail of what the plugin wrote to stderr (where a Rust panic message goes).
+fn with_stderr(reason: String, stderr: &str) -> String {
+    const TAIL: usize = 1024;
+    let stderr = stderr.trim();
+    if stderr.is_empty() {
+        return reason;
+    }
+    let start = stderr.len().saturating_sub(TAIL);
+    let start = (start..=stderr.len())
+        .find(|&i| stderr.is_char_boundary(i))
+        .unwrap_or(stderr.len());
+    format!(
+        "{reason}; the plugin's stderr ends with: {}",
+        &stderr[start..]
+    )
+}
+
+impl GuestStreams {
+    /// Writes what the plugin printed to `tracing`, line by line, and returns stderr's text.
+    pub(super) fn flush(&self, plugin: &str, version: &str, event_id: &str) -> String {
+        let (out, out_dropped) = self.stdout.take();
+        let (err, err_dropped) = self.stderr.take();
+        for line in out.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(target: "plugin", plugin, version, event_id, stream = "stdout", "{line}");
+        }
+        for line in err.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::warn!(target: "plugin", plugin, version, event_id, stream = "stderr", "{line}");
+        }
+        if out_dropped + err_dropped > 0 {
+            tracing::warn!(
+                target: "plugin",
+                plugin,
+                version,
+                event_id,
+                dropped_bytes = out_dropped + err_dropped,
+                "plugin printed more than the per-event capture limit; the rest was dropped"
+            );
+        }
+        err
+    }
+}
+
+/// Checks the size of what the plugin returned, then converts it, refusing any action the
+/// engine could not act on.
+fn checked_output(raw: Raw, limit: usize) -> Result<Output, RunError> {
+    let size = match &raw {
+        Raw::Payload(payload) => payload.len(),
+        Raw::Actions(actions) => actions.iter().map(action_size).sum(),
+    };
+    if size > limit {
+        return Err(RunError::OutputTooLarge { size, limit });
+    }
+    match raw {
+        Raw::Payload(payload) => Ok(Output::Payload(payload)),
+        Raw::Actions(actions) => actions
+            .into_iter()
+            .enumerate()
+            .map(|(i, action)| {
+                check_action(action)
+                    .map_err(|reason| RunError::Malformed(format!("action {i}: {reason}")))
+            })
+            .collect::<Result<_, _>>()
+            .map(Output::Actions),
+    }
+}
+
+fn action_size(action: &wit::Action) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    match action {
+        wit::Action::Deliver(d) => {
+            d.destination.len()
+                + d.body.len()
+                + opt(&d.content_type)
+                + opt(&d.key)
+                + d.headers
+                    .iter()
+                    .map(|h| h.name.len() + h.value.len())
+                    .sum::<usize>()
+        }
+        wit::Action::Emit(e) => {
+            e.event_type.len() + e.payload.len() + opt(&e.content_type) + opt(&e.key)
+        }
+        wit::Action::Drop(reason) => reason.len(),
+    }
+}
+
+fn check_action(action: wit::Action) -> Result<Action, String> {
+    Ok(match action {
+        wit::Action::Deliver(d) => {
+            check_name("destination", &d.destination)?;
+            if let Some(key) = &d.key {
+                check_name("key", key)?;
+            }
+            if let Some(content_type) = &d.content_type {
+                check_content_type(content_type)?;
+            }
+            let headers = d
+                .headers
+                .into_iter()
+                .map(check_header)
+                .collect::<Result<Vec<_>, _>>()?;
+            Action::Deliver(Delivery {
+                destination: d.destination,
+                body: d.body,
+                content_type: d.content_type,
+                headers,
+                key: d.key,
+                version: d.version,
+                timestamp: d.timestamp,
+            })
+        }
+        wit::Action::Emit(e) => {
+            event::check_event_type(&e.event_type)?;
+            if let Some(key) = &e.key {
+                check_name("key", key)?;
+            }
+            if let Some(content_type) = &e.content_type {
+                check_content_type(content_type)?;
+            }
+            Action::Emit(Emission {
+                event_type: e.event_type,
+                payload: e.payload,
+                content_type: e.content_type,
+                key: e.key,
+                version: e.version,
+                timestamp: e.timestamp,
+            })
+        }
+        wit::Action::Drop(reason) => {
+            if reason.len() > MAX_NAME_LEN {
+                return Err(format!(
+                    "the drop reason is {} bytes long; the limit is {MAX_NAME_LEN}",
+                    reason.len()
+                ));
+            }
+            Action::Drop(reason)
+        }
+    })
+}
+
+fn check_name(what: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("the {what} is empty"));
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "the {what} is {} bytes long; the limit is {MAX_NAME_LEN}",
+            value.len()
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!(
+            "the {what} `{}` contains a control character",
+            value.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+fn check_content_type(value: &str) -> Result<(), String> {
+    let valid = http::HeaderValue::from_str(value).is_ok()
+        && value.split(';').next().is_some_and(|essence| {
+            essence
+                .trim()
+                .split_once('/')
+                .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty())
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "the content type `{}` is not a media type such as `application/json`",
+            value.escape_debug()
+        ))
+    }
+}
+
+fn check_header(header: wit::Header) -> Result<Header, String> {
+    let name = http::HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| {
+        format!(
+            "the header name `{}` is not a valid HTTP header name",
+            header.name.escape_debug()
+        )
+    })?;
+    if RESERVED_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("webhook-") {
+        return Err(format!(
+            "the header `{name}` is set by the engine and cannot be set by a plugin"
+        ));
+    }
+    http::HeaderValue::from_str(&header.value).map_err(|_| {
+        format!(
+            "the value of header `{name}` is not a valid HTTP header value: `{}`",
+            header.value.escape_debug()
+        )
+    })?;
+    Ok(Header::new(name.as_str(), header.value))
+}
+
+/// Cuts `s` to at most `max` bytes (on a character boundary), saying how much was cut.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    let cut = s.len() - end;
+    s.truncate(end);
+    s.push_str(&format!("… ({cut} bytes cut)"));
+    s
+}
