@@ -1,0 +1,120 @@
+//! A handler that misbehaves on request: the event type says how.
+//!
+//! | event type  | what the plugin does                                         |
+//! | ----------- | ------------------------------------------------------------ |
+//! | `echo`      | delivers the payload to the destination `echo`               |
+//! | `loop`      | loops forever                                                |
+//! | `alloc`     | allocates without bound                                      |
+//! | `huge`      | returns a 4 MiB body                                         |
+//! | `panic`     | panics                                                       |
+//! | `recurse`   | recurses until the stack overflows                           |
+//! | `open-file` | reads a file and returns it                                  |
+//! | `escape`    | tries the environment, arguments, stdin and a socket         |
+//! | `count`     | bumps a global counter and reports it                        |
+//! | `malformed` | returns a delivery with an invalid header name               |
+//! | `reject`    | fails with a `rejected` error                                |
+//! | `log`       | logs through the import and prints to stdout and stderr      |
+//! | `config`    | reports the route config's `greeting` and its entry count    |
+
+use hms_sync_sdk::{Action, Delivery, Error, Event, Handler, Result};
+use std::hint::black_box;
+use std::io::Read;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+struct Misbehave;
+
+impl Handler for Misbehave {
+    fn handle(event: Event) -> Result<Vec<Action>> {
+        Ok(match event.event_type.as_str() {
+            "echo" => vec![Delivery::new("echo", event.payload).into()],
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = black_box(n.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(black_box(vec![1u8; 1 << 20]));
+                }
+            }
+            "huge" => vec![Delivery::new("echo", vec![b'x'; 4 << 20]).into()],
+            "panic" => panic!("the plugin panicked on purpose"),
+            "recurse" => vec![Action::drop(format!("depth {}", recurse(black_box(0))))],
+            "open-file" => {
+                let path = String::from_utf8_lossy(&event.payload).into_owned();
+                match std::fs::read(&path) {
+                    Ok(bytes) => vec![Delivery::new("echo", bytes).into()],
+                    Err(e) => return Err(Error::internal(format!("cannot open {path}: {e}"))),
+                }
+            }
+            "escape" => vec![Action::drop(escape())],
+            "count" => {
+                let n = COUNTER.fetch_add(1, Ordering::SeqCst) + 1;
+                vec![Action::drop(format!("count={n}"))]
+            }
+            "malformed" => {
+                vec![
+                    Delivery::new("echo", event.payload)
+                        .with_header("bad header", "x")
+                        .into(),
+                ]
+            }
+            "reject" => return Err(Error::rejected("this plugin rejects `reject` events")),
+            "log" => {
+                hms_sync_sdk::info!("info line for {}", event.id);
+                hms_sync_sdk::warn!("warn line");
+                #[allow(clippy::print_stdout, clippy::print_stderr)]
+                {
+                    println!("printed to stdout");
+                    eprintln!("printed to stderr");
+                }
+                vec![Action::drop("logged")]
+            }
+            "config" => {
+                let greeting = hms_sync_sdk::config::get("greeting").unwrap_or_default();
+                let entries = hms_sync_sdk::config::entries().len();
+                vec![Action::drop(format!("{greeting}/{entries}"))]
+            }
+            other => return Err(Error::invalid_input(format!("unknown mode `{other}`"))),
+        })
+    }
+}
+
+fn recurse(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    let frame = black_box([depth; 64]);
+    recurse(black_box(depth + 1)) + frame[0]
+}
+
+/// Tries every ambient capability and says what each attempt got.
+fn escape() -> String {
+    let env = std::env::vars().count();
+    let args = std::env::args().count();
+    let mut stdin = Vec::new();
+    let stdin = std::io::stdin()
+        .read_to_end(&mut stdin)
+        .map(|_| stdin.len());
+    let net = std::net::TcpStream::connect("127.0.0.1:9").map(|_| ());
+    let dir = std::fs::read_dir("/").map(|_| ());
+    format!(
+        "env={env} args={args} stdin={} net={} dir={}",
+        ok_or_err(stdin.map(|n| n.to_string())),
+        ok_or_err(net.map(|()| "connected".to_owned())),
+        ok_or_err(dir.map(|()| "listed".to_owned())),
+    )
+}
+
+fn ok_or_err(result: std::io::Result<String>) -> String {
+    match result {
+        Ok(v) => format!("ok:{v}"),
+        Err(_) => "denied".to_owned(),
+    }
+}
+
+hms_sync_sdk::export_handler!(Misbehave);

@@ -1,0 +1,449 @@
+//! The sandbox against real components built from `plugins/` and `tests/plugins/`.
+
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use sync_engine::event::{Action, Emission, Event};
+use sync_engine::sandbox::{
+    GuestErrorKind, Limits, LoadError, Output, Plugin, PluginConfig, RunError, Sandbox,
+    SandboxConfig, World,
+};
+use sync_engine_tests::{component, load};
+
+/// One sandbox for the whole test binary, as the engine has one.
+fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| Sandbox::new(SandboxConfig::default()).expect("sandbox"))
+}
+
+fn misbehave() -> &'static Plugin {
+    static PLUGIN: OnceLock<Plugin> = OnceLock::new();
+    PLUGIN.get_or_init(|| load(sandbox(), "misbehave"))
+}
+
+fn limits() -> Limits {
+    Limits {
+        timeout: Duration::from_millis(200),
+        memory: 16 << 20,
+        output: 1 << 20,
+    }
+}
+
+fn no_config() -> PluginConfig {
+    PluginConfig::default()
+}
+
+fn event(event_type: &str, payload: impl Into<Vec<u8>>) -> Event {
+    Event {
+        id: format!("evt-{event_type}"),
+        event_type: event_type.to_owned(),
+        origin: "hms".to_owned(),
+        key: None,
+        version: None,
+        timestamp: 1_764_000_000_000,
+        content_type: "application/json".to_owned(),
+        payload: payload.into(),
+        headers: Vec::new(),
+    }
+}
+
+fn run(plugin: &Plugin, event_type: &str, payload: impl Into<Vec<u8>>) -> Result<Output, RunError> {
+    plugin.run(&event(event_type, payload), &no_config(), &limits())
+}
+
+/// The plugin still serves an ordinary event after whatever went before.
+fn assert_still_serves(plugin: &Plugin) {
+    let output = run(plugin, "echo", "still here").expect("the next event succeeds");
+    let Output::Actions(actions) = output else {
+        panic!("{output:?}")
+    };
+    let [Action::Deliver(delivery)] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(delivery.destination, "echo");
+    assert_eq!(delivery.body, b"still here");
+}
+
+#[test]
+fn the_seed_outbound_transformer_maps_the_seed_payload_exactly() {
+    let plugin = load(sandbox(), "tax-rate-outbound");
+    assert_eq!(plugin.world(), World::Transformer);
+    let payload = json!({"rate": 0.0725, "year": 2025}).to_string();
+    let output = run(&plugin, "tax.rate.updated", payload).unwrap();
+    assert_eq!(
+        output,
+        Output::Payload(br#"{"newRates":0.0725,"effectiveYear":2025}"#.to_vec())
+    );
+}
+
+#[test]
+fn the_seed_inbound_handler_emits_the_seed_mapping() {
+    let plugin = load(sandbox(), "tax-rate-inbound");
+    assert_eq!(plugin.world(), World::Handler);
+    let payload = json!({"currentRate": 0.0725, "taxYear": 2025}).to_string();
+    let output = run(&plugin, "tax-rate.changed", payload).unwrap();
+    assert_eq!(
+        output,
+        Output::Actions(vec![Action::Emit(Emission {
+            event_type: "tax.rate.updated".into(),
+            payload: br#"{"rate":0.0725,"year":2025}"#.to_vec(),
+            content_type: Some("application/json".into()),
+            key: Some("tax-rate/2025".into()),
+            version: None,
+            timestamp: None,
+        })])
+    );
+}
+
+#[test]
+fn seed_plugins_report_bad_fields_as_invalid_input_naming_the_field() {
+    let outbound = load(sandbox(), "tax-rate-outbound");
+    let err = run(&outbound, "tax.rate.updated", r#"{"rate": 0.07}"#).unwrap_err();
+    let RunError::Plugin { kind, message } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*kind, GuestErrorKind::InvalidInput);
+    assert!(message.contains("missing field `year`"), "{message}");
+    assert_eq!(err.code(), "invalid-input");
+
+    let inbound = load(sandbox(), "tax-rate-inbound");
+    let err = run(&inbound, "x", r#"{"currentRate": 0.07, "taxYear": "soon"}"#).unwrap_err();
+    let RunError::Plugin { kind, message } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*kind, GuestErrorKind::InvalidInput);
+    assert!(message.contains("`taxYear`"), "{message}");
+}
+
+#[test]
+fn a_plugin_that_loops_forever_is_stopped_at_its_deadline() {
+    let started = Instant::now();
+    let err = run(misbehave(), "loop", "").unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(
+        err,
+        RunError::Timeout {
+            limit: Duration::from_millis(200)
+        }
+    );
+    assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
+    // Generous: the point is that it stops, not how fast this shared machine is.
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert_still_serves(misbehave());
+}
+
+#[test]
+fn a_plugin_that_allocates_without_bound_hits_its_memory_limit() {
+    let err = run(misbehave(), "alloc", "").unwrap_err();
+    let RunError::MemoryLimit { requested, limit } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(limit, 16 << 20);
+    assert!(requested > limit, "{requested}");
+    assert_still_serves(misbehave());
+}
+
+#[test]
+fn a_plugin_that_returns_a_huge_output_is_refused() {
+    let err = run(misbehave(), "huge", "").unwrap_err();
+    let RunError::OutputTooLarge { size, limit } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(limit, 1 << 20);
+    assert!(size >= 4 << 20, "{size}");
+    assert_still_serves(misbehave());
+}
+
+#[test]
+fn a_plugin_that_panics_is_a_trap_carrying_the_panic_message() {
+    let err = run(misbehave(), "panic", "").unwrap_err();
+    let RunError::Trap { reason } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("unreachable"), "{reason}");
+    assert!(
+        reason.contains("the plugin panicked on purpose"),
+        "{reason}"
+    );
+    assert_eq!(err.code(), "trap");
+    assert_still_serves(misbehave());
+}
+
+#[test]
+fn a_plugin_that_overflows_its_stack_is_a_trap() {
+    let err = run(misbehave(), "recurse", "").unwrap_err();
+    let RunError::Trap { reason } = &err else {
+        panic!("{err:?}")
+    };
+    // Rust keeps its stack in linear memory: overflowing it is an out-of-bounds access (or,
+    // for frames kept on the wasm stack, wasm's own stack limit).
+    assert!(
+        reason.contains("out of bounds memory access") || reason.contains("call stack exhausted"),
+        "{reason}"
+    );
+    assert_still_serves(misbehave());
+}
+
+#[test]
+fn a_plugin_cannot_open_a_file() {
+    let dir = std::env::temp_dir().join(format!("sandbox-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret.txt");
+    std::fs::File::create(&secret)
+        .unwrap()
+        .write_all(b"top secret")
+        .unwrap();
+    for path in [secret.to_str().unwrap(), "/etc/hostname", "secret.txt"] {
+        let err = run(misbehave(), "open-file", path).unwrap_err();
+        let RunError::Plugin { kind, message } = &err else {
+            panic!("{path}: {err:?}")
+        };
+        assert_eq!(*kind, GuestErrorKind::Internal);
+        assert!(
+            message.starts_with(&format!("cannot open {path}")),
+            "{message}"
+        );
+        assert!(!message.contains("top secret"));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_still_serves(misbehave());
+}
+
+#[test]
+fn a_plugin_sees_no_environment_arguments_stdin_network_or_directories() {
+    // SAFETY of the test's intent: the host process has an environment; the plugin must not.
+    assert!(std::env::vars().count() > 0);
+    let output = run(misbehave(), "escape", "").unwrap();
+    assert_eq!(
+        output,
+        Output::Actions(vec![Action::Drop(
+            "env=0 args=0 stdin=ok:0 net=denied dir=denied".into()
+        )])
+    );
+}
+
+#[test]
+fn a_malformed_action_is_refused_naming_what_is_wrong() {
+    let err = run(misbehave(), "malformed", "x").unwrap_err();
+    let RunError::Malformed(reason) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("action 0"), "{reason}");
+    assert!(reason.contains("`bad header`"), "{reason}");
+    assert_still_serves(misbehave());
+}
+
+#[test]
+fn a_plugin_error_keeps_its_kind() {
+    let err = run(misbehave(), "reject", "").unwrap_err();
+    assert_eq!(
+        err,
+        RunError::Plugin {
+            kind: GuestErrorKind::Rejected,
+            message: "this plugin rejects `reject` events".into()
+        }
+    );
+}
+
+#[test]
+fn two_events_never_share_state() {
+    for _ in 0..3 {
+        let output = run(misbehave(), "count", "").unwrap();
+        assert_eq!(
+            output,
+            Output::Actions(vec![Action::Drop("count=1".into())])
+        );
+    }
+}
+
+#[test]
+fn a_plugin_reads_its_route_config() {
+    let config: PluginConfig = Arc::new(BTreeMap::from([
+        ("greeting".to_owned(), "hello".to_owned()),
+        ("other".to_owned(), "x".to_owned()),
+    ]));
+    let output = misbehave()
+        .run(&event("config", ""), &config, &limits())
+        .unwrap();
+    assert_eq!(
+        output,
+        Output::Actions(vec![Action::Drop("hello/2".into())])
+    );
+    let output = run(misbehave(), "config", "").unwrap();
+    assert_eq!(output, Output::Actions(vec![Action::Drop("/0".into())]));
+}
+
+/// A `tracing` writer that keeps everything written, for one test.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn guest_logs_and_prints_go_to_tracing_with_plugin_and_event() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let output = tracing::subscriber::with_default(subscriber, || run(misbehave(), "log", ""));
+    assert_eq!(
+        output.unwrap(),
+        Output::Actions(vec![Action::Drop("logged".into())])
+    );
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
+            .to_owned()
+    };
+    for (needle, level) in [
+        ("info line for evt-log", "INFO"),
+        ("warn line", "WARN"),
+        ("printed to stdout", "INFO"),
+        ("printed to stderr", "WARN"),
+    ] {
+        let line = line(needle);
+        assert!(line.contains(level), "{line}");
+        assert!(line.contains("plugin=\"misbehave\""), "{line}");
+        assert!(line.contains("event_id=\"evt-log\""), "{line}");
+        assert!(
+            line.contains(&format!("version=\"{}\"", &misbehave().hash()[..12])),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_component_of_another_world_is_refused_naming_what_it_exports() {
+    let err = sandbox()
+        .load("not-a-plugin", &component("not-a-plugin"))
+        .unwrap_err();
+    let LoadError::WrongWorld(message) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("neither plugin world"), "{message}");
+    assert!(message.contains("`hms:sync/transform@0.1.0`"), "{message}");
+    assert!(message.contains("`hms:sync/handle@0.1.0`"), "{message}");
+    assert!(message.contains("wasi:cli/run"), "{message}");
+}
+
+#[test]
+fn a_component_with_the_wrong_shapes_is_refused_naming_the_mismatch() {
+    let err = sandbox()
+        .load("wrong-shape", &component("wrong-shape"))
+        .unwrap_err();
+    let LoadError::WrongShape(message) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("`hms:sync/transform@0.1.0`"), "{message}");
+    assert!(message.contains("`transform` function"), "{message}");
+    assert!(message.contains("transformer world"), "{message}");
+    assert!(
+        message.contains("expected `record` found `string`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn bytes_that_are_not_a_component_are_refused() {
+    let err = sandbox().load("junk", b"definitely not wasm").unwrap_err();
+    assert!(matches!(err, LoadError::NotWasm(_)), "{err:?}");
+    // The smallest valid core module: magic and version, nothing else.
+    let err = sandbox().load("core", b"\0asm\x01\0\0\0").unwrap_err();
+    assert!(matches!(err, LoadError::CoreModule), "{err:?}");
+    assert!(err.to_string().contains("wasm32-wasip2"), "{err}");
+}
+
+#[test]
+fn a_plugin_version_is_the_sha256_of_its_bytes() {
+    let bytes = component("tax-rate-outbound");
+    let a = sandbox().load("a", &bytes).unwrap();
+    let b = sandbox().load("b", &bytes).unwrap();
+    assert_eq!(a.hash(), b.hash());
+    assert_eq!(a.hash().len(), 64);
+    assert_eq!(a.version_tag(), format!("a@{}", &a.hash()[..12]));
+    assert_eq!(a.size(), bytes.len());
+    let other = load(sandbox(), "tax-rate-inbound");
+    assert_ne!(a.hash(), other.hash());
+    // The inbound handler logs and reads its config; nothing imports the filesystem.
+    assert!(
+        other.imports().iter().any(|i| i == "hms:sync/log@0.1.0"),
+        "{:?}",
+        other.imports()
+    );
+    assert!(other.imports().iter().any(|i| i == "hms:sync/config@0.1.0"));
+}
+
+#[test]
+fn events_run_concurrently_on_one_plugin() {
+    let plugin = load(sandbox(), "tax-rate-outbound");
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let plugin = &plugin;
+            scope.spawn(move || {
+                for year in 0..50 {
+                    let year = 2000 + t * 100 + year;
+                    let payload = json!({"rate": 1.5, "year": year}).to_string();
+                    let output = run(plugin, "tax.rate.updated", payload).unwrap();
+                    let expected = format!(r#"{{"newRates":1.5,"effectiveYear":{year}}}"#);
+                    assert_eq!(output, Output::Payload(expected.into_bytes()));
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_full_instance_pool_is_a_capacity_error_not_a_plugin_failure() {
+    let sandbox = Sandbox::new(SandboxConfig {
+        max_instances: 1,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let plugin = load(&sandbox, "misbehave");
+    let busy = Limits {
+        timeout: Duration::from_secs(3),
+        ..limits()
+    };
+    std::thread::scope(|scope| {
+        // The looping event retries until it holds the slot, so the race below is one-sided.
+        let looping = scope.spawn(|| {
+            loop {
+                match plugin.run(&event("loop", ""), &no_config(), &busy) {
+                    Err(err) if err.is_capacity() => continue,
+                    result => break result,
+                }
+            }
+        });
+        let mut saw_capacity = None;
+        while !looping.is_finished() {
+            if let Err(err) = run(&plugin, "echo", "x") {
+                saw_capacity = Some(err);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let err = saw_capacity.expect("an event ran while the only slot was busy");
+        assert!(err.is_capacity(), "{err:?}");
+        assert_eq!(err.code(), "instantiate");
+        assert!(matches!(
+            looping.join().unwrap(),
+            Err(RunError::Timeout { .. })
+        ));
+    });
+    assert_still_serves(&plugin);
+}
