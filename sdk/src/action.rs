@@ -72,34 +72,9 @@ impl Delivery {
     ) -> Result<Self> {
         Ok(Self::new(destination, to_json(value)?).with_content_type("application/json"))
     }
-
-    /// Sets the body's media type.
-    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
-        self.content_type = Some(content_type.into());
-        self
-    }
-
     /// Adds a request header.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push(Header::new(name, value));
-        self
-    }
-
-    /// Sets the entity key.
-    pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(key.into());
-        self
-    }
-
-    /// Sets the entity version.
-    pub fn with_version(mut self, version: u64) -> Self {
-        self.version = Some(version);
-        self
-    }
-
-    /// Sets when this version was made, in Unix milliseconds.
-    pub fn with_timestamp(mut self, timestamp: i64) -> Self {
-        self.timestamp = Some(timestamp);
         self
     }
 }
@@ -141,28 +116,37 @@ impl Emission {
     ) -> Result<Self> {
         Ok(Self::new(event_type, to_json(value)?).with_content_type("application/json"))
     }
-
-    /// Sets the payload's media type.
-    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
-        self.content_type = Some(content_type.into());
-        self
-    }
-
-    /// Sets the entity key.
-    pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(key.into());
-        self
-    }
-
-    /// Sets the entity version.
-    pub fn with_version(mut self, version: u64) -> Self {
-        self.version = Some(version);
-        self
-    }
-
-    /// Sets when the change happened, in Unix milliseconds.
-    pub fn with_timestamp(mut self, timestamp: i64) -> Self {
-        self.timestamp = Some(timestamp);
-        self
-    }
 }
+
+/// The setters [`Delivery`] and [`Emission`] share: media type, entity key, version, timestamp.
+macro_rules! entity_setters {
+    ($($ty:ty),+) => {$(
+        impl $ty {
+            /// Sets the media type of the body or payload.
+            pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+                self.content_type = Some(content_type.into());
+                self
+            }
+
+            /// Sets the entity key, for ordering and conflict checks.
+            pub fn with_key(mut self, key: impl Into<String>) -> Self {
+                self.key = Some(key.into());
+                self
+            }
+
+            /// Sets the entity version. Larger is newer.
+            pub fn with_version(mut self, version: u64) -> Self {
+                self.version = Some(version);
+                self
+            }
+
+            /// Sets when this version of the entity was made, in Unix milliseconds.
+            pub fn with_timestamp(mut self, timestamp: i64) -> Self {
+                self.timestamp = Some(timestamp);
+                self
+            }
+        }
+    )+};
+}
+
+entity_setters!(Delivery, Emission);

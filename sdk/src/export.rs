@@ -35,18 +35,7 @@ impl<T: Handler> handler::exports::hms::sync::handle::Guest for HandleAdapter<T>
 #[macro_export]
 macro_rules! export_transformer {
     ($plugin:ty) => {
-        #[cfg(target_arch = "wasm32")]
-        const _: () = {
-            type __HmsSyncTransformer = $crate::__private::TransformAdapter<$plugin>;
-            $crate::bindings::transformer::export!(
-                __HmsSyncTransformer with_types_in $crate::bindings::transformer
-            );
-        };
-        #[cfg(not(target_arch = "wasm32"))]
-        const _: fn() = || {
-            fn is_transformer<T: $crate::Transformer>() {}
-            is_transformer::<$plugin>();
-        };
+        $crate::__export_plugin!($plugin, Transformer, TransformAdapter, transformer);
     };
 }
 
@@ -57,17 +46,27 @@ macro_rules! export_transformer {
 #[macro_export]
 macro_rules! export_handler {
     ($plugin:ty) => {
+        $crate::__export_plugin!($plugin, Handler, HandleAdapter, handler);
+    };
+}
+
+/// What both export macros expand to: on wasm, the world's generated `export!` for the adapter;
+/// elsewhere, a check that the plugin implements the trait.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_plugin {
+    ($plugin:ty, $trait:ident, $adapter:ident, $world:ident) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
-            type __HmsSyncHandler = $crate::__private::HandleAdapter<$plugin>;
-            $crate::bindings::handler::export!(
-                __HmsSyncHandler with_types_in $crate::bindings::handler
+            type __HmsSyncAdapter = $crate::__private::$adapter<$plugin>;
+            $crate::bindings::$world::export!(
+                __HmsSyncAdapter with_types_in $crate::bindings::$world
             );
         };
         #[cfg(not(target_arch = "wasm32"))]
         const _: fn() = || {
-            fn is_handler<T: $crate::Handler>() {}
-            is_handler::<$plugin>();
+            fn implements<T: $crate::$trait>() {}
+            implements::<$plugin>();
         };
     };
 }
