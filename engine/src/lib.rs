@@ -1,14 +1,30 @@
 //! The HMS Synchronization Engine: a host that runs agency-supplied transformer plugins,
-//! compiled to WebAssembly components, in a sandbox, one fresh instance per event.
+//! compiled to WebAssembly components, in a sandbox, one fresh instance per event, and delivers
+//! their results both ways with durability and retries.
 //!
 //! # Layout
 //!
 //! The modules follow the data flow (see `DESIGN.md`):
 //!
-//! - [`event`]: the records that flow through: an accepted [`event::Event`] and the
-//!   [`event::Action`]s a plugin turns it into.
+//! - [`sources`]: the HTTP listeners: the embedded HMS bus (`POST /events/{type}`) and the
+//!   configured webhooks. An event is answered only once it is committed.
+//! - [`store`]: the durable store (SQLite in WAL mode) with group commit.
+//! - [`pipeline`]: runs each accepted event through its route's plugins and turns what they
+//!   return into outbox rows.
 //! - [`sandbox`]: loads plugins (components built against `wit/`), checks them against the
 //!   `transformer` and `handler` worlds, and runs each event in a fresh, limited instance.
+//! - [`delivery`]: sends outbox rows to destinations and to the HMS core, with retries.
+//! - [`event`]: the records that flow through: [`event::Event`] and [`event::Action`].
+//! - [`config`]: the YAML configuration; [`engine`] builds the running engine from it;
+//!   [`cli`] is the `sync-engine` command; [`sink`] is a receiver for trying the engine out.
 
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod engine;
 pub mod event;
+pub mod pipeline;
 pub mod sandbox;
+pub mod sink;
+pub mod sources;
+pub mod store;

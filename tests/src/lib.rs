@@ -1,11 +1,23 @@
-//! Helpers for the black-box tests: where the plugins built from source are, and how to load
-//! them.
+//! Helpers for the black-box tests: where the plugins built from source are, a receiver that
+//! stands in for destinations and the HMS core, and engines run in-process or as a process.
 //!
 //! `build.rs` compiles every crate under `plugins/` and `tests/plugins/` to `wasm32-wasip2`
 //! before these tests compile; [`component`] reads the result.
 
-use std::path::PathBuf;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use sync_engine::config::Config;
 use sync_engine::sandbox::{Plugin, Sandbox};
+use sync_engine::store::Store;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// The directory the build script put the components in.
 pub const ARTIFACTS: &str = env!("PLUGIN_ARTIFACTS");
@@ -32,4 +44,331 @@ pub fn load(sandbox: &Sandbox, package: &str) -> Plugin {
     sandbox
         .load(package, &component(package))
         .unwrap_or_else(|e| panic!("cannot load {package}: {e}"))
+}
+
+/// The seed's tax-rate configuration for tests: both plugins, the outbound route to the
+/// destination `state-api` at `state_api`, the webhook `/webhook/tax-rate` (system `state-api`)
+/// and the core at `core` with token `core-token`. Retries are fast: 50 ms doubling, 5 attempts.
+pub fn seed_config(state_api: &str, core: &str) -> String {
+    format!(
+        r#"
+core:
+  url: {core}
+  token: core-token
+  timeout: 2s
+plugins:
+  tax-rate-outbound:
+    path: {outbound}
+  tax-rate-inbound:
+    path: {inbound}
+destinations:
+  state-api:
+    url: {state_api}
+    timeout: 2s
+retry:
+  initialDelay: 50ms
+  factor: 2
+  maxDelay: 1s
+  maxAttempts: 5
+hmsEvents:
+  - event: tax.rate.updated
+    handler: tax-rate-outbound
+    destination: state-api
+externalWebhooks:
+  - path: /webhook/tax-rate
+    handler: tax-rate-inbound
+    system: state-api
+"#,
+        outbound = component_path("tax-rate-outbound").display(),
+        inbound = component_path("tax-rate-inbound").display(),
+    )
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The method.
+    pub method: String,
+    /// The path.
+    pub path: String,
+    /// The headers, names lower-case (the last value of repeated ones).
+    pub headers: HashMap<String, String>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: Instant,
+    /// The status it was answered with.
+    pub status: u16,
+}
+
+impl Received {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("the body is JSON")
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    received: Mutex<Vec<Received>>,
+    script: Mutex<VecDeque<u16>>,
+    default_status: Mutex<u16>,
+    arrived: Notify,
+}
+
+/// A real HTTP server on loopback that records every request and answers with scripted
+/// statuses: the stand-in for a state API or the HMS core.
+pub struct Receiver {
+    address: SocketAddr,
+    state: Arc<ReceiverState>,
+    shutdown: CancellationToken,
+}
+
+impl Receiver {
+    /// Starts a receiver on a free port; it answers 200 until told otherwise.
+    pub async fn start() -> Receiver {
+        Self::start_on("127.0.0.1:0".parse().expect("address")).await
+    }
+
+    /// Starts a receiver on `address`.
+    pub async fn start_on(address: SocketAddr) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .unwrap_or_else(|e| panic!("cannot bind the receiver to {address}: {e}"));
+        let address = listener.local_addr().expect("local address");
+        let state = Arc::new(ReceiverState {
+            default_status: Mutex::new(200),
+            ..ReceiverState::default()
+        });
+        let shutdown = CancellationToken::new();
+        let app = Router::new().fallback(record).with_state(state.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .expect("the receiver serves");
+        });
+        Receiver {
+            address,
+            state,
+            shutdown,
+        }
+    }
+
+    /// `http://address{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Answers the next requests with these statuses, in order, then with the default.
+    pub fn script(&self, statuses: &[u16]) {
+        self.state
+            .script
+            .lock()
+            .expect("lock")
+            .extend(statuses.iter().copied());
+    }
+
+    /// Answers with `status` when no scripted status is left.
+    pub fn set_default_status(&self, status: u16) {
+        *self.state.default_status.lock().expect("lock") = status;
+    }
+
+    /// Every request so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().expect("lock").clone()
+    }
+
+    /// Waits until `done` holds for the requests received, or panics after `timeout` showing
+    /// what did arrive.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let arrived = self.state.arrived.notified();
+            let received = self.received();
+            if done(&received) {
+                return received;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                let received = self.received();
+                if done(&received) {
+                    return received;
+                }
+                panic!(
+                    "timed out after {timeout:?}; {} request(s) arrived: {:#?}",
+                    received.len(),
+                    received
+                        .iter()
+                        .map(|r| (&r.path, r.status))
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+
+    /// Waits for at least `n` requests.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        self.wait_until(timeout, |r| r.len() >= n).await
+    }
+
+    /// Stops serving; later requests are refused.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn record(
+    State(state): State<Arc<ReceiverState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let status = state
+        .script
+        .lock()
+        .expect("lock")
+        .pop_front()
+        .unwrap_or_else(|| *state.default_status.lock().expect("lock"));
+    let headers = headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                value.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    state.received.lock().expect("lock").push(Received {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        headers,
+        body: body.to_vec(),
+        at: Instant::now(),
+        status,
+    });
+    state.arrived.notify_waiters();
+    StatusCode::from_u16(status).expect("a valid status")
+}
+
+/// An engine running in this process on a free port, with its store in a temporary directory.
+pub struct TestEngine {
+    url: String,
+    dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestEngine {
+    /// Starts an engine on configuration text (relative paths are relative to a fresh temporary
+    /// directory, where the store also lives) and waits until it answers.
+    pub async fn start(yaml: &str) -> TestEngine {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        Self::start_in(yaml, dir).await
+    }
+
+    /// Starts an engine whose store lives in `dir`.
+    pub async fn start_in(yaml: &str, dir: tempfile::TempDir) -> TestEngine {
+        let config = Config::parse(yaml, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(sync_engine::engine::run(config, listener, shutdown.clone()));
+        let engine = TestEngine {
+            url,
+            dir,
+            shutdown,
+            task,
+        };
+        wait_healthy(&engine.url, Duration::from_secs(30)).await;
+        engine
+    }
+
+    /// `http://address{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Stops the engine gracefully, checks it stopped cleanly, and returns its directory.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("the engine task did not panic")
+            .expect("the engine stopped cleanly");
+        self.dir
+    }
+}
+
+/// Opens the store in `dir` (the engine must be stopped).
+pub fn open_store(dir: &Path) -> Store {
+    Store::open(&dir.join("data")).expect("the store opens")
+}
+
+/// An HTTP client for talking to engines. (reqwest is built without a default TLS provider,
+/// as in the engine; this installs ring's.)
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// Waits until `GET {url}/healthz` answers 200, or panics after `timeout`.
+pub async fn wait_healthy(url: &str, timeout: Duration) {
+    let client = http();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(response) = client.get(format!("{url}/healthz")).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not become healthy within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Posts a JSON body and returns the status and the JSON answer.
+pub async fn post_json(
+    url: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let mut request = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("the engine answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, json)
 }

@@ -1,0 +1,214 @@
+//! The `sync-engine` command.
+
+use crate::config::Config;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// The HMS Synchronization Engine: runs agency plugins (WebAssembly components) on change
+/// events and delivers their results, durably, with retries.
+#[derive(Debug, Parser)]
+#[command(name = "sync-engine", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// How logs are written to stderr. The level comes from `RUST_LOG` (default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the engine: listeners, processing and delivery, until SIGINT or SIGTERM.
+    Run {
+        /// The configuration file (YAML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Listen here instead of the configuration's `listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Checks a configuration file and loads every plugin it names; reports each problem.
+    Validate {
+        /// The configuration file (YAML).
+        config: PathBuf,
+    },
+    /// Works with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Runs a receiver that logs every request and answers with a fixed status: a stand-in
+    /// destination or HMS core for trying the engine out.
+    Sink {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:6100")]
+        listen: SocketAddr,
+        /// The status to answer with.
+        #[arg(long, default_value_t = 200)]
+        status: u16,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Loads a component as the engine would and says which world it implements and what it
+    /// imports, or why it is refused.
+    Check {
+        /// The component (`.wasm`).
+        file: PathBuf,
+    },
+}
+
+/// Runs the command line; returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+#[allow(clippy::print_stdout)]
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config, listen } => {
+            let mut config = Config::load(&config)?;
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            runtime()?.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.listen))?;
+                let shutdown = CancellationToken::new();
+                tokio::spawn(cancel_on_signal(shutdown.clone()));
+                crate::engine::run(config, listener, shutdown).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { config: path } => {
+            let checked = Config::load(&path).and_then(|config| {
+                crate::engine::prepare(&config)
+                    .map(|prepared| (config, prepared))
+                    .map_err(|mut e| {
+                        e.file = Some(path.clone());
+                        e
+                    })
+            });
+            match checked {
+                Ok((config, _)) => {
+                    println!(
+                        "{} is valid: {} plugin(s), {} destination(s), {} HMS event route(s), {} webhook(s)",
+                        path.display(),
+                        config.plugins.len(),
+                        config.destinations.len(),
+                        config.hms_events.len(),
+                        config.external_webhooks.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Plugin {
+            command: PluginCommand::Check { file },
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let sandbox = Sandbox::new(SandboxConfig::default())?;
+            let name = file
+                .file_stem()
+                .map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned());
+            match sandbox.load(&name, &bytes) {
+                Ok(plugin) => {
+                    println!(
+                        "{}: implements the {} world",
+                        file.display(),
+                        plugin.world()
+                    );
+                    println!("  version  {}", plugin.hash());
+                    println!("  size     {} bytes", plugin.size());
+                    println!("  imports  {}", plugin.imports().join(", "));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("{}: refused: {e}", file.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Sink { listen, status } => {
+            let status = http::StatusCode::from_u16(status)
+                .with_context(|| format!("{status} is not an HTTP status"))?;
+            runtime()?.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                let shutdown = CancellationToken::new();
+                tokio::spawn(cancel_on_signal(shutdown.clone()));
+                crate::sink::run(listener, status, shutdown).await?;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,331 @@
+//! Delivery: sends due outbox rows over HTTP, to named destinations and to the HMS core, and
+//! records every attempt.
+//!
+//! Delivery is at least once: a row is marked delivered only after a 2xx answer is recorded, so
+//! a crash between the answer and the record sends it again after a restart, with the same
+//! `idempotency-key` (and `webhook-id`) header, which receivers use to drop the repeat. The time
+//! of each next attempt is stored, so a restart resumes the schedule where it was.
+
+pub mod retry;
+
+use crate::config::{Config, CoreConfig, DestinationConfig};
+use crate::store::{AttemptRecord, Next, OutboxKind, OutboxRow, Store, now_ms};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use retry::{Schedule, Verdict};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long the dispatcher sleeps at most before looking for due rows again.
+const IDLE_POLL: Duration = Duration::from_secs(5);
+/// How long shutdown waits for requests in flight before leaving them to the next start.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How much of a failed response's body is kept in the attempt's error.
+const ERROR_BODY: usize = 512;
+
+/// Where an outbox row goes: a destination or the core.
+#[derive(Debug, Clone)]
+struct Target {
+    url: reqwest::Url,
+    method: http::Method,
+    headers: HeaderMap,
+    timeout: Duration,
+    schedule: Schedule,
+}
+
+impl Target {
+    fn destination(config: &Config, d: &DestinationConfig) -> anyhow::Result<Target> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &d.headers {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes())?,
+                HeaderValue::from_str(value)?,
+            );
+        }
+        Ok(Target {
+            url: reqwest::Url::parse(&d.url)?,
+            method: d.method.as_http(),
+            headers,
+            timeout: d.timeout,
+            schedule: Schedule::new(&d.retry.apply(&config.retry)),
+        })
+    }
+
+    fn core(config: &Config, core: &CoreConfig) -> anyhow::Result<Target> {
+        let mut headers = HeaderMap::new();
+        if let Some(token) = &core.token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", &**token))?;
+            value.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+        Ok(Target {
+            url: reqwest::Url::parse(&core.url)?,
+            method: http::Method::POST,
+            headers,
+            timeout: core.timeout,
+            schedule: Schedule::new(&core.retry.apply(&config.retry)),
+        })
+    }
+}
+
+/// Sends due outbox rows and records their attempts.
+pub struct Dispatcher {
+    store: Store,
+    client: reqwest::Client,
+    destinations: HashMap<String, Target>,
+    core: Option<Target>,
+    concurrency: usize,
+}
+
+impl Dispatcher {
+    /// A dispatcher for the destinations and core of a checked configuration.
+    pub fn new(config: &Config, store: Store) -> anyhow::Result<Dispatcher> {
+        // reqwest is built without a default TLS provider; use ring's. Installing it a second
+        // time (a second engine in one process) is refused, harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("hms-sync-engine/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let destinations = config
+            .destinations
+            .iter()
+            .map(|(name, d)| Ok((name.clone(), Target::destination(config, d)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let core = config
+            .core
+            .as_ref()
+            .map(|core| Target::core(config, core))
+            .transpose()?;
+        Ok(Dispatcher {
+            store,
+            client,
+            destinations,
+            core,
+            concurrency: config.delivery_concurrency.get(),
+        })
+    }
+
+    /// Sends due rows, up to the concurrency limit, until `shutdown`. Requests in flight then
+    /// get a grace period to finish and be recorded; those that do not stay pending.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let changed = self.store.outbox_changed();
+        let mut inflight: JoinSet<i64> = JoinSet::new();
+        let mut ids: HashSet<i64> = HashSet::new();
+        loop {
+            let free = self.concurrency.saturating_sub(inflight.len());
+            let mut wake_at = None;
+            if free > 0 {
+                let now = now_ms();
+                match self
+                    .store
+                    .due_outbox(now, free, ids.iter().copied().collect())
+                    .await
+                {
+                    Ok(rows) => {
+                        for row in rows {
+                            ids.insert(row.id);
+                            let this = self.clone();
+                            inflight.spawn(async move {
+                                let id = row.id;
+                                this.deliver(row).await;
+                                id
+                            });
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot read due deliveries"),
+                }
+                wake_at = self.store.next_due(now).await.ok().flatten();
+            }
+            let sleep = wake_at.map_or(IDLE_POLL, |at| {
+                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(IDLE_POLL)
+            });
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                    if let Ok(id) = done {
+                        ids.remove(&id);
+                    }
+                }
+                () = changed.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+            }
+        }
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while inflight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                in_flight = inflight.len(),
+                "deliveries still in flight at shutdown; they stay pending and are sent again on the next start"
+            );
+        }
+    }
+
+    /// Makes one attempt at a row and records it.
+    async fn deliver(&self, row: OutboxRow) {
+        let attempt = row.attempts + 1;
+        let target = match row.kind {
+            OutboxKind::Deliver => self.destinations.get(&row.target),
+            OutboxKind::Emit => self.core.as_ref(),
+            OutboxKind::Drop => None,
+        };
+        let destination = match row.kind {
+            OutboxKind::Emit => "hms-core",
+            _ => row.target.as_str(),
+        };
+        let started_at = now_ms();
+        let started = Instant::now();
+        let (status, error, next) = match target {
+            None => (
+                None,
+                Some(match row.kind {
+                    OutboxKind::Emit => "the HMS core is not configured (`core.url`), so emitted events cannot be delivered".to_owned(),
+                    _ => format!("the destination `{}` is not configured", row.target),
+                }),
+                Next::Failed,
+            ),
+            Some(target) => {
+                let (verdict, status, error) = self.send(target, &row).await;
+                let next = match verdict {
+                    Verdict::Delivered => Next::Delivered,
+                    Verdict::Permanent => Next::Failed,
+                    Verdict::Retry => match target.schedule.delay_after(attempt) {
+                        Some(delay) => Next::RetryAt(
+                            now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                        ),
+                        None => Next::Failed,
+                    },
+                };
+                (status, error, next)
+            }
+        };
+        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        match (&next, &error) {
+            (Next::Delivered, _) => tracing::info!(
+                event_id = %row.event_id, destination, attempt, status, duration_ms, "delivered"
+            ),
+            (Next::RetryAt(at), error) => tracing::warn!(
+                event_id = %row.event_id, destination, attempt, status, error = error.as_deref().unwrap_or(""),
+                retry_in_ms = at - now_ms(), "delivery failed; will retry"
+            ),
+            (Next::Failed, error) => tracing::error!(
+                event_id = %row.event_id, destination, attempt, status, error = error.as_deref().unwrap_or(""),
+                "delivery failed for good"
+            ),
+        }
+        let record = AttemptRecord {
+            outbox_id: row.id,
+            attempt,
+            started_at,
+            duration_ms,
+            status,
+            error,
+            next,
+        };
+        if let Err(e) = self.store.record_attempt(record).await {
+            tracing::error!(event_id = %row.event_id, destination, error = %e, "cannot record a delivery attempt; it will be made again");
+        }
+    }
+
+    /// Sends one request. Returns the verdict, the status, and an error message.
+    async fn send(
+        &self,
+        target: &Target,
+        row: &OutboxRow,
+    ) -> (Verdict, Option<u16>, Option<String>) {
+        let mut url = target.url.clone();
+        let mut headers = target.headers.clone();
+        if row.kind == OutboxKind::Emit {
+            // `{core.url}/events/{type}`, however the core's URL ends.
+            let path = format!("{}/events/{}", url.path().trim_end_matches('/'), row.target);
+            url.set_path(&path);
+            for (name, value) in [
+                ("hms-origin", Some(row.origin.clone())),
+                ("hms-source-event", Some(row.event_id.clone())),
+                ("hms-key", row.key.clone()),
+                ("hms-version", row.version.map(|v| v.to_string())),
+                ("hms-timestamp", Some(row.timestamp.to_string())),
+            ] {
+                if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                    headers.insert(HeaderName::from_static(name), value);
+                }
+            }
+        }
+        for header in &row.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(header.name.as_bytes()),
+                HeaderValue::from_str(&header.value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        if let Ok(value) = HeaderValue::from_str(&row.content_type) {
+            headers.insert(http::header::CONTENT_TYPE, value);
+        }
+        if let Ok(key) = HeaderValue::from_str(&row.idempotency_key) {
+            headers.insert(HeaderName::from_static("idempotency-key"), key.clone());
+            headers.insert(HeaderName::from_static("webhook-id"), key);
+        }
+        let request = self
+            .client
+            .request(target.method.clone(), url)
+            .headers(headers)
+            .timeout(target.timeout)
+            .body(row.body.clone());
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                let verdict = retry::classify_status(status);
+                let error = (verdict != Verdict::Delivered).then(|| format!("HTTP {status}"));
+                let error = match error {
+                    Some(prefix) => Some(with_body_excerpt(prefix, response).await),
+                    None => None,
+                };
+                (verdict, Some(status.as_u16()), error)
+            }
+            Err(e) => {
+                let message = if e.is_timeout() {
+                    format!("no answer within {}ms", target.timeout.as_millis())
+                } else {
+                    error_chain(&e)
+                };
+                (retry::classify_error(&e), None, Some(message))
+            }
+        }
+    }
+}
+
+/// `prefix: <the start of the response body>`, when the body has text.
+async fn with_body_excerpt(prefix: String, mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < ERROR_BODY {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(ERROR_BODY);
+    let text = String::from_utf8_lossy(&body);
+    let text = text.trim();
+    if text.is_empty() {
+        prefix
+    } else {
+        format!("{prefix}: {text}")
+    }
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message hides the cause).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

@@ -1,0 +1,166 @@
+//! Retries, in two separate pieces: *classification* says whether an attempt's result is worth
+//! another try; the *schedule* says when, and when to stop.
+
+use crate::config::RetryConfig;
+use http::StatusCode;
+use std::time::Duration;
+
+/// What an attempt's result means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The receiver accepted the request.
+    Delivered,
+    /// The attempt failed in a way that may pass: try again later.
+    Retry,
+    /// The receiver refused the request for good: do not try again.
+    Permanent,
+}
+
+/// Classifies a response status.
+///
+/// - 2xx is delivered.
+/// - 408 (request timeout), 409 (conflict), 425 (too early) and 429 (too many requests) are
+///   worth another try, as is every 5xx except 501 (not implemented) and 505 (HTTP version not
+///   supported), which will not change.
+/// - Any other 4xx is permanent: the request itself is wrong.
+/// - 3xx is a failed attempt (redirects are never followed: a destination's URL is configured,
+///   not discovered), retried like a server error.
+pub fn classify_status(status: StatusCode) -> Verdict {
+    match status.as_u16() {
+        200..=299 => Verdict::Delivered,
+        408 | 409 | 425 | 429 => Verdict::Retry,
+        501 | 505 => Verdict::Permanent,
+        400..=499 => Verdict::Permanent,
+        _ => Verdict::Retry,
+    }
+}
+
+/// Classifies a request that got no response. A request that could not even be built is
+/// permanent; a connection refused, reset or timed out is worth another try.
+pub fn classify_error(err: &reqwest::Error) -> Verdict {
+    if err.is_builder() {
+        Verdict::Permanent
+    } else {
+        Verdict::Retry
+    }
+}
+
+/// When to try again: exponential backoff with jitter, up to a number of attempts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    initial_delay: Duration,
+    factor: f64,
+    max_delay: Duration,
+    max_attempts: u32,
+}
+
+/// How far a delay may stray from the exponential curve, either way (a fraction of it).
+const JITTER: f64 = 0.2;
+
+impl Schedule {
+    /// The schedule of a retry policy.
+    pub fn new(config: &RetryConfig) -> Self {
+        Schedule {
+            initial_delay: config.initial_delay,
+            factor: config.factor.max(1.0),
+            max_delay: config.max_delay,
+            max_attempts: config.max_attempts.get(),
+        }
+    }
+
+    /// How many attempts in all before giving up.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The delay before the next attempt, after `attempts` failed ones; `None` when no attempt
+    /// is left. The n-th retry waits `initial_delay * factor^(n-1)`, within ±20% at random (so
+    /// receivers that fail together are not retried together), and never more than `max_delay`.
+    pub fn delay_after(&self, attempts: u32) -> Option<Duration> {
+        if attempts >= self.max_attempts {
+            return None;
+        }
+        let exponent = i32::try_from(attempts.saturating_sub(1)).unwrap_or(i32::MAX);
+        let base = self.initial_delay.as_secs_f64() * self.factor.powi(exponent);
+        let jittered = base * (1.0 - JITTER + 2.0 * JITTER * fastrand::f64());
+        let capped = jittered.min(self.max_delay.as_secs_f64());
+        Some(Duration::from_secs_f64(capped.max(0.0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroU32;
+
+    #[test]
+    fn statuses() {
+        for (code, verdict) in [
+            (200, Verdict::Delivered),
+            (204, Verdict::Delivered),
+            (301, Verdict::Retry),
+            (307, Verdict::Retry),
+            (400, Verdict::Permanent),
+            (401, Verdict::Permanent),
+            (404, Verdict::Permanent),
+            (408, Verdict::Retry),
+            (409, Verdict::Retry),
+            (410, Verdict::Permanent),
+            (422, Verdict::Permanent),
+            (425, Verdict::Retry),
+            (429, Verdict::Retry),
+            (500, Verdict::Retry),
+            (501, Verdict::Permanent),
+            (502, Verdict::Retry),
+            (503, Verdict::Retry),
+            (504, Verdict::Retry),
+            (505, Verdict::Permanent),
+        ] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(classify_status(status), verdict, "{code}");
+        }
+    }
+
+    fn schedule(max_attempts: u32) -> Schedule {
+        Schedule::new(&RetryConfig {
+            initial_delay: Duration::from_secs(1),
+            factor: 2.0,
+            max_delay: Duration::from_secs(60),
+            max_attempts: NonZeroU32::new(max_attempts).unwrap(),
+        })
+    }
+
+    #[test]
+    fn delays_grow_within_their_jitter_and_stop_at_the_cap() {
+        let s = schedule(20);
+        for _ in 0..200 {
+            let mut previous = Duration::ZERO;
+            for attempts in 1..=5 {
+                let delay = s.delay_after(attempts).unwrap();
+                let base = f64::from(1u32 << (attempts - 1));
+                assert!(
+                    delay.as_secs_f64() >= base * 0.8 - 1e-9,
+                    "{attempts}: {delay:?}"
+                );
+                assert!(
+                    delay.as_secs_f64() <= base * 1.2 + 1e-9,
+                    "{attempts}: {delay:?}"
+                );
+                assert!(
+                    delay > previous,
+                    "delays increase: {previous:?} then {delay:?}"
+                );
+                previous = delay;
+            }
+            assert_eq!(s.delay_after(15).unwrap(), Duration::from_secs(60));
+        }
+    }
+
+    #[test]
+    fn attempts_run_out() {
+        let s = schedule(3);
+        assert!(s.delay_after(1).is_some());
+        assert!(s.delay_after(2).is_some());
+        assert_eq!(s.delay_after(3), None);
+    }
+}

@@ -1,0 +1,94 @@
+//! Wiring: builds the running engine from a checked configuration and runs it until shutdown.
+
+use crate::config::{Config, ConfigError};
+use crate::delivery::Dispatcher;
+use crate::pipeline::{Routes, load_plugins, run_processor};
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::sources::Sources;
+use crate::store::Store;
+use anyhow::Context;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The sandbox of a configuration, with every plugin loaded and every route built: what
+/// `sync-engine validate` checks and `run` starts from.
+pub struct Prepared {
+    /// The sandbox the plugins live in.
+    pub sandbox: Sandbox,
+    /// The routes and their loaded plugins.
+    pub routes: Arc<Routes>,
+}
+
+/// Creates the sandbox, loads every plugin and builds the routes. Every problem found is
+/// reported, each naming its key.
+pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
+    let sandbox = Sandbox::new(SandboxConfig {
+        max_instances: config.sandbox.max_instances.get(),
+        max_memory: config.sandbox.max_memory,
+        ..SandboxConfig::default()
+    })
+    .map_err(|e| ConfigError {
+        file: None,
+        problems: vec![crate::config::Problem {
+            key: "sandbox".into(),
+            message: format!("{e:#}"),
+        }],
+    })?;
+    let plugins = load_plugins(config, &sandbox).map_err(|problems| ConfigError {
+        file: None,
+        problems,
+    })?;
+    let routes = Routes::build(config, &plugins).map_err(|problems| ConfigError {
+        file: None,
+        problems,
+    })?;
+    Ok(Prepared {
+        sandbox,
+        routes: Arc::new(routes),
+    })
+}
+
+/// Runs the engine on `listener` until `shutdown` is cancelled: the listeners, the processor
+/// and the delivery dispatcher. On shutdown the listeners stop accepting and drain, the
+/// processor finishes the batch in hand, deliveries in flight get a grace period, and the store
+/// commits what it was sent; anything unfinished is picked up on the next start.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let prepared = prepare(&config)?;
+    let store_dir = &config.store.path.0;
+    let store = Store::open(store_dir)
+        .with_context(|| format!("cannot open the store in {}", store_dir.display()))?;
+    let dispatcher = Arc::new(Dispatcher::new(&config, store.clone())?);
+    let sources = Arc::new(Sources::new(
+        &config,
+        store.clone(),
+        prepared.routes.clone(),
+    ));
+
+    let processor = tokio::spawn(run_processor(
+        store.clone(),
+        prepared.routes.clone(),
+        config.sandbox.workers.get(),
+        shutdown.clone(),
+    ));
+    let delivery = tokio::spawn(dispatcher.run(shutdown.clone()));
+
+    let address = listener.local_addr()?;
+    tracing::info!(%address, store = %store.path().display(), "sync engine listening");
+    let server = axum::serve(listener, sources.router(config.max_body_size))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    // However the server ended, stop the rest and let it finish cleanly.
+    shutdown.cancel();
+    let (processed, delivered) = tokio::join!(processor, delivery);
+    store.close().await;
+    server.context("the HTTP server failed")?;
+    processed.context("the processor panicked")?;
+    delivered.context("the dispatcher panicked")?;
+    tracing::info!("sync engine stopped");
+    Ok(())
+}

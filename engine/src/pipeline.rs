@@ -1,0 +1,491 @@
+//! The pipeline: every accepted event runs through the handlers of its route, each in a fresh
+//! sandboxed instance, and what they return becomes outbox rows, committed in the same
+//! transaction that marks the event processed.
+//!
+//! The processor reads pending events in acceptance order. After a crash, events that were
+//! accepted but not processed are still pending and run on the next start; an event whose
+//! result was committed is never run again.
+
+use crate::config::{Config, Problem};
+use crate::event::{Action, Event};
+use crate::sandbox::{Limits, Output, Plugin, PluginConfig, Sandbox, World};
+use crate::store::{NewOutbox, OutboxKind, Processed, RunRecord, Store, StoredEvent, now_ms};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How many pending events the processor reads at a time.
+const BATCH: usize = 256;
+
+/// Where a transformer's result goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Deliver it to this destination (an HMS event route).
+    Deliver(String),
+    /// Emit it as an HMS event of this type (a webhook route).
+    Emit(String),
+    /// The plugin is a handler: its actions say.
+    Actions,
+}
+
+/// One handler of a route: a plugin, its settings, and where a transformer's result goes.
+#[derive(Debug, Clone)]
+pub struct RouteHandler {
+    /// The loaded plugin.
+    pub plugin: Plugin,
+    /// Its route configuration.
+    pub config: PluginConfig,
+    /// Its per-event limits.
+    pub limits: Limits,
+    /// Where its result goes.
+    pub target: Target,
+}
+
+/// The route key of events from the HMS bus of a type.
+pub fn bus_route(event_type: &str) -> String {
+    format!("bus:{event_type}")
+}
+
+/// The route key of events from a webhook path.
+pub fn webhook_route(path: &str) -> String {
+    format!("webhook:{path}")
+}
+
+/// Every route's handlers, and what the pipeline needs to know about destinations.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    handlers: HashMap<String, Vec<RouteHandler>>,
+    /// Destination name to the media type of bodies that do not set one.
+    destinations: BTreeMap<String, String>,
+}
+
+impl Routes {
+    /// The handlers of a route, in configuration order.
+    pub fn handlers(&self, route: &str) -> &[RouteHandler] {
+        self.handlers.get(route).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether events of this type from the HMS bus have a route.
+    pub fn has_bus_route(&self, event_type: &str) -> bool {
+        self.handlers.contains_key(&bus_route(event_type))
+    }
+
+    /// Builds the routes of a checked configuration from its loaded plugins. A transformer must
+    /// say where its result goes and a handler must not.
+    pub fn build(
+        config: &Config,
+        plugins: &BTreeMap<String, Plugin>,
+    ) -> Result<Routes, Vec<Problem>> {
+        let mut routes = Routes {
+            handlers: HashMap::new(),
+            destinations: config
+                .destinations
+                .iter()
+                .map(|(name, d)| (name.clone(), d.content_type.clone()))
+                .collect(),
+        };
+        let mut problems = Vec::new();
+        let defaults = &config.sandbox.limits;
+        let mut handler = |name: &str,
+                           key: &str,
+                           transformer_target: Option<Target>,
+                           needs: &str| {
+            let plugin = plugins.get(name)?;
+            let settings = &config.plugins[name];
+            let target = match (plugin.world(), transformer_target) {
+                (World::Transformer, Some(target)) => target,
+                (World::Handler, None) => Target::Actions,
+                (World::Transformer, None) => {
+                    problems.push(Problem {
+                        key: key.to_owned(),
+                        message: format!(
+                            "`{name}` is a transformer, so the route must set `{needs}` to say where its result goes"
+                        ),
+                    });
+                    return None;
+                }
+                (World::Handler, Some(_)) => {
+                    problems.push(Problem {
+                        key: key.to_owned(),
+                        message: format!(
+                            "`{name}` is a handler and chooses where its actions go itself; remove `{needs}`"
+                        ),
+                    });
+                    return None;
+                }
+            };
+            let limits = Limits {
+                timeout: settings
+                    .limits
+                    .timeout
+                    .or(defaults.timeout)
+                    .unwrap_or(Limits::default().timeout),
+                memory: settings
+                    .limits
+                    .memory
+                    .or(defaults.memory)
+                    .unwrap_or(Limits::default().memory),
+                output: settings
+                    .limits
+                    .output
+                    .or(defaults.output)
+                    .unwrap_or(Limits::default().output),
+            };
+            Some(RouteHandler {
+                plugin: plugin.clone(),
+                config: Arc::new(
+                    settings
+                        .config
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.0.clone()))
+                        .collect(),
+                ),
+                limits,
+                target,
+            })
+        };
+        let mut built: Vec<(String, RouteHandler)> = Vec::new();
+        for (i, route) in config.hms_events.iter().enumerate() {
+            let target = route.destination.clone().map(Target::Deliver);
+            if let Some(h) = handler(
+                &route.handler,
+                &format!("hmsEvents[{i}]"),
+                target,
+                "destination",
+            ) {
+                built.push((bus_route(&route.event), h));
+            }
+        }
+        for (i, route) in config.external_webhooks.iter().enumerate() {
+            let target = route.emit.clone().map(Target::Emit);
+            if let Some(h) = handler(
+                &route.handler,
+                &format!("externalWebhooks[{i}]"),
+                target,
+                "emit",
+            ) {
+                built.push((webhook_route(&route.path), h));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        for (route, h) in built {
+            routes.handlers.entry(route).or_default().push(h);
+        }
+        Ok(routes)
+    }
+}
+
+/// Loads every configured plugin into the sandbox. Each failure is a problem naming its key.
+pub fn load_plugins(
+    config: &Config,
+    sandbox: &Sandbox,
+) -> Result<BTreeMap<String, Plugin>, Vec<Problem>> {
+    let mut plugins = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (name, settings) in &config.plugins {
+        let key = format!("plugins.{name}.path");
+        let bytes = match std::fs::read(&settings.path.0) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                problems.push(Problem {
+                    key,
+                    message: format!("cannot read {}: {e}", settings.path.0.display()),
+                });
+                continue;
+            }
+        };
+        match sandbox.load(name, &bytes) {
+            Ok(plugin) => {
+                tracing::info!(
+                    plugin = %name,
+                    version = %plugin.version_tag(),
+                    world = %plugin.world(),
+                    "plugin loaded"
+                );
+                plugins.insert(name.clone(), plugin);
+            }
+            Err(e) => problems.push(Problem {
+                key,
+                message: format!("{} cannot be loaded: {e}", settings.path.0.display()),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(plugins)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Runs every handler of the event's route and turns the results into outbox rows.
+///
+/// Blocks while plugins run: call it on a thread that may block.
+pub fn process(stored: &StoredEvent, routes: &Routes) -> Processed {
+    let event = &stored.event;
+    let handlers = routes.handlers(&stored.route);
+    let mut runs = Vec::with_capacity(handlers.len().max(1));
+    if handlers.is_empty() {
+        tracing::warn!(event_id = %event.id, route = %stored.route, "no route for the event any more; it is recorded as failed");
+        runs.push(RunRecord {
+            handler: 0,
+            plugin: String::new(),
+            plugin_hash: String::new(),
+            outcome: "no-route".into(),
+            error: Some(format!(
+                "the route `{}` is no longer configured",
+                stored.route
+            )),
+            duration_us: 0,
+            ran_at: now_ms(),
+            actions: Vec::new(),
+        });
+    }
+    for (i, handler) in handlers.iter().enumerate() {
+        let plugin = &handler.plugin;
+        let _span = tracing::info_span!(
+            "run",
+            event_id = %event.id,
+            plugin = %plugin.name(),
+            version = %plugin.version_tag()
+        )
+        .entered();
+        let ran_at = now_ms();
+        let started = Instant::now();
+        let result = plugin.run(event, &handler.config, &handler.limits);
+        let duration_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let outcome = result
+            .map_err(|e| (e.code().to_owned(), e.to_string()))
+            .and_then(|output| actions(event, handler, output, routes))
+            .and_then(|actions| outbox_rows(event, i, actions, routes));
+        let record = |outcome: String, error: Option<String>, actions: Vec<NewOutbox>| RunRecord {
+            handler: i,
+            plugin: plugin.name().to_owned(),
+            plugin_hash: plugin.hash().to_owned(),
+            outcome,
+            error,
+            duration_us,
+            ran_at,
+            actions,
+        };
+        runs.push(match outcome {
+            Ok(rows) => {
+                tracing::debug!(actions = rows.len(), "plugin ran");
+                record("ok".into(), None, rows)
+            }
+            Err((code, message)) => {
+                tracing::warn!(error = %message, code = %code, "plugin failed the event");
+                record(code, Some(message), Vec::new())
+            }
+        });
+    }
+    Processed {
+        event_id: event.id.clone(),
+        event_seq: stored.seq,
+        runs,
+        processed_at: now_ms(),
+    }
+}
+
+/// A run's actions: a handler's own, or a transformer's payload sent where its route says.
+fn actions(
+    event: &Event,
+    handler: &RouteHandler,
+    output: Output,
+    routes: &Routes,
+) -> Result<Vec<Action>, (String, String)> {
+    let actions = match (output, &handler.target) {
+        (Output::Actions(actions), _) => actions,
+        (Output::Payload(body), Target::Deliver(destination)) => {
+            vec![Action::Deliver(crate::event::Delivery {
+                destination: destination.clone(),
+                body,
+                content_type: None,
+                headers: Vec::new(),
+                key: None,
+                version: None,
+                timestamp: None,
+            })]
+        }
+        (Output::Payload(payload), Target::Emit(event_type)) => {
+            vec![Action::Emit(crate::event::Emission {
+                event_type: event_type.clone(),
+                payload,
+                content_type: Some(event.content_type.clone()),
+                key: None,
+                version: None,
+                timestamp: None,
+            })]
+        }
+        (Output::Payload(_), Target::Actions) => {
+            return Err((
+                "malformed-output".into(),
+                "a transformer's result has no route target".into(),
+            ));
+        }
+    };
+    for action in &actions {
+        if let Action::Deliver(d) = action
+            && !routes.destinations.contains_key(&d.destination)
+        {
+            let known: Vec<&str> = routes.destinations.keys().map(String::as_str).collect();
+            return Err((
+                "malformed-output".into(),
+                format!(
+                    "the plugin delivers to `{}`, which is not a configured destination (configured: {})",
+                    d.destination,
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(actions)
+}
+
+/// Outbox rows for a run's actions. Each gets an idempotency key made of the event id, the
+/// handler's index and the action's index: the same for every retry, and the same again if the
+/// event is processed again after a crash.
+fn outbox_rows(
+    event: &Event,
+    handler: usize,
+    actions: Vec<Action>,
+    routes: &Routes,
+) -> Result<Vec<NewOutbox>, (String, String)> {
+    Ok(actions
+        .into_iter()
+        .enumerate()
+        .map(|(j, action)| {
+            let idempotency_key = format!("{}.{handler}.{j}", event.id);
+            let origin = event.origin.clone();
+            match action {
+                Action::Deliver(d) => NewOutbox {
+                    kind: OutboxKind::Deliver,
+                    content_type: d
+                        .content_type
+                        .or_else(|| routes.destinations.get(&d.destination).cloned())
+                        .unwrap_or_else(|| "application/json".into()),
+                    target: d.destination,
+                    idempotency_key,
+                    origin,
+                    headers: d.headers,
+                    body: d.body,
+                    key: d.key.or_else(|| event.key.clone()),
+                    version: d.version.or(event.version),
+                    timestamp: d.timestamp.unwrap_or(event.timestamp),
+                },
+                Action::Emit(e) => NewOutbox {
+                    kind: OutboxKind::Emit,
+                    target: e.event_type,
+                    idempotency_key,
+                    origin,
+                    content_type: e.content_type.unwrap_or_else(|| "application/json".into()),
+                    headers: Vec::new(),
+                    body: e.payload,
+                    key: e.key.or_else(|| event.key.clone()),
+                    version: e.version.or(event.version),
+                    timestamp: e.timestamp.unwrap_or(event.timestamp),
+                },
+                Action::Drop(reason) => NewOutbox {
+                    kind: OutboxKind::Drop,
+                    target: reason,
+                    idempotency_key,
+                    origin,
+                    content_type: String::new(),
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                    key: event.key.clone(),
+                    version: event.version,
+                    timestamp: event.timestamp,
+                },
+            }
+        })
+        .collect())
+}
+
+/// Reads pending events and processes them on `workers` threads until `shutdown`; the batch in
+/// hand when it is cancelled is finished and committed first.
+pub async fn run_processor(
+    store: Store,
+    routes: Arc<Routes>,
+    workers: usize,
+    shutdown: CancellationToken,
+) {
+    let accepted = store.events_accepted();
+    let mut cursor = 0;
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let batch = match store.pending_events(cursor, BATCH).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read pending events; retrying in a second");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        let Some(last) = batch.last() else {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = accepted.notified() => continue,
+            }
+        };
+        let last_seq = last.seq;
+        let first_seq = batch[0].seq;
+        let (results, mut failed) = process_batch(batch, &routes, workers).await;
+        // Queue every result before waiting, so they share one commit.
+        let writes: Vec<_> = results.into_iter().map(|p| store.complete(p)).collect();
+        for write in writes {
+            if let Err(e) = write.await {
+                failed = true;
+                tracing::error!(error = %e, "cannot record a processed event; it will run again");
+            }
+        }
+        if failed {
+            // Start again from this batch: committed events are skipped, the rest run again.
+            cursor = first_seq - 1;
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        } else {
+            cursor = last_seq;
+        }
+    }
+}
+
+/// Processes a batch on up to `workers` blocking threads, keeping the batch's order. The flag
+/// says whether a thread panicked (its events stay pending).
+async fn process_batch(
+    batch: Vec<StoredEvent>,
+    routes: &Arc<Routes>,
+    workers: usize,
+) -> (Vec<Processed>, bool) {
+    let chunk = batch.len().div_ceil(workers.max(1));
+    let mut tasks = Vec::new();
+    let mut batch = batch;
+    while !batch.is_empty() {
+        let rest = batch.split_off(chunk.min(batch.len()));
+        let part = std::mem::replace(&mut batch, rest);
+        let routes = routes.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            part.iter().map(|e| process(e, &routes)).collect::<Vec<_>>()
+        }));
+    }
+    let mut processed = Vec::new();
+    let mut panicked = false;
+    for task in tasks {
+        match task.await {
+            Ok(part) => processed.extend(part),
+            Err(e) => {
+                panicked = true;
+                tracing::error!(error = %e, "a processing thread panicked; its events stay pending");
+            }
+        }
+    }
+    (processed, panicked)
+}

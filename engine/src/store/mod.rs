@@ -1,0 +1,282 @@
+//! The durable store: SQLite in WAL mode, in the data directory.
+//!
+//! All writes go through one writer thread, which takes every command waiting for it and
+//! commits them in one transaction (group commit): under load, many accepted events, processed
+//! events and delivery attempts share one `fsync`, and nobody is answered before their write
+//! is on disk (`synchronous = FULL`). Each command runs in its own savepoint, so one failing
+//! command does not undo the others. Reads use their own connection; WAL lets them run beside
+//! the writer.
+
+mod records;
+mod writer;
+
+pub use records::{
+    Accepted, AttemptRecord, AttemptRow, EventHistory, NewEvent, NewOutbox, Next, OutboxKind,
+    OutboxRow, OutboxState, Processed, RunRecord, RunRow, StoredEvent,
+};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// The database file's name inside the data directory.
+pub const DATABASE_FILE: &str = "sync-engine.db";
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The data directory or database file could not be used.
+    #[error("{0}")]
+    Io(String),
+    /// The writer thread is gone (the store is closing).
+    #[error("the store is shutting down")]
+    Closed,
+    /// A stored value could not be read back.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// Handle to the store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: mpsc::UnboundedSender<writer::Command>,
+    reader: Arc<Mutex<Connection>>,
+    events_accepted: Arc<Notify>,
+    outbox_changed: Arc<Notify>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in the data directory `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot create the data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join(DATABASE_FILE);
+        let mut write = open_connection(&path, false)?;
+        migrate(&mut write)?;
+        let reader = open_connection(&path, true)?;
+        let events_accepted = Arc::new(Notify::new());
+        let outbox_changed = Arc::new(Notify::new());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let thread = writer::spawn(write, rx, events_accepted.clone(), outbox_changed.clone())
+            .map_err(|e| StoreError::Io(format!("cannot start the store's writer thread: {e}")))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                writer: tx,
+                reader: Arc::new(Mutex::new(reader)),
+                events_accepted,
+                outbox_changed,
+                writer_thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Notified after new events are committed.
+    pub fn events_accepted(&self) -> Arc<Notify> {
+        self.inner.events_accepted.clone()
+    }
+
+    /// Notified after outbox rows are added or change state.
+    pub fn outbox_changed(&self) -> Arc<Notify> {
+        self.inner.outbox_changed.clone()
+    }
+
+    /// Sends a write to the writer now, and returns a future of its result. Sending before the
+    /// future is awaited lets a caller queue many writes, then wait: they share one commit.
+    fn queue<T>(
+        &self,
+        command: writer::Command,
+        reply: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>> + use<T> {
+        let sent = self.inner.writer.send(command).is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            reply.await.map_err(|_| StoreError::Closed)?
+        }
+    }
+
+    /// Commits an accepted event. Answers only once it is on disk. An event whose dedupe key
+    /// was seen before is not stored again; the first event's id is returned, marked duplicate.
+    pub fn accept(
+        &self,
+        event: NewEvent,
+    ) -> impl std::future::Future<Output = Result<Accepted, StoreError>> + use<> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(writer::Command::Accept(event, tx), rx)
+    }
+
+    /// Records the runs of a processed event and its outbox rows, and marks it processed, in
+    /// one transaction. The write is queued at once.
+    pub fn complete(
+        &self,
+        processed: Processed,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + use<> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(writer::Command::Processed(processed, tx), rx)
+    }
+
+    /// Records one delivery attempt and what follows it. The write is queued at once.
+    pub fn record_attempt(
+        &self,
+        attempt: AttemptRecord,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + use<> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(writer::Command::Attempt(attempt, tx), rx)
+    }
+
+    /// Stops the writer after it has committed everything sent before, and waits for it.
+    pub async fn close(self) {
+        let thread = self
+            .inner
+            .writer_thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // The writer ends when every sender is gone; a `Close` makes it end now even if other
+        // clones of this store are still alive.
+        let _ = self.inner.writer.send(writer::Command::Close);
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.inner.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            query(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Io(format!("a store read panicked: {e}")))?
+    }
+
+    /// Up to `limit` unprocessed events accepted after `after_seq`, oldest first.
+    pub async fn pending_events(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |conn| records::pending_events(conn, after_seq, limit))
+            .await
+    }
+
+    /// Up to `limit` pending outbox rows due at `now` (Unix ms), soonest first, skipping `skip`.
+    pub async fn due_outbox(
+        &self,
+        now: i64,
+        limit: usize,
+        skip: Vec<i64>,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.read(move |conn| records::due_outbox(conn, now, limit, &skip))
+            .await
+    }
+
+    /// When the first pending outbox row due after `after` (Unix ms) is due, if any is.
+    pub async fn next_due(&self, after: i64) -> Result<Option<i64>, StoreError> {
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT MIN(next_attempt_at) FROM outbox
+                     WHERE state = 'pending' AND next_attempt_at > ?1",
+                    [after],
+                    |row| row.get::<_, Option<i64>>(0),
+                )
+                .optional()?
+                .flatten())
+        })
+        .await
+    }
+
+    /// How many events the store holds.
+    pub async fn event_count(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let count: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))?;
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
+        .await
+    }
+
+    /// Everything recorded about one event: the event, its runs, its outbox rows and their
+    /// attempts. `None` when no event has this id.
+    pub async fn event_history(&self, id: &str) -> Result<Option<EventHistory>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| records::event_history(conn, &id))
+            .await
+    }
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    if !read_only {
+        // WAL lets readers run beside the writer; FULL makes every commit durable.
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Io(format!(
+                "{} cannot use WAL mode (got `{mode}`)",
+                path.display()
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    }
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    match version {
+        0 => {
+            let tx = conn.transaction()?;
+            tx.execute_batch(include_str!("schema.sql"))?;
+            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+            tx.commit()?;
+            Ok(())
+        }
+        SCHEMA_VERSION => Ok(()),
+        newer => Err(StoreError::Io(format!(
+            "the database has schema version {newer}; this engine knows version {SCHEMA_VERSION}"
+        ))),
+    }
+}
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}

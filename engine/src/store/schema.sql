@@ -1,0 +1,73 @@
+-- The engine's durable state. Version 1.
+--
+-- An event is stored when it is accepted; processing it records one `runs` row per route
+-- handler and turns the handler's actions into `outbox` rows, in the same transaction that
+-- marks the event processed. Delivering an outbox row records one `attempts` row per try.
+
+CREATE TABLE events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,  -- acceptance order
+    id           TEXT    NOT NULL UNIQUE,
+    route        TEXT    NOT NULL,                   -- `bus:<type>` or `webhook:<path>`
+    dedupe_key   TEXT    UNIQUE,                     -- route + the sender's idempotency key
+    event_type   TEXT    NOT NULL,
+    origin       TEXT    NOT NULL,
+    entity_key   TEXT,
+    version      INTEGER,
+    timestamp    INTEGER NOT NULL,                   -- Unix ms
+    content_type TEXT    NOT NULL,
+    headers      TEXT    NOT NULL,                   -- JSON [[name, value], ...]
+    payload      BLOB    NOT NULL,
+    accepted_at  INTEGER NOT NULL,                   -- Unix ms
+    processed_at INTEGER                             -- NULL while pending
+);
+CREATE INDEX events_pending ON events (seq) WHERE processed_at IS NULL;
+
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    event_id    TEXT    NOT NULL REFERENCES events (id),
+    handler     INTEGER NOT NULL,                    -- index of the handler among the route's
+    plugin      TEXT    NOT NULL,
+    plugin_hash TEXT    NOT NULL,
+    outcome     TEXT    NOT NULL,                    -- `ok` or an error code
+    error       TEXT,
+    duration_us INTEGER NOT NULL,
+    ran_at      INTEGER NOT NULL
+);
+CREATE INDEX runs_event ON runs (event_id);
+
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id        TEXT    NOT NULL REFERENCES events (id),
+    event_seq       INTEGER NOT NULL,                -- the event's acceptance order
+    run_id          INTEGER NOT NULL REFERENCES runs (id),
+    kind            TEXT    NOT NULL,                -- `deliver`, `emit` or `drop`
+    target          TEXT    NOT NULL,                -- destination name, event type, or drop reason
+    idempotency_key TEXT    NOT NULL UNIQUE,
+    origin          TEXT    NOT NULL,
+    content_type    TEXT    NOT NULL,
+    headers         TEXT    NOT NULL,                -- JSON [[name, value], ...]
+    body            BLOB    NOT NULL,
+    entity_key      TEXT,
+    version         INTEGER,
+    timestamp       INTEGER NOT NULL,
+    state           TEXT    NOT NULL,                -- `pending`, `delivered`, `failed`, `dropped`
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,                -- Unix ms
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    finished_at     INTEGER
+);
+CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX outbox_event ON outbox (event_id);
+
+CREATE TABLE attempts (
+    id          INTEGER PRIMARY KEY,
+    outbox_id   INTEGER NOT NULL REFERENCES outbox (id),
+    attempt     INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,                    -- Unix ms
+    duration_ms INTEGER NOT NULL,
+    status      INTEGER,                             -- HTTP status; NULL when no response came
+    error       TEXT,
+    outcome     TEXT    NOT NULL                     -- `delivered`, `retry` or `failed`
+);
+CREATE INDEX attempts_outbox ON attempts (outbox_id);

@@ -1,0 +1,163 @@
+//! The writer thread: group commit of everything the engine writes.
+
+use super::StoreError;
+use super::records::{self, Accepted, AttemptRecord, NewEvent, Processed};
+use rusqlite::Connection;
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// At most this many commands share one transaction.
+const MAX_BATCH: usize = 1024;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One write, with where to send its result.
+pub(super) enum Command {
+    Accept(NewEvent, Reply<Accepted>),
+    Processed(Processed, Reply<()>),
+    Attempt(AttemptRecord, Reply<()>),
+    /// Commit what came before, then stop.
+    Close,
+}
+
+/// A command's result, held until the transaction commits.
+enum Done {
+    Accept(Reply<Accepted>, Result<Accepted, StoreError>),
+    Unit(Reply<()>, Result<(), StoreError>),
+}
+
+pub(super) fn spawn(
+    conn: Connection,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events_accepted: Arc<Notify>,
+    outbox_changed: Arc<Notify>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || run(conn, commands, &events_accepted, &outbox_changed))
+}
+
+fn run(
+    mut conn: Connection,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events_accepted: &Notify,
+    outbox_changed: &Notify,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut closing = false;
+    while !closing {
+        let Some(first) = commands.blocking_recv() else {
+            break;
+        };
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match commands.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        let (done, accepted, changed, close) = commit(&mut conn, batch.drain(..));
+        closing = close;
+        // Answer only now: every result in `done` is on disk, or every one failed.
+        for d in done {
+            match d {
+                Done::Accept(reply, result) => drop(reply.send(result)),
+                Done::Unit(reply, result) => drop(reply.send(result)),
+            }
+        }
+        if accepted {
+            events_accepted.notify_one();
+        }
+        if changed {
+            outbox_changed.notify_one();
+        }
+    }
+}
+
+/// Applies a batch in one transaction, each command in its own savepoint. Returns the results,
+/// whether events were accepted, whether the outbox changed, and whether to close.
+fn commit(
+    conn: &mut Connection,
+    batch: impl Iterator<Item = Command>,
+) -> (Vec<Done>, bool, bool, bool) {
+    let mut done = Vec::new();
+    let (mut accepted, mut changed, mut close) = (false, false, false);
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let message = e.to_string();
+            for command in batch {
+                close |= fail(command, &message, &mut done);
+            }
+            return (done, false, false, close);
+        }
+    };
+    for command in batch {
+        match command {
+            Command::Accept(event, reply) => {
+                let result = in_savepoint(&tx, |c| records::insert_event(c, &event));
+                accepted |= matches!(
+                    result,
+                    Ok(Accepted {
+                        duplicate: false,
+                        ..
+                    })
+                );
+                done.push(Done::Accept(reply, result));
+            }
+            Command::Processed(processed, reply) => {
+                let result = in_savepoint(&tx, |c| records::insert_processed(c, &processed));
+                changed |= result.is_ok();
+                done.push(Done::Unit(reply, result));
+            }
+            Command::Attempt(attempt, reply) => {
+                let result = in_savepoint(&tx, |c| records::insert_attempt(c, &attempt));
+                changed |= result.is_ok();
+                done.push(Done::Unit(reply, result));
+            }
+            Command::Close => close = true,
+        }
+    }
+    if let Err(e) = tx.commit() {
+        tracing::error!(error = %e, "the store could not commit a transaction; its writes are lost and their senders told");
+        let message = format!("commit failed: {e}");
+        for d in &mut done {
+            match d {
+                Done::Accept(_, result) => *result = Err(StoreError::Io(message.clone())),
+                Done::Unit(_, result) => *result = Err(StoreError::Io(message.clone())),
+            }
+        }
+        return (done, false, false, close);
+    }
+    (done, accepted, changed, close)
+}
+
+fn in_savepoint<T>(
+    tx: &rusqlite::Transaction<'_>,
+    write: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    tx.execute_batch("SAVEPOINT command")?;
+    match write(tx) {
+        Ok(value) => {
+            tx.execute_batch("RELEASE command")?;
+            Ok(value)
+        }
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
+            Err(e)
+        }
+    }
+}
+
+/// Answers a command that could not run because no transaction could begin. Returns whether
+/// the command was `Close`.
+fn fail(command: Command, message: &str, done: &mut Vec<Done>) -> bool {
+    let error = || StoreError::Io(format!("cannot begin a transaction: {message}"));
+    match command {
+        Command::Accept(_, reply) => done.push(Done::Accept(reply, Err(error()))),
+        Command::Processed(_, reply) => done.push(Done::Unit(reply, Err(error()))),
+        Command::Attempt(_, reply) => done.push(Done::Unit(reply, Err(error()))),
+        Command::Close => return true,
+    }
+    false
+}

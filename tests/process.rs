@@ -1,0 +1,273 @@
+//! The `sync-engine` command as a process: crash safety under SIGKILL, graceful shutdown on
+//! SIGTERM, and `validate` on broken configurations.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use sync_engine_tests::{ARTIFACTS, Receiver, post_json, seed_config, wait_healthy};
+
+/// The engine's `main`, built by this package (see `Cargo.toml`).
+const ENGINE: &str = env!("CARGO_BIN_EXE_sync-engine-e2e");
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `sync-engine run` on a config file, logging to `log`.
+fn start_engine(config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(ENGINE)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the engine starts")
+}
+
+fn write_config(dir: &Path, port: u16, state_api: &str) -> PathBuf {
+    let mut yaml = seed_config(state_api, state_api);
+    // Keep retrying, quickly, for as long as the test needs.
+    yaml = yaml.replace("maxAttempts: 5", "maxAttempts: 1000");
+    yaml = yaml.replace("maxDelay: 1s", "maxDelay: 200ms");
+    yaml.push_str(&format!("listen: 127.0.0.1:{port}\nstore:\n  path: data\n"));
+    let path = dir.join("engine.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_accepted_while_the_destination_is_down_survive_sigkill() {
+    const EVENTS: usize = 300;
+    let state_api = Receiver::start().await;
+    state_api.set_default_status(503);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &state_api.url("/rates"));
+    let log = dir.path().join("engine.log");
+    let url = format!("http://127.0.0.1:{port}");
+
+    let mut engine = start_engine(&config, &log);
+    wait_healthy(&url, Duration::from_secs(30)).await;
+    let mut ids = HashSet::new();
+    for year in 0..EVENTS {
+        let body = format!(r#"{{"rate": 0.01, "year": {}}}"#, 1000 + year);
+        let (status, answer) =
+            post_json(&format!("{url}/events/tax.rate.updated"), &body, &[]).await;
+        assert_eq!(status, 202, "{answer}");
+        ids.insert(answer["id"].as_str().unwrap().to_owned());
+    }
+    // Let some events be processed and retried, then kill the engine without warning.
+    state_api.wait_for(10, Duration::from_secs(20)).await;
+    engine.kill().unwrap(); // SIGKILL
+    engine.wait().unwrap();
+    assert!(
+        state_api.received().iter().all(|r| r.status == 503),
+        "nothing was delivered before the kill"
+    );
+
+    state_api.set_default_status(200);
+    let mut engine = start_engine(&config, &log);
+    wait_healthy(&url, Duration::from_secs(30)).await;
+    let received = state_api
+        .wait_until(Duration::from_secs(60), |received| {
+            received
+                .iter()
+                .filter(|r| r.status == 200)
+                .filter_map(|r| r.header("idempotency-key"))
+                .filter_map(|key| key.strip_suffix(".0.0"))
+                .collect::<HashSet<_>>()
+                .len()
+                >= EVENTS
+        })
+        .await;
+    let delivered: HashSet<&str> = received
+        .iter()
+        .filter(|r| r.status == 200)
+        .filter_map(|r| r.header("idempotency-key")?.strip_suffix(".0.0"))
+        .collect();
+    let missing: Vec<_> = ids
+        .iter()
+        .filter(|id| !delivered.contains(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} events lost: {missing:?}",
+        missing.len()
+    );
+    engine.kill().unwrap();
+    engine.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_engine_cleanly_and_pending_work_resumes_on_restart() {
+    let state_api = Receiver::start().await;
+    state_api.set_default_status(503);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &state_api.url("/rates"));
+    let log = dir.path().join("engine.log");
+    let url = format!("http://127.0.0.1:{port}");
+
+    let mut engine = start_engine(&config, &log);
+    wait_healthy(&url, Duration::from_secs(30)).await;
+    let (status, answer) = post_json(
+        &format!("{url}/events/tax.rate.updated"),
+        r#"{"rate": 0.02, "year": 2030}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    state_api.wait_for(1, Duration::from_secs(20)).await;
+
+    let term = Command::new("kill")
+        .args(["-TERM", &engine.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(status) = engine.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the engine did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("SIGTERM: shutting down"), "{text}");
+    assert!(text.contains("sync engine stopped"), "{text}");
+
+    state_api.set_default_status(200);
+    let mut engine = start_engine(&config, &log);
+    let id = answer["id"].as_str().unwrap();
+    state_api
+        .wait_until(Duration::from_secs(30), |received| {
+            received.iter().any(|r| {
+                r.status == 200 && r.header("idempotency-key") == Some(&format!("{id}.0.0"))
+            })
+        })
+        .await;
+    engine.kill().unwrap();
+    engine.wait().unwrap();
+}
+
+#[test]
+fn validate_names_the_bad_key_of_every_broken_config() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{} says what it expects",
+            path.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join(path.file_name().unwrap());
+        std::fs::write(&config, text.replace("{artifacts}", ARTIFACTS)).unwrap();
+        let output = Command::new(ENGINE)
+            .arg("validate")
+            .arg(&config)
+            .env_remove("SYNC_ENGINE_TEST_NEVER_SET")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{}: {stdout}",
+            path.display()
+        );
+        assert!(stdout.contains("is not a valid configuration"), "{stdout}");
+        for line in expected {
+            assert!(
+                stdout.contains(line),
+                "{} should say {line:?}; it said:\n{stdout}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 8, "{checked} fixtures");
+}
+
+#[test]
+fn validate_accepts_the_example_configuration() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let example = root.join("examples/tax-rate.yaml");
+    // The example reads the plugins where the default build puts them; with another target
+    // directory, check a copy that points at this build's plugins.
+    let default_artifacts = root.join("target/wasm-plugins/wasm32-wasip2/plugin");
+    let dir = tempfile::tempdir().unwrap();
+    let config = if Path::new(ARTIFACTS) == default_artifacts {
+        example
+    } else {
+        let text = std::fs::read_to_string(&example)
+            .unwrap()
+            .replace("../target/wasm-plugins/wasm32-wasip2/plugin", ARTIFACTS);
+        let copy = dir.path().join("tax-rate.yaml");
+        std::fs::write(&copy, text).unwrap();
+        copy
+    };
+    let output = Command::new(ENGINE)
+        .arg("validate")
+        .arg(&config)
+        .env("HMS_CORE_TOKEN", "test")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "is valid: 2 plugin(s), 1 destination(s), 1 HMS event route(s), 1 webhook(s)"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plugin_check_reports_the_world_or_the_refusal() {
+    let output = Command::new(ENGINE)
+        .args(["plugin", "check"])
+        .arg(format!("{ARTIFACTS}/tax_rate_inbound.wasm"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("implements the handler world"), "{stdout}");
+    assert!(stdout.contains("hms:sync/log@0.1.0"), "{stdout}");
+
+    let output = Command::new(ENGINE)
+        .args(["plugin", "check"])
+        .arg(format!("{ARTIFACTS}/wrong_shape.wasm"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("refused"), "{stdout}");
+    assert!(stdout.contains("`transform` function"), "{stdout}");
+}

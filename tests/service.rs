@@ -1,0 +1,396 @@
+//! The engine service over real HTTP on loopback: the seed's tax-rate story both ways, retries,
+//! and every kind of bad input. Engines run in this process; receivers are real servers.
+
+use serde_json::json;
+use std::time::Duration;
+use sync_engine::store::{OutboxKind, OutboxState};
+use sync_engine_tests::{Receiver, TestEngine, open_store, post_json, seed_config};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn an_hms_event_reaches_the_state_api_as_the_seeds_outbound_body() {
+    let state_api = Receiver::start().await;
+    let core = Receiver::start().await;
+    let engine = TestEngine::start(&seed_config(
+        &state_api.url("/api/tax/rates"),
+        &core.url("/hms"),
+    ))
+    .await;
+
+    let (status, answer) = post_json(
+        &engine.url("/events/tax.rate.updated"),
+        r#"{"rate": 0.0725, "year": 2025}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "accepted");
+    let id = answer["id"].as_str().expect("an event id").to_owned();
+
+    let received = state_api.wait_for(1, WAIT).await;
+    let request = &received[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, "/api/tax/rates");
+    assert_eq!(request.body, br#"{"newRates":0.0725,"effectiveYear":2025}"#);
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert_eq!(
+        request.header("idempotency-key"),
+        Some(format!("{id}.0.0").as_str())
+    );
+    assert_eq!(
+        request.header("webhook-id"),
+        request.header("idempotency-key")
+    );
+    assert!(
+        core.received().is_empty(),
+        "nothing is emitted for an outbound event"
+    );
+
+    let dir = engine.stop().await;
+    let history = open_store(dir.path())
+        .event_history(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(history.event.event.event_type, "tax.rate.updated");
+    assert_eq!(history.event.event.origin, "hms");
+    assert_eq!(history.runs.len(), 1);
+    assert_eq!(history.runs[0].plugin, "tax-rate-outbound");
+    assert_eq!(history.runs[0].outcome, "ok");
+    assert_eq!(history.runs[0].plugin_hash.len(), 64);
+    let (row, attempts) = &history.outbox[0];
+    assert_eq!(row.kind, OutboxKind::Deliver);
+    assert_eq!(row.target, "state-api");
+    assert_eq!(row.state, OutboxState::Delivered);
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].status, Some(200));
+}
+
+#[tokio::test]
+async fn a_state_webhook_reaches_the_hms_core_as_tax_rate_updated() {
+    let state_api = Receiver::start().await;
+    let core = Receiver::start().await;
+    let engine = TestEngine::start(&seed_config(
+        &state_api.url("/api/tax/rates"),
+        &core.url("/hms"),
+    ))
+    .await;
+
+    let (status, answer) = post_json(
+        &engine.url("/webhook/tax-rate"),
+        r#"{"currentRate": 0.0725, "taxYear": 2025}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+
+    let received = core.wait_for(1, WAIT).await;
+    let request = &received[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, "/hms/events/tax.rate.updated");
+    assert_eq!(request.body, br#"{"rate":0.0725,"year":2025}"#);
+    assert_eq!(request.header("authorization"), Some("Bearer core-token"));
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert_eq!(request.header("hms-origin"), Some("state-api"));
+    assert_eq!(request.header("hms-key"), Some("tax-rate/2025"));
+    assert_eq!(request.header("hms-source-event"), answer["id"].as_str());
+    assert!(
+        state_api.received().is_empty(),
+        "the webhook's update does not go back to the state"
+    );
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn a_destination_that_fails_twice_gets_the_event_on_the_third_attempt_with_one_key() {
+    let state_api = Receiver::start().await;
+    state_api.script(&[503, 503]);
+    let core = Receiver::start().await;
+    let engine = TestEngine::start(&seed_config(&state_api.url("/rates"), &core.url(""))).await;
+
+    let (status, answer) = post_json(
+        &engine.url("/events/tax.rate.updated"),
+        r#"{"rate": 0.05, "year": 2026}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let id = answer["id"].as_str().unwrap().to_owned();
+
+    let received = state_api.wait_for(3, WAIT).await;
+    assert_eq!(
+        received.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [503, 503, 200]
+    );
+    let keys: Vec<_> = received
+        .iter()
+        .map(|r| r.header("idempotency-key"))
+        .collect();
+    assert!(
+        keys.iter()
+            .all(|k| *k == Some(format!("{id}.0.0").as_str())),
+        "{keys:?}"
+    );
+    for r in &received {
+        assert_eq!(r.body, br#"{"newRates":0.05,"effectiveYear":2026}"#);
+    }
+    // The delays grow: 50 ms then 100 ms (within 20% jitter).
+    let first_gap = received[1].at - received[0].at;
+    let second_gap = received[2].at - received[1].at;
+    assert!(first_gap >= Duration::from_millis(40), "{first_gap:?}");
+    assert!(second_gap >= Duration::from_millis(80), "{second_gap:?}");
+
+    let dir = engine.stop().await;
+    let history = open_store(dir.path())
+        .event_history(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    let (row, attempts) = &history.outbox[0];
+    assert_eq!(row.state, OutboxState::Delivered);
+    assert_eq!(row.attempts, 3);
+    let summary: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.status, a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, Some(503), "retry"),
+            (2, Some(503), "retry"),
+            (3, Some(200), "delivered")
+        ]
+    );
+    assert!(attempts[0].error.as_deref().unwrap().contains("503"));
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_is_not_retried_and_attempts_run_out() {
+    let state_api = Receiver::start().await;
+    state_api.script(&[422]);
+    let core = Receiver::start().await;
+    core.set_default_status(503);
+    let engine = TestEngine::start(&seed_config(&state_api.url("/rates"), &core.url(""))).await;
+
+    let (_, refused) = post_json(
+        &engine.url("/events/tax.rate.updated"),
+        r#"{"rate": 1, "year": 2020}"#,
+        &[],
+    )
+    .await;
+    let (_, exhausted) = post_json(
+        &engine.url("/webhook/tax-rate"),
+        r#"{"currentRate": 1, "taxYear": 2020}"#,
+        &[],
+    )
+    .await;
+    // The core answers 503 five times: every attempt the policy allows.
+    core.wait_for(5, WAIT).await;
+    state_api.wait_for(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(state_api.received().len(), 1, "a 422 is not retried");
+    assert_eq!(core.received().len(), 5, "no attempt after the last");
+
+    let dir = engine.stop().await;
+    let store = open_store(dir.path());
+    for (answer, attempts) in [(refused, 1), (exhausted, 5)] {
+        let id = answer["id"].as_str().unwrap();
+        let history = store.event_history(id).await.unwrap().unwrap();
+        let (row, recorded) = &history.outbox[0];
+        assert_eq!(row.state, OutboxState::Failed, "{id}");
+        assert_eq!(recorded.len(), attempts);
+        assert_eq!(recorded.last().unwrap().outcome, "failed");
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_its_status_and_a_json_error_and_nothing_is_stored() {
+    let state_api = Receiver::start().await;
+    let core = Receiver::start().await;
+    let mut yaml = seed_config(&state_api.url("/rates"), &core.url(""));
+    yaml.push_str("maxBodySize: 1KiB\n");
+    let engine = TestEngine::start(&yaml).await;
+    let client = sync_engine_tests::http();
+    let big = format!(
+        r#"{{"rate": 1, "year": 2020, "pad": "{}"}}"#,
+        "x".repeat(2000)
+    );
+
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str, &str)> = vec![
+        (
+            client
+                .post(engine.url("/events/tax.rate.updated"))
+                .header("content-type", "application/json")
+                .body("{\"rate\": "),
+            400,
+            "invalid-json",
+            "not valid JSON",
+        ),
+        (
+            client
+                .post(engine.url("/webhook/tax-rate"))
+                .header("content-type", "application/json")
+                .body("not json"),
+            400,
+            "invalid-json",
+            "not valid JSON",
+        ),
+        (
+            client
+                .post(engine.url("/webhook/tax-rate"))
+                .header("content-type", "application/json")
+                .body(""),
+            400,
+            "invalid-json",
+            "not valid JSON",
+        ),
+        (
+            client
+                .post(engine.url("/webhook/unknown"))
+                .header("content-type", "application/json")
+                .body("{}"),
+            404,
+            "not-found",
+            "/webhook/unknown",
+        ),
+        (
+            client
+                .post(engine.url("/events/policy.updated"))
+                .header("content-type", "application/json")
+                .body("{}"),
+            404,
+            "unknown-event-type",
+            "policy.updated",
+        ),
+        (
+            client
+                .post(engine.url("/events/tax.rate.updated"))
+                .header("content-type", "application/json")
+                .body(big),
+            413,
+            "body-too-large",
+            "maxBodySize",
+        ),
+        (
+            client
+                .post(engine.url("/events/tax.rate.updated"))
+                .header("content-type", "text/plain")
+                .body("{}"),
+            415,
+            "unsupported-media-type",
+            "text/plain",
+        ),
+        (
+            client
+                .post(engine.url("/events/tax.rate.updated"))
+                .header("content-type", "application/json")
+                .header("hms-version", "three")
+                .body("{}"),
+            400,
+            "invalid-header",
+            "hms-version",
+        ),
+        (
+            client.get(engine.url("/webhook/tax-rate")),
+            405,
+            "method-not-allowed",
+            "POST",
+        ),
+    ];
+    for (request, status, code, message) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{code}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{code}"
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        let text = body["error"]["message"].as_str().unwrap();
+        assert!(text.contains(message), "{code}: {text}");
+    }
+    let dir = engine.stop().await;
+    assert_eq!(open_store(dir.path()).event_count().await.unwrap(), 0);
+    assert!(state_api.received().is_empty());
+    assert!(core.received().is_empty());
+}
+
+#[tokio::test]
+async fn the_bus_can_require_a_token() {
+    let state_api = Receiver::start().await;
+    let mut yaml = seed_config(&state_api.url("/rates"), &state_api.url(""));
+    yaml.push_str("bus:\n  token: bus-secret\n");
+    let engine = TestEngine::start(&yaml).await;
+    let url = engine.url("/events/tax.rate.updated");
+    let body = r#"{"rate": 1, "year": 2020}"#;
+    let (status, answer) = post_json(&url, body, &[]).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, _) = post_json(&url, body, &[("authorization", "Bearer wrong")]).await;
+    assert_eq!(status, 401);
+    let (status, _) = post_json(&url, body, &[("authorization", "Bearer bus-secret")]).await;
+    assert_eq!(status, 202);
+    let dir = engine.stop().await;
+    assert_eq!(open_store(dir.path()).event_count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_repeated_request_with_the_same_idempotency_key_is_stored_once() {
+    let state_api = Receiver::start().await;
+    let engine =
+        TestEngine::start(&seed_config(&state_api.url("/rates"), &state_api.url(""))).await;
+    let url = engine.url("/events/tax.rate.updated");
+    let body = r#"{"rate": 2, "year": 2021}"#;
+    let (first_status, first) = post_json(&url, body, &[("idempotency-key", "hms-42")]).await;
+    let (second_status, second) = post_json(&url, body, &[("idempotency-key", "hms-42")]).await;
+    let (_, other) = post_json(&url, body, &[("idempotency-key", "hms-43")]).await;
+    assert_eq!((first_status, second_status), (202, 202));
+    assert_eq!(first["status"], "accepted");
+    assert_eq!(second["status"], "duplicate");
+    assert_eq!(first["id"], second["id"]);
+    assert_ne!(first["id"], other["id"]);
+    state_api.wait_for(2, WAIT).await;
+    let dir = engine.stop().await;
+    assert_eq!(open_store(dir.path()).event_count().await.unwrap(), 2);
+    assert_eq!(state_api.received().len(), 2);
+}
+
+#[tokio::test]
+async fn bus_headers_describe_the_event_to_the_plugin_and_its_deliveries() {
+    let state_api = Receiver::start().await;
+    let engine =
+        TestEngine::start(&seed_config(&state_api.url("/rates"), &state_api.url(""))).await;
+    let (status, answer) = post_json(
+        &engine.url("/events/tax.rate.updated"),
+        &json!({"rate": 3, "year": 2022}).to_string(),
+        &[
+            ("hms-origin", "irs-policy"),
+            ("hms-key", "tax-rate/2022"),
+            ("hms-version", "7"),
+            ("hms-timestamp", "1700000000000"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202);
+    state_api.wait_for(1, WAIT).await;
+    let dir = engine.stop().await;
+    let history = open_store(dir.path())
+        .event_history(answer["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let event = &history.event.event;
+    assert_eq!(event.origin, "irs-policy");
+    assert_eq!(event.key.as_deref(), Some("tax-rate/2022"));
+    assert_eq!(event.version, Some(7));
+    assert_eq!(event.timestamp, 1_700_000_000_000);
+    let (row, _) = &history.outbox[0];
+    assert_eq!(row.key.as_deref(), Some("tax-rate/2022"));
+    assert_eq!(row.version, Some(7));
+    assert_eq!(row.origin, "irs-policy");
+}
