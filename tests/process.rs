@@ -19,8 +19,20 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `sync-engine run` on a config file, logging to `log`.
-fn start_engine(config: &Path, log: &Path) -> Child {
+/// Starts `sync-engine run` on a config file, logging to `log`, and waits until `url` answers.
+async fn start_engine(config: &Path, log: &Path, url: &str) -> Child {
+    let child = spawn_engine(config, log);
+    wait_healthy(url, Duration::from_secs(30)).await;
+    child
+}
+
+/// Kills an engine with SIGKILL and reaps it.
+fn kill(mut engine: Child) {
+    engine.kill().unwrap();
+    engine.wait().unwrap();
+}
+
+fn spawn_engine(config: &Path, log: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -58,8 +70,7 @@ async fn events_accepted_while_the_destination_is_down_survive_sigkill() {
     let log = dir.path().join("engine.log");
     let url = format!("http://127.0.0.1:{port}");
 
-    let mut engine = start_engine(&config, &log);
-    wait_healthy(&url, Duration::from_secs(30)).await;
+    let engine = start_engine(&config, &log, &url).await;
     let mut ids = HashSet::new();
     for year in 0..EVENTS {
         let body = format!(r#"{{"rate": 0.01, "year": {}}}"#, 1000 + year);
@@ -70,16 +81,14 @@ async fn events_accepted_while_the_destination_is_down_survive_sigkill() {
     }
     // Let some events be processed and retried, then kill the engine without warning.
     state_api.wait_for(10, Duration::from_secs(20)).await;
-    engine.kill().unwrap(); // SIGKILL
-    engine.wait().unwrap();
+    kill(engine);
     assert!(
         state_api.received().iter().all(|r| r.status == 503),
         "nothing was delivered before the kill"
     );
 
     state_api.set_default_status(200);
-    let mut engine = start_engine(&config, &log);
-    wait_healthy(&url, Duration::from_secs(30)).await;
+    let engine = start_engine(&config, &log, &url).await;
     let received = state_api
         .wait_until(Duration::from_secs(60), |received| {
             received
@@ -106,8 +115,7 @@ async fn events_accepted_while_the_destination_is_down_survive_sigkill() {
         "{} events lost: {missing:?}",
         missing.len()
     );
-    engine.kill().unwrap();
-    engine.wait().unwrap();
+    kill(engine);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,8 +128,7 @@ async fn sigterm_stops_the_engine_cleanly_and_pending_work_resumes_on_restart() 
     let log = dir.path().join("engine.log");
     let url = format!("http://127.0.0.1:{port}");
 
-    let mut engine = start_engine(&config, &log);
-    wait_healthy(&url, Duration::from_secs(30)).await;
+    let mut engine = start_engine(&config, &log, &url).await;
     let (status, answer) = post_json(
         &format!("{url}/events/tax.rate.updated"),
         r#"{"rate": 0.02, "year": 2030}"#,
@@ -153,7 +160,7 @@ async fn sigterm_stops_the_engine_cleanly_and_pending_work_resumes_on_restart() 
     assert!(text.contains("sync engine stopped"), "{text}");
 
     state_api.set_default_status(200);
-    let mut engine = start_engine(&config, &log);
+    let engine = spawn_engine(&config, &log);
     let id = answer["id"].as_str().unwrap();
     state_api
         .wait_until(Duration::from_secs(30), |received| {
@@ -162,8 +169,7 @@ async fn sigterm_stops_the_engine_cleanly_and_pending_work_resumes_on_restart() 
             })
         })
         .await;
-    engine.kill().unwrap();
-    engine.wait().unwrap();
+    kill(engine);
 }
 
 #[test]

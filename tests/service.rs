@@ -8,15 +8,19 @@ use sync_engine_tests::{Receiver, TestEngine, open_store, post_json, seed_config
 
 const WAIT: Duration = Duration::from_secs(20);
 
-#[tokio::test]
-async fn an_hms_event_reaches_the_state_api_as_the_seeds_outbound_body() {
+/// A fake state API (at `/rates`), a fake core (at `/hms`), and an engine on the seed's
+/// configuration pointing at them, with `extra` appended to it.
+async fn seed_engine(extra: &str) -> (Receiver, Receiver, TestEngine) {
     let state_api = Receiver::start().await;
     let core = Receiver::start().await;
-    let engine = TestEngine::start(&seed_config(
-        &state_api.url("/api/tax/rates"),
-        &core.url("/hms"),
-    ))
-    .await;
+    let yaml = seed_config(&state_api.url("/rates"), &core.url("/hms")) + extra;
+    let engine = TestEngine::start(&yaml).await;
+    (state_api, core, engine)
+}
+
+#[tokio::test]
+async fn an_hms_event_reaches_the_state_api_as_the_seeds_outbound_body() {
+    let (state_api, core, engine) = seed_engine("").await;
 
     let (status, answer) = post_json(
         &engine.url("/events/tax.rate.updated"),
@@ -31,7 +35,7 @@ async fn an_hms_event_reaches_the_state_api_as_the_seeds_outbound_body() {
     let received = state_api.wait_for(1, WAIT).await;
     let request = &received[0];
     assert_eq!(request.method, "POST");
-    assert_eq!(request.path, "/api/tax/rates");
+    assert_eq!(request.path, "/rates");
     assert_eq!(request.body, br#"{"newRates":0.0725,"effectiveYear":2025}"#);
     assert_eq!(request.header("content-type"), Some("application/json"));
     assert_eq!(
@@ -60,8 +64,8 @@ async fn an_hms_event_reaches_the_state_api_as_the_seeds_outbound_body() {
     assert_eq!(history.runs[0].outcome, "ok");
     assert_eq!(history.runs[0].plugin_hash.len(), 64);
     let (row, attempts) = &history.outbox[0];
-    assert_eq!(row.kind, OutboxKind::Deliver);
-    assert_eq!(row.target, "state-api");
+    assert_eq!(row.action.kind, OutboxKind::Deliver);
+    assert_eq!(row.action.target, "state-api");
     assert_eq!(row.state, OutboxState::Delivered);
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].status, Some(200));
@@ -69,13 +73,7 @@ async fn an_hms_event_reaches_the_state_api_as_the_seeds_outbound_body() {
 
 #[tokio::test]
 async fn a_state_webhook_reaches_the_hms_core_as_tax_rate_updated() {
-    let state_api = Receiver::start().await;
-    let core = Receiver::start().await;
-    let engine = TestEngine::start(&seed_config(
-        &state_api.url("/api/tax/rates"),
-        &core.url("/hms"),
-    ))
-    .await;
+    let (state_api, core, engine) = seed_engine("").await;
 
     let (status, answer) = post_json(
         &engine.url("/webhook/tax-rate"),
@@ -104,10 +102,8 @@ async fn a_state_webhook_reaches_the_hms_core_as_tax_rate_updated() {
 
 #[tokio::test]
 async fn a_destination_that_fails_twice_gets_the_event_on_the_third_attempt_with_one_key() {
-    let state_api = Receiver::start().await;
+    let (state_api, _core, engine) = seed_engine("").await;
     state_api.script(&[503, 503]);
-    let core = Receiver::start().await;
-    let engine = TestEngine::start(&seed_config(&state_api.url("/rates"), &core.url(""))).await;
 
     let (status, answer) = post_json(
         &engine.url("/events/tax.rate.updated"),
@@ -167,11 +163,9 @@ async fn a_destination_that_fails_twice_gets_the_event_on_the_third_attempt_with
 
 #[tokio::test]
 async fn a_permanent_refusal_is_not_retried_and_attempts_run_out() {
-    let state_api = Receiver::start().await;
+    let (state_api, core, engine) = seed_engine("").await;
     state_api.script(&[422]);
-    let core = Receiver::start().await;
     core.set_default_status(503);
-    let engine = TestEngine::start(&seed_config(&state_api.url("/rates"), &core.url(""))).await;
 
     let (_, refused) = post_json(
         &engine.url("/events/tax.rate.updated"),
@@ -206,11 +200,7 @@ async fn a_permanent_refusal_is_not_retried_and_attempts_run_out() {
 
 #[tokio::test]
 async fn bad_input_gets_its_status_and_a_json_error_and_nothing_is_stored() {
-    let state_api = Receiver::start().await;
-    let core = Receiver::start().await;
-    let mut yaml = seed_config(&state_api.url("/rates"), &core.url(""));
-    yaml.push_str("maxBodySize: 1KiB\n");
-    let engine = TestEngine::start(&yaml).await;
+    let (state_api, core, engine) = seed_engine("maxBodySize: 1KiB\n").await;
     let client = sync_engine_tests::http();
     let big = format!(
         r#"{{"rate": 1, "year": 2020, "pad": "{}"}}"#,
@@ -320,10 +310,7 @@ async fn bad_input_gets_its_status_and_a_json_error_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn the_bus_can_require_a_token() {
-    let state_api = Receiver::start().await;
-    let mut yaml = seed_config(&state_api.url("/rates"), &state_api.url(""));
-    yaml.push_str("bus:\n  token: bus-secret\n");
-    let engine = TestEngine::start(&yaml).await;
+    let (_state_api, _core, engine) = seed_engine("bus:\n  token: bus-secret\n").await;
     let url = engine.url("/events/tax.rate.updated");
     let body = r#"{"rate": 1, "year": 2020}"#;
     let (status, answer) = post_json(&url, body, &[]).await;
@@ -341,9 +328,7 @@ async fn the_bus_can_require_a_token() {
 
 #[tokio::test]
 async fn a_repeated_request_with_the_same_idempotency_key_is_stored_once() {
-    let state_api = Receiver::start().await;
-    let engine =
-        TestEngine::start(&seed_config(&state_api.url("/rates"), &state_api.url(""))).await;
+    let (state_api, _core, engine) = seed_engine("").await;
     let url = engine.url("/events/tax.rate.updated");
     let body = r#"{"rate": 2, "year": 2021}"#;
     let (first_status, first) = post_json(&url, body, &[("idempotency-key", "hms-42")]).await;
@@ -362,9 +347,7 @@ async fn a_repeated_request_with_the_same_idempotency_key_is_stored_once() {
 
 #[tokio::test]
 async fn bus_headers_describe_the_event_to_the_plugin_and_its_deliveries() {
-    let state_api = Receiver::start().await;
-    let engine =
-        TestEngine::start(&seed_config(&state_api.url("/rates"), &state_api.url(""))).await;
+    let (state_api, _core, engine) = seed_engine("").await;
     let (status, answer) = post_json(
         &engine.url("/events/tax.rate.updated"),
         &json!({"rate": 3, "year": 2022}).to_string(),
@@ -390,7 +373,7 @@ async fn bus_headers_describe_the_event_to_the_plugin_and_its_deliveries() {
     assert_eq!(event.version, Some(7));
     assert_eq!(event.timestamp, 1_700_000_000_000);
     let (row, _) = &history.outbox[0];
-    assert_eq!(row.key.as_deref(), Some("tax-rate/2022"));
-    assert_eq!(row.version, Some(7));
-    assert_eq!(row.origin, "irs-policy");
+    assert_eq!(row.action.key.as_deref(), Some("tax-rate/2022"));
+    assert_eq!(row.action.version, Some(7));
+    assert_eq!(row.action.origin, "irs-policy");
 }

@@ -141,6 +141,19 @@ pub struct LimitSettings {
     pub output: Option<usize>,
 }
 
+impl LimitSettings {
+    /// These limits, with unset ones taken from `defaults`, then from the sandbox's built-in
+    /// defaults.
+    pub fn resolve(&self, defaults: &LimitSettings) -> crate::sandbox::Limits {
+        let builtin = crate::sandbox::Limits::default();
+        crate::sandbox::Limits {
+            timeout: self.timeout.or(defaults.timeout).unwrap_or(builtin.timeout),
+            memory: self.memory.or(defaults.memory).unwrap_or(builtin.memory),
+            output: self.output.or(defaults.output).unwrap_or(builtin.output),
+        }
+    }
+}
+
 /// One plugin.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -646,6 +659,15 @@ impl Config {
                 &mut p,
             );
         }
+        if self.sandbox.workers.get() > self.sandbox.max_instances.get() as usize {
+            p.add(
+                "sandbox.workers",
+                format!(
+                    "{} workers could need more instances than sandbox.maxInstances ({})",
+                    self.sandbox.workers, self.sandbox.max_instances
+                ),
+            );
+        }
         self.check_limits(&self.sandbox.limits, "sandbox.limits", &mut p);
         for (name, plugin) in &self.plugins {
             if let Err(e) = check_name(name) {
@@ -658,9 +680,16 @@ impl Config {
             if let Err(e) = crate::event::check_event_type(&route.event) {
                 p.add(format!("{key}.event"), e);
             }
-            self.check_plugin_ref(&route.handler, &format!("{key}.handler"), &mut p);
+            check_ref(
+                &self.plugins,
+                "plugin",
+                &route.handler,
+                &format!("{key}.handler"),
+                &mut p,
+            );
             if let Some(destination) = &route.destination {
-                self.check_destination_ref(destination, &format!("{key}.destination"), &mut p);
+                let key = format!("{key}.destination");
+                check_ref(&self.destinations, "destination", destination, &key, &mut p);
             }
         }
         let mut paths = BTreeSet::new();
@@ -674,7 +703,13 @@ impl Config {
                     format!("`{}` is already the path of another webhook", route.path),
                 );
             }
-            self.check_plugin_ref(&route.handler, &format!("{key}.handler"), &mut p);
+            check_ref(
+                &self.plugins,
+                "plugin",
+                &route.handler,
+                &format!("{key}.handler"),
+                &mut p,
+            );
             if let Err(e) = crate::event::check_event_type(&route.event_type()) {
                 p.add(format!("{key}.type"), e);
             }
@@ -709,29 +744,24 @@ impl Config {
             );
         }
     }
+}
 
-    fn check_plugin_ref(&self, name: &str, key: &str, p: &mut Problems) {
-        if !self.plugins.contains_key(name) {
-            p.add(
-                key,
-                format!(
-                    "no plugin is named `{name}`; {}",
-                    known("plugins", self.plugins.keys())
-                ),
-            );
-        }
-    }
-
-    fn check_destination_ref(&self, name: &str, key: &str, p: &mut Problems) {
-        if !self.destinations.contains_key(name) {
-            p.add(
-                key,
-                format!(
-                    "no destination is named `{name}`; {}",
-                    known("destinations", self.destinations.keys())
-                ),
-            );
-        }
+/// Checks that `name` is a key of `section` (the map called `what`s in the file).
+fn check_ref<V>(
+    section: &BTreeMap<String, V>,
+    what: &str,
+    name: &str,
+    key: &str,
+    p: &mut Problems,
+) {
+    if !section.contains_key(name) {
+        let names: Vec<String> = section.keys().map(|n| format!("`{n}`")).collect();
+        let known = if names.is_empty() {
+            format!("no {what}s are configured")
+        } else {
+            format!("the configured {what}s are {}", names.join(", "))
+        };
+        p.add(key, format!("no {what} is named `{name}`; {known}"));
     }
 }
 
@@ -745,16 +775,6 @@ impl Problems {
             key: key.into(),
             message: message.into(),
         });
-    }
-}
-
-/// "the configured plugins are `a`, `b`", or "none is configured".
-fn known<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> String {
-    let names: Vec<String> = names.map(|n| format!("`{n}`")).collect();
-    if names.is_empty() {
-        format!("no {what} are configured")
-    } else {
-        format!("the configured {what} are {}", names.join(", "))
     }
 }
 

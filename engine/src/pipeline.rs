@@ -9,7 +9,7 @@
 use crate::config::{Config, Problem};
 use crate::event::{Action, Event};
 use crate::sandbox::{Limits, Output, Plugin, PluginConfig, Sandbox, World};
-use crate::store::{NewOutbox, OutboxKind, Processed, RunRecord, Store, StoredEvent, now_ms};
+use crate::store::{OutboxAction, OutboxKind, Processed, RunRecord, Store, StoredEvent, now_ms};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
@@ -115,23 +115,7 @@ impl Routes {
                     return None;
                 }
             };
-            let limits = Limits {
-                timeout: settings
-                    .limits
-                    .timeout
-                    .or(defaults.timeout)
-                    .unwrap_or(Limits::default().timeout),
-                memory: settings
-                    .limits
-                    .memory
-                    .or(defaults.memory)
-                    .unwrap_or(Limits::default().memory),
-                output: settings
-                    .limits
-                    .output
-                    .or(defaults.output)
-                    .unwrap_or(Limits::default().output),
-            };
+            let limits = settings.limits.resolve(defaults);
             Some(RouteHandler {
                 plugin: plugin.clone(),
                 config: Arc::new(
@@ -260,16 +244,17 @@ pub fn process(stored: &StoredEvent, routes: &Routes) -> Processed {
             .map_err(|e| (e.code().to_owned(), e.to_string()))
             .and_then(|output| actions(event, handler, output, routes))
             .and_then(|actions| outbox_rows(event, i, actions, routes));
-        let record = |outcome: String, error: Option<String>, actions: Vec<NewOutbox>| RunRecord {
-            handler: i,
-            plugin: plugin.name().to_owned(),
-            plugin_hash: plugin.hash().to_owned(),
-            outcome,
-            error,
-            duration_us,
-            ran_at,
-            actions,
-        };
+        let record =
+            |outcome: String, error: Option<String>, actions: Vec<OutboxAction>| RunRecord {
+                handler: i,
+                plugin: plugin.name().to_owned(),
+                plugin_hash: plugin.hash().to_owned(),
+                outcome,
+                error,
+                duration_us,
+                ran_at,
+                actions,
+            };
         runs.push(match outcome {
             Ok(rows) => {
                 tracing::debug!(actions = rows.len(), "plugin ran");
@@ -352,7 +337,7 @@ fn outbox_rows(
     handler: usize,
     actions: Vec<Action>,
     routes: &Routes,
-) -> Result<Vec<NewOutbox>, (String, String)> {
+) -> Result<Vec<OutboxAction>, (String, String)> {
     Ok(actions
         .into_iter()
         .enumerate()
@@ -360,7 +345,7 @@ fn outbox_rows(
             let idempotency_key = format!("{}.{handler}.{j}", event.id);
             let origin = event.origin.clone();
             match action {
-                Action::Deliver(d) => NewOutbox {
+                Action::Deliver(d) => OutboxAction {
                     kind: OutboxKind::Deliver,
                     content_type: d
                         .content_type
@@ -375,7 +360,7 @@ fn outbox_rows(
                     version: d.version.or(event.version),
                     timestamp: d.timestamp.unwrap_or(event.timestamp),
                 },
-                Action::Emit(e) => NewOutbox {
+                Action::Emit(e) => OutboxAction {
                     kind: OutboxKind::Emit,
                     target: e.event_type,
                     idempotency_key,
@@ -387,7 +372,7 @@ fn outbox_rows(
                     version: e.version.or(event.version),
                     timestamp: e.timestamp.unwrap_or(event.timestamp),
                 },
-                Action::Drop(reason) => NewOutbox {
+                Action::Drop(reason) => OutboxAction {
                     kind: OutboxKind::Drop,
                     target: reason,
                     idempotency_key,

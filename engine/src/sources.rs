@@ -114,7 +114,20 @@ impl Sources {
             .with_state(self)
     }
 
-    async fn accept(&self, new: NewEvent) -> Result<Response, ApiError> {
+    /// Stores an event that arrived on `route` and answers for it.
+    async fn accept(
+        &self,
+        event: Event,
+        route: String,
+        headers: &HeaderMap,
+        accepted_at: i64,
+    ) -> Result<Response, ApiError> {
+        let new = NewEvent {
+            dedupe_key: dedupe_key(headers, &route)?,
+            event,
+            route,
+            accepted_at,
+        };
         let accepted = self.store.accept(new).await.map_err(|e| {
             tracing::error!(error = %e, "cannot store an event; the sender was told to retry");
             ApiError::new(
@@ -206,7 +219,6 @@ async fn bus_event(
         .transpose()?
         .unwrap_or(now);
     let route = bus_route(&event_type);
-    let dedupe_key = dedupe_key(&headers, &route)?;
     let event = Event {
         id: new_id(),
         event_type,
@@ -218,14 +230,7 @@ async fn bus_event(
         payload,
         headers: Vec::new(),
     };
-    sources
-        .accept(NewEvent {
-            event,
-            route,
-            dedupe_key,
-            accepted_at: now,
-        })
-        .await
+    sources.accept(event, route, &headers, now).await
 }
 
 async fn webhook_event(
@@ -243,7 +248,6 @@ async fn webhook_event(
     };
     let (content_type, payload) = json_body(&headers, body)?;
     let route = webhook_route(uri.path());
-    let dedupe_key = dedupe_key(&headers, &route)?;
     let exposed = source
         .headers
         .iter()
@@ -268,14 +272,7 @@ async fn webhook_event(
         payload,
         headers: exposed,
     };
-    sources
-        .accept(NewEvent {
-            event,
-            route,
-            dedupe_key,
-            accepted_at: now,
-        })
-        .await
+    sources.accept(event, route, &headers, now).await
 }
 
 /// A new event id: a UUIDv7, so ids sort by acceptance time.

@@ -9,7 +9,7 @@
 pub mod retry;
 
 use crate::config::{Config, CoreConfig, DestinationConfig};
-use crate::store::{AttemptRecord, Next, OutboxKind, OutboxRow, Store, now_ms};
+use crate::store::{AttemptRecord, Next, OutboxAction, OutboxKind, OutboxRow, Store, now_ms};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use retry::{Schedule, Verdict};
 use std::collections::{HashMap, HashSet};
@@ -168,28 +168,29 @@ impl Dispatcher {
     /// Makes one attempt at a row and records it.
     async fn deliver(&self, row: OutboxRow) {
         let attempt = row.attempts + 1;
-        let target = match row.kind {
-            OutboxKind::Deliver => self.destinations.get(&row.target),
+        let action = &row.action;
+        let target = match action.kind {
+            OutboxKind::Deliver => self.destinations.get(&action.target),
             OutboxKind::Emit => self.core.as_ref(),
             OutboxKind::Drop => None,
         };
-        let destination = match row.kind {
+        let destination = match action.kind {
             OutboxKind::Emit => "hms-core",
-            _ => row.target.as_str(),
+            _ => action.target.as_str(),
         };
         let started_at = now_ms();
         let started = Instant::now();
         let (status, error, next) = match target {
             None => (
                 None,
-                Some(match row.kind {
+                Some(match action.kind {
                     OutboxKind::Emit => "the HMS core is not configured (`core.url`), so emitted events cannot be delivered".to_owned(),
-                    _ => format!("the destination `{}` is not configured", row.target),
+                    _ => format!("the destination `{}` is not configured", action.target),
                 }),
                 Next::Failed,
             ),
             Some(target) => {
-                let (verdict, status, error) = self.send(target, &row).await;
+                let (verdict, status, error) = self.send(target, &row.event_id, action).await;
                 let next = match verdict {
                     Verdict::Delivered => Next::Delivered,
                     Verdict::Permanent => Next::Failed,
@@ -231,31 +232,37 @@ impl Dispatcher {
         }
     }
 
-    /// Sends one request. Returns the verdict, the status, and an error message.
+    /// Sends one request for the action of an event. Returns the verdict, the status, and an
+    /// error message.
     async fn send(
         &self,
         target: &Target,
-        row: &OutboxRow,
+        event_id: &str,
+        action: &OutboxAction,
     ) -> (Verdict, Option<u16>, Option<String>) {
         let mut url = target.url.clone();
         let mut headers = target.headers.clone();
-        if row.kind == OutboxKind::Emit {
+        if action.kind == OutboxKind::Emit {
             // `{core.url}/events/{type}`, however the core's URL ends.
-            let path = format!("{}/events/{}", url.path().trim_end_matches('/'), row.target);
+            let path = format!(
+                "{}/events/{}",
+                url.path().trim_end_matches('/'),
+                action.target
+            );
             url.set_path(&path);
             for (name, value) in [
-                ("hms-origin", Some(row.origin.clone())),
-                ("hms-source-event", Some(row.event_id.clone())),
-                ("hms-key", row.key.clone()),
-                ("hms-version", row.version.map(|v| v.to_string())),
-                ("hms-timestamp", Some(row.timestamp.to_string())),
+                ("hms-origin", Some(action.origin.clone())),
+                ("hms-source-event", Some(event_id.to_owned())),
+                ("hms-key", action.key.clone()),
+                ("hms-version", action.version.map(|v| v.to_string())),
+                ("hms-timestamp", Some(action.timestamp.to_string())),
             ] {
                 if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
                     headers.insert(HeaderName::from_static(name), value);
                 }
             }
         }
-        for header in &row.headers {
+        for header in &action.headers {
             if let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(header.name.as_bytes()),
                 HeaderValue::from_str(&header.value),
@@ -263,10 +270,10 @@ impl Dispatcher {
                 headers.append(name, value);
             }
         }
-        if let Ok(value) = HeaderValue::from_str(&row.content_type) {
+        if let Ok(value) = HeaderValue::from_str(&action.content_type) {
             headers.insert(http::header::CONTENT_TYPE, value);
         }
-        if let Ok(key) = HeaderValue::from_str(&row.idempotency_key) {
+        if let Ok(key) = HeaderValue::from_str(&action.idempotency_key) {
             headers.insert(HeaderName::from_static("idempotency-key"), key.clone());
             headers.insert(HeaderName::from_static("webhook-id"), key);
         }
@@ -275,15 +282,15 @@ impl Dispatcher {
             .request(target.method.clone(), url)
             .headers(headers)
             .timeout(target.timeout)
-            .body(row.body.clone());
+            .body(action.body.clone());
         match request.send().await {
             Ok(response) => {
                 let status = response.status();
                 let verdict = retry::classify_status(status);
-                let error = (verdict != Verdict::Delivered).then(|| format!("HTTP {status}"));
-                let error = match error {
-                    Some(prefix) => Some(with_body_excerpt(prefix, response).await),
-                    None => None,
+                let error = if verdict == Verdict::Delivered {
+                    None
+                } else {
+                    Some(with_body_excerpt(format!("HTTP {status}"), response).await)
                 };
                 (verdict, Some(status.as_u16()), error)
             }

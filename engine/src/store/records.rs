@@ -60,7 +60,7 @@ pub struct RunRecord {
     /// When it ran (Unix ms).
     pub ran_at: i64,
     /// The actions it produced, in order.
-    pub actions: Vec<NewOutbox>,
+    pub actions: Vec<OutboxAction>,
 }
 
 /// A processed event: its runs and their actions.
@@ -149,9 +149,9 @@ impl OutboxState {
     }
 }
 
-/// An action to store in the outbox.
-#[derive(Debug, Clone)]
-pub struct NewOutbox {
+/// What an outbox row asks for: one action of a plugin, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxAction {
     /// What it asks for.
     pub kind: OutboxKind,
     /// The destination's name, the emitted event's type, or the drop reason.
@@ -184,25 +184,7 @@ pub struct OutboxRow {
     /// That event's acceptance order.
     pub event_seq: i64,
     /// What it asks for.
-    pub kind: OutboxKind,
-    /// The destination's name, the emitted event's type, or the drop reason.
-    pub target: String,
-    /// The key sent with every attempt.
-    pub idempotency_key: String,
-    /// The origin of the event that caused it.
-    pub origin: String,
-    /// The body's media type.
-    pub content_type: String,
-    /// Extra request headers.
-    pub headers: Vec<Header>,
-    /// The body.
-    pub body: Vec<u8>,
-    /// The entity key.
-    pub key: Option<String>,
-    /// The entity version.
-    pub version: Option<u64>,
-    /// When this version was made (Unix ms).
-    pub timestamp: i64,
+    pub action: OutboxAction,
     /// Where it stands.
     pub state: OutboxState,
     /// How many attempts were made.
@@ -523,16 +505,18 @@ fn read_outbox(row: &Row<'_>) -> Result<OutboxRow, StoreError> {
         id: row.get(0)?,
         event_id: row.get(1)?,
         event_seq: row.get(2)?,
-        kind: OutboxKind::parse(&kind)?,
-        target: row.get(4)?,
-        idempotency_key: row.get(5)?,
-        origin: row.get(6)?,
-        content_type: row.get(7)?,
-        headers: headers_from_json(&headers)?,
-        body: row.get(9)?,
-        key: row.get(10)?,
-        version: to_u64(row.get(11)?),
-        timestamp: row.get(12)?,
+        action: OutboxAction {
+            kind: OutboxKind::parse(&kind)?,
+            target: row.get(4)?,
+            idempotency_key: row.get(5)?,
+            origin: row.get(6)?,
+            content_type: row.get(7)?,
+            headers: headers_from_json(&headers)?,
+            body: row.get(9)?,
+            key: row.get(10)?,
+            version: to_u64(row.get(11)?),
+            timestamp: row.get(12)?,
+        },
         state: OutboxState::parse(&state)?,
         attempts: row.get(14)?,
         next_attempt_at: row.get(15)?,

@@ -4,6 +4,7 @@ use super::StoreError;
 use super::records::{self, Accepted, AttemptRecord, NewEvent, Processed};
 use rusqlite::Connection;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// At most this many commands share one transaction.
@@ -26,23 +27,24 @@ enum Done {
     Unit(Reply<()>, Result<(), StoreError>),
 }
 
+/// Who the writer tells about what it committed.
+pub(super) struct Signals {
+    pub(super) events_accepted: Arc<Notify>,
+    pub(super) outbox_changed: Arc<Notify>,
+    pub(super) commits: Arc<AtomicU64>,
+}
+
 pub(super) fn spawn(
     conn: Connection,
     commands: mpsc::UnboundedReceiver<Command>,
-    events_accepted: Arc<Notify>,
-    outbox_changed: Arc<Notify>,
+    signals: Signals,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, commands, &events_accepted, &outbox_changed))
+        .spawn(move || run(conn, commands, &signals))
 }
 
-fn run(
-    mut conn: Connection,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    events_accepted: &Notify,
-    outbox_changed: &Notify,
-) {
+fn run(mut conn: Connection, mut commands: mpsc::UnboundedReceiver<Command>, signals: &Signals) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut closing = false;
     while !closing {
@@ -57,6 +59,7 @@ fn run(
             }
         }
         let (done, accepted, changed, close) = commit(&mut conn, batch.drain(..));
+        signals.commits.fetch_add(1, Ordering::Relaxed);
         closing = close;
         // Answer only now: every result in `done` is on disk, or every one failed.
         for d in done {
@@ -66,10 +69,10 @@ fn run(
             }
         }
         if accepted {
-            events_accepted.notify_one();
+            signals.events_accepted.notify_one();
         }
         if changed {
-            outbox_changed.notify_one();
+            signals.outbox_changed.notify_one();
         }
     }
 }
