@@ -1,5 +1,5 @@
 //! A receiver for trying the engine out: `sync-engine sink` answers every request with a fixed
-//! status and logs what it received (method, path, idempotency key, body). Point a destination
+//! status and logs what it received (method, path, idempotency key, HMS metadata, body). Point a destination
 //! or the core at it to watch deliveries arrive.
 
 use axum::Router;
@@ -46,6 +46,7 @@ async fn receive(
         idempotency_key = %header("idempotency-key"),
         content_type = %header("content-type"),
         origin = %header("hms-origin"),
+        key = %header("hms-key"),
         bytes = body.len(),
         body = %String::from_utf8_lossy(shown),
         "received"
