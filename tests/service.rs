@@ -103,7 +103,7 @@ async fn a_state_webhook_reaches_the_hms_core_as_tax_rate_updated() {
 #[tokio::test]
 async fn a_destination_that_fails_twice_gets_the_event_on_the_third_attempt_with_one_key() {
     let (state_api, _core, engine) = seed_engine("").await;
-    state_api.script(&[503, 503]);
+    state_api.script([503, 503]);
 
     let (status, answer) = post_json(
         &engine.url("/events/tax.rate.updated"),
@@ -164,7 +164,7 @@ async fn a_destination_that_fails_twice_gets_the_event_on_the_third_attempt_with
 #[tokio::test]
 async fn a_permanent_refusal_is_not_retried_and_attempts_run_out() {
     let (state_api, core, engine) = seed_engine("").await;
-    state_api.script(&[422]);
+    state_api.script([422]);
     core.set_default_status(503);
 
     let (_, refused) = post_json(
@@ -192,9 +192,9 @@ async fn a_permanent_refusal_is_not_retried_and_attempts_run_out() {
         let id = answer["id"].as_str().unwrap();
         let history = store.event_history(id).await.unwrap().unwrap();
         let (row, recorded) = &history.outbox[0];
-        assert_eq!(row.state, OutboxState::Failed, "{id}");
+        assert_eq!(row.state, OutboxState::Dead, "{id}");
         assert_eq!(recorded.len(), attempts);
-        assert_eq!(recorded.last().unwrap().outcome, "failed");
+        assert_eq!(recorded.last().unwrap().outcome, "dead");
     }
 }
 

@@ -28,6 +28,9 @@ pub struct Config {
     /// The embedded HMS bus endpoint, `POST /events/{type}`.
     #[serde(default)]
     pub bus: BusConfig,
+    /// The admin API (`/admin/...`): dead letters, event history.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// HMS-SYS, where emitted HMS events are delivered. Needed when a plugin emits events.
     pub core: Option<CoreConfig>,
     /// The durable store.
@@ -61,6 +64,14 @@ pub struct Config {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BusConfig {
     /// When set, `POST /events/{type}` requires `Authorization: Bearer <token>`.
+    pub token: Option<Expanded>,
+}
+
+/// The admin API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdminConfig {
+    /// The bearer token every admin request must present. Without one the admin API is off.
     pub token: Option<Expanded>,
 }
 
@@ -186,6 +197,13 @@ pub struct DestinationConfig {
     /// The media type of bodies whose plugin did not set one.
     #[serde(default = "default_content_type")]
     pub content_type: String,
+    /// How many deliveries to this destination may be in flight at once.
+    #[serde(default = "default_destination_concurrency")]
+    pub concurrency: NonZeroUsize,
+    /// Standard Webhooks secrets (`whsec_...`) to sign every request with; several at once
+    /// while a secret is rotated.
+    #[serde(default)]
+    pub secrets: Vec<Expanded>,
     /// Overrides of the default retry policy.
     #[serde(default)]
     pub retry: RetryOverride,
@@ -228,9 +246,15 @@ pub struct RetryConfig {
     /// The longest delay between two attempts.
     #[serde(default = "default_max_delay", with = "duration")]
     pub max_delay: Duration,
-    /// How many attempts in all before the delivery fails.
+    /// How many attempts in all before the delivery becomes a dead letter.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: NonZeroU32,
+    /// How long after it was queued a delivery may still be retried.
+    #[serde(default = "default_max_age", with = "duration")]
+    pub max_age: Duration,
+    /// The longest `Retry-After` a receiver may ask for; a longer one is cut to this.
+    #[serde(default = "default_max_retry_after", with = "duration")]
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryConfig {
@@ -240,6 +264,8 @@ impl Default for RetryConfig {
             factor: default_factor(),
             max_delay: default_max_delay(),
             max_attempts: default_max_attempts(),
+            max_age: default_max_age(),
+            max_retry_after: default_max_retry_after(),
         }
     }
 }
@@ -258,6 +284,12 @@ pub struct RetryOverride {
     pub max_delay: Option<Duration>,
     /// See [`RetryConfig::max_attempts`].
     pub max_attempts: Option<NonZeroU32>,
+    /// See [`RetryConfig::max_age`].
+    #[serde(default, with = "opt_duration")]
+    pub max_age: Option<Duration>,
+    /// See [`RetryConfig::max_retry_after`].
+    #[serde(default, with = "opt_duration")]
+    pub max_retry_after: Option<Duration>,
 }
 
 impl RetryOverride {
@@ -268,6 +300,8 @@ impl RetryOverride {
             factor: self.factor.unwrap_or(defaults.factor),
             max_delay: self.max_delay.unwrap_or(defaults.max_delay),
             max_attempts: self.max_attempts.unwrap_or(defaults.max_attempts),
+            max_age: self.max_age.unwrap_or(defaults.max_age),
+            max_retry_after: self.max_retry_after.unwrap_or(defaults.max_retry_after),
         }
     }
 }
@@ -306,6 +340,10 @@ pub struct WebhookRoute {
     /// The request headers the plugin may see (case-insensitive).
     #[serde(default)]
     pub headers: Vec<String>,
+    /// Standard Webhooks secrets (`whsec_...`): when set, a request must carry a valid
+    /// `webhook-signature` by one of them, with a `webhook-timestamp` within five minutes.
+    #[serde(default)]
+    pub secrets: Vec<Expanded>,
 }
 
 impl WebhookRoute {
@@ -435,6 +473,15 @@ fn default_max_attempts() -> NonZeroU32 {
 }
 fn default_delivery_concurrency() -> NonZeroUsize {
     NonZeroUsize::new(64).expect("non-zero")
+}
+fn default_destination_concurrency() -> NonZeroUsize {
+    NonZeroUsize::new(16).expect("non-zero")
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_max_retry_after() -> Duration {
+    Duration::from_secs(3600)
 }
 
 /// Durations written as `500ms`, `10s`, `5m`, `1h 30m`.
@@ -721,6 +768,7 @@ impl Config {
             if let Err(e) = check_name(route.system()) {
                 p.add(format!("{key}.system"), e);
             }
+            check_secrets(&route.secrets, &format!("{key}.secrets"), &mut p);
             for (j, header) in route.headers.iter().enumerate() {
                 if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
                     p.add(
@@ -793,6 +841,14 @@ fn check_retry(retry: &RetryConfig, key: &str, p: &mut Problems) {
             format!("{key}.maxDelay"),
             "is shorter than the initial delay",
         );
+    }
+}
+
+fn check_secrets(secrets: &[Expanded], key: &str, p: &mut Problems) {
+    for (i, secret) in secrets.iter().enumerate() {
+        if let Err(e) = crate::signing::parse_secret(secret) {
+            p.add(format!("{key}[{i}]"), e);
+        }
     }
 }
 
@@ -916,6 +972,7 @@ mod tests {
             event_type: None,
             emit: None,
             headers: vec![],
+            secrets: vec![],
         };
         assert_eq!(route.event_type(), "webhook.tax-rate");
         assert_eq!(route.system(), "/webhook/tax-rate");

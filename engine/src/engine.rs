@@ -1,7 +1,9 @@
 //! Wiring: builds the running engine from a checked configuration and runs it until shutdown.
 
+use crate::admin::Admin;
 use crate::config::{Config, ConfigError};
 use crate::delivery::Dispatcher;
+use crate::metrics::Metrics;
 use crate::pipeline::{Routes, load_plugins, run_processor};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::sources::Sources;
@@ -62,16 +64,23 @@ pub async fn run(
     let store_dir = &config.store.path.0;
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store in {}", store_dir.display()))?;
-    let dispatcher = Arc::new(Dispatcher::new(&config, store.clone())?);
+    let metrics = Arc::new(Metrics::default());
+    let dispatcher = Arc::new(Dispatcher::new(&config, store.clone(), metrics.clone())?);
     let sources = Arc::new(Sources::new(
         &config,
         store.clone(),
         prepared.routes.clone(),
+        metrics.clone(),
+    )?);
+    let admin = Arc::new(Admin::new(
+        store.clone(),
+        config.admin.token.as_ref().map(|t| t.0.clone()),
     ));
 
     let processor = tokio::spawn(run_processor(
         store.clone(),
         prepared.routes.clone(),
+        metrics,
         config.sandbox.workers.get(),
         shutdown.clone(),
     ));
@@ -79,7 +88,8 @@ pub async fn run(
 
     let address = listener.local_addr()?;
     tracing::info!(%address, store = %store.path().display(), "sync engine listening");
-    let server = axum::serve(listener, sources.router(config.max_body_size))
+    let router = sources.router(config.max_body_size).merge(admin.router());
+    let server = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
     // However the server ended, stop the rest and let it finish cleanly.

@@ -2,7 +2,7 @@
 //! turns it into.
 
 /// One header: a name and a value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Header {
     /// The header name.
     pub name: String,
@@ -24,7 +24,7 @@ impl Header {
 pub const HMS_ORIGIN: &str = "hms";
 
 /// One accepted change event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Event {
     /// The id the engine gave the event on acceptance.
     pub id: String,
@@ -41,6 +41,7 @@ pub struct Event {
     /// The payload's media type.
     pub content_type: String,
     /// The payload, byte for byte as received.
+    #[serde(serialize_with = "bytes_as_text")]
     pub payload: Vec<u8>,
     /// The inbound headers plugins may see, with lower-case names.
     pub headers: Vec<Header>,
@@ -91,6 +92,11 @@ pub struct Emission {
     pub version: Option<u64>,
     /// When the change happened (Unix milliseconds), when the plugin set it.
     pub timestamp: Option<i64>,
+}
+
+/// Serialises bytes as text (invalid UTF-8 replaced), for JSON views of payloads and bodies.
+pub fn bytes_as_text<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&String::from_utf8_lossy(bytes))
 }
 
 /// The longest event type the engine accepts.

@@ -13,18 +13,23 @@
 //!   return into outbox rows.
 //! - [`sandbox`]: loads plugins (components built against `wit/`), checks them against the
 //!   `transformer` and `handler` worlds, and runs each event in a fresh, limited instance.
-//! - [`delivery`]: sends outbox rows to destinations and to the HMS core, with retries.
+//! - [`delivery`]: sends outbox rows to destinations and to the HMS core, in order per entity
+//!   key, signed ([`signing`]), with retries; what gives up becomes a dead letter.
+//! - [`admin`]: the admin API (dead letters, event history); [`metrics`]: Prometheus metrics.
 //! - [`event`]: the records that flow through: [`event::Event`] and [`event::Action`].
 //! - [`config`]: the YAML configuration; [`engine`] builds the running engine from it;
 //!   [`cli`] is the `sync-engine` command; [`sink`] is a receiver for trying the engine out.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod engine;
 pub mod event;
+pub mod metrics;
 pub mod pipeline;
 pub mod sandbox;
+pub mod signing;
 pub mod sink;
 pub mod sources;
 pub mod store;

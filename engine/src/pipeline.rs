@@ -8,8 +8,9 @@
 
 use crate::config::{Config, Problem};
 use crate::event::{Action, Event};
+use crate::metrics::{EventLabels, Metrics, PluginLabels, source_of};
 use crate::sandbox::{Limits, Output, Plugin, PluginConfig, Sandbox, World};
-use crate::store::{OutboxAction, OutboxKind, Processed, RunRecord, Store, StoredEvent, now_ms};
+use crate::store::{OutboxAction, OutboxKind, PendingEvent, Processed, RunRecord, Store, now_ms};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
@@ -204,10 +205,12 @@ pub fn load_plugins(
     }
 }
 
-/// Runs every handler of the event's route and turns the results into outbox rows.
+/// Runs every handler of the event's route (but those that already ran on it) and turns the
+/// results into outbox rows.
 ///
 /// Blocks while plugins run: call it on a thread that may block.
-pub fn process(stored: &StoredEvent, routes: &Routes) -> Processed {
+pub fn process(pending: &PendingEvent, routes: &Routes, metrics: &Metrics) -> Processed {
+    let stored = &pending.stored;
     let event = &stored.event;
     let handlers = routes.handlers(&stored.route);
     let mut runs = Vec::with_capacity(handlers.len().max(1));
@@ -228,6 +231,9 @@ pub fn process(stored: &StoredEvent, routes: &Routes) -> Processed {
         });
     }
     for (i, handler) in handlers.iter().enumerate() {
+        if pending.done_handlers.contains(&i) {
+            continue;
+        }
         let plugin = &handler.plugin;
         let _span = tracing::info_span!(
             "run",
@@ -239,7 +245,15 @@ pub fn process(stored: &StoredEvent, routes: &Routes) -> Processed {
         let ran_at = now_ms();
         let started = Instant::now();
         let result = plugin.run(event, &handler.config, &handler.limits);
-        let duration_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let elapsed = started.elapsed();
+        metrics
+            .plugin_run_seconds
+            .get_or_create(&PluginLabels {
+                plugin: plugin.name().to_owned(),
+                version: plugin.hash()[..12].to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+        let duration_us = i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX);
         let outcome = result
             .map_err(|e| (e.code().to_owned(), e.to_string()))
             .and_then(|output| actions(event, handler, output, routes))
@@ -265,6 +279,15 @@ pub fn process(stored: &StoredEvent, routes: &Routes) -> Processed {
                 record(code, Some(message), Vec::new())
             }
         });
+    }
+    let labels = EventLabels {
+        source: source_of(&stored.route).to_owned(),
+        event_type: event.event_type.clone(),
+    };
+    if runs.iter().all(|r| r.error.is_none()) {
+        metrics.events_processed.get_or_create(&labels).inc();
+    } else {
+        metrics.events_failed.get_or_create(&labels).inc();
     }
     Processed {
         event_id: event.id.clone(),
@@ -394,14 +417,20 @@ fn outbox_rows(
 pub async fn run_processor(
     store: Store,
     routes: Arc<Routes>,
+    metrics: Arc<Metrics>,
     workers: usize,
     shutdown: CancellationToken,
 ) {
     let accepted = store.events_accepted();
+    let requeued = store.events_requeued();
     let mut cursor = 0;
     loop {
         if shutdown.is_cancelled() {
             break;
+        }
+        // Replayed events can be older than the cursor: read from the start again.
+        if take_permit(&requeued) {
+            cursor = 0;
         }
         let batch = match store.pending_events(cursor, BATCH).await {
             Ok(batch) => batch,
@@ -417,11 +446,15 @@ pub async fn run_processor(
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = accepted.notified() => continue,
+                () = requeued.notified() => {
+                    cursor = 0;
+                    continue;
+                }
             }
         };
-        let last_seq = last.seq;
-        let first_seq = batch[0].seq;
-        let (results, mut failed) = process_batch(batch, &routes, workers).await;
+        let last_seq = last.stored.seq;
+        let first_seq = batch[0].stored.seq;
+        let (results, mut failed) = process_batch(batch, &routes, &metrics, workers).await;
         // Queue every result before waiting, so they share one commit.
         let writes: Vec<_> = results.into_iter().map(|p| store.complete(p)).collect();
         for write in writes {
@@ -443,11 +476,19 @@ pub async fn run_processor(
     }
 }
 
+/// Takes the permit a `notify_one` left, if there is one, without waiting.
+fn take_permit(notify: &tokio::sync::Notify) -> bool {
+    let mut notified = std::pin::pin!(notify.notified());
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    std::future::Future::poll(notified.as_mut(), &mut context).is_ready()
+}
+
 /// Processes a batch on up to `workers` blocking threads, keeping the batch's order. The flag
 /// says whether a thread panicked (its events stay pending).
 async fn process_batch(
-    batch: Vec<StoredEvent>,
+    batch: Vec<PendingEvent>,
     routes: &Arc<Routes>,
+    metrics: &Arc<Metrics>,
     workers: usize,
 ) -> (Vec<Processed>, bool) {
     let chunk = batch.len().div_ceil(workers.max(1));
@@ -457,8 +498,11 @@ async fn process_batch(
         let rest = batch.split_off(chunk.min(batch.len()));
         let part = std::mem::replace(&mut batch, rest);
         let routes = routes.clone();
+        let metrics = metrics.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
-            part.iter().map(|e| process(e, &routes)).collect::<Vec<_>>()
+            part.iter()
+                .map(|e| process(e, &routes, &metrics))
+                .collect::<Vec<_>>()
         }));
     }
     let mut processed = Vec::new();

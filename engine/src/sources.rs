@@ -13,7 +13,9 @@
 
 use crate::config::Config;
 use crate::event::{Event, HMS_ORIGIN, Header, check_event_type};
+use crate::metrics::{EventLabels, Metrics, source_of};
 use crate::pipeline::{Routes, bus_route, webhook_route};
+use crate::signing::Verifier;
 use crate::store::{NewEvent, Store, now_ms};
 use axum::Json;
 use axum::Router;
@@ -26,6 +28,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The longest idempotency key a sender may use.
 const MAX_IDEMPOTENCY_KEY: usize = 256;
@@ -57,53 +60,63 @@ impl IntoResponse for ApiError {
 }
 
 /// What a webhook route gives its events.
-#[derive(Debug, Clone)]
 struct WebhookSource {
     system: String,
     event_type: String,
     /// Lower-case names of the headers plugins may see.
     headers: Vec<String>,
+    /// Checks Standard Webhooks signatures, when the route has secrets.
+    verifier: Option<Verifier>,
 }
 
 /// What the listeners share.
 pub struct Sources {
     store: Store,
     routes: Arc<Routes>,
+    metrics: Arc<Metrics>,
     bus_token: Option<String>,
     webhooks: HashMap<String, WebhookSource>,
 }
 
 impl Sources {
     /// The listeners of a checked configuration.
-    pub fn new(config: &Config, store: Store, routes: Arc<Routes>) -> Sources {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        routes: Arc<Routes>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Sources> {
         let webhooks = config
             .external_webhooks
             .iter()
             .map(|w| {
-                (
-                    w.path.clone(),
-                    WebhookSource {
-                        system: w.system().to_owned(),
-                        event_type: w.event_type(),
-                        headers: w.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
-                    },
-                )
+                let secrets: Vec<&str> = w.secrets.iter().map(|s| &**s).collect();
+                let source = WebhookSource {
+                    system: w.system().to_owned(),
+                    event_type: w.event_type(),
+                    headers: w.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                    verifier: Verifier::new(&secrets).map_err(anyhow::Error::msg)?,
+                };
+                Ok((w.path.clone(), source))
             })
-            .collect();
-        Sources {
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Sources {
             store,
             routes,
+            metrics,
             bus_token: config.bus.token.as_ref().map(|t| t.0.clone()),
             webhooks,
-        }
+        })
     }
 
-    /// The HTTP router: the bus endpoint, every webhook path, `/healthz`, and JSON errors for
-    /// everything else.
+    /// The HTTP router: the bus endpoint, every webhook path, `/healthz`, `/readyz`,
+    /// `/metrics`, and JSON errors for everything else.
     pub fn router(self: Arc<Self>, max_body: usize) -> Router {
         let mut router = Router::new()
             .route("/events/{event_type}", post(bus_event))
-            .route("/healthz", get(healthz));
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics));
         for path in self.webhooks.keys() {
             router = router.route(path, post(webhook_event));
         }
@@ -122,6 +135,10 @@ impl Sources {
         headers: &HeaderMap,
         accepted_at: i64,
     ) -> Result<Response, ApiError> {
+        let labels = EventLabels {
+            source: source_of(&route).to_owned(),
+            event_type: event.event_type.clone(),
+        };
         let new = NewEvent {
             dedupe_key: dedupe_key(headers, &route)?,
             event,
@@ -143,6 +160,9 @@ impl Sources {
         } else {
             "accepted"
         };
+        if !accepted.duplicate {
+            self.metrics.events_accepted.get_or_create(&labels).inc();
+        }
         tracing::debug!(event_id = %accepted.id, status, "event accepted");
         Ok((
             StatusCode::ACCEPTED,
@@ -154,6 +174,44 @@ impl Sources {
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
+}
+
+/// Ready when the store takes a write within two seconds; every plugin was loaded and checked
+/// before the listeners started.
+async fn readyz(State(sources): State<Arc<Sources>>) -> Response {
+    let probe = tokio::time::timeout(Duration::from_secs(2), sources.store.probe()).await;
+    let problem = match probe {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("the store does not take writes: {e}")),
+        Err(_) => Some("the store did not take a write within 2 seconds".to_owned()),
+    };
+    match problem {
+        None => Json(json!({"status": "ready"})).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not-ready", "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(sources): State<Arc<Sources>>) -> Result<Response, ApiError> {
+    let backlog = sources.store.backlog().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            format!("cannot read the backlog: {e}"),
+        )
+    })?;
+    let body = sources.metrics.render(&backlog, now_ms());
+    Ok((
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
 }
 
 async fn not_found(uri: Uri) -> ApiError {
@@ -188,7 +246,7 @@ async fn bus_event(
             format!("no route handles events of type `{event_type}`"),
         ));
     }
-    let (content_type, payload) = json_body(&headers, body)?;
+    let (content_type, payload) = json_body(&headers, body, None)?;
     let origin = match header(&headers, "hms-origin")? {
         Some(origin) => check_origin(origin)?,
         None => HMS_ORIGIN.to_owned(),
@@ -246,7 +304,7 @@ async fn webhook_event(
             format!("no webhook is served at `{}`", uri.path()),
         ));
     };
-    let (content_type, payload) = json_body(&headers, body)?;
+    let (content_type, payload) = json_body(&headers, body, source.verifier.as_ref())?;
     let route = webhook_route(uri.path());
     let exposed = source
         .headers
@@ -280,10 +338,12 @@ fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// The body, checked to be JSON within the size limit, with its content type.
+/// The body, checked to be JSON within the size limit (and signed, when `verifier` is given),
+/// with its content type.
 fn json_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    verifier: Option<&Verifier>,
 ) -> Result<(String, Vec<u8>), ApiError> {
     let content_type = match headers.get(http::header::CONTENT_TYPE) {
         None => "application/json".to_owned(),
@@ -322,6 +382,15 @@ fn json_body(
             other.body_text(),
         ),
     })?;
+    if let Some(verifier) = verifier {
+        verifier.verify(&body, headers).map_err(|reason| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad-signature",
+                format!("the Standard Webhooks signature does not verify: {reason}"),
+            )
+        })?;
+    }
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -384,7 +453,8 @@ fn dedupe_key(headers: &HeaderMap, route: &str) -> Result<Option<String>, ApiErr
     .transpose()
 }
 
-fn check_bearer(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
+/// Checks `Authorization: Bearer <token>`; a missing or wrong token is a 401.
+pub(crate) fn check_bearer(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
     let presented = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

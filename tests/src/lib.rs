@@ -113,11 +113,49 @@ impl Received {
     }
 }
 
-#[derive(Default)]
+/// How a [`Receiver`] answers one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The status.
+    pub status: u16,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
+    /// How long to wait before answering.
+    pub delay: Duration,
+}
+
+impl Reply {
+    /// Adds a response header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Waits this long before answering.
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+impl From<u16> for Reply {
+    fn from(status: u16) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
 struct ReceiverState {
     received: Mutex<Vec<Received>>,
-    script: Mutex<VecDeque<u16>>,
-    default_status: Mutex<u16>,
+    script: Mutex<VecDeque<Reply>>,
+    default: Mutex<Reply>,
+    /// The chance that a request without a scripted reply gets a 503 instead of the default.
+    failure_rate: Mutex<f64>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
     arrived: Notify,
 }
 
@@ -142,8 +180,13 @@ impl Receiver {
             .unwrap_or_else(|e| panic!("cannot bind the receiver to {address}: {e}"));
         let address = listener.local_addr().expect("local address");
         let state = Arc::new(ReceiverState {
-            default_status: Mutex::new(200),
-            ..ReceiverState::default()
+            received: Mutex::default(),
+            script: Mutex::default(),
+            default: Mutex::new(Reply::from(200)),
+            failure_rate: Mutex::new(0.0),
+            in_flight: Default::default(),
+            max_in_flight: Default::default(),
+            arrived: Notify::new(),
         });
         let shutdown = CancellationToken::new();
         let app = Router::new().fallback(record).with_state(state.clone());
@@ -171,18 +214,36 @@ impl Receiver {
         self.address
     }
 
-    /// Answers the next requests with these statuses, in order, then with the default.
-    pub fn script(&self, statuses: &[u16]) {
+    /// Answers the next requests with these replies (or statuses), in order, then with the
+    /// default.
+    pub fn script<R: Into<Reply>>(&self, replies: impl IntoIterator<Item = R>) {
         self.state
             .script
             .lock()
             .expect("lock")
-            .extend(statuses.iter().copied());
+            .extend(replies.into_iter().map(Into::into));
     }
 
-    /// Answers with `status` when no scripted status is left.
+    /// Answers with `status` when no scripted reply is left.
     pub fn set_default_status(&self, status: u16) {
-        *self.state.default_status.lock().expect("lock") = status;
+        self.set_default(status);
+    }
+
+    /// Answers with `reply` when no scripted reply is left.
+    pub fn set_default(&self, reply: impl Into<Reply>) {
+        *self.state.default.lock().expect("lock") = reply.into();
+    }
+
+    /// Answers a request that has no scripted reply with a 503, at random, this often (0 to 1).
+    pub fn set_failure_rate(&self, rate: f64) {
+        *self.state.failure_rate.lock().expect("lock") = rate;
+    }
+
+    /// The most requests it was answering at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every request so far.
@@ -244,14 +305,25 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
-    let status = state
-        .script
-        .lock()
-        .expect("lock")
-        .pop_front()
-        .unwrap_or_else(|| *state.default_status.lock().expect("lock"));
-    let headers = headers
+) -> axum::response::Response {
+    use std::sync::atomic::Ordering::SeqCst;
+    let at = Instant::now();
+    let scripted = state.script.lock().expect("lock").pop_front();
+    let reply = scripted.unwrap_or_else(|| {
+        let rate = *state.failure_rate.lock().expect("lock");
+        if rate > 0.0 && pseudo_random() < rate {
+            Reply::from(503)
+        } else {
+            state.default.lock().expect("lock").clone()
+        }
+    });
+    let now_in_flight = state.in_flight.fetch_add(1, SeqCst) + 1;
+    state.max_in_flight.fetch_max(now_in_flight, SeqCst);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    state.in_flight.fetch_sub(1, SeqCst);
+    let headers_seen = headers
         .iter()
         .map(|(name, value)| {
             (
@@ -263,13 +335,30 @@ async fn record(
     state.received.lock().expect("lock").push(Received {
         method: method.to_string(),
         path: uri.path().to_owned(),
-        headers,
+        headers: headers_seen,
         body: body.to_vec(),
-        at: Instant::now(),
-        status,
+        at,
+        status: reply.status,
     });
     state.arrived.notify_waiters();
-    StatusCode::from_u16(status).expect("a valid status")
+    let mut response = axum::response::Response::new(axum::body::Body::empty());
+    *response.status_mut() = StatusCode::from_u16(reply.status).expect("a valid status");
+    for (name, value) in &reply.headers {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+            axum::http::HeaderValue::from_str(value).expect("a header value"),
+        );
+    }
+    response
+}
+
+/// A number in [0, 1) that differs from call to call (from the standard library's randomly
+/// seeded hasher; good enough to make a receiver flap).
+fn pseudo_random() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// An engine running in this process on a free port, with its store in a temporary directory.

@@ -9,7 +9,11 @@
 pub mod retry;
 
 use crate::config::{Config, CoreConfig, DestinationConfig};
-use crate::store::{AttemptRecord, Next, OutboxAction, OutboxKind, OutboxRow, Store, now_ms};
+use crate::metrics::{DeliveryLabels, DestinationLabels, Metrics};
+use crate::signing::Signer;
+use crate::store::{
+    AttemptRecord, CORE_TARGET, Next, OutboxAction, OutboxKind, OutboxRow, Store, now_ms,
+};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use retry::{Schedule, Verdict};
 use std::collections::{HashMap, HashSet};
@@ -26,13 +30,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const ERROR_BODY: usize = 512;
 
 /// Where an outbox row goes: a destination or the core.
-#[derive(Debug, Clone)]
 struct Target {
     url: reqwest::Url,
     method: http::Method,
     headers: HeaderMap,
     timeout: Duration,
     schedule: Schedule,
+    concurrency: usize,
+    signer: Option<Signer>,
 }
 
 impl Target {
@@ -44,12 +49,15 @@ impl Target {
                 HeaderValue::from_str(value)?,
             );
         }
+        let secrets: Vec<&str> = d.secrets.iter().map(|s| &**s).collect();
         Ok(Target {
             url: reqwest::Url::parse(&d.url)?,
             method: d.method.as_http(),
             headers,
             timeout: d.timeout,
             schedule: Schedule::new(&d.retry.apply(&config.retry)),
+            concurrency: d.concurrency.get(),
+            signer: Signer::new(&secrets).map_err(anyhow::Error::msg)?,
         })
     }
 
@@ -66,6 +74,8 @@ impl Target {
             headers,
             timeout: core.timeout,
             schedule: Schedule::new(&core.retry.apply(&config.retry)),
+            concurrency: config.delivery_concurrency.get(),
+            signer: None,
         })
     }
 }
@@ -73,6 +83,7 @@ impl Target {
 /// Sends due outbox rows and records their attempts.
 pub struct Dispatcher {
     store: Store,
+    metrics: Arc<Metrics>,
     client: reqwest::Client,
     destinations: HashMap<String, Target>,
     core: Option<Target>,
@@ -81,7 +92,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher for the destinations and core of a checked configuration.
-    pub fn new(config: &Config, store: Store) -> anyhow::Result<Dispatcher> {
+    pub fn new(config: &Config, store: Store, metrics: Arc<Metrics>) -> anyhow::Result<Dispatcher> {
         // reqwest is built without a default TLS provider; use ring's. Installing it a second
         // time (a second engine in one process) is refused, harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -101,6 +112,7 @@ impl Dispatcher {
             .transpose()?;
         Ok(Dispatcher {
             store,
+            metrics,
             client,
             destinations,
             core,
@@ -108,30 +120,62 @@ impl Dispatcher {
         })
     }
 
-    /// Sends due rows, up to the concurrency limit, until `shutdown`. Requests in flight then
-    /// get a grace period to finish and be recorded; those that do not stay pending.
+    /// The target of an outbox row: its destination, or the core for an emitted event.
+    fn target_of(&self, action: &OutboxAction) -> Option<&Target> {
+        match action.kind {
+            OutboxKind::Deliver => self.destinations.get(&action.target),
+            OutboxKind::Emit => self.core.as_ref(),
+            OutboxKind::Drop => None,
+        }
+    }
+
+    /// The name of a row's target, whether or not it is configured.
+    fn target_name(action: &OutboxAction) -> &str {
+        match action.kind {
+            OutboxKind::Emit => CORE_TARGET,
+            _ => &action.target,
+        }
+    }
+
+    /// Sends due rows until `shutdown`, within the overall and per-destination concurrency
+    /// limits. Requests in flight then get a grace period to finish and be recorded; those that
+    /// do not stay pending.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let changed = self.store.outbox_changed();
-        let mut inflight: JoinSet<i64> = JoinSet::new();
+        let mut inflight: JoinSet<(i64, String)> = JoinSet::new();
         let mut ids: HashSet<i64> = HashSet::new();
+        let mut per_target: HashMap<String, usize> = HashMap::new();
         loop {
             let free = self.concurrency.saturating_sub(inflight.len());
             let mut wake_at = None;
             if free > 0 {
                 let now = now_ms();
+                // Fetch more than there is room for: rows of a busy destination are skipped.
                 match self
                     .store
-                    .due_outbox(now, free, ids.iter().copied().collect())
+                    .due_outbox(now, free.saturating_mul(4), ids.iter().copied().collect())
                     .await
                 {
                     Ok(rows) => {
+                        let mut started = 0;
                         for row in rows {
+                            if started == free {
+                                break;
+                            }
+                            let name = Self::target_name(&row.action).to_owned();
+                            let limit = self.target_of(&row.action).map_or(1, |t| t.concurrency);
+                            let busy = per_target.entry(name.clone()).or_default();
+                            if *busy >= limit {
+                                continue;
+                            }
+                            *busy += 1;
+                            started += 1;
                             ids.insert(row.id);
                             let this = self.clone();
                             inflight.spawn(async move {
                                 let id = row.id;
                                 this.deliver(row).await;
-                                id
+                                (id, name)
                             });
                         }
                     }
@@ -145,8 +189,11 @@ impl Dispatcher {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                    if let Ok(id) = done {
+                    if let Ok((id, name)) = done {
                         ids.remove(&id);
+                        if let Some(busy) = per_target.get_mut(&name) {
+                            *busy = busy.saturating_sub(1);
+                        }
                     }
                 }
                 () = changed.notified() => {}
@@ -169,15 +216,8 @@ impl Dispatcher {
     async fn deliver(&self, row: OutboxRow) {
         let attempt = row.attempts + 1;
         let action = &row.action;
-        let target = match action.kind {
-            OutboxKind::Deliver => self.destinations.get(&action.target),
-            OutboxKind::Emit => self.core.as_ref(),
-            OutboxKind::Drop => None,
-        };
-        let destination = match action.kind {
-            OutboxKind::Emit => "hms-core",
-            _ => action.target.as_str(),
-        };
+        let target = self.target_of(action);
+        let destination = Self::target_name(action);
         let started_at = now_ms();
         let started = Instant::now();
         let (status, error, next) = match target {
@@ -187,35 +227,63 @@ impl Dispatcher {
                     OutboxKind::Emit => "the HMS core is not configured (`core.url`), so emitted events cannot be delivered".to_owned(),
                     _ => format!("the destination `{}` is not configured", action.target),
                 }),
-                Next::Failed,
+                Next::Dead,
             ),
             Some(target) => {
-                let (verdict, status, error) = self.send(target, &row.event_id, action).await;
-                let next = match verdict {
+                let sent = self.send(target, &row.event_id, action).await;
+                let next = match sent.verdict {
                     Verdict::Delivered => Next::Delivered,
-                    Verdict::Permanent => Next::Failed,
-                    Verdict::Retry => match target.schedule.delay_after(attempt) {
-                        Some(delay) => Next::RetryAt(
-                            now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
-                        ),
-                        None => Next::Failed,
-                    },
+                    Verdict::Permanent => Next::Dead,
+                    Verdict::Retry => {
+                        let age = Duration::from_millis(
+                            u64::try_from(now_ms() - row.round_started_at).unwrap_or(0),
+                        );
+                        match target
+                            .schedule
+                            .next(row.round_attempts + 1, age, sent.retry_after)
+                        {
+                            Some(delay) => Next::RetryAt(
+                                now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                            ),
+                            None => Next::Dead,
+                        }
+                    }
                 };
-                (status, error, next)
+                (sent.status, sent.error, next)
             }
         };
-        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        match (&next, &error) {
-            (Next::Delivered, _) => tracing::info!(
+        let elapsed = started.elapsed();
+        let duration_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
+        let outcome = match next {
+            Next::Delivered => "delivered",
+            Next::RetryAt(_) => "retry",
+            Next::Dead => "dead",
+        };
+        self.metrics
+            .deliveries
+            .get_or_create(&DeliveryLabels {
+                destination: destination.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.metrics
+            .attempt_seconds
+            .get_or_create(&DestinationLabels {
+                destination: destination.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+        let error_text = error.as_deref().unwrap_or("");
+        match next {
+            Next::Delivered => tracing::info!(
                 event_id = %row.event_id, destination, attempt, status, duration_ms, "delivered"
             ),
-            (Next::RetryAt(at), error) => tracing::warn!(
-                event_id = %row.event_id, destination, attempt, status, error = error.as_deref().unwrap_or(""),
+            Next::RetryAt(at) => tracing::warn!(
+                event_id = %row.event_id, destination, attempt, status, error = error_text,
                 retry_in_ms = at - now_ms(), "delivery failed; will retry"
             ),
-            (Next::Failed, error) => tracing::error!(
-                event_id = %row.event_id, destination, attempt, status, error = error.as_deref().unwrap_or(""),
-                "delivery failed for good"
+            Next::Dead => tracing::error!(
+                event_id = %row.event_id, destination, attempt, status, error = error_text,
+                "delivery failed for good; it is a dead letter now"
             ),
         }
         let record = AttemptRecord {
@@ -232,14 +300,8 @@ impl Dispatcher {
         }
     }
 
-    /// Sends one request for the action of an event. Returns the verdict, the status, and an
-    /// error message.
-    async fn send(
-        &self,
-        target: &Target,
-        event_id: &str,
-        action: &OutboxAction,
-    ) -> (Verdict, Option<u16>, Option<String>) {
+    /// Sends one request for the action of an event.
+    async fn send(&self, target: &Target, event_id: &str, action: &OutboxAction) -> Sent {
         let mut url = target.url.clone();
         let mut headers = target.headers.clone();
         if action.kind == OutboxKind::Emit {
@@ -273,9 +335,29 @@ impl Dispatcher {
         if let Ok(value) = HeaderValue::from_str(&action.content_type) {
             headers.insert(http::header::CONTENT_TYPE, value);
         }
-        if let Ok(key) = HeaderValue::from_str(&action.idempotency_key) {
-            headers.insert(HeaderName::from_static("idempotency-key"), key.clone());
-            headers.insert(HeaderName::from_static("webhook-id"), key);
+        // Standard Webhooks headers: the id is the idempotency key, stable across retries; the
+        // timestamp and signature are made for each attempt.
+        let timestamp = now_ms() / 1000;
+        let mut set = |name: &'static str, value: &str| {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        };
+        set("idempotency-key", &action.idempotency_key);
+        set("webhook-id", &action.idempotency_key);
+        set("webhook-timestamp", &timestamp.to_string());
+        if let Some(signer) = &target.signer {
+            match signer.sign(&action.idempotency_key, timestamp, &action.body) {
+                Ok(signature) => set("webhook-signature", &signature),
+                Err(e) => {
+                    return Sent {
+                        verdict: Verdict::Permanent,
+                        status: None,
+                        error: Some(e),
+                        retry_after: None,
+                    };
+                }
+            }
         }
         let request = self
             .client
@@ -287,12 +369,22 @@ impl Dispatcher {
             Ok(response) => {
                 let status = response.status();
                 let verdict = retry::classify_status(status);
+                let retry_after = response
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now()));
                 let error = if verdict == Verdict::Delivered {
                     None
                 } else {
                     Some(with_body_excerpt(format!("HTTP {status}"), response).await)
                 };
-                (verdict, Some(status.as_u16()), error)
+                Sent {
+                    verdict,
+                    status: Some(status.as_u16()),
+                    error,
+                    retry_after,
+                }
             }
             Err(e) => {
                 let message = if e.is_timeout() {
@@ -300,10 +392,23 @@ impl Dispatcher {
                 } else {
                     error_chain(&e)
                 };
-                (retry::classify_error(&e), None, Some(message))
+                Sent {
+                    verdict: retry::classify_error(&e),
+                    status: None,
+                    error: Some(message),
+                    retry_after: None,
+                }
             }
         }
     }
+}
+
+/// What one request got.
+struct Sent {
+    verdict: Verdict,
+    status: Option<u16>,
+    error: Option<String>,
+    retry_after: Option<Duration>,
 }
 
 /// `prefix: <the start of the response body>`, when the body has text.

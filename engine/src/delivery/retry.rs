@@ -45,13 +45,16 @@ pub fn classify_error(err: &reqwest::Error) -> Verdict {
     }
 }
 
-/// When to try again: exponential backoff with jitter, up to a number of attempts.
+/// When to try again: exponential backoff with jitter, up to a number of attempts and an age,
+/// never sooner than the receiver's `Retry-After`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
     initial_delay: Duration,
     factor: f64,
     max_delay: Duration,
     max_attempts: u32,
+    max_age: Duration,
+    max_retry_after: Duration,
 }
 
 /// How far a delay may stray from the exponential curve, either way (a fraction of it).
@@ -65,6 +68,8 @@ impl Schedule {
             factor: config.factor.max(1.0),
             max_delay: config.max_delay,
             max_attempts: config.max_attempts.get(),
+            max_age: config.max_age,
+            max_retry_after: config.max_retry_after,
         }
     }
 
@@ -86,6 +91,35 @@ impl Schedule {
         let capped = jittered.min(self.max_delay.as_secs_f64());
         Some(Duration::from_secs_f64(capped.max(0.0)))
     }
+
+    /// The delay before the next attempt of a round that started `age` ago and made `attempts`
+    /// failed attempts, when the receiver asked to wait `retry_after` (cut to
+    /// `max_retry_after`). `None` when the round is over: no attempt left, or the next one would
+    /// come later than `max_age` after the round started.
+    pub fn next(
+        &self,
+        attempts: u32,
+        age: Duration,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        let backoff = self.delay_after(attempts)?;
+        let delay = match retry_after {
+            Some(asked) => backoff.max(asked.min(self.max_retry_after)),
+            None => backoff,
+        };
+        (age + delay <= self.max_age).then_some(delay)
+    }
+}
+
+/// Reads a `Retry-After` value: a number of seconds, or an HTTP date (as of `now`). A date in
+/// the past means now; anything else unreadable is ignored.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -127,6 +161,8 @@ mod tests {
             factor: 2.0,
             max_delay: Duration::from_secs(60),
             max_attempts: NonZeroU32::new(max_attempts).unwrap(),
+            max_age: Duration::from_secs(3600),
+            max_retry_after: Duration::from_secs(600),
         })
     }
 
@@ -154,6 +190,52 @@ mod tests {
             }
             assert_eq!(s.delay_after(15).unwrap(), Duration::from_secs(60));
         }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_within_its_bound_and_never_shortens_the_backoff() {
+        let s = schedule(20);
+        let young = Duration::from_secs(1);
+        let asked = s.next(1, young, Some(Duration::from_secs(30))).unwrap();
+        assert_eq!(asked, Duration::from_secs(30));
+        let cut = s.next(1, young, Some(Duration::from_secs(7200))).unwrap();
+        assert_eq!(cut, Duration::from_secs(600));
+        let backoff_wins = s.next(1, young, Some(Duration::ZERO)).unwrap();
+        assert!(
+            backoff_wins >= Duration::from_millis(800),
+            "{backoff_wins:?}"
+        );
+    }
+
+    #[test]
+    fn the_round_ends_at_its_max_age() {
+        let s = schedule(20);
+        assert!(s.next(1, Duration::from_millis(3_599_500), None).is_none());
+        assert!(s.next(1, Duration::from_secs(10), None).is_some());
+        // A Retry-After that reaches past the end of the round ends it.
+        assert!(
+            s.next(1, Duration::from_secs(3500), Some(Duration::from_secs(200)))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:29:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     #[test]

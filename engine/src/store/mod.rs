@@ -11,8 +11,9 @@ mod records;
 mod writer;
 
 pub use records::{
-    Accepted, AttemptRecord, AttemptRow, EventHistory, NewEvent, Next, OutboxAction, OutboxKind,
-    OutboxRow, OutboxState, Processed, RunRecord, RunRow, StoredEvent,
+    Accepted, AttemptRecord, AttemptRow, Backlog, CORE_TARGET, DeadLetterFilter, DeadLetterKind,
+    DeadLetterRow, EventHistory, NewEvent, Next, OutboxAction, OutboxKind, OutboxRow, OutboxState,
+    PendingEvent, Processed, ReplayOutcome, RunRecord, RunRow, StoredEvent,
 };
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -54,6 +55,7 @@ struct Inner {
     writer: mpsc::UnboundedSender<writer::Command>,
     reader: Arc<Mutex<Connection>>,
     events_accepted: Arc<Notify>,
+    events_requeued: Arc<Notify>,
     outbox_changed: Arc<Notify>,
     commits: Arc<AtomicU64>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -73,11 +75,13 @@ impl Store {
         migrate(&mut write)?;
         let reader = open_connection(&path, true)?;
         let events_accepted = Arc::new(Notify::new());
+        let events_requeued = Arc::new(Notify::new());
         let outbox_changed = Arc::new(Notify::new());
         let commits = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::unbounded_channel();
         let signals = writer::Signals {
             events_accepted: events_accepted.clone(),
+            events_requeued: events_requeued.clone(),
             outbox_changed: outbox_changed.clone(),
             commits: commits.clone(),
         };
@@ -89,6 +93,7 @@ impl Store {
                 writer: tx,
                 reader: Arc::new(Mutex::new(reader)),
                 events_accepted,
+                events_requeued,
                 outbox_changed,
                 commits,
                 writer_thread: Mutex::new(Some(thread)),
@@ -110,6 +115,12 @@ impl Store {
     /// Notified after new events are committed.
     pub fn events_accepted(&self) -> Arc<Notify> {
         self.inner.events_accepted.clone()
+    }
+
+    /// Notified after replayed events become pending again (they may be older than any the
+    /// processor has read).
+    pub fn events_requeued(&self) -> Arc<Notify> {
+        self.inner.events_requeued.clone()
     }
 
     /// Notified after outbox rows are added or change state.
@@ -162,6 +173,22 @@ impl Store {
         self.queue(writer::Command::Attempt(attempt, tx), rx)
     }
 
+    /// Replays the dead letters `filter` selects (see [`DeadLetterFilter`]); those already
+    /// replayed are skipped, so nothing pending is ever queued twice.
+    pub fn replay(
+        &self,
+        filter: DeadLetterFilter,
+    ) -> impl std::future::Future<Output = Result<ReplayOutcome, StoreError>> + use<> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(writer::Command::Replay(filter, tx), rx)
+    }
+
+    /// Writes to the store and waits until the write is on disk: a readiness check.
+    pub fn probe(&self) -> impl std::future::Future<Output = Result<(), StoreError>> + use<> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(writer::Command::Probe(tx), rx)
+    }
+
     /// Stops the writer after it has committed everything sent before, and waits for it.
     pub async fn close(self) {
         let thread = self
@@ -196,7 +223,7 @@ impl Store {
         &self,
         after_seq: i64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
+    ) -> Result<Vec<PendingEvent>, StoreError> {
         self.read(move |conn| records::pending_events(conn, after_seq, limit))
             .await
     }
@@ -235,6 +262,20 @@ impl Store {
             Ok(u64::try_from(count).unwrap_or(0))
         })
         .await
+    }
+
+    /// The dead letters `filter` selects, oldest first.
+    pub async fn dead_letters(
+        &self,
+        filter: DeadLetterFilter,
+    ) -> Result<Vec<DeadLetterRow>, StoreError> {
+        self.read(move |conn| records::list_dead_letters(conn, &filter))
+            .await
+    }
+
+    /// How much work is waiting.
+    pub async fn backlog(&self) -> Result<Backlog, StoreError> {
+        self.read(records::backlog).await
     }
 
     /// Everything recorded about one event: the event, its runs, its outbox rows and their
@@ -339,8 +380,12 @@ mod tests {
         assert_eq!(store.event_count().await.unwrap(), 200);
         let pending = store.pending_events(0, 1000).await.unwrap();
         assert_eq!(pending.len(), 200);
-        assert_eq!(pending[17].event, new_event(17, None).event);
-        assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert_eq!(pending[17].stored.event, new_event(17, None).event);
+        assert!(
+            pending
+                .windows(2)
+                .all(|w| w[0].stored.seq < w[1].stored.seq)
+        );
         store.close().await;
     }
 

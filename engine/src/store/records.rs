@@ -19,7 +19,7 @@ pub struct NewEvent {
 }
 
 /// The answer to an accepted event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Accepted {
     /// The event's id: the new one, or the first event's when this was a duplicate.
     pub id: String,
@@ -28,7 +28,7 @@ pub struct Accepted {
 }
 
 /// An accepted event, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StoredEvent {
     /// Acceptance order.
     pub seq: i64,
@@ -40,6 +40,16 @@ pub struct StoredEvent {
     pub accepted_at: i64,
     /// When it was processed (Unix ms), if it was.
     pub processed_at: Option<i64>,
+}
+
+/// An event waiting to be processed, with the handlers that already ran on it (whose runs
+/// stand: only a replayed failed run makes its handler run again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    /// The event.
+    pub stored: StoredEvent,
+    /// The indexes of the handlers not to run again.
+    pub done_handlers: Vec<usize>,
 }
 
 /// What one handler's run on an event produced.
@@ -77,7 +87,8 @@ pub struct Processed {
 }
 
 /// What an outbox row asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum OutboxKind {
     /// Deliver the body to a named destination.
     Deliver,
@@ -111,14 +122,15 @@ impl OutboxKind {
 }
 
 /// Where an outbox row stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum OutboxState {
     /// Waiting for its next attempt.
     Pending,
     /// A receiver accepted it.
     Delivered,
-    /// It will not be delivered: a permanent error, or its attempts ran out.
-    Failed,
+    /// A dead letter: a permanent error, or its attempts or time ran out. It can be replayed.
+    Dead,
     /// A drop action: nothing to deliver.
     Dropped,
 }
@@ -129,7 +141,7 @@ impl OutboxState {
         match self {
             OutboxState::Pending => "pending",
             OutboxState::Delivered => "delivered",
-            OutboxState::Failed => "failed",
+            OutboxState::Dead => "dead",
             OutboxState::Dropped => "dropped",
         }
     }
@@ -138,7 +150,7 @@ impl OutboxState {
         Ok(match s {
             "pending" => OutboxState::Pending,
             "delivered" => OutboxState::Delivered,
-            "failed" => OutboxState::Failed,
+            "dead" => OutboxState::Dead,
             "dropped" => OutboxState::Dropped,
             other => {
                 return Err(StoreError::Corrupt(format!(
@@ -150,7 +162,7 @@ impl OutboxState {
 }
 
 /// What an outbox row asks for: one action of a plugin, ready to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OutboxAction {
     /// What it asks for.
     pub kind: OutboxKind,
@@ -165,6 +177,7 @@ pub struct OutboxAction {
     /// Extra request headers.
     pub headers: Vec<Header>,
     /// The body.
+    #[serde(serialize_with = "crate::event::bytes_as_text")]
     pub body: Vec<u8>,
     /// The entity key.
     pub key: Option<String>,
@@ -175,7 +188,7 @@ pub struct OutboxAction {
 }
 
 /// An outbox row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OutboxRow {
     /// The row's id.
     pub id: i64,
@@ -187,8 +200,12 @@ pub struct OutboxRow {
     pub action: OutboxAction,
     /// Where it stands.
     pub state: OutboxState,
-    /// How many attempts were made.
+    /// How many attempts were made, over the row's whole life.
     pub attempts: u32,
+    /// How many attempts were made since it was queued or last replayed.
+    pub round_attempts: u32,
+    /// When it was queued or last replayed (Unix ms): the start of its retry schedule.
+    pub round_started_at: i64,
     /// When the next attempt is due (Unix ms).
     pub next_attempt_at: i64,
     /// The last attempt's error.
@@ -206,8 +223,8 @@ pub enum Next {
     Delivered,
     /// Try again at this time (Unix ms).
     RetryAt(i64),
-    /// Give up.
-    Failed,
+    /// Give up: the row becomes a dead letter.
+    Dead,
 }
 
 /// One delivery attempt to record.
@@ -215,7 +232,7 @@ pub enum Next {
 pub struct AttemptRecord {
     /// The outbox row.
     pub outbox_id: i64,
-    /// The attempt's number, from 1.
+    /// The attempt's number over the row's whole life, from 1.
     pub attempt: u32,
     /// When it started (Unix ms).
     pub started_at: i64,
@@ -230,7 +247,7 @@ pub struct AttemptRecord {
 }
 
 /// A recorded run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RunRow {
     /// The handler's index among its route's handlers.
     pub handler: usize,
@@ -246,10 +263,12 @@ pub struct RunRow {
     pub duration_us: i64,
     /// When it ran (Unix ms).
     pub ran_at: i64,
+    /// When the failed run was replayed (Unix ms), if it was.
+    pub replayed_at: Option<i64>,
 }
 
 /// A recorded attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AttemptRow {
     /// The attempt's number, from 1.
     pub attempt: u32,
@@ -261,12 +280,12 @@ pub struct AttemptRow {
     pub status: Option<u16>,
     /// What went wrong.
     pub error: Option<String>,
-    /// `delivered`, `retry` or `failed`.
+    /// `delivered`, `retry` or `dead`.
     pub outcome: String,
 }
 
 /// Everything recorded about one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EventHistory {
     /// The event.
     pub event: StoredEvent,
@@ -274,6 +293,109 @@ pub struct EventHistory {
     pub runs: Vec<RunRow>,
     /// Its outbox rows, each with its attempts.
     pub outbox: Vec<(OutboxRow, Vec<AttemptRow>)>,
+    /// Its dead letters, replayed or not.
+    pub dead_letters: Vec<DeadLetterRow>,
+}
+
+/// What a dead letter is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeadLetterKind {
+    /// A delivery that failed for good.
+    Delivery,
+    /// A plugin run that failed.
+    Plugin,
+}
+
+impl DeadLetterKind {
+    /// The kind's name in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterKind::Delivery => "delivery",
+            DeadLetterKind::Plugin => "plugin",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "delivery" => DeadLetterKind::Delivery,
+            "plugin" => DeadLetterKind::Plugin,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown dead letter kind `{other}`"
+                )));
+            }
+        })
+    }
+}
+
+/// A dead letter, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetterRow {
+    /// Its id.
+    pub id: i64,
+    /// What it is about.
+    pub kind: DeadLetterKind,
+    /// The event.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The destination (`hms-core` for emitted events) or, for a plugin failure, the plugin.
+    pub target: String,
+    /// The plugin that ran on the event, and its version's hash.
+    pub plugin: String,
+    /// The plugin version's hash.
+    pub plugin_hash: String,
+    /// The outbox row, for a delivery.
+    pub outbox_id: Option<i64>,
+    /// The last error.
+    pub error: String,
+    /// When it died (Unix ms).
+    pub created_at: i64,
+    /// Whether it was replayed.
+    pub replayed: bool,
+    /// When it was replayed (Unix ms).
+    pub replayed_at: Option<i64>,
+}
+
+/// Which dead letters to list or replay. Set fields narrow the selection (all must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterFilter {
+    /// Only these ids.
+    pub ids: Vec<i64>,
+    /// Only those for this destination (or plugin).
+    pub target: Option<String>,
+    /// Only those that died at or after this time (Unix ms).
+    pub since: Option<i64>,
+    /// Only those that died before this time (Unix ms).
+    pub until: Option<i64>,
+    /// Replayed ones too (listing only; replay takes only dead ones).
+    pub include_replayed: bool,
+    /// At most this many (listing only); 0 means no limit.
+    pub limit: usize,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayOutcome {
+    /// The dead letters queued again.
+    pub replayed: Vec<i64>,
+    /// Dead letters selected but not replayed, with why (already replayed, unknown id).
+    pub skipped: Vec<(i64, String)>,
+}
+
+/// How much work is waiting, for metrics and readiness.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Events accepted and not yet processed.
+    pub pending_events: u64,
+    /// Outbox rows waiting for delivery.
+    pub pending_deliveries: u64,
+    /// When the oldest waiting work was queued (Unix ms): the oldest pending event's acceptance
+    /// or the oldest pending delivery's queueing, whichever is older.
+    pub oldest_pending_at: Option<i64>,
+    /// Dead letters not replayed.
+    pub dead_letters: u64,
 }
 
 fn headers_json(headers: &[Header]) -> String {
@@ -340,7 +462,8 @@ pub(super) fn insert_event(conn: &Connection, new: &NewEvent) -> Result<Accepted
     })
 }
 
-/// Records a processed event's runs and outbox rows and marks it processed.
+/// Records a processed event's runs and outbox rows and marks it processed. A failed run also
+/// leaves a dead letter.
 pub(super) fn insert_processed(conn: &Connection, p: &Processed) -> Result<(), StoreError> {
     let updated = conn
         .prepare_cached(
@@ -348,8 +471,8 @@ pub(super) fn insert_processed(conn: &Connection, p: &Processed) -> Result<(), S
         )?
         .execute(params![p.event_id, p.processed_at])?;
     if updated == 0 {
-        // Already processed (a second processor, or a replay of the same result): keep the
-        // first result, so an event is never processed twice.
+        // Already processed (a replay of the same result): keep the first result, so an event
+        // is never processed twice.
         return Ok(());
     }
     for run in &p.runs {
@@ -369,6 +492,18 @@ pub(super) fn insert_processed(conn: &Connection, p: &Processed) -> Result<(), S
             run.ran_at,
         ])?;
         let run_id = conn.last_insert_rowid();
+        if let Some(error) = &run.error {
+            insert_dead_letter(
+                conn,
+                DeadLetterKind::Plugin,
+                &p.event_id,
+                run_id,
+                None,
+                &run.plugin,
+                error,
+                p.processed_at,
+            )?;
+        }
         for action in &run.actions {
             let state = match action.kind {
                 OutboxKind::Drop => OutboxState::Dropped,
@@ -378,8 +513,9 @@ pub(super) fn insert_processed(conn: &Connection, p: &Processed) -> Result<(), S
             conn.prepare_cached(
                 "INSERT INTO outbox (event_id, event_seq, run_id, kind, target, idempotency_key,
                      origin, content_type, headers, body, entity_key, version, timestamp, state,
-                     next_attempt_at, created_at, finished_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16)",
+                     round_started_at, next_attempt_at, created_at, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15,
+                     ?15, ?16)",
             )?
             .execute(params![
                 p.event_id,
@@ -404,12 +540,40 @@ pub(super) fn insert_processed(conn: &Connection, p: &Processed) -> Result<(), S
     Ok(())
 }
 
-/// Records an attempt and moves its outbox row on.
+#[allow(clippy::too_many_arguments)]
+fn insert_dead_letter(
+    conn: &Connection,
+    kind: DeadLetterKind,
+    event_id: &str,
+    run_id: i64,
+    outbox_id: Option<i64>,
+    target: &str,
+    error: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO dead_letters (kind, event_id, run_id, outbox_id, target, error, created_at,
+             state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'dead')",
+    )?
+    .execute(params![
+        kind.as_str(),
+        event_id,
+        run_id,
+        outbox_id,
+        target,
+        error,
+        at
+    ])?;
+    Ok(())
+}
+
+/// Records an attempt and moves its outbox row on; a row that gives up becomes a dead letter.
 pub(super) fn insert_attempt(conn: &Connection, a: &AttemptRecord) -> Result<(), StoreError> {
     let outcome = match a.next {
         Next::Delivered => "delivered",
         Next::RetryAt(_) => "retry",
-        Next::Failed => "failed",
+        Next::Dead => "dead",
     };
     conn.prepare_cached(
         "INSERT INTO attempts (outbox_id, attempt, started_at, duration_ms, status, error, outcome)
@@ -428,21 +592,206 @@ pub(super) fn insert_attempt(conn: &Connection, a: &AttemptRecord) -> Result<(),
     let (state, next_at, finished_at) = match a.next {
         Next::Delivered => (OutboxState::Delivered, finished, Some(finished)),
         Next::RetryAt(at) => (OutboxState::Pending, at, None),
-        Next::Failed => (OutboxState::Failed, finished, Some(finished)),
+        Next::Dead => (OutboxState::Dead, finished, Some(finished)),
     };
-    conn.prepare_cached(
-        "UPDATE outbox SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5,
-             finished_at = ?6
-         WHERE id = ?1 AND state = 'pending'",
-    )?
-    .execute(params![
-        a.outbox_id,
-        state.as_str(),
-        a.attempt,
-        next_at,
-        a.error,
-        finished_at,
-    ])?;
+    let updated = conn
+        .prepare_cached(
+            "UPDATE outbox SET state = ?2, attempts = attempts + 1,
+                 round_attempts = round_attempts + 1, next_attempt_at = ?3, last_error = ?4,
+                 finished_at = ?5
+             WHERE id = ?1 AND state = 'pending'",
+        )?
+        .execute(params![
+            a.outbox_id,
+            state.as_str(),
+            next_at,
+            a.error,
+            finished_at,
+        ])?;
+    if updated == 1 && a.next == Next::Dead {
+        let (event_id, run_id, kind, target): (String, i64, String, String) = conn
+            .prepare_cached("SELECT event_id, run_id, kind, target FROM outbox WHERE id = ?1")?
+            .query_row([a.outbox_id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?;
+        let target = if OutboxKind::parse(&kind)? == OutboxKind::Emit {
+            CORE_TARGET.to_owned()
+        } else {
+            target
+        };
+        let error = a.error.as_deref().unwrap_or("gave up");
+        insert_dead_letter(
+            conn,
+            DeadLetterKind::Delivery,
+            &event_id,
+            run_id,
+            Some(a.outbox_id),
+            &target,
+            error,
+            finished,
+        )?;
+    }
+    Ok(())
+}
+
+/// The name dead letters and metrics give the HMS core as a destination.
+pub const CORE_TARGET: &str = "hms-core";
+
+/// Queues selected dead letters again: a delivery goes back to pending with a fresh retry
+/// schedule; a plugin failure makes its event pending again, so that handler runs again (and
+/// only that handler). Only dead letters not yet replayed are taken, so a replay never
+/// duplicates what is already pending.
+pub(super) fn replay(
+    conn: &Connection,
+    filter: &DeadLetterFilter,
+    now: i64,
+) -> Result<ReplayOutcome, StoreError> {
+    let selection = DeadLetterFilter {
+        include_replayed: true,
+        limit: 0,
+        ..filter.clone()
+    };
+    let selected = list_dead_letters(conn, &selection)?;
+    let mut outcome = ReplayOutcome::default();
+    for id in &filter.ids {
+        if !selected.iter().any(|d| d.id == *id) {
+            outcome
+                .skipped
+                .push((*id, "no dead letter has this id".into()));
+        }
+    }
+    for dead in selected {
+        if dead.replayed {
+            outcome.skipped.push((dead.id, "already replayed".into()));
+            continue;
+        }
+        match dead.kind {
+            DeadLetterKind::Delivery => {
+                let requeued = conn
+                    .prepare_cached(
+                        "UPDATE outbox SET state = 'pending', round_attempts = 0,
+                             round_started_at = ?2, next_attempt_at = ?2, finished_at = NULL
+                         WHERE id = ?1 AND state = 'dead'",
+                    )?
+                    .execute(params![dead.outbox_id, now])?;
+                if requeued == 0 {
+                    outcome
+                        .skipped
+                        .push((dead.id, "its delivery is no longer dead".into()));
+                    continue;
+                }
+            }
+            DeadLetterKind::Plugin => {
+                let run_id: i64 = conn
+                    .prepare_cached("SELECT run_id FROM dead_letters WHERE id = ?1")?
+                    .query_row([dead.id], |row| row.get(0))?;
+                conn.prepare_cached("UPDATE runs SET replayed_at = ?2 WHERE id = ?1")?
+                    .execute(params![run_id, now])?;
+                conn.prepare_cached("UPDATE events SET processed_at = NULL WHERE id = ?1")?
+                    .execute([&dead.event_id])?;
+            }
+        }
+        conn.prepare_cached(
+            "UPDATE dead_letters SET state = 'replayed', replayed_at = ?2 WHERE id = ?1",
+        )?
+        .execute(params![dead.id, now])?;
+        outcome.replayed.push(dead.id);
+    }
+    Ok(outcome)
+}
+
+const DEAD_LETTER_COLUMNS: &str = "d.id, d.kind, d.event_id, e.event_type, d.target, r.plugin,
+    r.plugin_hash, d.outbox_id, d.error, d.created_at, d.state, d.replayed_at";
+
+fn read_dead_letter(row: &Row<'_>) -> Result<DeadLetterRow, StoreError> {
+    let kind: String = row.get(1)?;
+    let state: String = row.get(10)?;
+    Ok(DeadLetterRow {
+        id: row.get(0)?,
+        kind: DeadLetterKind::parse(&kind)?,
+        event_id: row.get(2)?,
+        event_type: row.get(3)?,
+        target: row.get(4)?,
+        plugin: row.get(5)?,
+        plugin_hash: row.get(6)?,
+        outbox_id: row.get(7)?,
+        error: row.get(8)?,
+        created_at: row.get(9)?,
+        replayed: state == "replayed",
+        replayed_at: row.get(11)?,
+    })
+}
+
+pub(super) fn list_dead_letters(
+    conn: &Connection,
+    filter: &DeadLetterFilter,
+) -> Result<Vec<DeadLetterRow>, StoreError> {
+    let mut sql = format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters d
+         JOIN events e ON e.id = d.event_id JOIN runs r ON r.id = d.run_id WHERE 1 = 1"
+    );
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    if !filter.include_replayed {
+        sql.push_str(" AND d.state = 'dead'");
+    }
+    if !filter.ids.is_empty() {
+        let marks = vec!["?"; filter.ids.len()].join(", ");
+        sql.push_str(&format!(" AND d.id IN ({marks})"));
+        values.extend(filter.ids.iter().map(|id| (*id).into()));
+    }
+    if let Some(target) = &filter.target {
+        sql.push_str(" AND d.target = ?");
+        values.push(target.clone().into());
+    }
+    if let Some(since) = filter.since {
+        sql.push_str(" AND d.created_at >= ?");
+        values.push(since.into());
+    }
+    if let Some(until) = filter.until {
+        sql.push_str(" AND d.created_at < ?");
+        values.push(until.into());
+    }
+    sql.push_str(" ORDER BY d.id");
+    if filter.limit > 0 {
+        sql.push_str(&format!(" LIMIT {}", filter.limit));
+    }
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(read_dead_letter(row)?);
+    }
+    Ok(out)
+}
+
+pub(super) fn backlog(conn: &Connection) -> Result<Backlog, StoreError> {
+    let (pending_events, oldest_event): (i64, Option<i64>) = conn
+        .prepare_cached("SELECT COUNT(*), MIN(accepted_at) FROM events WHERE processed_at IS NULL")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let (pending_deliveries, oldest_delivery): (i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT COUNT(*), MIN(round_started_at) FROM outbox WHERE state = 'pending'",
+        )?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let dead_letters: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM dead_letters WHERE state = 'dead'")?
+        .query_row([], |row| row.get(0))?;
+    let oldest_pending_at = match (oldest_event, oldest_delivery) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(Backlog {
+        pending_events: u64::try_from(pending_events).unwrap_or(0),
+        pending_deliveries: u64::try_from(pending_deliveries).unwrap_or(0),
+        oldest_pending_at,
+        dead_letters: u64::try_from(dead_letters).unwrap_or(0),
+    })
+}
+
+/// Rewrites the probe row: proof that the store takes writes.
+pub(super) fn probe(conn: &Connection, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?1)")?
+        .execute([now])?;
     Ok(())
 }
 
@@ -481,7 +830,7 @@ pub(super) fn pending_events(
     conn: &Connection,
     after_seq: i64,
     limit: usize,
-) -> Result<Vec<StoredEvent>, StoreError> {
+) -> Result<Vec<PendingEvent>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {EVENT_COLUMNS} FROM events
          WHERE processed_at IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2"
@@ -490,12 +839,30 @@ pub(super) fn pending_events(
         params![after_seq, i64::try_from(limit).unwrap_or(i64::MAX)],
         event_from_row,
     )?;
-    rows.map(|r| with_headers(r?)).collect()
+    let events = rows
+        .map(|r| with_headers(r?))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut done = conn.prepare_cached(
+        "SELECT handler FROM runs WHERE event_id = ?1 AND replayed_at IS NULL ORDER BY handler",
+    )?;
+    events
+        .into_iter()
+        .map(|stored| {
+            let done_handlers = done
+                .query_map([&stored.event.id], |row| row.get::<_, i64>(0))?
+                .map(|h| Ok(usize::try_from(h?).unwrap_or(usize::MAX)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(PendingEvent {
+                stored,
+                done_handlers,
+            })
+        })
+        .collect()
 }
 
 const OUTBOX_COLUMNS: &str = "id, event_id, event_seq, kind, target, idempotency_key, origin,
-    content_type, headers, body, entity_key, version, timestamp, state, attempts, next_attempt_at,
-    last_error, created_at, finished_at";
+    content_type, headers, body, entity_key, version, timestamp, state, attempts, round_attempts,
+    round_started_at, next_attempt_at, last_error, created_at, finished_at";
 
 fn read_outbox(row: &Row<'_>) -> Result<OutboxRow, StoreError> {
     let kind: String = row.get(3)?;
@@ -519,13 +886,19 @@ fn read_outbox(row: &Row<'_>) -> Result<OutboxRow, StoreError> {
         },
         state: OutboxState::parse(&state)?,
         attempts: row.get(14)?,
-        next_attempt_at: row.get(15)?,
-        last_error: row.get(16)?,
-        created_at: row.get(17)?,
-        finished_at: row.get(18)?,
+        round_attempts: row.get(15)?,
+        round_started_at: row.get(16)?,
+        next_attempt_at: row.get(17)?,
+        last_error: row.get(18)?,
+        created_at: row.get(19)?,
+        finished_at: row.get(20)?,
     })
 }
 
+/// Pending rows due at `now`, soonest first, skipping the ids in `skip`. A row with an entity
+/// key is due only when it is the oldest pending row of its (kind, target, key) by event
+/// acceptance order, and when every event accepted before its own has been processed (so no
+/// older row for its key can still appear).
 pub(super) fn due_outbox(
     conn: &Connection,
     now: i64,
@@ -533,9 +906,17 @@ pub(super) fn due_outbox(
     skip: &[i64],
 ) -> Result<Vec<OutboxRow>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {OUTBOX_COLUMNS} FROM outbox
-         WHERE state = 'pending' AND next_attempt_at <= ?1
-         ORDER BY next_attempt_at, id LIMIT ?2"
+        "SELECT {OUTBOX_COLUMNS} FROM outbox o
+         WHERE o.state = 'pending' AND o.next_attempt_at <= ?1
+           AND (o.entity_key IS NULL OR (
+                o.event_seq < (SELECT COALESCE(MIN(seq), 9223372036854775807)
+                               FROM events WHERE processed_at IS NULL)
+                AND NOT EXISTS (
+                    SELECT 1 FROM outbox p
+                    WHERE p.state = 'pending' AND p.kind = o.kind AND p.target = o.target
+                      AND p.entity_key = o.entity_key
+                      AND (p.event_seq < o.event_seq OR (p.event_seq = o.event_seq AND p.id < o.id)))))
+         ORDER BY o.next_attempt_at, o.id LIMIT ?2"
     ))?;
     let fetch = limit.saturating_add(skip.len());
     let mut rows = stmt.query(params![now, i64::try_from(fetch).unwrap_or(i64::MAX)])?;
@@ -567,7 +948,7 @@ pub(super) fn event_history(
     let event = with_headers(event)?;
     let runs = conn
         .prepare_cached(
-            "SELECT handler, plugin, plugin_hash, outcome, error, duration_us, ran_at
+            "SELECT handler, plugin, plugin_hash, outcome, error, duration_us, ran_at, replayed_at
              FROM runs WHERE event_id = ?1 ORDER BY id",
         )?
         .query_map([id], |row| {
@@ -579,6 +960,7 @@ pub(super) fn event_history(
                 error: row.get(4)?,
                 duration_us: row.get(5)?,
                 ran_at: row.get(6)?,
+                replayed_at: row.get(7)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -612,9 +994,20 @@ pub(super) fn event_history(
             Ok((row, attempts))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters d
+         JOIN events e ON e.id = d.event_id JOIN runs r ON r.id = d.run_id
+         WHERE d.event_id = ?1 ORDER BY d.id"
+    ))?;
+    let mut rows = stmt.query([id])?;
+    let mut dead_letters = Vec::new();
+    while let Some(row) = rows.next()? {
+        dead_letters.push(read_dead_letter(row)?);
+    }
     Ok(Some(EventHistory {
         event,
         runs,
         outbox,
+        dead_letters,
     }))
 }

@@ -2,7 +2,8 @@
 --
 -- An event is stored when it is accepted; processing it records one `runs` row per route
 -- handler and turns the handler's actions into `outbox` rows, in the same transaction that
--- marks the event processed. Delivering an outbox row records one `attempts` row per try.
+-- marks the event processed. Delivering an outbox row records one `attempts` row per try. A
+-- failed run or a delivery that gives up leaves a `dead_letters` row, which can be replayed.
 
 CREATE TABLE events (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,  -- acceptance order
@@ -18,7 +19,7 @@ CREATE TABLE events (
     headers      TEXT    NOT NULL,                   -- JSON [[name, value], ...]
     payload      BLOB    NOT NULL,
     accepted_at  INTEGER NOT NULL,                   -- Unix ms
-    processed_at INTEGER                             -- NULL while pending
+    processed_at INTEGER                             -- NULL while some handler has yet to run
 );
 CREATE INDEX events_pending ON events (seq) WHERE processed_at IS NULL;
 
@@ -31,43 +32,69 @@ CREATE TABLE runs (
     outcome     TEXT    NOT NULL,                    -- `ok` or an error code
     error       TEXT,
     duration_us INTEGER NOT NULL,
-    ran_at      INTEGER NOT NULL
+    ran_at      INTEGER NOT NULL,
+    replayed_at INTEGER                              -- set when a failed run is replayed
 );
 CREATE INDEX runs_event ON runs (event_id);
 
 CREATE TABLE outbox (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id        TEXT    NOT NULL REFERENCES events (id),
-    event_seq       INTEGER NOT NULL,                -- the event's acceptance order
-    run_id          INTEGER NOT NULL REFERENCES runs (id),
-    kind            TEXT    NOT NULL,                -- `deliver`, `emit` or `drop`
-    target          TEXT    NOT NULL,                -- destination name, event type, or drop reason
-    idempotency_key TEXT    NOT NULL UNIQUE,
-    origin          TEXT    NOT NULL,
-    content_type    TEXT    NOT NULL,
-    headers         TEXT    NOT NULL,                -- JSON [[name, value], ...]
-    body            BLOB    NOT NULL,
-    entity_key      TEXT,
-    version         INTEGER,
-    timestamp       INTEGER NOT NULL,
-    state           TEXT    NOT NULL,                -- `pending`, `delivered`, `failed`, `dropped`
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at INTEGER NOT NULL,                -- Unix ms
-    last_error      TEXT,
-    created_at      INTEGER NOT NULL,
-    finished_at     INTEGER
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id         TEXT    NOT NULL REFERENCES events (id),
+    event_seq        INTEGER NOT NULL,               -- the event's acceptance order
+    run_id           INTEGER NOT NULL REFERENCES runs (id),
+    kind             TEXT    NOT NULL,               -- `deliver`, `emit` or `drop`
+    target           TEXT    NOT NULL,               -- destination name, event type, or drop reason
+    idempotency_key  TEXT    NOT NULL UNIQUE,
+    origin           TEXT    NOT NULL,
+    content_type     TEXT    NOT NULL,
+    headers          TEXT    NOT NULL,               -- JSON [[name, value], ...]
+    body             BLOB    NOT NULL,
+    entity_key       TEXT,
+    version          INTEGER,
+    timestamp        INTEGER NOT NULL,
+    state            TEXT    NOT NULL,               -- `pending`, `delivered`, `dead`, `dropped`
+    attempts         INTEGER NOT NULL DEFAULT 0,     -- every attempt ever made
+    round_attempts   INTEGER NOT NULL DEFAULT 0,     -- attempts since it was queued or replayed
+    round_started_at INTEGER NOT NULL,               -- when it was queued or replayed (Unix ms)
+    next_attempt_at  INTEGER NOT NULL,               -- Unix ms
+    last_error       TEXT,
+    created_at       INTEGER NOT NULL,
+    finished_at      INTEGER
 );
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX outbox_event ON outbox (event_id);
+-- Per-key ordering: the pending rows of one (kind, target, key), oldest event first.
+CREATE INDEX outbox_key_order ON outbox (kind, target, entity_key, event_seq, id)
+    WHERE state = 'pending';
 
 CREATE TABLE attempts (
     id          INTEGER PRIMARY KEY,
     outbox_id   INTEGER NOT NULL REFERENCES outbox (id),
-    attempt     INTEGER NOT NULL,
+    attempt     INTEGER NOT NULL,                    -- 1, 2, ... over the row's whole life
     started_at  INTEGER NOT NULL,                    -- Unix ms
     duration_ms INTEGER NOT NULL,
     status      INTEGER,                             -- HTTP status; NULL when no response came
     error       TEXT,
-    outcome     TEXT    NOT NULL                     -- `delivered`, `retry` or `failed`
+    outcome     TEXT    NOT NULL                     -- `delivered`, `retry` or `dead`
 );
 CREATE INDEX attempts_outbox ON attempts (outbox_id);
+
+CREATE TABLE dead_letters (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT    NOT NULL,                    -- `delivery` or `plugin`
+    event_id    TEXT    NOT NULL REFERENCES events (id),
+    run_id      INTEGER NOT NULL REFERENCES runs (id),
+    outbox_id   INTEGER REFERENCES outbox (id),      -- for `delivery`
+    target      TEXT    NOT NULL,                    -- destination (`hms-core` for emits) or plugin
+    error       TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    state       TEXT    NOT NULL,                    -- `dead` or `replayed`
+    replayed_at INTEGER
+);
+CREATE INDEX dead_letters_state ON dead_letters (state, created_at);
+
+-- One row, rewritten by readiness checks to prove the store takes writes.
+CREATE TABLE probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at INTEGER NOT NULL
+);

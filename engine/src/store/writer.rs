@@ -1,7 +1,9 @@
 //! The writer thread: group commit of everything the engine writes.
 
 use super::StoreError;
-use super::records::{self, Accepted, AttemptRecord, NewEvent, Processed};
+use super::records::{
+    self, Accepted, AttemptRecord, DeadLetterFilter, NewEvent, Processed, ReplayOutcome,
+};
 use rusqlite::Connection;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,9 @@ pub(super) enum Command {
     Accept(NewEvent, Reply<Accepted>),
     Processed(Processed, Reply<()>),
     Attempt(AttemptRecord, Reply<()>),
+    Replay(DeadLetterFilter, Reply<ReplayOutcome>),
+    /// Rewrites the probe row, proving writes reach the disk.
+    Probe(Reply<()>),
     /// Commit what came before, then stop.
     Close,
 }
@@ -25,11 +30,41 @@ pub(super) enum Command {
 enum Done {
     Accept(Reply<Accepted>, Result<Accepted, StoreError>),
     Unit(Reply<()>, Result<(), StoreError>),
+    Replay(Reply<ReplayOutcome>, Result<ReplayOutcome, StoreError>),
+}
+
+impl Done {
+    fn send(self) {
+        // A sender that stopped waiting is not an error.
+        match self {
+            Done::Accept(reply, result) => drop(reply.send(result)),
+            Done::Unit(reply, result) => drop(reply.send(result)),
+            Done::Replay(reply, result) => drop(reply.send(result)),
+        }
+    }
+
+    fn fail(&mut self, message: &str) {
+        let error = || StoreError::Io(message.to_owned());
+        match self {
+            Done::Accept(_, result) => *result = Err(error()),
+            Done::Unit(_, result) => *result = Err(error()),
+            Done::Replay(_, result) => *result = Err(error()),
+        }
+    }
+}
+
+/// What a committed batch changed, for the writer to signal.
+#[derive(Default)]
+struct Changes {
+    accepted: bool,
+    outbox: bool,
+    requeued: bool,
 }
 
 /// Who the writer tells about what it committed.
 pub(super) struct Signals {
     pub(super) events_accepted: Arc<Notify>,
+    pub(super) events_requeued: Arc<Notify>,
     pub(super) outbox_changed: Arc<Notify>,
     pub(super) commits: Arc<AtomicU64>,
 }
@@ -58,48 +93,50 @@ fn run(mut conn: Connection, mut commands: mpsc::UnboundedReceiver<Command>, sig
                 Err(_) => break,
             }
         }
-        let (done, accepted, changed, close) = commit(&mut conn, batch.drain(..));
+        let (done, changes, close) = commit(&mut conn, batch.drain(..));
         signals.commits.fetch_add(1, Ordering::Relaxed);
         closing = close;
         // Answer only now: every result in `done` is on disk, or every one failed.
         for d in done {
-            match d {
-                Done::Accept(reply, result) => drop(reply.send(result)),
-                Done::Unit(reply, result) => drop(reply.send(result)),
-            }
+            d.send();
         }
-        if accepted {
+        if changes.accepted {
             signals.events_accepted.notify_one();
         }
-        if changed {
+        if changes.requeued {
+            signals.events_requeued.notify_one();
+        }
+        if changes.outbox {
             signals.outbox_changed.notify_one();
         }
     }
 }
 
 /// Applies a batch in one transaction, each command in its own savepoint. Returns the results,
-/// whether events were accepted, whether the outbox changed, and whether to close.
+/// what changed, and whether to close.
 fn commit(
     conn: &mut Connection,
     batch: impl Iterator<Item = Command>,
-) -> (Vec<Done>, bool, bool, bool) {
+) -> (Vec<Done>, Changes, bool) {
     let mut done = Vec::new();
-    let (mut accepted, mut changed, mut close) = (false, false, false);
+    let mut changes = Changes::default();
+    let mut close = false;
     let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
-            let message = e.to_string();
+            let message = format!("cannot begin a transaction: {e}");
             for command in batch {
                 close |= fail(command, &message, &mut done);
             }
-            return (done, false, false, close);
+            return (done, Changes::default(), close);
         }
     };
+    let now = super::now_ms();
     for command in batch {
         match command {
             Command::Accept(event, reply) => {
                 let result = in_savepoint(&tx, |c| records::insert_event(c, &event));
-                accepted |= matches!(
+                changes.accepted |= matches!(
                     result,
                     Ok(Accepted {
                         duplicate: false,
@@ -110,12 +147,26 @@ fn commit(
             }
             Command::Processed(processed, reply) => {
                 let result = in_savepoint(&tx, |c| records::insert_processed(c, &processed));
-                changed |= result.is_ok();
+                changes.outbox |= result.is_ok();
                 done.push(Done::Unit(reply, result));
             }
             Command::Attempt(attempt, reply) => {
                 let result = in_savepoint(&tx, |c| records::insert_attempt(c, &attempt));
-                changed |= result.is_ok();
+                changes.outbox |= result.is_ok();
+                done.push(Done::Unit(reply, result));
+            }
+            Command::Replay(filter, reply) => {
+                let result = in_savepoint(&tx, |c| records::replay(c, &filter, now));
+                if let Ok(outcome) = &result
+                    && !outcome.replayed.is_empty()
+                {
+                    changes.outbox = true;
+                    changes.requeued = true;
+                }
+                done.push(Done::Replay(reply, result));
+            }
+            Command::Probe(reply) => {
+                let result = in_savepoint(&tx, |c| records::probe(c, now));
                 done.push(Done::Unit(reply, result));
             }
             Command::Close => close = true,
@@ -125,14 +176,11 @@ fn commit(
         tracing::error!(error = %e, "the store could not commit a transaction; its writes are lost and their senders told");
         let message = format!("commit failed: {e}");
         for d in &mut done {
-            match d {
-                Done::Accept(_, result) => *result = Err(StoreError::Io(message.clone())),
-                Done::Unit(_, result) => *result = Err(StoreError::Io(message.clone())),
-            }
+            d.fail(&message);
         }
-        return (done, false, false, close);
+        return (done, Changes::default(), close);
     }
-    (done, accepted, changed, close)
+    (done, changes, close)
 }
 
 fn in_savepoint<T>(
@@ -155,12 +203,15 @@ fn in_savepoint<T>(
 /// Answers a command that could not run because no transaction could begin. Returns whether
 /// the command was `Close`.
 fn fail(command: Command, message: &str, done: &mut Vec<Done>) -> bool {
-    let error = || StoreError::Io(format!("cannot begin a transaction: {message}"));
-    match command {
-        Command::Accept(_, reply) => done.push(Done::Accept(reply, Err(error()))),
-        Command::Processed(_, reply) => done.push(Done::Unit(reply, Err(error()))),
-        Command::Attempt(_, reply) => done.push(Done::Unit(reply, Err(error()))),
+    let mut d = match command {
+        Command::Accept(_, reply) => Done::Accept(reply, Ok(Accepted::default())),
+        Command::Processed(_, reply) | Command::Attempt(_, reply) | Command::Probe(reply) => {
+            Done::Unit(reply, Ok(()))
+        }
+        Command::Replay(_, reply) => Done::Replay(reply, Ok(ReplayOutcome::default())),
         Command::Close => return true,
-    }
+    };
+    d.fail(message);
+    done.push(d);
     false
 }

@@ -1,5 +1,7 @@
 //! The `sync-engine` command.
 
+mod remote;
+
 use crate::config::Config;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use anyhow::Context;
@@ -49,6 +51,20 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Lists, shows and replays dead letters of a running engine (through its admin API).
+    Dlq {
+        #[command(subcommand)]
+        command: remote::DlqCommand,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Shows the history of events of a running engine (through its admin API).
+    Events {
+        #[command(subcommand)]
+        command: remote::EventsCommand,
+        #[command(flatten)]
+        remote: remote::Remote,
     },
     /// Runs a receiver that logs every request and answers with a fixed status: a stand-in
     /// destination or HMS core for trying the engine out.
@@ -175,6 +191,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Dlq { command, remote } => {
+            remote::dlq(&remote, command)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events { command, remote } => {
+            remote::events(&remote, command)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Sink { listen, status } => {
             let status = http::StatusCode::from_u16(status)

@@ -1,0 +1,230 @@
+//! Prometheus metrics, served at `GET /metrics` in the OpenMetrics text format.
+//!
+//! Counters and histograms are updated where things happen; the backlog gauges (queue depth,
+//! oldest pending age, dead letters) are read from the store at each scrape, so they are right
+//! even just after a restart.
+
+use crate::store::Backlog;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// The labels of event counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// `bus` or `webhook`.
+    pub source: String,
+    /// The event type.
+    pub event_type: String,
+}
+
+/// The labels of plugin run metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The plugin version's hash, shortened to 12 digits.
+    pub version: String,
+}
+
+/// The labels of delivery counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// The destination (`hms-core` for emitted events).
+    pub destination: String,
+    /// `delivered`, `retry` or `dead`.
+    pub outcome: String,
+}
+
+/// The labels of per-destination metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabels {
+    /// The destination (`hms-core` for emitted events).
+    pub destination: String,
+}
+
+/// The labels of the queue depth gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// `events` (accepted, not processed) or `deliveries` (waiting to be sent).
+    pub queue: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric the engine keeps.
+pub struct Metrics {
+    registry: Registry,
+    /// Events accepted, by source and type.
+    pub events_accepted: Family<EventLabels, Counter>,
+    /// Events whose every handler ran without error, by source and type.
+    pub events_processed: Family<EventLabels, Counter>,
+    /// Events one of whose handlers failed (each failure is a dead letter), by source and type.
+    pub events_failed: Family<EventLabels, Counter>,
+    /// How long plugin runs take, in seconds, by plugin and version.
+    pub plugin_run_seconds: HistogramFamily<PluginLabels>,
+    /// Delivery attempts, by destination and outcome.
+    pub deliveries: Family<DeliveryLabels, Counter>,
+    /// How long delivery attempts take, in seconds, by destination.
+    pub attempt_seconds: HistogramFamily<DestinationLabels>,
+    queue_depth: Family<QueueLabels, Gauge>,
+    oldest_pending_age: Gauge<f64, AtomicU64>,
+    dead_letters: Gauge,
+}
+
+fn plugin_buckets() -> Histogram {
+    // 10 µs to about 5 s.
+    Histogram::new(exponential_buckets(0.000_01, 2.5, 15))
+}
+
+fn attempt_buckets() -> Histogram {
+    // 1 ms to about 65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sync");
+        let metrics = Metrics {
+            events_accepted: Family::default(),
+            events_processed: Family::default(),
+            events_failed: Family::default(),
+            plugin_run_seconds: Family::new_with_constructor(plugin_buckets),
+            deliveries: Family::default(),
+            attempt_seconds: Family::new_with_constructor(attempt_buckets),
+            queue_depth: Family::default(),
+            oldest_pending_age: Gauge::default(),
+            dead_letters: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "events_accepted",
+            "Events accepted and committed, by source and type",
+            metrics.events_accepted.clone(),
+        );
+        registry.register(
+            "events_processed",
+            "Events whose every handler ran without error",
+            metrics.events_processed.clone(),
+        );
+        registry.register(
+            "events_failed",
+            "Events a handler failed (each failure is a dead letter)",
+            metrics.events_failed.clone(),
+        );
+        registry.register(
+            "plugin_run_seconds",
+            "Time plugin runs take, instantiation included",
+            metrics.plugin_run_seconds.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Delivery attempts by destination and outcome (delivered, retry, dead)",
+            metrics.deliveries.clone(),
+        );
+        registry.register(
+            "delivery_attempt_seconds",
+            "Time delivery attempts take",
+            metrics.attempt_seconds.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Work waiting: events to process, deliveries to send",
+            metrics.queue_depth.clone(),
+        );
+        registry.register(
+            "oldest_pending_age_seconds",
+            "Age of the oldest waiting event or delivery",
+            metrics.oldest_pending_age.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Dead letters not replayed",
+            metrics.dead_letters.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    /// Renders every metric, with the backlog gauges set from `backlog` as of `now` (Unix ms).
+    pub fn render(&self, backlog: &Backlog, now: i64) -> String {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for (queue, depth) in [
+            ("events", backlog.pending_events),
+            ("deliveries", backlog.pending_deliveries),
+        ] {
+            self.queue_depth
+                .get_or_create(&QueueLabels {
+                    queue: queue.into(),
+                })
+                .set(gauge(depth));
+        }
+        let age = backlog
+            .oldest_pending_at
+            .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
+        self.oldest_pending_age.set(age);
+        self.dead_letters.set(gauge(backlog.dead_letters));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// `source` for an event's route: `bus` or `webhook`.
+pub fn source_of(route: &str) -> &str {
+    route.split_once(':').map_or(route, |(source, _)| source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_backlog() {
+        let metrics = Metrics::default();
+        metrics
+            .events_accepted
+            .get_or_create(&EventLabels {
+                source: "bus".into(),
+                event_type: "tax.rate.updated".into(),
+            })
+            .inc();
+        metrics
+            .plugin_run_seconds
+            .get_or_create(&PluginLabels {
+                plugin: "p".into(),
+                version: "abc".into(),
+            })
+            .observe(0.002);
+        let backlog = Backlog {
+            pending_events: 2,
+            pending_deliveries: 5,
+            oldest_pending_at: Some(1_000),
+            dead_letters: 3,
+        };
+        let text = metrics.render(&backlog, 31_000);
+        assert!(
+            text.contains(
+                r#"sync_events_accepted_total{source="bus",event_type="tax.rate.updated"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"sync_plugin_run_seconds_count{plugin="p",version="abc"} 1"#));
+        assert!(text.contains(r#"sync_queue_depth{queue="deliveries"} 5"#));
+        assert!(
+            text.contains("sync_oldest_pending_age_seconds 30.0"),
+            "{text}"
+        );
+        assert!(text.contains("sync_dead_letters 3"));
+        assert_eq!(source_of("webhook:/webhook/tax-rate"), "webhook");
+    }
+}
