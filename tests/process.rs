@@ -277,3 +277,108 @@ fn plugin_check_reports_the_world_or_the_refusal() {
     assert!(stdout.contains("refused"), "{stdout}");
     assert!(stdout.contains("`transform` function"), "{stdout}");
 }
+
+/// Runs a `sync-engine` command to completion; returns its exit code and stdout.
+fn run_command(args: &[&str]) -> (i32, String) {
+    let output = Command::new(ENGINE).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    (
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{stdout}{}",
+            if output.status.success() { "" } else { &stderr }
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_and_events_commands_list_show_and_replay_through_the_admin_api() {
+    let state_api = Receiver::start().await;
+    state_api.set_default_status(503);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &state_api.url("/rates"));
+    let mut yaml = std::fs::read_to_string(&config).unwrap();
+    yaml = yaml.replace("maxAttempts: 1000", "maxAttempts: 2");
+    yaml.push_str("admin:\n  token: cli-secret\n");
+    std::fs::write(&config, yaml).unwrap();
+    let log = dir.path().join("engine.log");
+    let url = format!("http://127.0.0.1:{port}");
+    let engine = start_engine(&config, &log, &url).await;
+    let config = config.to_str().unwrap();
+
+    let (status, answer) = post_json(
+        &format!("{url}/events/tax.rate.updated"),
+        r#"{"rate": 0.04, "year": 2031}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let id = answer["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let (code, out) = run_command(&["dlq", "list", "--config", config]);
+        assert_eq!(code, 0, "{out}");
+        if out.starts_with("#1 ") {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "no dead letter: {out}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        listed.contains(&format!(
+            "event {id} (tax.rate.updated) at state-api by tax-rate-outbound@"
+        )),
+        "{listed}"
+    );
+    assert!(listed.contains("HTTP 503"), "{listed}");
+
+    let (code, shown) = run_command(&["events", "show", &id, "--config", config]);
+    assert_eq!(code, 0, "{shown}");
+    for needle in [
+        format!("event {id} (tax.rate.updated from hms)"),
+        "run handler 0: tax-rate-outbound@".to_owned(),
+        "attempt 1 at".to_owned(),
+        "HTTP 503".to_owned(),
+        "-> retry".to_owned(),
+        "-> dead".to_owned(),
+        "[dead]".to_owned(),
+    ] {
+        assert!(shown.contains(&needle), "{needle:?} in:\n{shown}");
+    }
+    let (code, json) = run_command(&["events", "show", &id, "--config", config, "--json"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["event"]["event"]["event"]["id"], id.as_str());
+
+    state_api.set_default_status(200);
+    let (code, replayed) = run_command(&[
+        "dlq",
+        "replay",
+        "--destination",
+        "state-api",
+        "--url",
+        &url,
+        "--token",
+        "cli-secret",
+    ]);
+    assert_eq!(code, 0, "{replayed}");
+    assert!(
+        replayed.starts_with("replayed 1 dead letter(s): [1]"),
+        "{replayed}"
+    );
+    state_api
+        .wait_until(Duration::from_secs(20), |r| {
+            r.iter().any(|r| r.status == 200)
+        })
+        .await;
+    let (code, again) = run_command(&["dlq", "replay", "--id", "1", "--config", config]);
+    assert_eq!(code, 0, "{again}");
+    assert!(again.contains("skipped #1: already replayed"), "{again}");
+
+    let (code, refused) = run_command(&["dlq", "list", "--url", &url, "--token", "wrong"]);
+    assert_eq!(code, 1);
+    assert!(refused.contains("401"), "{refused}");
+    kill(engine);
+}

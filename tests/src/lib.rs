@@ -306,7 +306,6 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> axum::response::Response {
-    use std::sync::atomic::Ordering::SeqCst;
     let at = Instant::now();
     let scripted = state.script.lock().expect("lock").pop_front();
     let reply = scripted.unwrap_or_else(|| {
@@ -317,12 +316,6 @@ async fn record(
             state.default.lock().expect("lock").clone()
         }
     });
-    let now_in_flight = state.in_flight.fetch_add(1, SeqCst) + 1;
-    state.max_in_flight.fetch_max(now_in_flight, SeqCst);
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
-    state.in_flight.fetch_sub(1, SeqCst);
     let headers_seen = headers
         .iter()
         .map(|(name, value)| {
@@ -332,6 +325,7 @@ async fn record(
             )
         })
         .collect();
+    // Recorded on arrival: a client that gives up waiting still counts as a request.
     state.received.lock().expect("lock").push(Received {
         method: method.to_string(),
         path: uri.path().to_owned(),
@@ -341,6 +335,8 @@ async fn record(
         status: reply.status,
     });
     state.arrived.notify_waiters();
+    let _in_flight = InFlight::enter(&state);
+    tokio::time::sleep(reply.delay).await;
     let mut response = axum::response::Response::new(axum::body::Body::empty());
     *response.status_mut() = StatusCode::from_u16(reply.status).expect("a valid status");
     for (name, value) in &reply.headers {
@@ -350,6 +346,25 @@ async fn record(
         );
     }
     response
+}
+
+/// Counts a request being answered; leaves the count right even when the client gives up
+/// waiting and the handler is dropped.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a ReceiverState) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = state.in_flight.fetch_add(1, SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, SeqCst);
+        InFlight(&state.in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A number in [0, 1) that differs from call to call (from the standard library's randomly
