@@ -178,6 +178,8 @@ hmsEvents:
         missing.len()
     );
     let failures = received.iter().filter(|r| r.status != 200).count();
+    // The report is this test's output (`cargo test --test crash -- --nocapture` shows it).
+    #[allow(clippy::print_stderr)]
     eprintln!(
         "crash test: {EVENTS} events over {KEYS} keys, {kills} SIGKILLs, {sender_retries} sender \
          retries while the engine was down, {failures} failed attempts at the destination, \
