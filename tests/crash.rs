@@ -40,6 +40,8 @@ fn jitter(lo: u64, hi: u64) -> u64 {
     lo + u64::from(nanos) % (hi - lo)
 }
 
+// The report on stderr is this test's output: `cargo test --test crash -- --nocapture`.
+#[allow(clippy::print_stderr)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_event_is_delivered_in_key_order_across_sigkills() {
     let state_api = Receiver::start().await;
@@ -178,8 +180,6 @@ hmsEvents:
         missing.len()
     );
     let failures = received.iter().filter(|r| r.status != 200).count();
-    // The report is this test's output (`cargo test --test crash -- --nocapture` shows it).
-    #[allow(clippy::print_stderr)]
     eprintln!(
         "crash test: {EVENTS} events over {KEYS} keys, {kills} SIGKILLs, {sender_retries} sender \
          retries while the engine was down, {failures} failed attempts at the destination, \
