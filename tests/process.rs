@@ -239,6 +239,7 @@ fn validate_accepts_the_example_configuration() {
         .arg("validate")
         .arg(&config)
         .env("HMS_CORE_TOKEN", "test")
+        .env("SYNC_ENGINE_ADMIN_TOKEN", "test")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
