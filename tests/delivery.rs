@@ -319,6 +319,51 @@ async fn a_destination_gets_no_more_requests_at_once_than_its_concurrency() {
     engine.stop().await;
 }
 
+#[tokio::test]
+async fn a_saturated_destination_does_not_hold_up_another() {
+    let slow = Receiver::start().await;
+    slow.set_default(Reply::from(200).after(Duration::from_millis(500)));
+    let fast = Receiver::start().await;
+    let extra = format!(
+        r#"  slow-api:
+    url: {}
+    concurrency: 1
+  fast-api:
+    url: {}
+"#,
+        slow.url("/rates"),
+        fast.url("/rates")
+    );
+    let yaml = config(&format!("    url: {}", slow.url("/unused")), 5, "")
+        .replace("destinations:\n", &format!("destinations:\n{extra}"))
+        .replace(
+            "hmsEvents:\n",
+            "hmsEvents:\n  - event: tax.rate.slow\n    handler: tax-rate-outbound\n    destination: slow-api\n  - event: tax.rate.fast\n    handler: tax-rate-outbound\n    destination: fast-api\n",
+        );
+    let engine = TestEngine::start(&yaml).await;
+    let body = r#"{"rate": 1, "year": 2025}"#;
+    // A backlog far larger than what one fetch of due rows holds.
+    for _ in 0..300 {
+        let (status, _) = post_json(&engine.url("/events/tax.rate.slow"), body, &[]).await;
+        assert_eq!(status, 202);
+    }
+    slow.wait_for(1, WAIT).await;
+    let sent = std::time::Instant::now();
+    let (status, _) = post_json(&engine.url("/events/tax.rate.fast"), body, &[]).await;
+    assert_eq!(status, 202);
+    fast.wait_for(1, WAIT).await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(
+        slow.received().len() < 50,
+        "the slow backlog is still there"
+    );
+    engine.stop().await;
+}
+
 /// The headers of a received request, as an `http::HeaderMap`.
 fn header_map(received: &Received) -> http::HeaderMap {
     received

@@ -135,6 +135,23 @@ fn a_plugin_that_loops_forever_is_stopped_at_its_deadline() {
 }
 
 #[test]
+fn a_plugin_cannot_wait_past_its_deadline() {
+    // Epoch interruption cannot stop a host call blocked on a timer, so waiting is refused.
+    let started = Instant::now();
+    let err = run(misbehave(), "sleep", "").unwrap_err();
+    let RunError::Trap { reason } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("plugins may not sleep"), "{reason}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_still_serves(misbehave());
+}
+
+#[test]
 fn a_plugin_that_allocates_without_bound_hits_its_memory_limit() {
     let err = run(misbehave(), "alloc", "").unwrap_err();
     let RunError::MemoryLimit { requested, limit } = err else {
@@ -335,7 +352,7 @@ fn a_component_of_another_world_is_refused_naming_what_it_exports() {
     let LoadError::WrongWorld(message) = &err else {
         panic!("{err:?}")
     };
-    assert!(message.contains("neither plugin world"), "{message}");
+    assert!(message.contains("no plugin world"), "{message}");
     assert!(message.contains("`hms:sync/transform@0.1.0`"), "{message}");
     assert!(message.contains("`hms:sync/handle@0.1.0`"), "{message}");
     assert!(message.contains("wasi:cli/run"), "{message}");

@@ -15,6 +15,7 @@ use crate::sources::ApiError;
 use crate::store::{DeadLetterFilter, Store};
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
@@ -126,12 +127,22 @@ pub fn parse_time(raw: &str) -> Result<i64, ApiError> {
     Ok(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
+/// A path or query that did not parse: a 400, but only once the caller is authorized.
+fn bad_request(rejection: &impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-request",
+        rejection.to_string(),
+    )
+}
+
 async fn list_dead_letters(
     State(admin): State<Arc<Admin>>,
     headers: HeaderMap,
-    Query(selection): Query<Selection>,
+    query: Result<Query<Selection>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     admin.authorize(&headers)?;
+    let Query(selection) = query.map_err(|e| bad_request(&e))?;
     let mut filter = selection.filter()?;
     filter.include_replayed = selection.all;
     let dead = admin
@@ -145,9 +156,10 @@ async fn list_dead_letters(
 async fn show_dead_letter(
     State(admin): State<Arc<Admin>>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     admin.authorize(&headers)?;
+    let Path(id) = id.map_err(|e| bad_request(&e))?;
     let filter = DeadLetterFilter {
         ids: vec![id],
         include_replayed: true,

@@ -51,6 +51,10 @@ pub struct Config {
     /// How many deliveries may be in flight at once, across destinations.
     #[serde(default = "default_delivery_concurrency")]
     pub delivery_concurrency: NonZeroUsize,
+    /// How many systems an update may cross (HMS core to partner and back counts two) before
+    /// the engine stops forwarding it: the end of any cycle the origin check cannot see.
+    #[serde(default = "default_max_hops")]
+    pub max_hops: u32,
     /// Routes for events from the HMS bus: run `handler` on every event of type `event`.
     #[serde(default)]
     pub hms_events: Vec<HmsEventRoute>,
@@ -185,6 +189,9 @@ pub struct PluginSettings {
 pub struct DestinationConfig {
     /// The URL deliveries are sent to.
     pub url: Expanded,
+    /// The external system this destination belongs to (default: the destination's name). An
+    /// update that came from this system is never delivered back to it.
+    pub system: Option<String>,
     /// The HTTP method: `POST` (default), `PUT` or `PATCH`.
     #[serde(default)]
     pub method: Method,
@@ -317,6 +324,68 @@ pub struct HmsEventRoute {
     /// For a transformer: the destination its result is delivered to. A handler names its
     /// destinations itself.
     pub destination: Option<String>,
+    /// How conflicts between versions of one entity are settled for this route's actions.
+    #[serde(default)]
+    pub conflict: ConflictConfig,
+}
+
+/// How conflicts between versions of one entity are settled: per (destination, entity key),
+/// the engine keeps what it last delivered and checks every later delivery against it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConflictConfig {
+    /// The strategy.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// For the `plugin` strategy: the resolver plugin (a `plugins` entry of the resolver world).
+    pub resolver: Option<String>,
+    /// A JSON pointer (such as `/taxYear`) to the entity key in the event's payload, for actions
+    /// that set none.
+    pub key: Option<String>,
+    /// A JSON pointer to the entity version (a whole number) in the event's payload.
+    pub version: Option<String>,
+    /// A JSON pointer to the change time in the event's payload: Unix milliseconds, or an RFC
+    /// 3339 string.
+    pub timestamp: Option<String>,
+}
+
+/// A conflict strategy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Deliver everything.
+    #[default]
+    None,
+    /// The later timestamp wins; ties go to the later event id.
+    LastWriteWins,
+    /// Only a strictly greater version is delivered.
+    Version,
+    /// A resolver plugin decides: keep, replace, or a merged payload.
+    Plugin,
+}
+
+impl Strategy {
+    /// The strategy's name, as the configuration writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::None => "none",
+            Strategy::LastWriteWins => "last-write-wins",
+            Strategy::Version => "version",
+            Strategy::Plugin => "plugin",
+        }
+    }
+
+    /// The strategy of a name, as [`Strategy::as_str`] writes it.
+    pub fn parse(name: &str) -> Option<Strategy> {
+        [
+            Strategy::None,
+            Strategy::LastWriteWins,
+            Strategy::Version,
+            Strategy::Plugin,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
 }
 
 /// A route for external webhooks (the seed's `externalWebhooks` entries).
@@ -344,6 +413,9 @@ pub struct WebhookRoute {
     /// `webhook-signature` by one of them, with a `webhook-timestamp` within five minutes.
     #[serde(default)]
     pub secrets: Vec<Expanded>,
+    /// How conflicts between versions of one entity are settled for this route's actions.
+    #[serde(default)]
+    pub conflict: ConflictConfig,
 }
 
 impl WebhookRoute {
@@ -473,6 +545,9 @@ fn default_max_attempts() -> NonZeroU32 {
 }
 fn default_delivery_concurrency() -> NonZeroUsize {
     NonZeroUsize::new(64).expect("non-zero")
+}
+fn default_max_hops() -> u32 {
+    4
 }
 fn default_destination_concurrency() -> NonZeroUsize {
     NonZeroUsize::new(16).expect("non-zero")
@@ -738,6 +813,7 @@ impl Config {
                 let key = format!("{key}.destination");
                 check_ref(&self.destinations, "destination", destination, &key, &mut p);
             }
+            self.check_conflict(&route.conflict, &format!("{key}.conflict"), &mut p);
         }
         let mut paths = BTreeSet::new();
         for (i, route) in self.external_webhooks.iter().enumerate() {
@@ -760,15 +836,22 @@ impl Config {
             if let Err(e) = crate::event::check_event_type(&route.event_type()) {
                 p.add(format!("{key}.type"), e);
             }
-            if let Some(emit) = &route.emit
-                && let Err(e) = crate::event::check_event_type(emit)
-            {
-                p.add(format!("{key}.emit"), e);
+            if let Some(emit) = &route.emit {
+                if let Err(e) = crate::event::check_event_type(emit) {
+                    p.add(format!("{key}.emit"), e);
+                }
+                if self.core.is_none() {
+                    p.add(
+                        format!("{key}.emit"),
+                        "this route emits HMS events, which go to the core: set `core.url`",
+                    );
+                }
             }
             if let Err(e) = check_name(route.system()) {
                 p.add(format!("{key}.system"), e);
             }
             check_secrets(&route.secrets, &format!("{key}.secrets"), &mut p);
+            self.check_conflict(&route.conflict, &format!("{key}.conflict"), &mut p);
             for (j, header) in route.headers.iter().enumerate() {
                 if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
                     p.add(
@@ -779,6 +862,45 @@ impl Config {
             }
         }
         p.0
+    }
+
+    fn check_conflict(&self, conflict: &ConflictConfig, key: &str, p: &mut Problems) {
+        match (conflict.strategy, &conflict.resolver) {
+            (Strategy::Plugin, Some(resolver)) => {
+                check_ref(
+                    &self.plugins,
+                    "plugin",
+                    resolver,
+                    &format!("{key}.resolver"),
+                    p,
+                );
+            }
+            (Strategy::Plugin, None) => p.add(
+                format!("{key}.resolver"),
+                "the `plugin` strategy needs a resolver plugin",
+            ),
+            (_, Some(_)) => p.add(
+                format!("{key}.resolver"),
+                "a resolver is only used with `strategy: plugin`",
+            ),
+            (_, None) => {}
+        }
+        for (name, pointer) in [
+            ("key", &conflict.key),
+            ("version", &conflict.version),
+            ("timestamp", &conflict.timestamp),
+        ] {
+            if let Some(pointer) = pointer
+                && !pointer.starts_with('/')
+            {
+                p.add(
+                    format!("{key}.{name}"),
+                    format!(
+                        "`{pointer}` is not a JSON pointer; it starts with `/`, as in `/taxYear`"
+                    ),
+                );
+            }
+        }
     }
 
     fn check_limits(&self, limits: &LimitSettings, key: &str, p: &mut Problems) {
@@ -973,6 +1095,7 @@ mod tests {
             emit: None,
             headers: vec![],
             secrets: vec![],
+            conflict: ConflictConfig::default(),
         };
         assert_eq!(route.event_type(), "webhook.tax-rate");
         assert_eq!(route.system(), "/webhook/tax-rate");

@@ -106,6 +106,15 @@ impl Routes {
                     });
                     return None;
                 }
+                (World::Resolver, _) => {
+                    problems.push(Problem {
+                        key: key.to_owned(),
+                        message: format!(
+                            "`{name}` is a resolver: it settles conflicts (`conflict.resolver`) and cannot handle events"
+                        ),
+                    });
+                    return None;
+                }
                 (World::Handler, Some(_)) => {
                     problems.push(Problem {
                         key: key.to_owned(),
@@ -206,10 +215,11 @@ pub fn load_plugins(
 }
 
 /// Runs every handler of the event's route (but those that already ran on it) and turns the
-/// results into outbox rows.
+/// results into outbox rows. `None` when a plugin could not get an instance because the sandbox
+/// is busy: the event stays pending and runs again later.
 ///
 /// Blocks while plugins run: call it on a thread that may block.
-pub fn process(pending: &PendingEvent, routes: &Routes, metrics: &Metrics) -> Processed {
+pub fn process(pending: &PendingEvent, routes: &Routes, metrics: &Metrics) -> Option<Processed> {
     let stored = &pending.stored;
     let event = &stored.event;
     let handlers = routes.handlers(&stored.route);
@@ -245,6 +255,12 @@ pub fn process(pending: &PendingEvent, routes: &Routes, metrics: &Metrics) -> Pr
         let ran_at = now_ms();
         let started = Instant::now();
         let result = plugin.run(event, &handler.config, &handler.limits);
+        if let Err(e) = &result
+            && e.is_capacity()
+        {
+            tracing::warn!(error = %e, "the sandbox is busy; the event will run again");
+            return None;
+        }
         let elapsed = started.elapsed();
         metrics
             .plugin_run_seconds
@@ -289,11 +305,37 @@ pub fn process(pending: &PendingEvent, routes: &Routes, metrics: &Metrics) -> Pr
     } else {
         metrics.events_failed.get_or_create(&labels).inc();
     }
-    Processed {
+    Some(Processed {
         event_id: event.id.clone(),
         event_seq: stored.seq,
         runs,
         processed_at: now_ms(),
+        generation: pending.generation,
+    })
+}
+
+/// The record of an event the engine could not process (a panic in the engine, or a result
+/// the store refused again and again): one failed run, so the event ends as a dead letter
+/// instead of blocking the events after it.
+fn failed_processing(pending: &PendingEvent, error: String) -> Processed {
+    let now = now_ms();
+    Processed {
+        event_id: pending.stored.event.id.clone(),
+        event_seq: pending.stored.seq,
+        // Recorded against the first handler: replaying this dead letter runs every handler
+        // again, since none of their results was kept.
+        runs: vec![RunRecord {
+            handler: 0,
+            plugin: String::new(),
+            plugin_hash: String::new(),
+            outcome: "engine-error".into(),
+            error: Some(error),
+            duration_us: 0,
+            ran_at: now,
+            actions: Vec::new(),
+        }],
+        processed_at: now,
+        generation: pending.generation,
     }
 }
 
@@ -424,6 +466,8 @@ pub async fn run_processor(
     let accepted = store.events_accepted();
     let requeued = store.events_requeued();
     let mut cursor = 0;
+    // Events whose result the store refused, and how often.
+    let mut refused: HashMap<String, u32> = HashMap::new();
     loop {
         if shutdown.is_cancelled() {
             break;
@@ -454,17 +498,44 @@ pub async fn run_processor(
         };
         let last_seq = last.stored.seq;
         let first_seq = batch[0].stored.seq;
-        let (results, mut failed) = process_batch(batch, &routes, &metrics, workers).await;
+        let (results, mut incomplete) = process_batch(batch, &routes, &metrics, workers).await;
         // Queue every result before waiting, so they share one commit.
-        let writes: Vec<_> = results.into_iter().map(|p| store.complete(p)).collect();
-        for write in writes {
-            if let Err(e) = write.await {
-                failed = true;
-                tracing::error!(error = %e, "cannot record a processed event; it will run again");
+        let writes: Vec<_> = results
+            .into_iter()
+            .map(|(pending, result)| {
+                let processed = match result {
+                    Some(processed)
+                        if refused.get(&pending.stored.event.id) < Some(&MAX_REFUSALS) =>
+                    {
+                        processed
+                    }
+                    Some(_) => failed_processing(
+                        &pending,
+                        format!("the store refused this event's result {MAX_REFUSALS} times"),
+                    ),
+                    None => {
+                        incomplete = true;
+                        return None;
+                    }
+                };
+                Some((pending, store.complete(processed)))
+            })
+            .collect();
+        for (pending, write) in writes.into_iter().flatten() {
+            match write.await {
+                Ok(()) => {
+                    refused.remove(&pending.stored.event.id);
+                }
+                Err(e) => {
+                    incomplete = true;
+                    *refused.entry(pending.stored.event.id.clone()).or_default() += 1;
+                    tracing::error!(event_id = %pending.stored.event.id, error = %e, "cannot record a processed event; it will run again");
+                }
             }
         }
-        if failed {
-            // Start again from this batch: committed events are skipped, the rest run again.
+        if incomplete {
+            // Start again from this batch after a pause: committed events are skipped, the
+            // rest run again.
             cursor = first_seq - 1;
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -476,6 +547,9 @@ pub async fn run_processor(
     }
 }
 
+/// How often the store may refuse an event's result before the event is recorded as failed.
+const MAX_REFUSALS: u32 = 3;
+
 /// Takes the permit a `notify_one` left, if there is one, without waiting.
 fn take_permit(notify: &tokio::sync::Notify) -> bool {
     let mut notified = std::pin::pin!(notify.notified());
@@ -483,14 +557,16 @@ fn take_permit(notify: &tokio::sync::Notify) -> bool {
     std::future::Future::poll(notified.as_mut(), &mut context).is_ready()
 }
 
-/// Processes a batch on up to `workers` blocking threads, keeping the batch's order. The flag
-/// says whether a thread panicked (its events stay pending).
+/// Processes a batch on up to `workers` blocking threads, keeping the batch's order. Each
+/// event comes back with its result: `None` when it must run again later (the sandbox was
+/// busy). A panic while processing an event fails that event alone. The flag says whether a
+/// thread failed outright (its events stay pending).
 async fn process_batch(
     batch: Vec<PendingEvent>,
     routes: &Arc<Routes>,
     metrics: &Arc<Metrics>,
     workers: usize,
-) -> (Vec<Processed>, bool) {
+) -> (Vec<(PendingEvent, Option<Processed>)>, bool) {
     let chunk = batch.len().div_ceil(workers.max(1));
     let mut tasks = Vec::new();
     let mut batch = batch;
@@ -500,21 +576,41 @@ async fn process_batch(
         let routes = routes.clone();
         let metrics = metrics.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
-            part.iter()
-                .map(|e| process(e, &routes, &metrics))
+            part.into_iter()
+                .map(|pending| {
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        process(&pending, &routes, &metrics)
+                    }));
+                    let processed = match result {
+                        Ok(processed) => processed,
+                        Err(panic) => {
+                            let message = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| (*s).to_owned())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "no message".into());
+                            tracing::error!(event_id = %pending.stored.event.id, panic = %message, "processing the event panicked; it is a dead letter");
+                            Some(failed_processing(
+                                &pending,
+                                format!("the engine panicked processing this event: {message}"),
+                            ))
+                        }
+                    };
+                    (pending, processed)
+                })
                 .collect::<Vec<_>>()
         }));
     }
     let mut processed = Vec::new();
-    let mut panicked = false;
+    let mut failed = false;
     for task in tasks {
         match task.await {
             Ok(part) => processed.extend(part),
             Err(e) => {
-                panicked = true;
-                tracing::error!(error = %e, "a processing thread panicked; its events stay pending");
+                failed = true;
+                tracing::error!(error = %e, "a processing thread failed; its events stay pending");
             }
         }
     }
-    (processed, panicked)
+    (processed, failed)
 }

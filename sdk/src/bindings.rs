@@ -33,4 +33,21 @@ pub mod transformer {
     });
 }
 
+/// Bindings for the `hms:sync/resolver` world.
+pub mod resolver {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "hms:sync/resolver",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "hms_sync_sdk::bindings::resolver",
+        with: {
+            "hms:sync/types@0.1.0": crate::bindings::handler::hms::sync::types,
+            "hms:sync/log@0.1.0": crate::bindings::handler::hms::sync::log,
+            "hms:sync/config@0.1.0": crate::bindings::handler::hms::sync::config,
+        },
+    });
+}
+
 pub use handler::hms::sync::types as wit;
+pub use resolver::exports::hms::sync::resolve as wit_resolve;

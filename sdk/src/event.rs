@@ -22,6 +22,22 @@ impl Header {
     }
 }
 
+/// Reads a JSON payload into `T`; an error names the field that does not fit.
+pub(crate) fn parse_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            Error::invalid_input(format!("invalid payload: {}", e.inner()))
+        } else {
+            Error::invalid_input(format!("invalid payload at `{path}`: {}", e.inner()))
+        }
+    })?;
+    de.end()
+        .map_err(|e| Error::invalid_input(format!("invalid payload: {e}")))?;
+    Ok(value)
+}
+
 /// One change event, as the engine accepted it (the WIT `event`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -53,18 +69,7 @@ impl Event {
     /// the field, such as ``invalid payload at `year`: invalid type: string "2025", expected
     /// u16 at line 1 column 30``.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        let mut de = serde_json::Deserializer::from_slice(&self.payload);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." {
-                Error::invalid_input(format!("invalid payload: {}", e.inner()))
-            } else {
-                Error::invalid_input(format!("invalid payload at `{path}`: {}", e.inner()))
-            }
-        })?;
-        de.end()
-            .map_err(|e| Error::invalid_input(format!("invalid payload: {e}")))?;
-        Ok(value)
+        parse_json(&self.payload)
     }
 
     /// The value of the first header with this name, compared case-insensitively.

@@ -4,8 +4,10 @@
 //! wrap the plugin type in an adapter that implements the generated `Guest` trait, converting
 //! between the WIT types and this crate's types.
 
-use crate::bindings::{handler, transformer, wit};
-use crate::{Action, Error, ErrorKind, Event, Handler, Header, Transformer};
+use crate::bindings::{handler, resolver, transformer, wit, wit_resolve};
+use crate::{
+    Action, Entity, Error, ErrorKind, Event, Handler, Header, Resolution, Resolver, Transformer,
+};
 use std::marker::PhantomData;
 
 /// Implements the generated transformer export for a [`Transformer`].
@@ -26,6 +28,35 @@ impl<T: Handler> handler::exports::hms::sync::handle::Guest for HandleAdapter<T>
             .map(|actions| actions.into_iter().map(Into::into).collect())
             .map_err(Into::into)
     }
+}
+
+/// Implements the generated resolver export for a [`Resolver`].
+pub struct ResolveAdapter<T>(PhantomData<T>);
+
+impl<T: Resolver> resolver::exports::hms::sync::resolve::Guest for ResolveAdapter<T> {
+    fn resolve(
+        current: wit_resolve::Entity,
+        incoming: wit_resolve::Entity,
+    ) -> Result<wit_resolve::Resolution, wit::Error> {
+        T::resolve(current.into(), incoming.into())
+            .map(|resolution| match resolution {
+                Resolution::Keep => wit_resolve::Resolution::Keep,
+                Resolution::Replace => wit_resolve::Resolution::Replace,
+                Resolution::Merged(payload) => wit_resolve::Resolution::Merged(payload),
+            })
+            .map_err(Into::into)
+    }
+}
+
+/// Exports a [`Resolver`] as the component's `hms:sync/resolve` interface.
+///
+/// Call it once, at the crate root of a `cdylib` crate built for `wasm32-wasip2`. On other
+/// targets (your `cargo test`) it only checks that the type implements [`Resolver`].
+#[macro_export]
+macro_rules! export_resolver {
+    ($plugin:ty) => {
+        $crate::__export_plugin!($plugin, Resolver, ResolveAdapter, resolver);
+    };
 }
 
 /// Exports a [`Transformer`] as the component's `hms:sync/transform` interface.
@@ -101,6 +132,19 @@ impl From<wit::Event> for Event {
             content_type: e.content_type,
             payload: e.payload,
             headers: e.headers.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<wit_resolve::Entity> for Entity {
+    fn from(e: wit_resolve::Entity) -> Self {
+        Entity {
+            key: e.key,
+            version: e.version,
+            timestamp: e.timestamp,
+            event_id: e.event_id,
+            content_type: e.content_type,
+            payload: e.payload,
         }
     }
 }

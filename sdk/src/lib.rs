@@ -10,7 +10,10 @@
 //!   the result goes (a destination, or an HMS event type);
 //! - a [`Handler`] turns one event into a list of [`Action`]s: deliveries to named destinations,
 //!   events emitted on the HMS bus, or a drop with a reason. One handler can fan out, route and
-//!   filter.
+//!   filter;
+//! - a [`Resolver`] settles a conflict between the version of an entity a destination holds and
+//!   an incoming one (keep, replace, or a merged payload), for routes whose conflict strategy is
+//!   `plugin`.
 //!
 //! ```
 //! use hms_sync_sdk::{Event, Result, Transformer};
@@ -53,12 +56,14 @@ mod event;
 mod export;
 mod host;
 pub mod log;
+mod resolver;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
 pub use action::{Action, Delivery, Emission};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, Header};
+pub use resolver::{Entity, Resolution, Resolver};
 
 /// A plugin that maps one payload to one payload (the `hms:sync/transformer` world).
 ///
@@ -89,5 +94,5 @@ pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::export::{HandleAdapter, TransformAdapter};
+    pub use crate::export::{HandleAdapter, ResolveAdapter, TransformAdapter};
 }

@@ -28,7 +28,7 @@
 //! empty and log lines are printed to stderr.
 
 use crate::log::Level;
-use crate::{Action, Event, Handler, Result, Transformer};
+use crate::{Action, Entity, Event, Handler, Resolution, Resolver, Result, Transformer};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -87,6 +87,11 @@ impl TestHost {
         self.run(|| H::handle(event))
     }
 
+    /// Runs a [`Resolver`] on two versions of an entity.
+    pub fn resolve<R: Resolver>(&self, current: Entity, incoming: Entity) -> Outcome<Resolution> {
+        self.run(|| R::resolve(current, incoming))
+    }
+
     fn run<T>(&self, plugin: impl FnOnce() -> Result<T>) -> Outcome<T> {
         let previous = ACTIVE.replace(Some(Active {
             config: self.config.clone(),
@@ -122,6 +127,22 @@ pub fn event(event_type: &str, payload: impl Into<Vec<u8>>) -> Event {
         content_type: "application/json".to_owned(),
         payload: payload.into(),
         headers: Vec::new(),
+    }
+}
+
+/// A version of the entity `key`, carrying `value` as its JSON payload.
+pub fn json_entity<T: serde::Serialize + ?Sized>(
+    key: &str,
+    version: Option<u64>,
+    value: &T,
+) -> Entity {
+    Entity {
+        key: key.to_owned(),
+        version,
+        timestamp: 0,
+        event_id: format!("test-event-{}", version.unwrap_or(0)),
+        content_type: "application/json".to_owned(),
+        payload: serde_json::to_vec(value).expect("a test payload serialises as JSON"),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::store::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use retry::{Schedule, Verdict};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -26,6 +26,9 @@ use tokio_util::sync::CancellationToken;
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// How long shutdown waits for requests in flight before leaving them to the next start.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a row whose attempt could not be recorded waits before it is sent again (the store
+/// is failing; hammering the receiver would not help).
+const RECORD_COOLDOWN: Duration = Duration::from_secs(5);
 /// How much of a failed response's body is kept in the attempt's error.
 const ERROR_BODY: usize = 512;
 
@@ -142,41 +145,45 @@ impl Dispatcher {
     /// do not stay pending.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let changed = self.store.outbox_changed();
-        let mut inflight: JoinSet<(i64, String)> = JoinSet::new();
-        let mut ids: HashSet<i64> = HashSet::new();
+        let mut inflight: JoinSet<bool> = JoinSet::new();
+        // What each task is sending: its row and its target, so a finished (or panicked) task
+        // gives both back.
+        let mut tasks: HashMap<tokio::task::Id, (i64, String)> = HashMap::new();
         let mut per_target: HashMap<String, usize> = HashMap::new();
+        // Rows whose attempt could not be recorded: not sent again before the time given.
+        let mut cooling: HashMap<i64, Instant> = HashMap::new();
         loop {
             let free = self.concurrency.saturating_sub(inflight.len());
             let mut wake_at = None;
             if free > 0 {
                 let now = now_ms();
-                // Fetch more than there is room for: rows of a busy destination are skipped.
-                match self
-                    .store
-                    .due_outbox(now, free.saturating_mul(4), ids.iter().copied().collect())
-                    .await
-                {
+                cooling.retain(|_, until| *until > Instant::now());
+                let skip: Vec<i64> = tasks
+                    .values()
+                    .map(|(id, _)| *id)
+                    .chain(cooling.keys().copied())
+                    .collect();
+                let saturated: Vec<String> = per_target
+                    .iter()
+                    .filter(|(name, busy)| **busy >= self.limit_of(name))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                match self.store.due_outbox(now, free, skip, saturated).await {
                     Ok(rows) => {
-                        let mut started = 0;
                         for row in rows {
-                            if started == free {
+                            if inflight.len() >= self.concurrency {
                                 break;
                             }
                             let name = Self::target_name(&row.action).to_owned();
-                            let limit = self.target_of(&row.action).map_or(1, |t| t.concurrency);
                             let busy = per_target.entry(name.clone()).or_default();
-                            if *busy >= limit {
+                            if *busy >= self.limit_of(&name) {
                                 continue;
                             }
                             *busy += 1;
-                            started += 1;
-                            ids.insert(row.id);
+                            let id = row.id;
                             let this = self.clone();
-                            inflight.spawn(async move {
-                                let id = row.id;
-                                this.deliver(row).await;
-                                (id, name)
-                            });
+                            let task = inflight.spawn(async move { this.deliver(row).await });
+                            tasks.insert(task.id(), (id, name));
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "cannot read due deliveries"),
@@ -188,11 +195,20 @@ impl Dispatcher {
             });
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                    if let Ok((id, name)) = done {
-                        ids.remove(&id);
+                Some(done) = inflight.join_next_with_id(), if !inflight.is_empty() => {
+                    let (task, recorded) = match done {
+                        Ok((task, recorded)) => (task, recorded),
+                        Err(e) => {
+                            tracing::error!(error = %e, "a delivery task failed; its row stays pending");
+                            (e.id(), false)
+                        }
+                    };
+                    if let Some((id, name)) = tasks.remove(&task) {
                         if let Some(busy) = per_target.get_mut(&name) {
                             *busy = busy.saturating_sub(1);
+                        }
+                        if !recorded {
+                            cooling.insert(id, Instant::now() + RECORD_COOLDOWN);
                         }
                     }
                 }
@@ -212,8 +228,17 @@ impl Dispatcher {
         }
     }
 
-    /// Makes one attempt at a row and records it.
-    async fn deliver(&self, row: OutboxRow) {
+    /// How many requests a target may have in flight.
+    fn limit_of(&self, name: &str) -> usize {
+        if name == CORE_TARGET {
+            self.core.as_ref().map_or(1, |t| t.concurrency)
+        } else {
+            self.destinations.get(name).map_or(1, |t| t.concurrency)
+        }
+    }
+
+    /// Makes one attempt at a row and records it. Returns whether the attempt was recorded.
+    async fn deliver(&self, row: OutboxRow) -> bool {
         let attempt = row.attempts + 1;
         let action = &row.action;
         let target = self.target_of(action);
@@ -295,8 +320,12 @@ impl Dispatcher {
             error,
             next,
         };
-        if let Err(e) = self.store.record_attempt(record).await {
-            tracing::error!(event_id = %row.event_id, destination, error = %e, "cannot record a delivery attempt; it will be made again");
+        match self.store.record_attempt(record).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(event_id = %row.event_id, destination, error = %e, "cannot record a delivery attempt; it will be made again");
+                false
+            }
         }
     }
 

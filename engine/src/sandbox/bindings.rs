@@ -25,5 +25,19 @@ pub mod transformer {
     });
 }
 
+/// The `hms:sync/resolver` world.
+pub mod resolver {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "hms:sync/resolver",
+        with: {
+            "hms:sync/types": crate::sandbox::bindings::handler::hms::sync::types,
+            "hms:sync/log": crate::sandbox::bindings::handler::hms::sync::log,
+            "hms:sync/config": crate::sandbox::bindings::handler::hms::sync::config,
+        },
+    });
+}
+
 pub use handler::hms::sync::types as wit;
 pub use handler::hms::sync::{config, log};
+pub use resolver::exports::hms::sync::resolve as wit_resolve;

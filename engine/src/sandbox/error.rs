@@ -104,6 +104,9 @@ pub enum RunError {
     /// The plugin returned a result the engine cannot act on.
     #[error("the plugin returned a malformed result: {0}")]
     Malformed(String),
+    /// The plugin implements another world than the call needs (a resolver run on an event).
+    #[error("{0}")]
+    WrongWorld(String),
     /// A fresh instance could not be made. Not the plugin's fault when every instance slot is
     /// busy; see [`RunError::is_capacity`].
     #[error("could not start a plugin instance: {reason}")]
@@ -125,6 +128,7 @@ impl RunError {
             RunError::OutputTooLarge { .. } => "output-too-large",
             RunError::Trap { .. } => "trap",
             RunError::Malformed(_) => "malformed-output",
+            RunError::WrongWorld(_) => "wrong-world",
             RunError::Instantiate { .. } => "instantiate",
         }
     }

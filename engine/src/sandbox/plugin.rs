@@ -1,6 +1,7 @@
 //! Loading a component: compile, check against the worlds, pre-instantiate.
 
 use super::bindings::handler::{HandlerIndices, HandlerPre};
+use super::bindings::resolver::{ResolverIndices, ResolverPre};
 use super::bindings::transformer::{TransformerIndices, TransformerPre};
 use super::run::{PluginConfig, RunState, new_store};
 use super::{Limits, LoadError, Shared};
@@ -13,6 +14,8 @@ use wasmtime::component::{Component, InstancePre};
 const TRANSFORM_EXPORT: &str = "hms:sync/transform@0.1.0";
 /// The interface a handler exports.
 const HANDLE_EXPORT: &str = "hms:sync/handle@0.1.0";
+/// The interface a resolver exports.
+const RESOLVE_EXPORT: &str = "hms:sync/resolve@0.1.0";
 
 /// Which world a plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,6 +24,8 @@ pub enum World {
     Transformer,
     /// `hms:sync/handler`: one event in, a list of actions out.
     Handler,
+    /// `hms:sync/resolver`: two versions of an entity in, which to deliver out.
+    Resolver,
 }
 
 impl World {
@@ -29,6 +34,7 @@ impl World {
         match self {
             World::Transformer => "transformer",
             World::Handler => "handler",
+            World::Resolver => "resolver",
         }
     }
 
@@ -36,6 +42,7 @@ impl World {
         match self {
             World::Transformer => TRANSFORM_EXPORT,
             World::Handler => HANDLE_EXPORT,
+            World::Resolver => RESOLVE_EXPORT,
         }
     }
 
@@ -49,6 +56,10 @@ impl World {
             World::Handler => (
                 "handle",
                 "handle: func(event: event) -> result<list<action>, error>",
+            ),
+            World::Resolver => (
+                "resolve",
+                "resolve: func(current: entity, incoming: entity) -> result<resolution, error>",
             ),
         }
     }
@@ -65,6 +76,7 @@ impl fmt::Display for World {
 pub(super) enum Pre {
     Transformer(TransformerPre<RunState>),
     Handler(HandlerPre<RunState>),
+    Resolver(ResolverPre<RunState>),
 }
 
 /// A loaded, checked plugin, ready to run events. Cheap to clone; clones share the compiled code.
@@ -154,6 +166,7 @@ impl Plugin {
         let pre = match world {
             World::Transformer => TransformerPre::new(instance_pre).map(Pre::Transformer),
             World::Handler => HandlerPre::new(instance_pre).map(Pre::Handler),
+            World::Resolver => ResolverPre::new(instance_pre).map(Pre::Resolver),
         }
         .map_err(|e| wrong_shape(world, &e))?;
         Ok(Plugin {
@@ -203,6 +216,9 @@ fn check_exports(
         World::Handler => HandlerIndices::new(instance_pre)
             .and_then(|indices| indices.load(&mut store, &instance))
             .map(drop),
+        World::Resolver => ResolverIndices::new(instance_pre)
+            .and_then(|indices| indices.load(&mut store, &instance))
+            .map(drop),
     };
     typed.map_err(|e| wrong_shape(world, &e))
 }
@@ -232,26 +248,34 @@ fn check_is_component(bytes: &[u8]) -> Result<(), LoadError> {
 }
 
 fn world_of(exports: &[String]) -> Result<World, LoadError> {
-    let has = |name: &str| exports.iter().any(|e| e == name);
-    match (has(TRANSFORM_EXPORT), has(HANDLE_EXPORT)) {
-        (true, false) => Ok(World::Transformer),
-        (false, true) => Ok(World::Handler),
-        (true, true) => Err(LoadError::WrongWorld(format!(
-            "the component exports both `{TRANSFORM_EXPORT}` and `{HANDLE_EXPORT}`; a plugin \
-             implements one world, `transformer` or `handler`"
-        ))),
-        (false, false) => {
+    let worlds: Vec<World> = [World::Transformer, World::Handler, World::Resolver]
+        .into_iter()
+        .filter(|w| exports.iter().any(|e| e == w.export()))
+        .collect();
+    match worlds.as_slice() {
+        [world] => Ok(*world),
+        [] => {
             let found = if exports.is_empty() {
                 "it exports nothing".to_owned()
             } else {
                 format!("it exports {}", quoted_list(exports))
             };
             Err(LoadError::WrongWorld(format!(
-                "the component implements neither plugin world: the `hms:sync/transformer` \
-                 world exports `{TRANSFORM_EXPORT}` and the `hms:sync/handler` world exports \
-                 `{HANDLE_EXPORT}`, but {found}"
+                "the component implements no plugin world: the `hms:sync/transformer` world \
+                 exports `{TRANSFORM_EXPORT}`, the `hms:sync/handler` world exports \
+                 `{HANDLE_EXPORT}` and the `hms:sync/resolver` world exports `{RESOLVE_EXPORT}`, \
+                 but {found}"
             )))
         }
+        several => Err(LoadError::WrongWorld(format!(
+            "the component exports {}; a plugin implements one world, `transformer`, `handler` \
+             or `resolver`",
+            several
+                .iter()
+                .map(|w| format!("`{}`", w.export()))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ))),
     }
 }
 

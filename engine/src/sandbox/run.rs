@@ -1,6 +1,6 @@
 //! Running one event: a fresh store and instance, limits, host imports, output checks.
 
-use super::bindings::{self, config, log, wit};
+use super::bindings::{self, config, log, wit, wit_resolve};
 use super::guest_output::GuestOutput;
 use super::plugin::{Inner, Pre};
 use super::{GuestErrorKind, Limits, Plugin, RunError, Shared};
@@ -28,6 +28,8 @@ pub enum Output {
 enum Raw {
     Payload(Vec<u8>),
     Actions(Vec<wit::Action>),
+    /// The plugin is a resolver: it has no event export.
+    NotCallable,
 }
 
 /// The longest single log line a plugin may write; longer ones are cut.
@@ -48,6 +50,8 @@ const RESERVED_HEADERS: &[&str] = &[
     "trailer",
     "upgrade",
     "authorization",
+    "proxy-authorization",
+    "cookie",
     "idempotency-key",
 ];
 
@@ -69,9 +73,41 @@ pub(super) fn linker(engine: &Engine) -> anyhow::Result<Linker<RunState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
         .map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
+    refuse_waiting(&mut linker)?;
     bindings::handler::Handler::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
         .map_err(|e| anyhow::anyhow!("cannot link the hms:sync imports: {e:#}"))?;
     Ok(linker)
+}
+
+/// The WASI version whose clock interface the sandbox replaces (that of wasmtime-wasi's WIT).
+const WASI_CLOCKS: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// A plugin may not wait: a WASI clock subscription (what `sleep` and timed polls are made of)
+/// traps. Epoch interruption stops wasm code at its deadline, but not a host call blocked on a
+/// timer, so waiting is the one way a plugin could outlast its deadline. A plugin is a function
+/// of its event; the engine does any waiting (retries, backoff) itself.
+fn refuse_waiting(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::DynPollable;
+    linker.allow_shadowing(true);
+    let mut clock = linker
+        .instance(WASI_CLOCKS)
+        .map_err(|e| anyhow::anyhow!("cannot replace {WASI_CLOCKS}: {e:#}"))?;
+    for name in ["subscribe-duration", "subscribe-instant"] {
+        clock
+            .func_wrap(
+                name,
+                move |_store, (_when,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+                    Err(wasmtime::format_err!(
+                        "the plugin tried to wait (`{name}`): plugins may not sleep or wait on \
+                         timers; the engine does any waiting"
+                    ))
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("cannot replace {WASI_CLOCKS}.{name}: {e:#}"))?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 impl WasiView for RunState {
@@ -171,6 +207,37 @@ enum Stage {
     Call,
 }
 
+/// One version of an entity, for a resolver: the one a destination holds or the incoming one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    /// The entity key.
+    pub key: String,
+    /// The entity's version, when known.
+    pub version: Option<u64>,
+    /// When this version was made, in Unix milliseconds.
+    pub timestamp: i64,
+    /// The id of the event that carried it.
+    pub event_id: String,
+    /// The media type of the payload.
+    pub content_type: String,
+    /// The body as delivered, or as it would be delivered.
+    pub payload: Vec<u8>,
+}
+
+/// A resolver's decision about an incoming version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Keep the current version: the incoming one is superseded.
+    Keep,
+    /// Deliver the incoming version as it is.
+    Replace,
+    /// Deliver this payload instead.
+    Merged(Vec<u8>),
+}
+
+/// A wasmtime failure, and where it happened.
+type Failure = (Stage, wasmtime::Error);
+
 impl Plugin {
     /// Runs the plugin on one event in a fresh instance, under `limits` (the memory limit is
     /// capped at the sandbox's [`max_memory`](super::SandboxConfig::max_memory)), with `config`
@@ -184,45 +251,103 @@ impl Plugin {
         config: &PluginConfig,
         limits: &Limits,
     ) -> Result<Output, RunError> {
+        let input = to_wit_event(event);
+        let raw = self.invoke(&event.id, config, limits, |store, pre| match pre {
+            Pre::Transformer(pre) => {
+                let instance = pre.instantiate(&mut *store).map_err(instantiating)?;
+                instance
+                    .hms_sync_transform()
+                    .call_transform(store, &input)
+                    .map_err(calling)
+                    .map(|r| r.map(Raw::Payload))
+            }
+            Pre::Handler(pre) => {
+                let instance = pre.instantiate(&mut *store).map_err(instantiating)?;
+                instance
+                    .hms_sync_handle()
+                    .call_handle(store, &input)
+                    .map_err(calling)
+                    .map(|r| r.map(Raw::Actions))
+            }
+            Pre::Resolver(_) => Ok(Ok(Raw::NotCallable)),
+        })?;
+        if matches!(raw, Raw::NotCallable) {
+            return Err(self.wrong_world("run on events"));
+        }
+        checked_output(raw, limits.output)
+    }
+
+    /// Runs a resolver plugin on two versions of an entity, in a fresh instance, under
+    /// `limits`. Blocks like [`Plugin::run`].
+    pub fn resolve(
+        &self,
+        current: &Entity,
+        incoming: &Entity,
+        config: &PluginConfig,
+        limits: &Limits,
+    ) -> Result<Resolution, RunError> {
+        let Pre::Resolver(_) = &self.inner.pre else {
+            return Err(self.wrong_world("resolve conflicts"));
+        };
+        let (current, incoming) = (to_wit_entity(current), to_wit_entity(incoming));
+        let resolution = self.invoke(&incoming.event_id, config, limits, |store, pre| {
+            let Pre::Resolver(pre) = pre else {
+                unreachable!("checked above")
+            };
+            let instance = pre.instantiate(&mut *store).map_err(instantiating)?;
+            instance
+                .hms_sync_resolve()
+                .call_resolve(store, &current, &incoming)
+                .map_err(calling)
+        })?;
+        Ok(match resolution {
+            wit_resolve::Resolution::Keep => Resolution::Keep,
+            wit_resolve::Resolution::Replace => Resolution::Replace,
+            wit_resolve::Resolution::Merged(payload) => {
+                if payload.len() > limits.output {
+                    return Err(RunError::OutputTooLarge {
+                        size: payload.len(),
+                        limit: limits.output,
+                    });
+                }
+                Resolution::Merged(payload)
+            }
+        })
+    }
+
+    fn wrong_world(&self, what: &str) -> RunError {
+        RunError::WrongWorld(format!(
+            "`{}` implements the {} world, which cannot {what}",
+            self.inner.name, self.inner.world
+        ))
+    }
+
+    /// Makes a fresh store for one call, runs `call` in it, writes the plugin's output to
+    /// `tracing`, and turns every failure into a [`RunError`].
+    fn invoke<T>(
+        &self,
+        event_id: &str,
+        config: &PluginConfig,
+        limits: &Limits,
+        call: impl FnOnce(&mut Store<RunState>, &Pre) -> Result<Result<T, wit::Error>, Failure>,
+    ) -> Result<T, RunError> {
         let inner: &Inner = &self.inner;
         let (mut store, output) = new_store(
             &inner.shared,
             &inner.name,
             &inner.version,
-            &event.id,
+            event_id,
             config,
             limits,
         );
-        let input = to_wit_event(event);
-        let result = match &inner.pre {
-            Pre::Transformer(pre) => pre
-                .instantiate(&mut store)
-                .map_err(|e| (Stage::Instantiate, e))
-                .and_then(|instance| {
-                    instance
-                        .hms_sync_transform()
-                        .call_transform(&mut store, &input)
-                        .map_err(|e| (Stage::Call, e))
-                })
-                .map(|r| r.map(Raw::Payload)),
-            Pre::Handler(pre) => pre
-                .instantiate(&mut store)
-                .map_err(|e| (Stage::Instantiate, e))
-                .and_then(|instance| {
-                    instance
-                        .hms_sync_handle()
-                        .call_handle(&mut store, &input)
-                        .map_err(|e| (Stage::Call, e))
-                })
-                .map(|r| r.map(Raw::Actions)),
-        };
+        let result = call(&mut store, &inner.pre);
         let refused = store.data().limiter.refused;
         let memory = store.data().limiter.memory;
         drop(store);
 
-        let stderr_text = output.flush(&inner.name, &inner.version, &event.id);
+        let stderr_text = output.flush(&inner.name, &inner.version, event_id);
         match result {
-            Ok(Ok(raw)) => checked_output(raw, limits.output),
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(guest_error(error)),
             Err((stage, error)) => Err(classify(
                 stage,
@@ -233,6 +358,25 @@ impl Plugin {
                 &stderr_text,
             )),
         }
+    }
+}
+
+fn instantiating(e: wasmtime::Error) -> Failure {
+    (Stage::Instantiate, e)
+}
+
+fn calling(e: wasmtime::Error) -> Failure {
+    (Stage::Call, e)
+}
+
+fn to_wit_entity(entity: &Entity) -> wit_resolve::Entity {
+    wit_resolve::Entity {
+        key: entity.key.clone(),
+        version: entity.version,
+        timestamp: entity.timestamp,
+        event_id: entity.event_id.clone(),
+        content_type: entity.content_type.clone(),
+        payload: entity.payload.clone(),
     }
 }
 
@@ -403,11 +547,13 @@ fn checked_output(raw: Raw, limit: usize) -> Result<Output, RunError> {
     let size = match &raw {
         Raw::Payload(payload) => payload.len(),
         Raw::Actions(actions) => actions.iter().map(action_size).sum(),
+        Raw::NotCallable => 0,
     };
     if size > limit {
         return Err(RunError::OutputTooLarge { size, limit });
     }
     match raw {
+        Raw::NotCallable => Err(RunError::Malformed("no output".into())),
         Raw::Payload(payload) => Ok(Output::Payload(payload)),
         Raw::Actions(actions) => actions
             .into_iter()

@@ -228,14 +228,16 @@ impl Store {
             .await
     }
 
-    /// Up to `limit` pending outbox rows due at `now` (Unix ms), soonest first, skipping `skip`.
+    /// Up to `limit` pending outbox rows due at `now` (Unix ms), soonest first, skipping the
+    /// rows in `skip` and the targets (destination names, `hms-core` for emits) in `busy`.
     pub async fn due_outbox(
         &self,
         now: i64,
         limit: usize,
         skip: Vec<i64>,
+        busy: Vec<String>,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        self.read(move |conn| records::due_outbox(conn, now, limit, &skip))
+        self.read(move |conn| records::due_outbox(conn, now, limit, &skip, &busy))
             .await
     }
 
@@ -386,6 +388,70 @@ mod tests {
                 .windows(2)
                 .all(|w| w[0].stored.seq < w[1].stored.seq)
         );
+        store.close().await;
+    }
+
+    fn failed_run(handler: usize) -> RunRecord {
+        RunRecord {
+            handler,
+            plugin: format!("plugin-{handler}"),
+            plugin_hash: "0".repeat(64),
+            outcome: "internal".into(),
+            error: Some("boom".into()),
+            duration_us: 1,
+            ran_at: 1,
+            actions: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replay_that_lands_while_the_event_runs_again_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.accept(new_event(1, None)).await.unwrap();
+        let first = store.pending_events(0, 10).await.unwrap().remove(0);
+        store
+            .complete(Processed {
+                event_id: "event-1".into(),
+                event_seq: first.stored.seq,
+                runs: vec![failed_run(0), failed_run(1)],
+                processed_at: 2,
+                generation: first.generation,
+            })
+            .await
+            .unwrap();
+        let dead = store
+            .dead_letters(DeadLetterFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 2);
+
+        // Replay handler 0's failure; while handler 0 runs again, handler 1's is replayed too.
+        let replay = |id| DeadLetterFilter {
+            ids: vec![id],
+            ..DeadLetterFilter::default()
+        };
+        store.replay(replay(dead[0].id)).await.unwrap();
+        let again = store.pending_events(0, 10).await.unwrap().remove(0);
+        assert_eq!(again.done_handlers, [1]);
+        store.replay(replay(dead[1].id)).await.unwrap();
+        let mut ok = failed_run(0);
+        ok.outcome = "ok".into();
+        ok.error = None;
+        store
+            .complete(Processed {
+                event_id: "event-1".into(),
+                event_seq: again.stored.seq,
+                runs: vec![ok],
+                processed_at: 3,
+                generation: again.generation,
+            })
+            .await
+            .unwrap();
+        // The event stays pending, and only handler 1 is left to run.
+        let last = store.pending_events(0, 10).await.unwrap();
+        assert_eq!(last.len(), 1, "the second replay was not swallowed");
+        assert_eq!(last[0].done_handlers, [0]);
         store.close().await;
     }
 

@@ -50,6 +50,8 @@ pub struct PendingEvent {
     pub stored: StoredEvent,
     /// The indexes of the handlers not to run again.
     pub done_handlers: Vec<usize>,
+    /// The event's replay generation when it was read (see [`Processed::generation`]).
+    pub generation: i64,
 }
 
 /// What one handler's run on an event produced.
@@ -84,6 +86,9 @@ pub struct Processed {
     pub runs: Vec<RunRecord>,
     /// When processing finished (Unix ms).
     pub processed_at: i64,
+    /// The replay generation the event had when it was read. When a replay came in meanwhile,
+    /// the runs are recorded but the event stays pending, so the replayed handler runs too.
+    pub generation: i64,
 }
 
 /// What an outbox row asks for.
@@ -465,15 +470,17 @@ pub(super) fn insert_event(conn: &Connection, new: &NewEvent) -> Result<Accepted
 /// Records a processed event's runs and outbox rows and marks it processed. A failed run also
 /// leaves a dead letter.
 pub(super) fn insert_processed(conn: &Connection, p: &Processed) -> Result<(), StoreError> {
-    let updated = conn
-        .prepare_cached(
-            "UPDATE events SET processed_at = ?2 WHERE id = ?1 AND processed_at IS NULL",
-        )?
-        .execute(params![p.event_id, p.processed_at])?;
-    if updated == 0 {
-        // Already processed (a replay of the same result): keep the first result, so an event
-        // is never processed twice.
+    let (processed_at, generation): (Option<i64>, i64) = conn
+        .prepare_cached("SELECT processed_at, generation FROM events WHERE id = ?1")?
+        .query_row([&p.event_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    if processed_at.is_some() {
+        // Already processed (this result came twice): keep the first, so an event is never
+        // processed twice.
         return Ok(());
+    }
+    if generation == p.generation {
+        conn.prepare_cached("UPDATE events SET processed_at = ?2 WHERE id = ?1")?
+            .execute(params![p.event_id, p.processed_at])?;
     }
     for run in &p.runs {
         conn.prepare_cached(
@@ -687,8 +694,11 @@ pub(super) fn replay(
                     .query_row([dead.id], |row| row.get(0))?;
                 conn.prepare_cached("UPDATE runs SET replayed_at = ?2 WHERE id = ?1")?
                     .execute(params![run_id, now])?;
-                conn.prepare_cached("UPDATE events SET processed_at = NULL WHERE id = ?1")?
-                    .execute([&dead.event_id])?;
+                conn.prepare_cached(
+                    "UPDATE events SET processed_at = NULL, generation = generation + 1
+                     WHERE id = ?1",
+                )?
+                .execute([&dead.event_id])?;
             }
         }
         conn.prepare_cached(
@@ -832,22 +842,25 @@ pub(super) fn pending_events(
     limit: usize,
 ) -> Result<Vec<PendingEvent>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events
+        "SELECT {EVENT_COLUMNS}, generation FROM events
          WHERE processed_at IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2"
     ))?;
     let rows = stmt.query_map(
         params![after_seq, i64::try_from(limit).unwrap_or(i64::MAX)],
-        event_from_row,
+        |row| Ok((event_from_row(row)?, row.get::<_, i64>(13)?)),
     )?;
     let events = rows
-        .map(|r| with_headers(r?))
+        .map(|r| {
+            let (event, generation) = r?;
+            Ok((with_headers(event)?, generation))
+        })
         .collect::<Result<Vec<_>, StoreError>>()?;
     let mut done = conn.prepare_cached(
         "SELECT handler FROM runs WHERE event_id = ?1 AND replayed_at IS NULL ORDER BY handler",
     )?;
     events
         .into_iter()
-        .map(|stored| {
+        .map(|(stored, generation)| {
             let done_handlers = done
                 .query_map([&stored.event.id], |row| row.get::<_, i64>(0))?
                 .map(|h| Ok(usize::try_from(h?).unwrap_or(usize::MAX)))
@@ -855,6 +868,7 @@ pub(super) fn pending_events(
             Ok(PendingEvent {
                 stored,
                 done_handlers,
+                generation,
             })
         })
         .collect()
@@ -895,7 +909,8 @@ fn read_outbox(row: &Row<'_>) -> Result<OutboxRow, StoreError> {
     })
 }
 
-/// Pending rows due at `now`, soonest first, skipping the ids in `skip`. A row with an entity
+/// Pending rows due at `now`, soonest first, skipping the ids in `skip` and the targets in
+/// `busy` (destination names; `hms-core` for emitted events). A row with an entity
 /// key is due only when it is the oldest pending row of its (kind, target, key) by event
 /// acceptance order, and when every event accepted before its own has been processed (so no
 /// older row for its key can still appear).
@@ -904,10 +919,15 @@ pub(super) fn due_outbox(
     now: i64,
     limit: usize,
     skip: &[i64],
+    busy: &[String],
 ) -> Result<Vec<OutboxRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
+    // The busy targets are few (at most one per destination); they go into the query so one
+    // saturated destination's backlog cannot hide every other destination's due rows.
+    let marks = vec!["?"; busy.len()].join(", ");
+    let mut stmt = conn.prepare(&format!(
         "SELECT {OUTBOX_COLUMNS} FROM outbox o
-         WHERE o.state = 'pending' AND o.next_attempt_at <= ?1
+         WHERE o.state = 'pending' AND o.next_attempt_at <= ?
+           AND (CASE o.kind WHEN 'emit' THEN '{CORE_TARGET}' ELSE o.target END) NOT IN ({marks})
            AND (o.entity_key IS NULL OR (
                 o.event_seq < (SELECT COALESCE(MIN(seq), 9223372036854775807)
                                FROM events WHERE processed_at IS NULL)
@@ -916,10 +936,13 @@ pub(super) fn due_outbox(
                     WHERE p.state = 'pending' AND p.kind = o.kind AND p.target = o.target
                       AND p.entity_key = o.entity_key
                       AND (p.event_seq < o.event_seq OR (p.event_seq = o.event_seq AND p.id < o.id)))))
-         ORDER BY o.next_attempt_at, o.id LIMIT ?2"
+         ORDER BY o.next_attempt_at, o.id LIMIT ?"
     ))?;
     let fetch = limit.saturating_add(skip.len());
-    let mut rows = stmt.query(params![now, i64::try_from(fetch).unwrap_or(i64::MAX)])?;
+    let mut values: Vec<rusqlite::types::Value> = vec![now.into()];
+    values.extend(busy.iter().map(|b| b.clone().into()));
+    values.push(i64::try_from(fetch).unwrap_or(i64::MAX).into());
+    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
     let mut due = Vec::new();
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;

@@ -19,7 +19,8 @@ CREATE TABLE events (
     headers      TEXT    NOT NULL,                   -- JSON [[name, value], ...]
     payload      BLOB    NOT NULL,
     accepted_at  INTEGER NOT NULL,                   -- Unix ms
-    processed_at INTEGER                             -- NULL while some handler has yet to run
+    processed_at INTEGER,                            -- NULL while some handler has yet to run
+    generation   INTEGER NOT NULL DEFAULT 0          -- bumped by each replay of a failed run
 );
 CREATE INDEX events_pending ON events (seq) WHERE processed_at IS NULL;
 

@@ -132,7 +132,21 @@ fn commit(
         }
     };
     let now = super::now_ms();
-    for command in batch {
+    let mut batch = batch;
+    while let Some(command) = batch.next() {
+        // SQLite rolls a whole transaction back on some errors (a full disk, an I/O error):
+        // then every write of this batch is lost, those before too, and the rest cannot run.
+        if tx.is_autocommit() {
+            let message = "the transaction was rolled back by an earlier error in its batch";
+            for d in &mut done {
+                d.fail(message);
+            }
+            close |= fail(command, message, &mut done);
+            for command in batch.by_ref() {
+                close |= fail(command, message, &mut done);
+            }
+            return (done, Changes::default(), close);
+        }
         match command {
             Command::Accept(event, reply) => {
                 let result = in_savepoint(&tx, |c| records::insert_event(c, &event));

@@ -4,6 +4,7 @@
 //! | ----------- | ------------------------------------------------------------ |
 //! | `echo`      | delivers the payload to the destination `echo`               |
 //! | `loop`      | loops forever                                                |
+//! | `sleep`     | sleeps for an hour                                           |
 //! | `alloc`     | allocates without bound                                      |
 //! | `huge`      | returns a 4 MiB body                                         |
 //! | `panic`     | panics                                                       |
@@ -34,6 +35,10 @@ impl Handler for Misbehave {
                 loop {
                     n = black_box(n.wrapping_add(1));
                 }
+            }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                vec![Action::drop("woke up")]
             }
             "alloc" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
