@@ -46,6 +46,7 @@ fn event(event_type: &str, payload: impl Into<Vec<u8>>) -> Event {
         content_type: "application/json".to_owned(),
         payload: payload.into(),
         headers: Vec::new(),
+        hops: 0,
     }
 }
 

@@ -65,7 +65,12 @@ pub async fn run(
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store in {}", store_dir.display()))?;
     let metrics = Arc::new(Metrics::default());
-    let dispatcher = Arc::new(Dispatcher::new(&config, store.clone(), metrics.clone())?);
+    let dispatcher = Arc::new(Dispatcher::new(
+        &config,
+        store.clone(),
+        prepared.routes.clone(),
+        metrics.clone(),
+    )?);
     let sources = Arc::new(Sources::new(
         &config,
         store.clone(),

@@ -45,6 +45,9 @@ pub struct Event {
     pub payload: Vec<u8>,
     /// The inbound headers plugins may see, with lower-case names.
     pub headers: Vec<Header>,
+    /// How many systems the update crossed before it reached the engine as this event (the
+    /// `hms-hops` header; 0 when it starts here). Not shown to plugins.
+    pub hops: u32,
 }
 
 /// One thing the engine should do because of an event.

@@ -15,6 +15,7 @@
 //!   `transformer` and `handler` worlds, and runs each event in a fresh, limited instance.
 //! - [`delivery`]: sends outbox rows to destinations and to the HMS core, in order per entity
 //!   key, signed ([`signing`]), with retries; what gives up becomes a dead letter.
+//!   [`conflict`] decides whether a delivery is newer than what its destination holds.
 //! - [`admin`]: the admin API (dead letters, event history); [`metrics`]: Prometheus metrics.
 //! - [`event`]: the records that flow through: [`event::Event`] and [`event::Action`].
 //! - [`config`]: the YAML configuration; [`engine`] builds the running engine from it;
@@ -23,6 +24,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod conflict;
 pub mod delivery;
 pub mod engine;
 pub mod event;

@@ -7,6 +7,7 @@
 //! result was committed is never run again.
 
 use crate::config::{Config, Problem};
+use crate::conflict::Conflict;
 use crate::event::{Action, Event};
 use crate::metrics::{EventLabels, Metrics, PluginLabels, source_of};
 use crate::sandbox::{Limits, Output, Plugin, PluginConfig, Sandbox, World};
@@ -30,17 +31,44 @@ pub enum Target {
     Actions,
 }
 
-/// One handler of a route: a plugin, its settings, and where a transformer's result goes.
+/// A plugin with the settings one use of it runs under.
 #[derive(Debug, Clone)]
-pub struct RouteHandler {
+pub struct Configured {
     /// The loaded plugin.
     pub plugin: Plugin,
-    /// Its route configuration.
+    /// Its configuration (the `config` import).
     pub config: PluginConfig,
-    /// Its per-event limits.
+    /// Its per-call limits.
     pub limits: Limits,
+}
+
+impl Configured {
+    fn new(config: &Config, name: &str, plugin: &Plugin) -> Configured {
+        let settings = &config.plugins[name];
+        Configured {
+            plugin: plugin.clone(),
+            config: Arc::new(
+                settings
+                    .config
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect(),
+            ),
+            limits: settings.limits.resolve(&config.sandbox.limits),
+        }
+    }
+}
+
+/// One handler of a route: a plugin, its settings, where a transformer's result goes, and how
+/// conflicts are settled for its actions.
+#[derive(Debug, Clone)]
+pub struct RouteHandler {
+    /// The plugin and its settings.
+    pub handler: Configured,
     /// Where its result goes.
     pub target: Target,
+    /// The route's conflict settings.
+    pub conflict: Conflict,
 }
 
 /// The route key of events from the HMS bus of a type.
@@ -53,12 +81,23 @@ pub fn webhook_route(path: &str) -> String {
     format!("webhook:{path}")
 }
 
-/// Every route's handlers, and what the pipeline needs to know about destinations.
+/// What a destination is to the pipeline.
+#[derive(Debug, Clone)]
+struct DestinationInfo {
+    /// The media type of bodies that do not set one.
+    content_type: String,
+    /// The external system it belongs to.
+    system: String,
+}
+
+/// Every route's handlers, the resolvers, and what the pipeline needs to know about
+/// destinations and cycles.
 #[derive(Debug, Clone, Default)]
 pub struct Routes {
     handlers: HashMap<String, Vec<RouteHandler>>,
-    /// Destination name to the media type of bodies that do not set one.
-    destinations: BTreeMap<String, String>,
+    destinations: BTreeMap<String, DestinationInfo>,
+    resolvers: HashMap<String, Configured>,
+    max_hops: u32,
 }
 
 impl Routes {
@@ -72,8 +111,13 @@ impl Routes {
         self.handlers.contains_key(&bus_route(event_type))
     }
 
+    /// The resolver plugin called `name`, with its settings.
+    pub fn resolver(&self, name: &str) -> Option<&Configured> {
+        self.resolvers.get(name)
+    }
+
     /// Builds the routes of a checked configuration from its loaded plugins. A transformer must
-    /// say where its result goes and a handler must not.
+    /// say where its result goes and a handler must not; a resolver only settles conflicts.
     pub fn build(
         config: &Config,
         plugins: &BTreeMap<String, Plugin>,
@@ -83,84 +127,104 @@ impl Routes {
             destinations: config
                 .destinations
                 .iter()
-                .map(|(name, d)| (name.clone(), d.content_type.clone()))
+                .map(|(name, d)| {
+                    let info = DestinationInfo {
+                        content_type: d.content_type.clone(),
+                        system: d.system.clone().unwrap_or_else(|| name.clone()),
+                    };
+                    (name.clone(), info)
+                })
                 .collect(),
+            resolvers: HashMap::new(),
+            max_hops: config.max_hops,
         };
         let mut problems = Vec::new();
-        let defaults = &config.sandbox.limits;
-        let mut handler = |name: &str,
-                           key: &str,
-                           transformer_target: Option<Target>,
-                           needs: &str| {
-            let plugin = plugins.get(name)?;
-            let settings = &config.plugins[name];
+        let mut problem = |key: String, message: String| problems.push(Problem { key, message });
+        let mut built: Vec<(String, RouteHandler)> = Vec::new();
+        let routes_in_config = config
+            .hms_events
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    format!("hmsEvents[{i}]"),
+                    bus_route(&r.event),
+                    &r.handler,
+                    r.destination.clone().map(Target::Deliver),
+                    "destination",
+                    &r.conflict,
+                )
+            })
+            .chain(config.external_webhooks.iter().enumerate().map(|(i, r)| {
+                (
+                    format!("externalWebhooks[{i}]"),
+                    webhook_route(&r.path),
+                    &r.handler,
+                    r.emit.clone().map(Target::Emit),
+                    "emit",
+                    &r.conflict,
+                )
+            }));
+        for (key, route, name, transformer_target, needs, conflict) in routes_in_config {
+            if let Some(resolver) = &conflict.resolver
+                && let Some(plugin) = plugins.get(resolver)
+            {
+                if plugin.world() == World::Resolver {
+                    routes
+                        .resolvers
+                        .insert(resolver.clone(), Configured::new(config, resolver, plugin));
+                } else {
+                    problem(
+                        format!("{key}.conflict.resolver"),
+                        format!(
+                            "`{resolver}` is a {} plugin, not a resolver",
+                            plugin.world()
+                        ),
+                    );
+                }
+            }
+            let Some(plugin) = plugins.get(name.as_str()) else {
+                continue;
+            };
             let target = match (plugin.world(), transformer_target) {
                 (World::Transformer, Some(target)) => target,
                 (World::Handler, None) => Target::Actions,
                 (World::Transformer, None) => {
-                    problems.push(Problem {
-                        key: key.to_owned(),
-                        message: format!(
+                    problem(
+                        key,
+                        format!(
                             "`{name}` is a transformer, so the route must set `{needs}` to say where its result goes"
                         ),
-                    });
-                    return None;
+                    );
+                    continue;
                 }
                 (World::Resolver, _) => {
-                    problems.push(Problem {
-                        key: key.to_owned(),
-                        message: format!(
+                    problem(
+                        key,
+                        format!(
                             "`{name}` is a resolver: it settles conflicts (`conflict.resolver`) and cannot handle events"
                         ),
-                    });
-                    return None;
+                    );
+                    continue;
                 }
                 (World::Handler, Some(_)) => {
-                    problems.push(Problem {
-                        key: key.to_owned(),
-                        message: format!(
+                    problem(
+                        key,
+                        format!(
                             "`{name}` is a handler and chooses where its actions go itself; remove `{needs}`"
                         ),
-                    });
-                    return None;
+                    );
+                    continue;
                 }
             };
-            let limits = settings.limits.resolve(defaults);
-            Some(RouteHandler {
-                plugin: plugin.clone(),
-                config: Arc::new(
-                    settings
-                        .config
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.0.clone()))
-                        .collect(),
-                ),
-                limits,
-                target,
-            })
-        };
-        let mut built: Vec<(String, RouteHandler)> = Vec::new();
-        for (i, route) in config.hms_events.iter().enumerate() {
-            let target = route.destination.clone().map(Target::Deliver);
-            if let Some(h) = handler(
-                &route.handler,
-                &format!("hmsEvents[{i}]"),
-                target,
-                "destination",
-            ) {
-                built.push((bus_route(&route.event), h));
-            }
-        }
-        for (i, route) in config.external_webhooks.iter().enumerate() {
-            let target = route.emit.clone().map(Target::Emit);
-            if let Some(h) = handler(
-                &route.handler,
-                &format!("externalWebhooks[{i}]"),
-                target,
-                "emit",
-            ) {
-                built.push((webhook_route(&route.path), h));
-            }
+            built.push((
+                route,
+                RouteHandler {
+                    handler: Configured::new(config, name, plugin),
+                    target,
+                    conflict: Conflict::new(conflict),
+                },
+            ));
         }
         if !problems.is_empty() {
             return Err(problems);
@@ -244,7 +308,7 @@ pub fn process(pending: &PendingEvent, routes: &Routes, metrics: &Metrics) -> Op
         if pending.done_handlers.contains(&i) {
             continue;
         }
-        let plugin = &handler.plugin;
+        let plugin = &handler.handler.plugin;
         let _span = tracing::info_span!(
             "run",
             event_id = %event.id,
@@ -254,7 +318,7 @@ pub fn process(pending: &PendingEvent, routes: &Routes, metrics: &Metrics) -> Op
         .entered();
         let ran_at = now_ms();
         let started = Instant::now();
-        let result = plugin.run(event, &handler.config, &handler.limits);
+        let result = plugin.run(event, &handler.handler.config, &handler.handler.limits);
         if let Err(e) = &result
             && e.is_capacity()
         {
@@ -273,7 +337,7 @@ pub fn process(pending: &PendingEvent, routes: &Routes, metrics: &Metrics) -> Op
         let outcome = result
             .map_err(|e| (e.code().to_owned(), e.to_string()))
             .and_then(|output| actions(event, handler, output, routes))
-            .and_then(|actions| outbox_rows(event, i, actions, routes));
+            .map(|actions| outbox_rows(event, i, handler, actions, routes));
         let record =
             |outcome: String, error: Option<String>, actions: Vec<OutboxAction>| RunRecord {
                 handler: i,
@@ -396,62 +460,90 @@ fn actions(
 
 /// Outbox rows for a run's actions. Each gets an idempotency key made of the event id, the
 /// handler's index and the action's index: the same for every retry, and the same again if the
-/// event is processed again after a crash.
+/// event is processed again after a crash. Each carries its entity key, version and timestamp
+/// (the action's, else the route's pointers', else the event's), the route's conflict strategy,
+/// and the hop count it will arrive with. An action that would send an update back to the
+/// system it came from, or past the hop limit, is recorded as dropped with the reason.
 fn outbox_rows(
     event: &Event,
-    handler: usize,
+    handler_index: usize,
+    handler: &RouteHandler,
     actions: Vec<Action>,
     routes: &Routes,
-) -> Result<Vec<OutboxAction>, (String, String)> {
-    Ok(actions
+) -> Vec<OutboxAction> {
+    let extracted = handler.conflict.extract(&event.payload);
+    let key = |own: Option<String>| {
+        own.or_else(|| extracted.key.clone())
+            .or_else(|| event.key.clone())
+    };
+    let version = |own: Option<u64>| own.or(extracted.version).or(event.version);
+    let timestamp = |own: Option<i64>| own.or(extracted.timestamp).unwrap_or(event.timestamp);
+    let over_hop_limit = (event.hops >= routes.max_hops).then(|| {
+        format!(
+            "hop limit: the update already crossed {} systems (maxHops is {})",
+            event.hops, routes.max_hops
+        )
+    });
+    actions
         .into_iter()
         .enumerate()
         .map(|(j, action)| {
-            let idempotency_key = format!("{}.{handler}.{j}", event.id);
-            let origin = event.origin.clone();
+            let mut row = OutboxAction {
+                kind: OutboxKind::Drop,
+                target: String::new(),
+                idempotency_key: format!("{}.{handler_index}.{j}", event.id),
+                origin: event.origin.clone(),
+                content_type: String::new(),
+                headers: Vec::new(),
+                body: Vec::new(),
+                key: event.key.clone(),
+                version: event.version,
+                timestamp: event.timestamp,
+                hops: event.hops.saturating_add(1),
+                conflict: handler.conflict.strategy,
+                resolver: handler.conflict.resolver.clone(),
+                skip: None,
+            };
             match action {
-                Action::Deliver(d) => OutboxAction {
-                    kind: OutboxKind::Deliver,
-                    content_type: d
+                Action::Deliver(d) => {
+                    let destination = &routes.destinations[&d.destination];
+                    row.skip = over_hop_limit.clone().or_else(|| {
+                        (destination.system == event.origin).then(|| {
+                            format!(
+                                "echo: `{}` belongs to `{}`, where this update came from",
+                                d.destination, destination.system
+                            )
+                        })
+                    });
+                    row.kind = OutboxKind::Deliver;
+                    row.content_type = d
                         .content_type
-                        .or_else(|| routes.destinations.get(&d.destination).cloned())
-                        .unwrap_or_else(|| "application/json".into()),
-                    target: d.destination,
-                    idempotency_key,
-                    origin,
-                    headers: d.headers,
-                    body: d.body,
-                    key: d.key.or_else(|| event.key.clone()),
-                    version: d.version.or(event.version),
-                    timestamp: d.timestamp.unwrap_or(event.timestamp),
-                },
-                Action::Emit(e) => OutboxAction {
-                    kind: OutboxKind::Emit,
-                    target: e.event_type,
-                    idempotency_key,
-                    origin,
-                    content_type: e.content_type.unwrap_or_else(|| "application/json".into()),
-                    headers: Vec::new(),
-                    body: e.payload,
-                    key: e.key.or_else(|| event.key.clone()),
-                    version: e.version.or(event.version),
-                    timestamp: e.timestamp.unwrap_or(event.timestamp),
-                },
-                Action::Drop(reason) => OutboxAction {
-                    kind: OutboxKind::Drop,
-                    target: reason,
-                    idempotency_key,
-                    origin,
-                    content_type: String::new(),
-                    headers: Vec::new(),
-                    body: Vec::new(),
-                    key: event.key.clone(),
-                    version: event.version,
-                    timestamp: event.timestamp,
-                },
+                        .unwrap_or_else(|| destination.content_type.clone());
+                    row.target = d.destination;
+                    row.headers = d.headers;
+                    row.body = d.body;
+                    row.key = key(d.key);
+                    row.version = version(d.version);
+                    row.timestamp = timestamp(d.timestamp);
+                }
+                Action::Emit(e) => {
+                    row.skip = over_hop_limit.clone();
+                    row.kind = OutboxKind::Emit;
+                    row.target = e.event_type;
+                    row.content_type = e.content_type.unwrap_or_else(|| "application/json".into());
+                    row.body = e.payload;
+                    row.key = key(e.key);
+                    row.version = version(e.version);
+                    row.timestamp = timestamp(e.timestamp);
+                }
+                Action::Drop(reason) => row.target = reason,
             }
+            if let Some(reason) = &row.skip {
+                tracing::info!(event_id = %event.id, target = %row.target, reason = %reason, "not sent");
+            }
+            row
         })
-        .collect())
+        .collect()
 }
 
 /// Reads pending events and processes them on `workers` threads until `shutdown`; the batch in

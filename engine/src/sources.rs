@@ -276,6 +276,7 @@ async fn bus_event(
         })
         .transpose()?
         .unwrap_or(now);
+    let hops = hops(&headers)?;
     let route = bus_route(&event_type);
     let event = Event {
         id: new_id(),
@@ -287,6 +288,7 @@ async fn bus_event(
         content_type,
         payload,
         headers: Vec::new(),
+        hops,
     };
     sources.accept(event, route, &headers, now).await
 }
@@ -319,6 +321,7 @@ async fn webhook_event(
         })
         .collect();
     let now = now_ms();
+    let hops = hops(&headers)?;
     let event = Event {
         id: new_id(),
         event_type: source.event_type.clone(),
@@ -329,8 +332,26 @@ async fn webhook_event(
         content_type,
         payload,
         headers: exposed,
+        hops,
     };
     sources.accept(event, route, &headers, now).await
+}
+
+/// The `hms-hops` header: how many systems the update crossed before it came here (0 when
+/// absent). Systems that relay updates pass it on, so the engine can stop cycles.
+fn hops(headers: &HeaderMap) -> Result<u32, ApiError> {
+    header(headers, "hms-hops")?
+        .map(|v| {
+            v.parse::<u32>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-header",
+                    format!("`hms-hops: {v}` is not a whole number"),
+                )
+            })
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
 }
 
 /// A new event id: a UUIDv7, so ids sort by acceptance time.

@@ -8,11 +8,15 @@
 
 pub mod retry;
 
-use crate::config::{Config, CoreConfig, DestinationConfig};
+use crate::config::{Config, CoreConfig, DestinationConfig, Strategy};
+use crate::conflict::{self, Decision};
 use crate::metrics::{DeliveryLabels, DestinationLabels, Metrics};
+use crate::pipeline::Routes;
+use crate::sandbox::{Entity, Resolution};
 use crate::signing::Signer;
 use crate::store::{
-    AttemptRecord, CORE_TARGET, Next, OutboxAction, OutboxKind, OutboxRow, Store, now_ms,
+    AttemptRecord, CORE_TARGET, Next, OutboxAction, OutboxKind, OutboxRow, Store, StoreError,
+    SupersedeRecord, now_ms,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use retry::{Schedule, Verdict};
@@ -86,6 +90,7 @@ impl Target {
 /// Sends due outbox rows and records their attempts.
 pub struct Dispatcher {
     store: Store,
+    routes: Arc<Routes>,
     metrics: Arc<Metrics>,
     client: reqwest::Client,
     destinations: HashMap<String, Target>,
@@ -95,7 +100,12 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher for the destinations and core of a checked configuration.
-    pub fn new(config: &Config, store: Store, metrics: Arc<Metrics>) -> anyhow::Result<Dispatcher> {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        routes: Arc<Routes>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Dispatcher> {
         // reqwest is built without a default TLS provider; use ring's. Installing it a second
         // time (a second engine in one process) is refused, harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -115,6 +125,7 @@ impl Dispatcher {
             .transpose()?;
         Ok(Dispatcher {
             store,
+            routes,
             metrics,
             client,
             destinations,
@@ -245,7 +256,24 @@ impl Dispatcher {
         let destination = Self::target_name(action);
         let started_at = now_ms();
         let started = Instant::now();
+        let mut merged = None;
+        let mut refused = None;
+        if action.conflict != Strategy::None && action.key.is_some() && target.is_some() {
+            match self.check_conflict(&row).await {
+                Ok(Decision::Deliver) => {}
+                Ok(Decision::DeliverBody(body)) => merged = Some(body),
+                Ok(Decision::Supersede { winner, reason }) => {
+                    return self.supersede(&row, destination, winner, reason).await;
+                }
+                Ok(Decision::Fail(error)) => refused = Some(error),
+                Err(e) => {
+                    tracing::error!(event_id = %row.event_id, destination, error = %e, "cannot read the conflict state; the delivery waits");
+                    return false;
+                }
+            }
+        }
         let (status, error, next) = match target {
+            _ if refused.is_some() => (None, refused, Next::Dead),
             None => (
                 None,
                 Some(match action.kind {
@@ -255,7 +283,8 @@ impl Dispatcher {
                 Next::Dead,
             ),
             Some(target) => {
-                let sent = self.send(target, &row.event_id, action).await;
+                let body = merged.as_deref().unwrap_or(&action.body);
+                let sent = self.send(target, &row.event_id, action, body).await;
                 let next = match sent.verdict {
                     Verdict::Delivered => Next::Delivered,
                     Verdict::Permanent => Next::Dead,
@@ -319,6 +348,7 @@ impl Dispatcher {
             status,
             error,
             next,
+            merged_body: merged,
         };
         match self.store.record_attempt(record).await {
             Ok(()) => true,
@@ -329,8 +359,104 @@ impl Dispatcher {
         }
     }
 
-    /// Sends one request for the action of an event.
-    async fn send(&self, target: &Target, event_id: &str, action: &OutboxAction) -> Sent {
+    /// Decides, by the row's conflict strategy, whether it is newer than what its destination
+    /// holds. The `plugin` strategy runs its resolver on a blocking thread.
+    async fn check_conflict(&self, row: &OutboxRow) -> Result<Decision, StoreError> {
+        let action = &row.action;
+        let key = action.key.clone().unwrap_or_default();
+        let current = self
+            .store
+            .entity_state(action.kind, action.target.clone(), key.clone())
+            .await?;
+        if action.conflict != Strategy::Plugin {
+            return Ok(conflict::decide(row, current.as_ref()));
+        }
+        let (Some(current), Some(name)) = (current, action.resolver.as_deref()) else {
+            return Ok(Decision::Deliver);
+        };
+        let Some(body) = current.body.clone() else {
+            // Delivered under another strategy, whose state keeps no body: nothing to merge.
+            return Ok(Decision::Deliver);
+        };
+        let Some(resolver) = self.routes.resolver(name).cloned() else {
+            return Ok(Decision::Fail(format!(
+                "the resolver `{name}` is no longer configured"
+            )));
+        };
+        let held = Entity {
+            key: key.clone(),
+            version: current.version,
+            timestamp: current.timestamp,
+            event_id: current.event_id.clone(),
+            content_type: current.content_type.clone(),
+            payload: body,
+        };
+        let incoming = Entity {
+            key,
+            version: action.version,
+            timestamp: action.timestamp,
+            event_id: row.event_id.clone(),
+            content_type: action.content_type.clone(),
+            payload: action.body.clone(),
+        };
+        let resolved = tokio::task::spawn_blocking(move || {
+            resolver
+                .plugin
+                .resolve(&held, &incoming, &resolver.config, &resolver.limits)
+        })
+        .await
+        .map_err(|e| StoreError::Io(format!("the resolver's thread failed: {e}")))?;
+        Ok(match resolved {
+            Ok(Resolution::Keep) => Decision::Supersede {
+                winner: current.event_id,
+                reason: format!("the resolver `{name}` kept the version the destination holds"),
+            },
+            Ok(Resolution::Replace) => Decision::Deliver,
+            Ok(Resolution::Merged(body)) => Decision::DeliverBody(body),
+            Err(e) => Decision::Fail(format!("the resolver `{name}` failed: {e}")),
+        })
+    }
+
+    /// Records a row as superseded; returns whether that was recorded.
+    async fn supersede(
+        &self,
+        row: &OutboxRow,
+        destination: &str,
+        winner: String,
+        reason: String,
+    ) -> bool {
+        tracing::info!(event_id = %row.event_id, destination, winner = %winner, reason = %reason, "superseded: not delivered");
+        self.metrics
+            .deliveries
+            .get_or_create(&DeliveryLabels {
+                destination: destination.to_owned(),
+                outcome: "superseded".to_owned(),
+            })
+            .inc();
+        let record = SupersedeRecord {
+            outbox_id: row.id,
+            winner,
+            reason,
+            at: now_ms(),
+        };
+        match self.store.supersede(record).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(event_id = %row.event_id, destination, error = %e, "cannot record a superseded delivery");
+                false
+            }
+        }
+    }
+
+    /// Sends one request for the action of an event, with `body`. Returns the verdict, the
+    /// status, and an error message.
+    async fn send(
+        &self,
+        target: &Target,
+        event_id: &str,
+        action: &OutboxAction,
+        body: &[u8],
+    ) -> Sent {
         let mut url = target.url.clone();
         let mut headers = target.headers.clone();
         if action.kind == OutboxKind::Emit {
@@ -341,16 +467,20 @@ impl Dispatcher {
                 action.target
             );
             url.set_path(&path);
-            for (name, value) in [
-                ("hms-origin", Some(action.origin.clone())),
-                ("hms-source-event", Some(event_id.to_owned())),
-                ("hms-key", action.key.clone()),
-                ("hms-version", action.version.map(|v| v.to_string())),
-                ("hms-timestamp", Some(action.timestamp.to_string())),
-            ] {
-                if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                    headers.insert(HeaderName::from_static(name), value);
-                }
+        }
+        // Where the update comes from and what it is about, on every request: the bus endpoint
+        // reads the same headers, and systems that relay updates pass `hms-origin` and
+        // `hms-hops` on, so cycles end.
+        for (name, value) in [
+            ("hms-origin", Some(action.origin.clone())),
+            ("hms-hops", Some(action.hops.to_string())),
+            ("hms-source-event", Some(event_id.to_owned())),
+            ("hms-key", action.key.clone()),
+            ("hms-version", action.version.map(|v| v.to_string())),
+            ("hms-timestamp", Some(action.timestamp.to_string())),
+        ] {
+            if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.insert(HeaderName::from_static(name), value);
             }
         }
         for header in &action.headers {
@@ -376,7 +506,7 @@ impl Dispatcher {
         set("webhook-id", &action.idempotency_key);
         set("webhook-timestamp", &timestamp.to_string());
         if let Some(signer) = &target.signer {
-            match signer.sign(&action.idempotency_key, timestamp, &action.body) {
+            match signer.sign(&action.idempotency_key, timestamp, body) {
                 Ok(signature) => set("webhook-signature", &signature),
                 Err(e) => {
                     return Sent {
@@ -393,7 +523,7 @@ impl Dispatcher {
             .request(target.method.clone(), url)
             .headers(headers)
             .timeout(target.timeout)
-            .body(action.body.clone());
+            .body(body.to_vec());
         match request.send().await {
             Ok(response) => {
                 let status = response.status();

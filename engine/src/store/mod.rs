@@ -12,8 +12,9 @@ mod writer;
 
 pub use records::{
     Accepted, AttemptRecord, AttemptRow, Backlog, CORE_TARGET, DeadLetterFilter, DeadLetterKind,
-    DeadLetterRow, EventHistory, NewEvent, Next, OutboxAction, OutboxKind, OutboxRow, OutboxState,
-    PendingEvent, Processed, ReplayOutcome, RunRecord, RunRow, StoredEvent,
+    DeadLetterRow, EntityState, EventHistory, NewEvent, Next, OutboxAction, OutboxKind, OutboxRow,
+    OutboxState, PendingEvent, Processed, ReplayOutcome, RunRecord, RunRow, StoredEvent,
+    SupersedeRecord,
 };
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -181,6 +182,26 @@ impl Store {
     ) -> impl std::future::Future<Output = Result<ReplayOutcome, StoreError>> + use<> {
         let (tx, rx) = oneshot::channel();
         self.queue(writer::Command::Replay(filter, tx), rx)
+    }
+
+    /// Marks a pending outbox row superseded. The write is queued at once.
+    pub fn supersede(
+        &self,
+        record: SupersedeRecord,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + use<> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(writer::Command::Supersede(record, tx), rx)
+    }
+
+    /// What `target` last got for the entity `key` (rows of `kind`), if anything.
+    pub async fn entity_state(
+        &self,
+        kind: OutboxKind,
+        target: String,
+        key: String,
+    ) -> Result<Option<EntityState>, StoreError> {
+        self.read(move |conn| records::entity_state(conn, kind, &target, &key))
+            .await
     }
 
     /// Writes to the store and waits until the write is on disk: a readiness check.
@@ -356,6 +377,7 @@ mod tests {
                 content_type: "application/json".into(),
                 payload: br#"{"rate": 1}"#.to_vec(),
                 headers: vec![Header::new("x-agency", "irs")],
+                hops: 2,
             },
             route: "bus:tax.rate.updated".into(),
             dedupe_key: dedupe.map(str::to_owned),

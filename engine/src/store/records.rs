@@ -1,6 +1,7 @@
 //! What the store keeps, and the SQL that reads and writes it.
 
 use super::StoreError;
+use crate::config::Strategy;
 use crate::event::{Event, Header};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -136,8 +137,11 @@ pub enum OutboxState {
     Delivered,
     /// A dead letter: a permanent error, or its attempts or time ran out. It can be replayed.
     Dead,
-    /// A drop action: nothing to deliver.
+    /// Not sent: a drop action, an echo back to the system the update came from, or an update
+    /// past the hop limit. The reason is in `last_error` (or, for a drop action, `target`).
     Dropped,
+    /// Not sent: the destination already holds a newer version of the entity.
+    Superseded,
 }
 
 impl OutboxState {
@@ -148,6 +152,7 @@ impl OutboxState {
             OutboxState::Delivered => "delivered",
             OutboxState::Dead => "dead",
             OutboxState::Dropped => "dropped",
+            OutboxState::Superseded => "superseded",
         }
     }
 
@@ -157,6 +162,7 @@ impl OutboxState {
             "delivered" => OutboxState::Delivered,
             "dead" => OutboxState::Dead,
             "dropped" => OutboxState::Dropped,
+            "superseded" => OutboxState::Superseded,
             other => {
                 return Err(StoreError::Corrupt(format!(
                     "unknown outbox state `{other}`"
@@ -190,6 +196,19 @@ pub struct OutboxAction {
     pub version: Option<u64>,
     /// When this version was made (Unix ms).
     pub timestamp: i64,
+    /// The systems the update will have crossed when it arrives (sent as `hms-hops`).
+    pub hops: u32,
+    /// The route's conflict strategy.
+    #[serde(serialize_with = "strategy_name")]
+    pub conflict: Strategy,
+    /// The resolver plugin, for the `plugin` strategy.
+    pub resolver: Option<String>,
+    /// Why it is not sent at all (an echo, the hop limit), when it is not.
+    pub skip: Option<String>,
+}
+
+fn strategy_name<S: serde::Serializer>(s: &Strategy, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(s.as_str())
 }
 
 /// An outbox row.
@@ -219,6 +238,8 @@ pub struct OutboxRow {
     pub created_at: i64,
     /// When it reached a final state (Unix ms).
     pub finished_at: Option<i64>,
+    /// The event whose version won, when it was superseded.
+    pub superseded_by: Option<String>,
 }
 
 /// What follows a delivery attempt.
@@ -249,6 +270,38 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// What follows.
     pub next: Next,
+    /// The body actually delivered, when a resolver merged it (kept as the entity's state).
+    pub merged_body: Option<Vec<u8>>,
+}
+
+/// Marks an outbox row superseded: the destination holds a newer version of its entity.
+#[derive(Debug, Clone)]
+pub struct SupersedeRecord {
+    /// The outbox row.
+    pub outbox_id: i64,
+    /// The event whose version won.
+    pub winner: String,
+    /// Why, for the record.
+    pub reason: String,
+    /// When (Unix ms).
+    pub at: i64,
+}
+
+/// What a destination last got for one entity: the conflict state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityState {
+    /// The version delivered.
+    pub version: Option<u64>,
+    /// Its timestamp (Unix ms).
+    pub timestamp: i64,
+    /// The event that carried it.
+    pub event_id: String,
+    /// The outbox row's idempotency key (the last tie-breaker).
+    pub idempotency_key: String,
+    /// The body's media type.
+    pub content_type: String,
+    /// The body delivered (kept for the `plugin` strategy).
+    pub body: Option<Vec<u8>>,
 }
 
 /// A recorded run.
@@ -434,8 +487,8 @@ pub(super) fn insert_event(conn: &Connection, new: &NewEvent) -> Result<Accepted
     let inserted = conn
         .prepare_cached(
             "INSERT INTO events (id, route, dedupe_key, event_type, origin, entity_key, version,
-                 timestamp, content_type, headers, payload, accepted_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 timestamp, content_type, headers, payload, accepted_at, hops)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (dedupe_key) DO NOTHING",
         )?
         .execute(params![
@@ -451,6 +504,7 @@ pub(super) fn insert_event(conn: &Connection, new: &NewEvent) -> Result<Accepted
             headers_json(&e.headers),
             e.payload,
             new.accepted_at,
+            e.hops,
         ])?;
     if inserted == 1 {
         return Ok(Accepted {
@@ -512,17 +566,18 @@ pub(super) fn insert_processed(conn: &Connection, p: &Processed) -> Result<(), S
             )?;
         }
         for action in &run.actions {
-            let state = match action.kind {
-                OutboxKind::Drop => OutboxState::Dropped,
-                OutboxKind::Deliver | OutboxKind::Emit => OutboxState::Pending,
+            let state = match (action.kind, &action.skip) {
+                (OutboxKind::Drop, _) | (_, Some(_)) => OutboxState::Dropped,
+                (OutboxKind::Deliver | OutboxKind::Emit, None) => OutboxState::Pending,
             };
             let finished_at = (state == OutboxState::Dropped).then_some(p.processed_at);
             conn.prepare_cached(
                 "INSERT INTO outbox (event_id, event_seq, run_id, kind, target, idempotency_key,
                      origin, content_type, headers, body, entity_key, version, timestamp, state,
-                     round_started_at, next_attempt_at, created_at, finished_at)
+                     round_started_at, next_attempt_at, created_at, finished_at, hops, conflict,
+                     resolver, last_error)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15,
-                     ?15, ?16)",
+                     ?15, ?16, ?17, ?18, ?19, ?20)",
             )?
             .execute(params![
                 p.event_id,
@@ -541,6 +596,10 @@ pub(super) fn insert_processed(conn: &Connection, p: &Processed) -> Result<(), S
                 state.as_str(),
                 p.processed_at,
                 finished_at,
+                action.hops,
+                action.conflict.as_str(),
+                action.resolver,
+                action.skip,
             ])?;
         }
     }
@@ -615,6 +674,9 @@ pub(super) fn insert_attempt(conn: &Connection, a: &AttemptRecord) -> Result<(),
             a.error,
             finished_at,
         ])?;
+    if updated == 1 && a.next == Next::Delivered {
+        record_entity_state(conn, a, finished)?;
+    }
     if updated == 1 && a.next == Next::Dead {
         let (event_id, run_id, kind, target): (String, i64, String, String) = conn
             .prepare_cached("SELECT event_id, run_id, kind, target FROM outbox WHERE id = ?1")?
@@ -639,6 +701,114 @@ pub(super) fn insert_attempt(conn: &Connection, a: &AttemptRecord) -> Result<(),
         )?;
     }
     Ok(())
+}
+
+/// After a delivery with a conflict strategy and an entity key succeeds: remembers what the
+/// destination now holds, and supersedes the pending rows for the same entity that this
+/// version makes stale (they would only be refused when their turn came).
+fn record_entity_state(conn: &Connection, a: &AttemptRecord, at: i64) -> Result<(), StoreError> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1"
+        ))?
+        .query_row([a.outbox_id], |row| Ok(read_outbox(row)))??;
+    let action = &row.action;
+    let Some(key) = &action.key else {
+        return Ok(());
+    };
+    if action.conflict == Strategy::None {
+        return Ok(());
+    }
+    let body = match action.conflict {
+        Strategy::Plugin => Some(a.merged_body.as_ref().unwrap_or(&action.body)),
+        _ => None,
+    };
+    conn.prepare_cached(
+        "INSERT INTO entity_state (kind, target, entity_key, version, timestamp, event_id,
+             idempotency_key, content_type, body, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (kind, target, entity_key) DO UPDATE SET
+             version = excluded.version, timestamp = excluded.timestamp,
+             event_id = excluded.event_id, idempotency_key = excluded.idempotency_key,
+             content_type = excluded.content_type, body = excluded.body,
+             updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        action.kind.as_str(),
+        action.target,
+        key,
+        from_u64(action.version),
+        action.timestamp,
+        row.event_id,
+        action.idempotency_key,
+        action.content_type,
+        body,
+        at,
+    ])?;
+    let stale = match action.conflict {
+        Strategy::LastWriteWins => {
+            "conflict = 'last-write-wins' AND (timestamp < ?5 OR (timestamp = ?5
+                 AND (event_id < ?6 OR (event_id = ?6 AND idempotency_key < ?7))))"
+        }
+        Strategy::Version if action.version.is_some() => {
+            "conflict = 'version' AND version IS NOT NULL AND version <= ?8"
+        }
+        _ => return Ok(()),
+    };
+    conn.prepare_cached(&format!(
+        "UPDATE outbox SET state = 'superseded', superseded_by = ?6, finished_at = ?9,
+             last_error = 'the destination already holds a newer version'
+         WHERE state = 'pending' AND kind = ?1 AND target = ?2 AND entity_key = ?3
+           AND id != ?4 AND {stale}"
+    ))?
+    .execute(params![
+        action.kind.as_str(),
+        action.target,
+        key,
+        a.outbox_id,
+        action.timestamp,
+        row.event_id,
+        action.idempotency_key,
+        from_u64(action.version),
+        at,
+    ])?;
+    Ok(())
+}
+
+/// Marks a pending row superseded.
+pub(super) fn supersede(conn: &Connection, s: &SupersedeRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE outbox SET state = 'superseded', superseded_by = ?2, last_error = ?3,
+             finished_at = ?4
+         WHERE id = ?1 AND state = 'pending'",
+    )?
+    .execute(params![s.outbox_id, s.winner, s.reason, s.at])?;
+    Ok(())
+}
+
+/// What the destination of a row last got for the row's entity.
+pub(super) fn entity_state(
+    conn: &Connection,
+    kind: OutboxKind,
+    target: &str,
+    key: &str,
+) -> Result<Option<EntityState>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT version, timestamp, event_id, idempotency_key, content_type, body
+             FROM entity_state WHERE kind = ?1 AND target = ?2 AND entity_key = ?3",
+        )?
+        .query_row(params![kind.as_str(), target, key], |row| {
+            Ok(EntityState {
+                version: to_u64(row.get(0)?),
+                timestamp: row.get(1)?,
+                event_id: row.get(2)?,
+                idempotency_key: row.get(3)?,
+                content_type: row.get(4)?,
+                body: row.get(5)?,
+            })
+        })
+        .optional()?)
 }
 
 /// The name dead letters and metrics give the HMS core as a destination.
@@ -806,7 +976,7 @@ pub(super) fn probe(conn: &Connection, now: i64) -> Result<(), StoreError> {
 }
 
 const EVENT_COLUMNS: &str = "seq, route, id, event_type, origin, entity_key, version, timestamp,
-    content_type, headers, payload, accepted_at, processed_at";
+    content_type, headers, payload, accepted_at, processed_at, hops";
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<(StoredEvent, String)> {
     Ok((
@@ -823,6 +993,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<(StoredEvent, String)> {
                 content_type: row.get(8)?,
                 payload: row.get(10)?,
                 headers: Vec::new(),
+                hops: row.get(13)?,
             },
             accepted_at: row.get(11)?,
             processed_at: row.get(12)?,
@@ -847,7 +1018,7 @@ pub(super) fn pending_events(
     ))?;
     let rows = stmt.query_map(
         params![after_seq, i64::try_from(limit).unwrap_or(i64::MAX)],
-        |row| Ok((event_from_row(row)?, row.get::<_, i64>(13)?)),
+        |row| Ok((event_from_row(row)?, row.get::<_, i64>(14)?)),
     )?;
     let events = rows
         .map(|r| {
@@ -876,12 +1047,14 @@ pub(super) fn pending_events(
 
 const OUTBOX_COLUMNS: &str = "id, event_id, event_seq, kind, target, idempotency_key, origin,
     content_type, headers, body, entity_key, version, timestamp, state, attempts, round_attempts,
-    round_started_at, next_attempt_at, last_error, created_at, finished_at";
+    round_started_at, next_attempt_at, last_error, created_at, finished_at, hops, conflict,
+    resolver, superseded_by";
 
 fn read_outbox(row: &Row<'_>) -> Result<OutboxRow, StoreError> {
     let kind: String = row.get(3)?;
     let headers: String = row.get(8)?;
     let state: String = row.get(13)?;
+    let conflict: String = row.get(22)?;
     Ok(OutboxRow {
         id: row.get(0)?,
         event_id: row.get(1)?,
@@ -897,6 +1070,12 @@ fn read_outbox(row: &Row<'_>) -> Result<OutboxRow, StoreError> {
             key: row.get(10)?,
             version: to_u64(row.get(11)?),
             timestamp: row.get(12)?,
+            hops: row.get(21)?,
+            conflict: Strategy::parse(&conflict).ok_or_else(|| {
+                StoreError::Corrupt(format!("unknown conflict strategy `{conflict}`"))
+            })?,
+            resolver: row.get(23)?,
+            skip: None,
         },
         state: OutboxState::parse(&state)?,
         attempts: row.get(14)?,
@@ -906,6 +1085,7 @@ fn read_outbox(row: &Row<'_>) -> Result<OutboxRow, StoreError> {
         last_error: row.get(18)?,
         created_at: row.get(19)?,
         finished_at: row.get(20)?,
+        superseded_by: row.get(24)?,
     })
 }
 

@@ -20,7 +20,8 @@ CREATE TABLE events (
     payload      BLOB    NOT NULL,
     accepted_at  INTEGER NOT NULL,                   -- Unix ms
     processed_at INTEGER,                            -- NULL while some handler has yet to run
-    generation   INTEGER NOT NULL DEFAULT 0          -- bumped by each replay of a failed run
+    generation   INTEGER NOT NULL DEFAULT 0,         -- bumped by each replay of a failed run
+    hops         INTEGER NOT NULL DEFAULT 0          -- systems the update crossed before this one
 );
 CREATE INDEX events_pending ON events (seq) WHERE processed_at IS NULL;
 
@@ -53,7 +54,12 @@ CREATE TABLE outbox (
     entity_key       TEXT,
     version          INTEGER,
     timestamp        INTEGER NOT NULL,
-    state            TEXT    NOT NULL,               -- `pending`, `delivered`, `dead`, `dropped`
+    hops             INTEGER NOT NULL DEFAULT 0,     -- sent as `hms-hops`
+    conflict         TEXT    NOT NULL DEFAULT 'none', -- the route's conflict strategy
+    resolver         TEXT,                           -- for the `plugin` strategy
+    state            TEXT    NOT NULL,               -- `pending`, `delivered`, `dead`, `dropped`,
+                                                     -- `superseded`
+    superseded_by    TEXT,                           -- the event whose version won
     attempts         INTEGER NOT NULL DEFAULT 0,     -- every attempt ever made
     round_attempts   INTEGER NOT NULL DEFAULT 0,     -- attempts since it was queued or replayed
     round_started_at INTEGER NOT NULL,               -- when it was queued or replayed (Unix ms)
@@ -67,6 +73,22 @@ CREATE INDEX outbox_event ON outbox (event_id);
 -- Per-key ordering: the pending rows of one (kind, target, key), oldest event first.
 CREATE INDEX outbox_key_order ON outbox (kind, target, entity_key, event_seq, id)
     WHERE state = 'pending';
+
+-- Conflict state: per (kind, target, entity key), what was last delivered. Written in the
+-- transaction that records the delivery's success.
+CREATE TABLE entity_state (
+    kind            TEXT    NOT NULL,
+    target          TEXT    NOT NULL,
+    entity_key      TEXT    NOT NULL,
+    version         INTEGER,
+    timestamp       INTEGER NOT NULL,
+    event_id        TEXT    NOT NULL,
+    idempotency_key TEXT    NOT NULL,
+    content_type    TEXT    NOT NULL,
+    body            BLOB,                             -- kept for resolvers (`plugin` strategy)
+    updated_at      INTEGER NOT NULL,
+    PRIMARY KEY (kind, target, entity_key)
+) WITHOUT ROWID;
 
 CREATE TABLE attempts (
     id          INTEGER PRIMARY KEY,

@@ -3,6 +3,7 @@
 use super::StoreError;
 use super::records::{
     self, Accepted, AttemptRecord, DeadLetterFilter, NewEvent, Processed, ReplayOutcome,
+    SupersedeRecord,
 };
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub(super) enum Command {
     Processed(Processed, Reply<()>),
     Attempt(AttemptRecord, Reply<()>),
     Replay(DeadLetterFilter, Reply<ReplayOutcome>),
+    Supersede(SupersedeRecord, Reply<()>),
     /// Rewrites the probe row, proving writes reach the disk.
     Probe(Reply<()>),
     /// Commit what came before, then stop.
@@ -179,6 +181,11 @@ fn commit(
                 }
                 done.push(Done::Replay(reply, result));
             }
+            Command::Supersede(record, reply) => {
+                let result = in_savepoint(&tx, |c| records::supersede(c, &record));
+                changes.outbox |= result.is_ok();
+                done.push(Done::Unit(reply, result));
+            }
             Command::Probe(reply) => {
                 let result = in_savepoint(&tx, |c| records::probe(c, now));
                 done.push(Done::Unit(reply, result));
@@ -219,9 +226,10 @@ fn in_savepoint<T>(
 fn fail(command: Command, message: &str, done: &mut Vec<Done>) -> bool {
     let mut d = match command {
         Command::Accept(_, reply) => Done::Accept(reply, Ok(Accepted::default())),
-        Command::Processed(_, reply) | Command::Attempt(_, reply) | Command::Probe(reply) => {
-            Done::Unit(reply, Ok(()))
-        }
+        Command::Processed(_, reply)
+        | Command::Attempt(_, reply)
+        | Command::Probe(reply)
+        | Command::Supersede(_, reply) => Done::Unit(reply, Ok(())),
         Command::Replay(_, reply) => Done::Replay(reply, Ok(ReplayOutcome::default())),
         Command::Close => return true,
     };
