@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime};
 use sync_engine_tests::{
-    Received, Receiver, Reply, TestEngine, component_path, http, open_store, post_json,
+    Received, Receiver, Reply, TestEngine, admin_call, component_path, http, open_store, post_json,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -57,15 +57,7 @@ async fn post_rate(engine: &TestEngine, rate: u32, year: u32, key: Option<&str>)
 
 /// Calls the admin API.
 async fn admin(engine: &TestEngine, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = http()
-        .request(method.parse().unwrap(), engine.url(path))
-        .bearer_auth(ADMIN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    admin_call(engine, ADMIN, method, path, body).await
 }
 
 fn gap(received: &[Received], i: usize) -> Duration {

@@ -398,6 +398,15 @@ impl TestEngine {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port");
+        Self::serve(config, listener, dir).await
+    }
+
+    /// Starts an engine on a parsed configuration and a bound listener, with its directory.
+    pub async fn serve(
+        config: Config,
+        listener: tokio::net::TcpListener,
+        dir: tempfile::TempDir,
+    ) -> TestEngine {
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(sync_engine::engine::run(config, listener, shutdown.clone()));
@@ -455,6 +464,25 @@ pub async fn wait_healthy(url: &str, timeout: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Calls an engine's admin API with the bearer `token`; returns the status and the JSON answer.
+pub async fn admin_call(
+    engine: &TestEngine,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut request = http()
+        .request(method.parse().expect("a method"), engine.url(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("the engine answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON answer"))
 }
 
 /// Posts a JSON body and returns the status and the JSON answer.

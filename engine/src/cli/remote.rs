@@ -331,12 +331,20 @@ fn history_text(h: &Value) -> String {
     for pair in h["outbox"].as_array().into_iter().flatten() {
         let (row, attempts) = (&pair[0], &pair[1]);
         let action = &row["action"];
+        let why = match (row["superseded_by"].as_str(), row["last_error"].as_str()) {
+            (Some(winner), _) => format!(" by event {winner}"),
+            (None, Some(reason)) if row["state"] == "dropped" => format!(": {reason}"),
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "  action {}: {} {} key {} [{}] after {} attempt(s), body {}\n",
+            "  action {}: {} {} key {} version {} [{}{why}] after {} attempt(s), body {}\n",
             text(&action["idempotency_key"]),
             text(&action["kind"]),
             text(&action["target"]),
             action["key"].as_str().unwrap_or("-"),
+            action["version"]
+                .as_u64()
+                .map_or("-".into(), |v| v.to_string()),
             text(&row["state"]),
             row["attempts"],
             text(&action["body"]),

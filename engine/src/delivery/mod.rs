@@ -351,7 +351,18 @@ impl Dispatcher {
             merged_body: merged,
         };
         match self.store.record_attempt(record).await {
-            Ok(()) => true,
+            Ok(superseded) => {
+                if superseded > 0 {
+                    self.metrics
+                        .deliveries
+                        .get_or_create(&DeliveryLabels {
+                            destination: destination.to_owned(),
+                            outcome: "superseded".to_owned(),
+                        })
+                        .inc_by(superseded as u64);
+                }
+                true
+            }
             Err(e) => {
                 tracing::error!(event_id = %row.event_id, destination, error = %e, "cannot record a delivery attempt; it will be made again");
                 false

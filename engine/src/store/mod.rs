@@ -165,11 +165,12 @@ impl Store {
         self.queue(writer::Command::Processed(processed, tx), rx)
     }
 
-    /// Records one delivery attempt and what follows it. The write is queued at once.
+    /// Records one delivery attempt and what follows it. The write is queued at once. Answers
+    /// how many pending deliveries a delivered version superseded (see [`crate::conflict`]).
     pub fn record_attempt(
         &self,
         attempt: AttemptRecord,
-    ) -> impl std::future::Future<Output = Result<(), StoreError>> + use<> {
+    ) -> impl std::future::Future<Output = Result<usize, StoreError>> + use<> {
         let (tx, rx) = oneshot::channel();
         self.queue(writer::Command::Attempt(attempt, tx), rx)
     }

@@ -635,7 +635,8 @@ fn insert_dead_letter(
 }
 
 /// Records an attempt and moves its outbox row on; a row that gives up becomes a dead letter.
-pub(super) fn insert_attempt(conn: &Connection, a: &AttemptRecord) -> Result<(), StoreError> {
+/// Returns how many pending rows a delivered version superseded.
+pub(super) fn insert_attempt(conn: &Connection, a: &AttemptRecord) -> Result<usize, StoreError> {
     let outcome = match a.next {
         Next::Delivered => "delivered",
         Next::RetryAt(_) => "retry",
@@ -674,8 +675,9 @@ pub(super) fn insert_attempt(conn: &Connection, a: &AttemptRecord) -> Result<(),
             a.error,
             finished_at,
         ])?;
+    let mut superseded = 0;
     if updated == 1 && a.next == Next::Delivered {
-        record_entity_state(conn, a, finished)?;
+        superseded = record_entity_state(conn, a, finished)?;
     }
     if updated == 1 && a.next == Next::Dead {
         let (event_id, run_id, kind, target): (String, i64, String, String) = conn
@@ -700,13 +702,13 @@ pub(super) fn insert_attempt(conn: &Connection, a: &AttemptRecord) -> Result<(),
             finished,
         )?;
     }
-    Ok(())
+    Ok(superseded)
 }
 
 /// After a delivery with a conflict strategy and an entity key succeeds: remembers what the
 /// destination now holds, and supersedes the pending rows for the same entity that this
-/// version makes stale (they would only be refused when their turn came).
-fn record_entity_state(conn: &Connection, a: &AttemptRecord, at: i64) -> Result<(), StoreError> {
+/// version makes stale (they would only be refused when their turn came). Returns how many.
+fn record_entity_state(conn: &Connection, a: &AttemptRecord, at: i64) -> Result<usize, StoreError> {
     let row = conn
         .prepare_cached(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1"
@@ -714,10 +716,10 @@ fn record_entity_state(conn: &Connection, a: &AttemptRecord, at: i64) -> Result<
         .query_row([a.outbox_id], |row| Ok(read_outbox(row)))??;
     let action = &row.action;
     let Some(key) = &action.key else {
-        return Ok(());
+        return Ok(0);
     };
     if action.conflict == Strategy::None {
-        return Ok(());
+        return Ok(0);
     }
     let body = match action.conflict {
         Strategy::Plugin => Some(a.merged_body.as_ref().unwrap_or(&action.body)),
@@ -753,26 +755,27 @@ fn record_entity_state(conn: &Connection, a: &AttemptRecord, at: i64) -> Result<
         Strategy::Version if action.version.is_some() => {
             "conflict = 'version' AND version IS NOT NULL AND version <= ?8"
         }
-        _ => return Ok(()),
+        _ => return Ok(0),
     };
-    conn.prepare_cached(&format!(
-        "UPDATE outbox SET state = 'superseded', superseded_by = ?6, finished_at = ?9,
+    let superseded = conn
+        .prepare_cached(&format!(
+            "UPDATE outbox SET state = 'superseded', superseded_by = ?6, finished_at = ?9,
              last_error = 'the destination already holds a newer version'
          WHERE state = 'pending' AND kind = ?1 AND target = ?2 AND entity_key = ?3
            AND id != ?4 AND {stale}"
-    ))?
-    .execute(params![
-        action.kind.as_str(),
-        action.target,
-        key,
-        a.outbox_id,
-        action.timestamp,
-        row.event_id,
-        action.idempotency_key,
-        from_u64(action.version),
-        at,
-    ])?;
-    Ok(())
+        ))?
+        .execute(params![
+            action.kind.as_str(),
+            action.target,
+            key,
+            a.outbox_id,
+            action.timestamp,
+            row.event_id,
+            action.idempotency_key,
+            from_u64(action.version),
+            at,
+        ])?;
+    Ok(superseded)
 }
 
 /// Marks a pending row superseded.

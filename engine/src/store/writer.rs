@@ -19,7 +19,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 pub(super) enum Command {
     Accept(NewEvent, Reply<Accepted>),
     Processed(Processed, Reply<()>),
-    Attempt(AttemptRecord, Reply<()>),
+    Attempt(AttemptRecord, Reply<usize>),
     Replay(DeadLetterFilter, Reply<ReplayOutcome>),
     Supersede(SupersedeRecord, Reply<()>),
     /// Rewrites the probe row, proving writes reach the disk.
@@ -33,6 +33,7 @@ enum Done {
     Accept(Reply<Accepted>, Result<Accepted, StoreError>),
     Unit(Reply<()>, Result<(), StoreError>),
     Replay(Reply<ReplayOutcome>, Result<ReplayOutcome, StoreError>),
+    Count(Reply<usize>, Result<usize, StoreError>),
 }
 
 impl Done {
@@ -42,6 +43,7 @@ impl Done {
             Done::Accept(reply, result) => drop(reply.send(result)),
             Done::Unit(reply, result) => drop(reply.send(result)),
             Done::Replay(reply, result) => drop(reply.send(result)),
+            Done::Count(reply, result) => drop(reply.send(result)),
         }
     }
 
@@ -51,6 +53,7 @@ impl Done {
             Done::Accept(_, result) => *result = Err(error()),
             Done::Unit(_, result) => *result = Err(error()),
             Done::Replay(_, result) => *result = Err(error()),
+            Done::Count(_, result) => *result = Err(error()),
         }
     }
 }
@@ -169,7 +172,7 @@ fn commit(
             Command::Attempt(attempt, reply) => {
                 let result = in_savepoint(&tx, |c| records::insert_attempt(c, &attempt));
                 changes.outbox |= result.is_ok();
-                done.push(Done::Unit(reply, result));
+                done.push(Done::Count(reply, result));
             }
             Command::Replay(filter, reply) => {
                 let result = in_savepoint(&tx, |c| records::replay(c, &filter, now));
@@ -226,10 +229,10 @@ fn in_savepoint<T>(
 fn fail(command: Command, message: &str, done: &mut Vec<Done>) -> bool {
     let mut d = match command {
         Command::Accept(_, reply) => Done::Accept(reply, Ok(Accepted::default())),
-        Command::Processed(_, reply)
-        | Command::Attempt(_, reply)
-        | Command::Probe(reply)
-        | Command::Supersede(_, reply) => Done::Unit(reply, Ok(())),
+        Command::Processed(_, reply) | Command::Probe(reply) | Command::Supersede(_, reply) => {
+            Done::Unit(reply, Ok(()))
+        }
+        Command::Attempt(_, reply) => Done::Count(reply, Ok(0)),
         Command::Replay(_, reply) => Done::Replay(reply, Ok(ReplayOutcome::default())),
         Command::Close => return true,
     };
