@@ -428,7 +428,7 @@ async fn relay(
             }
         }
         // Relayed in the background: the sender gets its answer at once.
-        let answers = state.answers.clone();
+        let answers = state.answers;
         tokio::spawn(async move {
             if let Ok(response) = request.send().await
                 && let Ok(answer) = response.json::<Value>().await
