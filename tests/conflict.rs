@@ -332,7 +332,7 @@ async fn a_resolver_plugin_merges_two_versions_end_to_end() {
 
 /// A system that passes what it receives on, as a real one would: the HMS core relaying
 /// emitted events to its subscribers, or a partner calling its webhook on the engine after an
-/// update. It keeps the `hms-origin` and `hms-hops` headers, and relays at most `LIMIT`
+/// update. It keeps the provenance headers it is told to keep, and relays at most `LIMIT`
 /// requests so a cycle the engine failed to stop ends the test instead of running forever.
 struct Relay {
     received: Arc<Mutex<Vec<Received>>>,
@@ -351,10 +351,16 @@ struct RelayState {
     answers: Arc<Mutex<Vec<Value>>>,
     engine: String,
     map: Map,
+    keep: &'static [&'static str],
 }
 
+/// Headers a relay that keeps the whole provenance passes on.
+const KEEP_ALL: &[&str] = &["hms-origin", "hms-path", "hms-hops", "hms-key"];
+/// Headers a relay that only counts hops passes on.
+const KEEP_HOPS: &[&str] = &["hms-hops", "hms-key"];
+
 impl Relay {
-    async fn start(engine: &str, map: Map) -> Relay {
+    async fn start(engine: &str, map: Map, keep: &'static [&'static str]) -> Relay {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -364,6 +370,7 @@ impl Relay {
             answers: answers.clone(),
             engine: engine.to_owned(),
             map,
+            keep,
         };
         let app = Router::new().fallback(relay).with_state(state);
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -422,7 +429,7 @@ async fn relay(
             .post(format!("{}{path}", state.engine))
             .header("content-type", "application/json")
             .body(payload.to_string());
-        for name in ["hms-origin", "hms-hops", "hms-key"] {
+        for &name in state.keep {
             if let Some(value) = header(name) {
                 request = request.header(name, value);
             }
@@ -457,19 +464,22 @@ fn partner_map(uri: &Uri, body: &Value) -> (String, Value) {
 
 /// Both directions for each partner in `partners`: its webhook emits on the HMS bus through the
 /// core, and HMS events go to its state API.
-async fn two_way_engine(partners: &[&str]) -> (TestEngine, Relay, Vec<Relay>) {
+async fn two_way_engine(
+    partners: &[&str],
+    keep: &'static [&'static str],
+) -> (TestEngine, Relay, Vec<Relay>) {
     // The engine's address is needed by the relays and theirs by the engine: bind first.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let engine_url = format!("http://127.0.0.1:{port}");
-    let core = Relay::start(&engine_url, core_map).await;
+    let core = Relay::start(&engine_url, core_map, keep).await;
     let mut relays = Vec::new();
     let mut destinations = String::new();
     let mut routes = String::new();
     let mut webhooks = String::new();
     for partner in partners {
-        let relay = Relay::start(&engine_url, partner_map).await;
+        let relay = Relay::start(&engine_url, partner_map, keep).await;
         destinations.push_str(&format!(
             "  {partner}-api:\n    url: {}/{partner}/rates\n",
             relay.url
@@ -515,7 +525,7 @@ externalWebhooks:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partners_update_reaches_hms_and_never_comes_back_to_it() {
-    let (engine, core, relays) = two_way_engine(&["a"]).await;
+    let (engine, core, relays) = two_way_engine(&["a"], KEEP_ALL).await;
     let state_a = &relays[0];
     let (status, answer) = post_json(
         &engine.url("/webhook/a"),
@@ -538,8 +548,60 @@ async fn a_partners_update_reaches_hms_and_never_comes_back_to_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cycle_through_three_systems_stops_at_the_hop_limit() {
-    let (engine, core, relays) = two_way_engine(&["a", "b"]).await;
+async fn a_cycle_through_three_systems_ends_when_the_update_reaches_a_system_it_passed() {
+    // Systems that pass `hms-path` on: A -> HMS -> B -> HMS, and there it stops, since A and B
+    // are both on the update's path.
+    let (engine, core, relays) = two_way_engine(&["a", "b"], KEEP_ALL).await;
+    let (state_a, state_b) = (&relays[0], &relays[1]);
+    let (status, _) = post_json(
+        &engine.url("/webhook/a"),
+        r#"{"currentRate": 0.07, "taxYear": 2032}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    settle(&engine).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    settle(&engine).await;
+    assert_eq!(core.received().len(), 2, "A's update, then B's relay of it");
+    assert_eq!(state_b.received().len(), 1, "B got A's update once");
+    assert!(
+        state_a.received().is_empty(),
+        "A never got its own update back"
+    );
+    let paths: Vec<String> = core
+        .received()
+        .iter()
+        .map(|r| r.header("hms-path").unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(paths, ["a-api", "a-api,hms,b-api"]);
+    // On the bus, B's relay of the update was not sent to A (nor back to B).
+    let last = core.accepted().pop().expect("the core relayed B's update");
+    let (_, history) = admin_call(
+        &engine,
+        ADMIN,
+        "GET",
+        &format!("/admin/events/{last}"),
+        None,
+    )
+    .await;
+    for pair in history["event"]["outbox"].as_array().unwrap() {
+        let row = &pair[0];
+        assert_eq!(row["state"], "dropped", "{row}");
+        assert!(
+            row["last_error"].as_str().unwrap().starts_with("echo: "),
+            "{row}"
+        );
+    }
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_through_systems_that_keep_only_the_hop_count_stops_at_the_hop_limit() {
+    // Systems that pass only `hms-hops` on: the engine cannot tell where a relayed update came
+    // from, so it goes round A -> HMS -> A and B, and so on, until the hop limit (4) ends it.
+    let (engine, core, relays) = two_way_engine(&["a", "b"], KEEP_HOPS).await;
     let (state_a, state_b) = (&relays[0], &relays[1]);
     let (status, _) = post_json(
         &engine.url("/webhook/a"),
@@ -548,29 +610,47 @@ async fn a_cycle_through_three_systems_stops_at_the_hop_limit() {
     )
     .await;
     assert_eq!(status, 202);
-    // A -> HMS -> B -> HMS -> A, then the engine stops forwarding.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     settle(&engine).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     settle(&engine).await;
     let hops = |relay: &Relay| -> Vec<String> {
-        relay
+        let mut hops: Vec<String> = relay
             .received()
             .iter()
             .map(|r| r.header("hms-hops").unwrap_or("-").to_owned())
-            .collect()
+            .collect();
+        hops.sort();
+        hops
     };
-    assert_eq!(hops(&core), ["1", "3"], "the core got A's update, then B's");
-    assert_eq!(hops(state_b), ["2"], "B got A's update once");
-    assert_eq!(hops(state_a), ["4"], "A got it back once, through B");
-    // A's webhook took the update again with 4 hops, and its emission was dropped, not failed.
-    let last = state_a.accepted().pop().expect("A called its webhook");
-    let row = first_row(&engine, &last).await;
-    assert_eq!(row["state"], "dropped", "{row}");
-    assert!(
-        row["last_error"].as_str().unwrap().starts_with("hop limit"),
-        "{row}"
+    assert_eq!(
+        hops(&core),
+        ["1", "3", "3"],
+        "A's update, then A's and B's relays of it"
     );
+    assert_eq!(hops(state_a), ["2", "4", "4"]);
+    assert_eq!(hops(state_b), ["2", "4", "4"]);
+    // The partners' last calls came with 4 hops: their emissions were dropped, not failed.
+    for relay in [state_a, state_b] {
+        let accepted = relay.accepted();
+        assert_eq!(accepted.len(), 3);
+        for id in &accepted {
+            let row = first_row(&engine, id).await;
+            let hops4 = row["action"]["hops"] == 5;
+            if hops4 {
+                assert_eq!(row["state"], "dropped", "{row}");
+                assert!(
+                    row["last_error"].as_str().unwrap().starts_with("hop limit"),
+                    "{row}"
+                );
+            }
+        }
+        assert_eq!(
+            accepted.len(),
+            relay.received().len(),
+            "every call was answered"
+        );
+    }
     let (_, dead) = admin_call(&engine, ADMIN, "GET", "/admin/dead-letters", None).await;
     assert_eq!(dead["dead_letters"], json!([]));
     engine.stop().await;

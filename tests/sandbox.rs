@@ -47,6 +47,7 @@ fn event(event_type: &str, payload: impl Into<Vec<u8>>) -> Event {
         payload: payload.into(),
         headers: Vec::new(),
         hops: 0,
+        path: vec!["hms".into()],
     }
 }
 

@@ -732,6 +732,31 @@ impl Config {
         }
     }
 
+    /// What is valid but probably not meant: a webhook without `system` (so echo prevention
+    /// cannot recognise its partner's destination), while destinations exist.
+    pub fn warnings(&self) -> Vec<Problem> {
+        let mut p = Problems::default();
+        let systems: BTreeSet<&str> = self
+            .destinations
+            .iter()
+            .map(|(name, d)| d.system.as_deref().unwrap_or(name))
+            .collect();
+        for (i, route) in self.external_webhooks.iter().enumerate() {
+            if route.system.is_none() && !systems.is_empty() {
+                p.add(
+                    format!("externalWebhooks[{i}].system"),
+                    format!(
+                        "not set, so this webhook's system is its path `{}`, which no destination \
+                         belongs to: set it to the partner's destination (or its `system`) so \
+                         updates from it are never sent back to it",
+                        route.path
+                    ),
+                );
+            }
+        }
+        p.0
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         let resolve = |p: &mut ExpandedPath| {
             if p.0.is_relative() {

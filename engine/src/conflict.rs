@@ -72,11 +72,13 @@ impl Conflict {
                 Value::Number(n) => Some(n.to_string()),
                 _ => None,
             }),
-            version: at(&self.version).and_then(|v| match v {
-                Value::Number(n) => n.as_u64(),
-                Value::String(s) => s.parse().ok(),
-                _ => None,
-            }),
+            version: at(&self.version)
+                .and_then(|v| match v {
+                    Value::Number(n) => n.as_u64(),
+                    Value::String(s) => s.parse().ok(),
+                    _ => None,
+                })
+                .filter(|v| i64::try_from(*v).is_ok()),
             timestamp: at(&self.timestamp).and_then(|v| match v {
                 Value::Number(n) => n.as_i64(),
                 Value::String(s) => rfc3339_ms(s),
@@ -109,6 +111,9 @@ pub enum Decision {
     },
     /// It cannot be checked: a dead letter with this error.
     Fail(String),
+    /// It cannot be checked now (the resolver found the sandbox busy): try again later, by the
+    /// retry schedule, with this error recorded.
+    Later(String),
 }
 
 /// Decides for the `last-write-wins` and `version` strategies (the `plugin` strategy asks its
@@ -124,12 +129,8 @@ pub fn decide(row: &OutboxRow, current: Option<&EntityState>) -> Decision {
     match action.conflict {
         Strategy::None | Strategy::Plugin => Decision::Deliver,
         Strategy::LastWriteWins => {
-            let incoming = (action.timestamp, &row.event_id, &action.idempotency_key);
-            let held = (
-                current.timestamp,
-                &current.event_id,
-                &current.idempotency_key,
-            );
+            let incoming = (action.timestamp, &row.event_id, row.id);
+            let held = (current.timestamp, &current.event_id, current.outbox_id);
             if incoming > held {
                 Decision::Deliver
             } else {
@@ -184,6 +185,7 @@ mod tests {
                 version,
                 timestamp,
                 hops: 1,
+                path: vec!["hms".into()],
                 conflict: strategy,
                 resolver: None,
                 skip: None,
@@ -205,7 +207,7 @@ mod tests {
             version,
             timestamp,
             event_id: event.into(),
-            idempotency_key: format!("{event}.0.0"),
+            outbox_id: 1,
             content_type: "application/json".into(),
             body: None,
         }

@@ -60,6 +60,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    for warning in config.warnings() {
+        tracing::warn!(key = %warning.key, "{}", warning.message);
+    }
     let prepared = prepare(&config)?;
     let store_dir = &config.store.path.0;
     let store = Store::open(store_dir)

@@ -48,6 +48,10 @@ pub struct Event {
     /// How many systems the update crossed before it reached the engine as this event (the
     /// `hms-hops` header; 0 when it starts here). Not shown to plugins.
     pub hops: u32,
+    /// The systems the update passed through, oldest first, ending with the one that handed it
+    /// to the engine (`hms` for the bus): the `hms-path` header it came with, plus that last
+    /// system. An update is never delivered to a system on its path. Not shown to plugins.
+    pub path: Vec<String>,
 }
 
 /// One thing the engine should do because of an event.

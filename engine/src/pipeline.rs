@@ -8,7 +8,7 @@
 
 use crate::config::{Config, Problem};
 use crate::conflict::Conflict;
-use crate::event::{Action, Event};
+use crate::event::{Action, Event, HMS_ORIGIN};
 use crate::metrics::{EventLabels, Metrics, PluginLabels, source_of};
 use crate::sandbox::{Limits, Output, Plugin, PluginConfig, Sandbox, World};
 use crate::store::{OutboxAction, OutboxKind, PendingEvent, Processed, RunRecord, Store, now_ms};
@@ -489,6 +489,7 @@ fn outbox_rows(
         .enumerate()
         .map(|(j, action)| {
             let mut row = OutboxAction {
+                path: event.path.clone(),
                 kind: OutboxKind::Drop,
                 target: String::new(),
                 idempotency_key: format!("{}.{handler_index}.{j}", event.id),
@@ -507,11 +508,15 @@ fn outbox_rows(
             match action {
                 Action::Deliver(d) => {
                     let destination = &routes.destinations[&d.destination];
+                    let system = &destination.system;
                     row.skip = over_hop_limit.clone().or_else(|| {
-                        (destination.system == event.origin).then(|| {
+                        (*system == event.origin || event.path.contains(system)).then(|| {
                             format!(
-                                "echo: `{}` belongs to `{}`, where this update came from",
-                                d.destination, destination.system
+                                "echo: `{}` belongs to `{system}`, which this update came from \
+                                 (origin `{}`, path {})",
+                                d.destination,
+                                event.origin,
+                                event.path.join(" > ")
                             )
                         })
                     });
@@ -527,7 +532,17 @@ fn outbox_rows(
                     row.timestamp = timestamp(d.timestamp);
                 }
                 Action::Emit(e) => {
-                    row.skip = over_hop_limit.clone();
+                    // The same event type back onto the bus it came from is an echo; a bus
+                    // event's handler may still emit other types.
+                    let came_from_bus = event.path.last().is_some_and(|s| s == HMS_ORIGIN);
+                    row.skip = over_hop_limit.clone().or_else(|| {
+                        (came_from_bus && e.event_type == event.event_type).then(|| {
+                            format!(
+                                "echo: `{}` came from the HMS bus; it is not emitted back to it",
+                                e.event_type
+                            )
+                        })
+                    });
                     row.kind = OutboxKind::Emit;
                     row.target = e.event_type;
                     row.content_type = e.content_type.unwrap_or_else(|| "application/json".into());

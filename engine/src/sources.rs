@@ -247,20 +247,20 @@ async fn bus_event(
         ));
     }
     let (content_type, payload) = json_body(&headers, body, None)?;
-    let origin = match header(&headers, "hms-origin")? {
-        Some(origin) => check_origin(origin)?,
-        None => HMS_ORIGIN.to_owned(),
-    };
+    let (origin, path) = provenance(&headers, HMS_ORIGIN)?;
     let key = header(&headers, "hms-key")?.map(str::to_owned);
     let version = header(&headers, "hms-version")?
         .map(|v| {
-            v.parse::<u64>().map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-header",
-                    format!("`hms-version: {v}` is not a whole number"),
-                )
-            })
+            v.parse::<u64>()
+                .ok()
+                .filter(|v| i64::try_from(*v).is_ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid-header",
+                        format!("`hms-version: {v}` is not a whole number from 0 to 2^63 - 1"),
+                    )
+                })
         })
         .transpose()?;
     let now = now_ms();
@@ -289,6 +289,7 @@ async fn bus_event(
         payload,
         headers: Vec::new(),
         hops,
+        path,
     };
     sources.accept(event, route, &headers, now).await
 }
@@ -322,10 +323,11 @@ async fn webhook_event(
         .collect();
     let now = now_ms();
     let hops = hops(&headers)?;
+    let (origin, path) = provenance(&headers, &source.system)?;
     let event = Event {
         id: new_id(),
         event_type: source.event_type.clone(),
-        origin: source.system.clone(),
+        origin,
         key: None,
         version: None,
         timestamp: now,
@@ -333,6 +335,7 @@ async fn webhook_event(
         payload,
         headers: exposed,
         hops,
+        path,
     };
     sources.accept(event, route, &headers, now).await
 }
@@ -438,21 +441,54 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
         .transpose()
 }
 
-fn check_origin(origin: &str) -> Result<String, ApiError> {
-    let valid = !origin.is_empty()
-        && origin.len() <= 64
-        && origin
+/// The longest `hms-path` the engine takes.
+const MAX_PATH: usize = 32;
+
+fn check_system(header: &str, name: &str) -> Result<String, ApiError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     if valid {
-        Ok(origin.to_owned())
+        Ok(name.to_owned())
     } else {
         Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid-header",
-            format!("`hms-origin: {origin}` is not a system name (1 to 64 of A-Z a-z 0-9 - _ . /)"),
+            format!(
+                "`{header}` holds `{name}`, which is not a system name (1 to 64 of A-Z a-z 0-9 - _ . /)"
+            ),
         ))
     }
+}
+
+/// Where an update comes from: its origin (the `hms-origin` header, else the first system of
+/// its `hms-path`, else `here`) and its path (the `hms-path` header's systems, then `here`, the
+/// system that handed it to the engine).
+fn provenance(headers: &HeaderMap, here: &str) -> Result<(String, Vec<String>), ApiError> {
+    let mut path = match header(headers, "hms-path")? {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|system| check_system("hms-path", system))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    if path.len() >= MAX_PATH {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-header",
+            format!("`hms-path` lists more than {MAX_PATH} systems"),
+        ));
+    }
+    let origin = match header(headers, "hms-origin")? {
+        Some(origin) => check_system("hms-origin", origin)?,
+        None => path.first().map_or_else(|| here.to_owned(), Clone::clone),
+    };
+    path.push(here.to_owned());
+    Ok((origin, path))
 }
 
 /// The route-scoped dedupe key from `idempotency-key` or `webhook-id`, if the sender sent one.

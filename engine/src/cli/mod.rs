@@ -149,6 +149,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             });
             match checked {
                 Ok((config, _)) => {
+                    for warning in config.warnings() {
+                        println!("warning: {warning}");
+                    }
                     println!(
                         "{} is valid: {} plugin(s), {} destination(s), {} HMS event route(s), {} webhook(s)",
                         path.display(),

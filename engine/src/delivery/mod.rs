@@ -20,7 +20,7 @@ use crate::store::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use retry::{Schedule, Verdict};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -157,9 +157,12 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let changed = self.store.outbox_changed();
         let mut inflight: JoinSet<bool> = JoinSet::new();
-        // What each task is sending: its row and its target, so a finished (or panicked) task
-        // gives both back.
-        let mut tasks: HashMap<tokio::task::Id, (i64, String)> = HashMap::new();
+        // What each task is sending: its row, its target and its entity, so a finished (or
+        // panicked) task gives them back.
+        let mut tasks: HashMap<tokio::task::Id, InFlight> = HashMap::new();
+        // The entities with a delivery in flight: one at a time each, whatever the order rows
+        // became due in (a replayed dead letter can be older than the row in flight).
+        let mut entities: HashSet<EntityRef> = HashSet::new();
         let mut per_target: HashMap<String, usize> = HashMap::new();
         // Rows whose attempt could not be recorded: not sent again before the time given.
         let mut cooling: HashMap<i64, Instant> = HashMap::new();
@@ -171,7 +174,7 @@ impl Dispatcher {
                 cooling.retain(|_, until| *until > Instant::now());
                 let skip: Vec<i64> = tasks
                     .values()
-                    .map(|(id, _)| *id)
+                    .map(|t| t.row)
                     .chain(cooling.keys().copied())
                     .collect();
                 let saturated: Vec<String> = per_target
@@ -186,15 +189,29 @@ impl Dispatcher {
                                 break;
                             }
                             let name = Self::target_name(&row.action).to_owned();
+                            let entity = row.action.key.clone().map(|key| {
+                                (row.action.kind.as_str(), row.action.target.clone(), key)
+                            });
+                            if entity.as_ref().is_some_and(|e| entities.contains(e)) {
+                                continue;
+                            }
                             let busy = per_target.entry(name.clone()).or_default();
                             if *busy >= self.limit_of(&name) {
                                 continue;
                             }
                             *busy += 1;
-                            let id = row.id;
+                            if let Some(entity) = &entity {
+                                entities.insert(entity.clone());
+                            }
+                            let row_id = row.id;
                             let this = self.clone();
                             let task = inflight.spawn(async move { this.deliver(row).await });
-                            tasks.insert(task.id(), (id, name));
+                            let record = InFlight {
+                                row: row_id,
+                                target: name,
+                                entity,
+                            };
+                            tasks.insert(task.id(), record);
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "cannot read due deliveries"),
@@ -214,12 +231,15 @@ impl Dispatcher {
                             (e.id(), false)
                         }
                     };
-                    if let Some((id, name)) = tasks.remove(&task) {
-                        if let Some(busy) = per_target.get_mut(&name) {
+                    if let Some(done) = tasks.remove(&task) {
+                        if let Some(busy) = per_target.get_mut(&done.target) {
                             *busy = busy.saturating_sub(1);
                         }
+                        if let Some(entity) = &done.entity {
+                            entities.remove(entity);
+                        }
                         if !recorded {
-                            cooling.insert(id, Instant::now() + RECORD_COOLDOWN);
+                            cooling.insert(done.row, Instant::now() + RECORD_COOLDOWN);
                         }
                     }
                 }
@@ -258,6 +278,7 @@ impl Dispatcher {
         let started = Instant::now();
         let mut merged = None;
         let mut refused = None;
+        let mut later = None;
         if action.conflict != Strategy::None && action.key.is_some() && target.is_some() {
             match self.check_conflict(&row).await {
                 Ok(Decision::Deliver) => {}
@@ -266,6 +287,7 @@ impl Dispatcher {
                     return self.supersede(&row, destination, winner, reason).await;
                 }
                 Ok(Decision::Fail(error)) => refused = Some(error),
+                Ok(Decision::Later(error)) => later = Some(error),
                 Err(e) => {
                     tracing::error!(event_id = %row.event_id, destination, error = %e, "cannot read the conflict state; the delivery waits");
                     return false;
@@ -274,6 +296,10 @@ impl Dispatcher {
         }
         let (status, error, next) = match target {
             _ if refused.is_some() => (None, refused, Next::Dead),
+            Some(target) if later.is_some() => {
+                let next = self.retry_after_failure(&row, target, None);
+                (None, later, next)
+            }
             None => (
                 None,
                 Some(match action.kind {
@@ -288,20 +314,7 @@ impl Dispatcher {
                 let next = match sent.verdict {
                     Verdict::Delivered => Next::Delivered,
                     Verdict::Permanent => Next::Dead,
-                    Verdict::Retry => {
-                        let age = Duration::from_millis(
-                            u64::try_from(now_ms() - row.round_started_at).unwrap_or(0),
-                        );
-                        match target
-                            .schedule
-                            .next(row.round_attempts + 1, age, sent.retry_after)
-                        {
-                            Some(delay) => Next::RetryAt(
-                                now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
-                            ),
-                            None => Next::Dead,
-                        }
-                    }
+                    Verdict::Retry => self.retry_after_failure(&row, target, sent.retry_after),
                 };
                 (sent.status, sent.error, next)
             }
@@ -370,6 +383,26 @@ impl Dispatcher {
         }
     }
 
+    /// When to try a row again after a failed attempt, or `Next::Dead` when its round is over.
+    fn retry_after_failure(
+        &self,
+        row: &OutboxRow,
+        target: &Target,
+        retry_after: Option<Duration>,
+    ) -> Next {
+        let age =
+            Duration::from_millis(u64::try_from(now_ms() - row.round_started_at).unwrap_or(0));
+        match target
+            .schedule
+            .next(row.round_attempts + 1, age, retry_after)
+        {
+            Some(delay) => {
+                Next::RetryAt(now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
+            }
+            None => Next::Dead,
+        }
+    }
+
     /// Decides, by the row's conflict strategy, whether it is newer than what its destination
     /// holds. The `plugin` strategy runs its resolver on a blocking thread.
     async fn check_conflict(&self, row: &OutboxRow) -> Result<Decision, StoreError> {
@@ -424,6 +457,9 @@ impl Dispatcher {
             },
             Ok(Resolution::Replace) => Decision::Deliver,
             Ok(Resolution::Merged(body)) => Decision::DeliverBody(body),
+            Err(e) if e.is_capacity() => {
+                Decision::Later(format!("the resolver `{name}` could not run yet: {e}"))
+            }
             Err(e) => Decision::Fail(format!("the resolver `{name}` failed: {e}")),
         })
     }
@@ -437,13 +473,6 @@ impl Dispatcher {
         reason: String,
     ) -> bool {
         tracing::info!(event_id = %row.event_id, destination, winner = %winner, reason = %reason, "superseded: not delivered");
-        self.metrics
-            .deliveries
-            .get_or_create(&DeliveryLabels {
-                destination: destination.to_owned(),
-                outcome: "superseded".to_owned(),
-            })
-            .inc();
         let record = SupersedeRecord {
             outbox_id: row.id,
             winner,
@@ -451,7 +480,16 @@ impl Dispatcher {
             at: now_ms(),
         };
         match self.store.supersede(record).await {
-            Ok(()) => true,
+            Ok(()) => {
+                self.metrics
+                    .deliveries
+                    .get_or_create(&DeliveryLabels {
+                        destination: destination.to_owned(),
+                        outcome: "superseded".to_owned(),
+                    })
+                    .inc();
+                true
+            }
             Err(e) => {
                 tracing::error!(event_id = %row.event_id, destination, error = %e, "cannot record a superseded delivery");
                 false
@@ -485,6 +523,7 @@ impl Dispatcher {
         for (name, value) in [
             ("hms-origin", Some(action.origin.clone())),
             ("hms-hops", Some(action.hops.to_string())),
+            ("hms-path", Some(action.path.join(","))),
             ("hms-source-event", Some(event_id.to_owned())),
             ("hms-key", action.key.clone()),
             ("hms-version", action.version.map(|v| v.to_string())),
@@ -571,6 +610,16 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// An entity: (outbox kind, target, key).
+type EntityRef = (&'static str, String, String);
+
+/// What a delivery task is sending.
+struct InFlight {
+    row: i64,
+    target: String,
+    entity: Option<EntityRef>,
 }
 
 /// What one request got.

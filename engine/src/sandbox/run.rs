@@ -587,10 +587,21 @@ fn action_size(action: &wit::Action) -> usize {
     }
 }
 
+/// Versions are stored as SQLite integers: at most `i64::MAX`.
+fn check_version(version: Option<u64>) -> Result<(), String> {
+    match version {
+        Some(v) if i64::try_from(v).is_err() => Err(format!(
+            "the version {v} is over the largest the engine keeps (2^63 - 1)"
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_action(action: wit::Action) -> Result<Action, String> {
     Ok(match action {
         wit::Action::Deliver(d) => {
             check_name("destination", &d.destination)?;
+            check_version(d.version)?;
             if let Some(key) = &d.key {
                 check_name("key", key)?;
             }
@@ -614,6 +625,7 @@ fn check_action(action: wit::Action) -> Result<Action, String> {
         }
         wit::Action::Emit(e) => {
             event::check_event_type(&e.event_type)?;
+            check_version(e.version)?;
             if let Some(key) = &e.key {
                 check_name("key", key)?;
             }

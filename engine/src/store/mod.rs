@@ -379,6 +379,7 @@ mod tests {
                 payload: br#"{"rate": 1}"#.to_vec(),
                 headers: vec![Header::new("x-agency", "irs")],
                 hops: 2,
+                path: vec!["irs".into(), "hms".into()],
             },
             route: "bus:tax.rate.updated".into(),
             dedupe_key: dedupe.map(str::to_owned),

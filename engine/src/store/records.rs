@@ -105,7 +105,8 @@ pub enum OutboxKind {
 }
 
 impl OutboxKind {
-    fn as_str(self) -> &'static str {
+    /// The kind's name in the store.
+    pub fn as_str(self) -> &'static str {
         match self {
             OutboxKind::Deliver => "deliver",
             OutboxKind::Emit => "emit",
@@ -198,6 +199,8 @@ pub struct OutboxAction {
     pub timestamp: i64,
     /// The systems the update will have crossed when it arrives (sent as `hms-hops`).
     pub hops: u32,
+    /// The systems the update passed through, oldest first (sent as `hms-path`).
+    pub path: Vec<String>,
     /// The route's conflict strategy.
     #[serde(serialize_with = "strategy_name")]
     pub conflict: Strategy,
@@ -296,8 +299,8 @@ pub struct EntityState {
     pub timestamp: i64,
     /// The event that carried it.
     pub event_id: String,
-    /// The outbox row's idempotency key (the last tie-breaker).
-    pub idempotency_key: String,
+    /// The outbox row delivered (the last tie-breaker of last-write-wins: later rows win).
+    pub outbox_id: i64,
     /// The body's media type.
     pub content_type: String,
     /// The body delivered (kept for the `plugin` strategy).
@@ -456,6 +459,15 @@ pub struct Backlog {
     pub dead_letters: u64,
 }
 
+/// A stored comma-separated path as its systems.
+fn split_path(stored: &str) -> Vec<String> {
+    stored
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn headers_json(headers: &[Header]) -> String {
     let pairs: Vec<(&str, &str)> = headers
         .iter()
@@ -487,8 +499,8 @@ pub(super) fn insert_event(conn: &Connection, new: &NewEvent) -> Result<Accepted
     let inserted = conn
         .prepare_cached(
             "INSERT INTO events (id, route, dedupe_key, event_type, origin, entity_key, version,
-                 timestamp, content_type, headers, payload, accepted_at, hops)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 timestamp, content_type, headers, payload, accepted_at, hops, path)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT (dedupe_key) DO NOTHING",
         )?
         .execute(params![
@@ -505,6 +517,7 @@ pub(super) fn insert_event(conn: &Connection, new: &NewEvent) -> Result<Accepted
             e.payload,
             new.accepted_at,
             e.hops,
+            e.path.join(","),
         ])?;
     if inserted == 1 {
         return Ok(Accepted {
@@ -575,9 +588,9 @@ pub(super) fn insert_processed(conn: &Connection, p: &Processed) -> Result<(), S
                 "INSERT INTO outbox (event_id, event_seq, run_id, kind, target, idempotency_key,
                      origin, content_type, headers, body, entity_key, version, timestamp, state,
                      round_started_at, next_attempt_at, created_at, finished_at, hops, conflict,
-                     resolver, last_error)
+                     resolver, last_error, path)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15,
-                     ?15, ?16, ?17, ?18, ?19, ?20)",
+                     ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
             )?
             .execute(params![
                 p.event_id,
@@ -600,6 +613,7 @@ pub(super) fn insert_processed(conn: &Connection, p: &Processed) -> Result<(), S
                 action.conflict.as_str(),
                 action.resolver,
                 action.skip,
+                action.path.join(","),
             ])?;
         }
     }
@@ -725,16 +739,29 @@ fn record_entity_state(conn: &Connection, a: &AttemptRecord, at: i64) -> Result<
         Strategy::Plugin => Some(a.merged_body.as_ref().unwrap_or(&action.body)),
         _ => None,
     };
-    conn.prepare_cached(
+    // Only ever forward: a version older than the one held (which per-key ordering should make
+    // impossible) never replaces it.
+    let newer = match action.conflict {
+        Strategy::Version => {
+            "excluded.version > entity_state.version OR entity_state.version IS NULL"
+        }
+        Strategy::LastWriteWins => {
+            "(excluded.timestamp, excluded.event_id, excluded.outbox_id)
+                 > (entity_state.timestamp, entity_state.event_id, entity_state.outbox_id)"
+        }
+        Strategy::Plugin | Strategy::None => "1",
+    };
+    conn.prepare_cached(&format!(
         "INSERT INTO entity_state (kind, target, entity_key, version, timestamp, event_id,
-             idempotency_key, content_type, body, updated_at)
+             outbox_id, content_type, body, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (kind, target, entity_key) DO UPDATE SET
              version = excluded.version, timestamp = excluded.timestamp,
-             event_id = excluded.event_id, idempotency_key = excluded.idempotency_key,
+             event_id = excluded.event_id, outbox_id = excluded.outbox_id,
              content_type = excluded.content_type, body = excluded.body,
-             updated_at = excluded.updated_at",
-    )?
+             updated_at = excluded.updated_at
+         WHERE {newer}"
+    ))?
     .execute(params![
         action.kind.as_str(),
         action.target,
@@ -742,27 +769,26 @@ fn record_entity_state(conn: &Connection, a: &AttemptRecord, at: i64) -> Result<
         from_u64(action.version),
         action.timestamp,
         row.event_id,
-        action.idempotency_key,
+        a.outbox_id,
         action.content_type,
         body,
         at,
     ])?;
     let stale = match action.conflict {
         Strategy::LastWriteWins => {
-            "conflict = 'last-write-wins' AND (timestamp < ?5 OR (timestamp = ?5
-                 AND (event_id < ?6 OR (event_id = ?6 AND idempotency_key < ?7))))"
+            "conflict = 'last-write-wins' AND (timestamp, event_id, id) < (?5, ?6, ?4)"
         }
         Strategy::Version if action.version.is_some() => {
-            "conflict = 'version' AND version IS NOT NULL AND version <= ?8"
+            "conflict = 'version' AND version IS NOT NULL AND version <= ?7"
         }
         _ => return Ok(0),
     };
     let superseded = conn
         .prepare_cached(&format!(
-            "UPDATE outbox SET state = 'superseded', superseded_by = ?6, finished_at = ?9,
-             last_error = 'the destination already holds a newer version'
-         WHERE state = 'pending' AND kind = ?1 AND target = ?2 AND entity_key = ?3
-           AND id != ?4 AND {stale}"
+            "UPDATE outbox SET state = 'superseded', superseded_by = ?6, finished_at = ?8,
+                 last_error = 'the destination already holds a newer version'
+             WHERE state = 'pending' AND kind = ?1 AND target = ?2 AND entity_key = ?3
+               AND id != ?4 AND {stale}"
         ))?
         .execute(params![
             action.kind.as_str(),
@@ -771,7 +797,6 @@ fn record_entity_state(conn: &Connection, a: &AttemptRecord, at: i64) -> Result<
             a.outbox_id,
             action.timestamp,
             row.event_id,
-            action.idempotency_key,
             from_u64(action.version),
             at,
         ])?;
@@ -798,7 +823,7 @@ pub(super) fn entity_state(
 ) -> Result<Option<EntityState>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT version, timestamp, event_id, idempotency_key, content_type, body
+            "SELECT version, timestamp, event_id, outbox_id, content_type, body
              FROM entity_state WHERE kind = ?1 AND target = ?2 AND entity_key = ?3",
         )?
         .query_row(params![kind.as_str(), target, key], |row| {
@@ -806,7 +831,7 @@ pub(super) fn entity_state(
                 version: to_u64(row.get(0)?),
                 timestamp: row.get(1)?,
                 event_id: row.get(2)?,
-                idempotency_key: row.get(3)?,
+                outbox_id: row.get(3)?,
                 content_type: row.get(4)?,
                 body: row.get(5)?,
             })
@@ -979,7 +1004,7 @@ pub(super) fn probe(conn: &Connection, now: i64) -> Result<(), StoreError> {
 }
 
 const EVENT_COLUMNS: &str = "seq, route, id, event_type, origin, entity_key, version, timestamp,
-    content_type, headers, payload, accepted_at, processed_at, hops";
+    content_type, headers, payload, accepted_at, processed_at, hops, path";
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<(StoredEvent, String)> {
     Ok((
@@ -997,6 +1022,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<(StoredEvent, String)> {
                 payload: row.get(10)?,
                 headers: Vec::new(),
                 hops: row.get(13)?,
+                path: split_path(&row.get::<_, String>(14)?),
             },
             accepted_at: row.get(11)?,
             processed_at: row.get(12)?,
@@ -1021,7 +1047,7 @@ pub(super) fn pending_events(
     ))?;
     let rows = stmt.query_map(
         params![after_seq, i64::try_from(limit).unwrap_or(i64::MAX)],
-        |row| Ok((event_from_row(row)?, row.get::<_, i64>(14)?)),
+        |row| Ok((event_from_row(row)?, row.get::<_, i64>(15)?)),
     )?;
     let events = rows
         .map(|r| {
@@ -1051,7 +1077,7 @@ pub(super) fn pending_events(
 const OUTBOX_COLUMNS: &str = "id, event_id, event_seq, kind, target, idempotency_key, origin,
     content_type, headers, body, entity_key, version, timestamp, state, attempts, round_attempts,
     round_started_at, next_attempt_at, last_error, created_at, finished_at, hops, conflict,
-    resolver, superseded_by";
+    resolver, superseded_by, path";
 
 fn read_outbox(row: &Row<'_>) -> Result<OutboxRow, StoreError> {
     let kind: String = row.get(3)?;
@@ -1079,6 +1105,7 @@ fn read_outbox(row: &Row<'_>) -> Result<OutboxRow, StoreError> {
             })?,
             resolver: row.get(23)?,
             skip: None,
+            path: split_path(&row.get::<_, String>(25)?),
         },
         state: OutboxState::parse(&state)?,
         attempts: row.get(14)?,

@@ -21,7 +21,8 @@ CREATE TABLE events (
     accepted_at  INTEGER NOT NULL,                   -- Unix ms
     processed_at INTEGER,                            -- NULL while some handler has yet to run
     generation   INTEGER NOT NULL DEFAULT 0,         -- bumped by each replay of a failed run
-    hops         INTEGER NOT NULL DEFAULT 0          -- systems the update crossed before this one
+    hops         INTEGER NOT NULL DEFAULT 0,         -- systems the update crossed before this one
+    path         TEXT    NOT NULL DEFAULT ''         -- those systems, comma-separated, oldest first
 );
 CREATE INDEX events_pending ON events (seq) WHERE processed_at IS NULL;
 
@@ -55,6 +56,7 @@ CREATE TABLE outbox (
     version          INTEGER,
     timestamp        INTEGER NOT NULL,
     hops             INTEGER NOT NULL DEFAULT 0,     -- sent as `hms-hops`
+    path             TEXT    NOT NULL DEFAULT '',    -- sent as `hms-path`
     conflict         TEXT    NOT NULL DEFAULT 'none', -- the route's conflict strategy
     resolver         TEXT,                           -- for the `plugin` strategy
     state            TEXT    NOT NULL,               -- `pending`, `delivered`, `dead`, `dropped`,
@@ -83,7 +85,7 @@ CREATE TABLE entity_state (
     version         INTEGER,
     timestamp       INTEGER NOT NULL,
     event_id        TEXT    NOT NULL,
-    idempotency_key TEXT    NOT NULL,
+    outbox_id       INTEGER NOT NULL,                 -- the last tie-breaker of last-write-wins
     content_type    TEXT    NOT NULL,
     body            BLOB,                             -- kept for resolvers (`plugin` strategy)
     updated_at      INTEGER NOT NULL,
