@@ -8,17 +8,24 @@
 //! | `GET /admin/dead-letters/{id}` | one dead letter and its event's history |
 //! | `POST /admin/dead-letters/replay` `{"ids", "destination", "since", "until", "all"}` | what was replayed and what was skipped |
 //! | `GET /admin/events/{id}` | the event's history: runs, actions, attempts, dead letters |
+//! | `GET /admin/plugins` | every plugin and its active version |
+//! | `GET /admin/plugins/{name}` | a plugin's versions and activations |
+//! | `PUT /admin/plugins/{name}` | a new version (`application/wasm`, or multipart with `component` and `fixtures`), checked then activated |
+//! | `POST /admin/plugins/{name}/activate` `{"hash"}` | makes a stored version active again, after the same checks |
+//! | `POST /admin/plugins/{name}/rollback` | makes the version active before the current one active again |
+//! | `DELETE /admin/plugins/{name}/versions/{hash}` | deletes a version that is not active |
 //!
 //! Times are RFC 3339 (`2026-11-27T10:00:00Z`) or Unix milliseconds.
 
+use crate::registry::{Refused, Registry, Swap};
 use crate::sources::ApiError;
-use crate::store::{DeadLetterFilter, Store};
+use crate::store::{DeadLetterFilter, Store, StoreError};
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -26,22 +33,50 @@ use std::sync::Arc;
 /// What the admin API needs.
 pub struct Admin {
     store: Store,
+    registry: Arc<Registry>,
     token: Option<String>,
+    /// Who the token is in records: `admin:` and the start of its SHA-256.
+    identity: String,
 }
 
 impl Admin {
-    /// The admin API over `store`, guarded by `token` (off when `None`).
-    pub fn new(store: Store, token: Option<String>) -> Admin {
-        Admin { store, token }
+    /// The admin API over `store` and `registry`, guarded by `token` (off when `None`).
+    pub fn new(store: Store, registry: Arc<Registry>, token: Option<String>) -> Admin {
+        let identity = token.as_deref().map_or_else(
+            || "admin".to_owned(),
+            |t| {
+                use sha2::Digest;
+                format!(
+                    "admin:{}",
+                    &hex::encode(sha2::Sha256::digest(t.as_bytes()))[..12]
+                )
+            },
+        );
+        Admin {
+            store,
+            registry,
+            token,
+            identity,
+        }
     }
 
-    /// The admin routes, to merge into the engine's router.
-    pub fn router(self: Arc<Self>) -> Router {
+    /// The admin routes, to merge into the engine's router; uploads may be up to `max_upload`
+    /// bytes.
+    pub fn router(self: Arc<Self>, max_upload: usize) -> Router {
         Router::new()
             .route("/admin/dead-letters", get(list_dead_letters))
             .route("/admin/dead-letters/replay", post(replay))
             .route("/admin/dead-letters/{id}", get(show_dead_letter))
             .route("/admin/events/{id}", get(show_event))
+            .route("/admin/plugins", get(list_plugins))
+            .route("/admin/plugins/{name}", get(show_plugin).put(upload_plugin))
+            .route("/admin/plugins/{name}/activate", post(activate_plugin))
+            .route("/admin/plugins/{name}/rollback", post(rollback_plugin))
+            .route(
+                "/admin/plugins/{name}/versions/{hash}",
+                delete(delete_version),
+            )
+            .layer(DefaultBodyLimit::max(max_upload))
             .with_state(self)
     }
 
@@ -231,4 +266,211 @@ async fn show_event(
             format!("no event has the id `{id}`"),
         )),
     }
+}
+
+fn refused(r: Refused) -> ApiError {
+    let (status, code) = if r.not_found {
+        (StatusCode::NOT_FOUND, "not-found")
+    } else {
+        (StatusCode::UNPROCESSABLE_ENTITY, "refused")
+    };
+    ApiError::new(
+        status,
+        code,
+        "the version was refused; the active version keeps serving",
+    )
+    .with_failures(r.failures)
+}
+
+fn swapped(swap: &Swap) -> Json<Value> {
+    Json(json!({ "plugin": swap }))
+}
+
+async fn list_plugins(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin.authorize(&headers)?;
+    let plugins: Vec<Value> = admin
+        .registry
+        .names()
+        .map(|name| {
+            let active = admin.registry.get(name);
+            json!({
+                "name": name,
+                "active": active.as_ref().map(|p| p.hash()),
+                "world": active.as_ref().map(|p| p.world().to_string()),
+                "size": active.as_ref().map(|p| p.size()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "plugins": plugins })))
+}
+
+async fn show_plugin(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    admin.authorize(&headers)?;
+    let Path(name) = name.map_err(|e| bad_request(&e))?;
+    let Some(active) = admin.registry.get(&name) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no plugin is named `{name}`"),
+        ));
+    };
+    let (versions, activations) = admin.registry.describe(&name).await.map_err(store_error)?;
+    Ok(Json(json!({
+        "name": name,
+        "active": active.hash(),
+        "world": active.world().to_string(),
+        "versions": versions,
+        "activations": activations,
+    })))
+}
+
+/// A new version: the component as the body (`application/wasm`), or a multipart form with a
+/// `component` part and an optional `fixtures` part (JSON).
+async fn upload_plugin(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    admin.authorize(&headers)?;
+    let Path(name) = name.map_err(|e| bad_request(&e))?;
+    let multipart = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (component, fixtures) = if multipart {
+        read_form(request).await?
+    } else {
+        let body = axum::body::Bytes::from_request(request, &())
+            .await
+            .map_err(|e| upload_error(&e.body_text()))?;
+        (body.to_vec(), None)
+    };
+    if component.is_empty() {
+        return Err(bad_request(&"the upload holds no component"));
+    }
+    let swap = admin
+        .registry
+        .submit(&name, component, fixtures, &admin.identity, "upload")
+        .await
+        .map_err(refused)?;
+    Ok(swapped(&swap))
+}
+
+fn upload_error(message: &str) -> ApiError {
+    if message.contains("length limit") {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "the upload is larger than `admin.maxUploadSize`",
+        )
+    } else {
+        bad_request(&message)
+    }
+}
+
+async fn read_form(request: Request) -> Result<(Vec<u8>, Option<String>), ApiError> {
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| bad_request(&e.body_text()))?;
+    let (mut component, mut fixtures) = (None, None);
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| upload_error(&e.body_text()))?
+    {
+        match field.name() {
+            Some("component") => {
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| upload_error(&e.body_text()))?;
+                component = Some(bytes.to_vec());
+            }
+            Some("fixtures") => {
+                fixtures = Some(
+                    field
+                        .text()
+                        .await
+                        .map_err(|e| upload_error(&e.body_text()))?,
+                );
+            }
+            other => {
+                return Err(bad_request(&format!(
+                    "unknown form field `{}`: send `component` and, optionally, `fixtures`",
+                    other.unwrap_or("")
+                )));
+            }
+        }
+    }
+    let component = component.ok_or_else(|| bad_request(&"the form has no `component` field"))?;
+    Ok((component, fixtures))
+}
+
+/// The body of `activate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateRequest {
+    hash: String,
+}
+
+async fn activate_plugin(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Json<ActivateRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    admin.authorize(&headers)?;
+    let Path(name) = name.map_err(|e| bad_request(&e))?;
+    let Json(request) = body.map_err(|e| bad_request(&e.body_text()))?;
+    let swap = admin
+        .registry
+        .activate(&name, &request.hash, &admin.identity, "activate")
+        .await
+        .map_err(refused)?;
+    Ok(swapped(&swap))
+}
+
+async fn rollback_plugin(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    admin.authorize(&headers)?;
+    let Path(name) = name.map_err(|e| bad_request(&e))?;
+    let swap = admin
+        .registry
+        .rollback(&name, &admin.identity)
+        .await
+        .map_err(refused)?;
+    Ok(swapped(&swap))
+}
+
+async fn delete_version(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    admin.authorize(&headers)?;
+    let Path((name, hash)) = path.map_err(|e| bad_request(&e))?;
+    admin
+        .store
+        .plugin_write(crate::store::PluginWrite::Delete {
+            name: name.clone(),
+            hash: hash.clone(),
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "active-version", m),
+            StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not-found", m),
+            other => store_error(other),
+        })?;
+    Ok(Json(json!({ "deleted": { "name": name, "hash": hash } })))
 }

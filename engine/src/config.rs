@@ -42,6 +42,9 @@ pub struct Config {
     /// The plugins, by name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// A directory the engine watches: a `<name>.wasm` file there becomes a new version of the
+    /// configured plugin `<name>` when it changes (with `<name>.fixtures.json`, if present).
+    pub plugin_dir: Option<ExpandedPath>,
     /// Where deliveries go, by name. Plugins name destinations; they never see URLs.
     #[serde(default)]
     pub destinations: BTreeMap<String, DestinationConfig>,
@@ -72,11 +75,23 @@ pub struct BusConfig {
 }
 
 /// The admin API.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdminConfig {
     /// The bearer token every admin request must present. Without one the admin API is off.
     pub token: Option<Expanded>,
+    /// The largest plugin upload accepted, in bytes.
+    #[serde(default = "default_max_upload", deserialize_with = "size")]
+    pub max_upload_size: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: None,
+            max_upload_size: default_max_upload(),
+        }
+    }
 }
 
 /// HMS-SYS, the core.
@@ -175,6 +190,9 @@ impl LimitSettings {
 pub struct PluginSettings {
     /// The component file (`.wasm`).
     pub path: ExpandedPath,
+    /// A fixtures file (JSON, see the README) the plugin must pass when it is loaded from the
+    /// configuration; later versions must pass it too unless they bring their own.
+    pub fixtures: Option<ExpandedPath>,
     /// String settings the plugin reads through the `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, Expanded>,
@@ -546,6 +564,9 @@ fn default_max_attempts() -> NonZeroU32 {
 fn default_delivery_concurrency() -> NonZeroUsize {
     NonZeroUsize::new(64).expect("non-zero")
 }
+fn default_max_upload() -> usize {
+    64 << 20
+}
 fn default_max_hops() -> u32 {
     4
 }
@@ -764,8 +785,14 @@ impl Config {
             }
         };
         resolve(&mut self.store.path);
+        if let Some(dir) = &mut self.plugin_dir {
+            resolve(dir);
+        }
         for plugin in self.plugins.values_mut() {
             resolve(&mut plugin.path);
+            if let Some(fixtures) = &mut plugin.fixtures {
+                resolve(fixtures);
+            }
         }
     }
 

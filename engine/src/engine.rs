@@ -5,10 +5,13 @@ use crate::config::{Config, ConfigError};
 use crate::delivery::Dispatcher;
 use crate::metrics::Metrics;
 use crate::pipeline::{Routes, load_plugins, run_processor};
-use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::registry::Registry;
+use crate::sandbox::{Plugin, Sandbox, SandboxConfig};
 use crate::sources::Sources;
 use crate::store::Store;
 use anyhow::Context;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -17,17 +20,20 @@ use tokio_util::sync::CancellationToken;
 /// `sync-engine validate` checks and `run` starts from.
 pub struct Prepared {
     /// The sandbox the plugins live in.
-    pub sandbox: Sandbox,
-    /// The routes and their loaded plugins.
+    pub sandbox: Arc<Sandbox>,
+    /// The plugins as the configuration's files hold them.
+    pub plugins: BTreeMap<String, Plugin>,
+    /// The routes.
     pub routes: Arc<Routes>,
 }
 
-/// Creates the sandbox, loads every plugin and builds the routes. Every problem found is
-/// reported, each naming its key.
-pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
+/// Creates the sandbox (caching compiled components in `cache_dir`, when given), loads every
+/// plugin and builds the routes. Every problem found is reported, each naming its key.
+pub fn prepare(config: &Config, cache_dir: Option<PathBuf>) -> Result<Prepared, ConfigError> {
     let sandbox = Sandbox::new(SandboxConfig {
         max_instances: config.sandbox.max_instances.get(),
         max_memory: config.sandbox.max_memory,
+        cache_dir,
         ..SandboxConfig::default()
     })
     .map_err(|e| ConfigError {
@@ -46,7 +52,8 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         problems,
     })?;
     Ok(Prepared {
-        sandbox,
+        sandbox: Arc::new(sandbox),
+        plugins,
         routes: Arc::new(routes),
     })
 }
@@ -63,15 +70,26 @@ pub async fn run(
     for warning in config.warnings() {
         tracing::warn!(key = %warning.key, "{}", warning.message);
     }
-    let prepared = prepare(&config)?;
     let store_dir = &config.store.path.0;
+    let compiled = store_dir.join("compiled");
+    std::fs::create_dir_all(&compiled)
+        .with_context(|| format!("cannot create {}", compiled.display()))?;
+    let compiled = std::path::absolute(&compiled)?;
+    let prepared = prepare(&config, Some(compiled))?;
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store in {}", store_dir.display()))?;
+    let registry = Arc::new(Registry::new(
+        prepared.sandbox.clone(),
+        store.clone(),
+        &config,
+    ));
+    registry.bootstrap(&config, &prepared.plugins).await?;
     let metrics = Arc::new(Metrics::default());
     let dispatcher = Arc::new(Dispatcher::new(
         &config,
         store.clone(),
         prepared.routes.clone(),
+        registry.clone(),
         metrics.clone(),
     )?);
     let sources = Arc::new(Sources::new(
@@ -82,27 +100,41 @@ pub async fn run(
     )?);
     let admin = Arc::new(Admin::new(
         store.clone(),
+        registry.clone(),
         config.admin.token.as_ref().map(|t| t.0.clone()),
     ));
 
     let processor = tokio::spawn(run_processor(
         store.clone(),
         prepared.routes.clone(),
+        registry.clone(),
         metrics,
         config.sandbox.workers.get(),
         shutdown.clone(),
     ));
     let delivery = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let watcher = config.plugin_dir.as_ref().map(|dir| {
+        tokio::spawn(crate::registry::watch(
+            registry.clone(),
+            dir.0.clone(),
+            shutdown.clone(),
+        ))
+    });
 
     let address = listener.local_addr()?;
     tracing::info!(%address, store = %store.path().display(), "sync engine listening");
-    let router = sources.router(config.max_body_size).merge(admin.router());
+    let router = sources
+        .router(config.max_body_size)
+        .merge(admin.router(config.admin.max_upload_size));
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
     // However the server ended, stop the rest and let it finish cleanly.
     shutdown.cancel();
     let (processed, delivered) = tokio::join!(processor, delivery);
+    if let Some(watcher) = watcher {
+        let _ = watcher.await;
+    }
     store.close().await;
     server.context("the HTTP server failed")?;
     processed.context("the processor panicked")?;

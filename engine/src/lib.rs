@@ -12,7 +12,9 @@
 //! - [`pipeline`]: runs each accepted event through its route's plugins and turns what they
 //!   return into outbox rows.
 //! - [`sandbox`]: loads plugins (components built against `wit/`), checks them against the
-//!   `transformer` and `handler` worlds, and runs each event in a fresh, limited instance.
+//!   `transformer`, `handler` and `resolver` worlds, and runs each event in a fresh, limited
+//!   instance. [`registry`] holds the active version of each plugin and swaps in new ones
+//!   (checked against their [`fixtures`]) while events flow.
 //! - [`delivery`]: sends outbox rows to destinations and to the HMS core, in order per entity
 //!   key, signed ([`signing`]), with retries; what gives up becomes a dead letter.
 //!   [`conflict`] decides whether a delivery is newer than what its destination holds.
@@ -28,8 +30,10 @@ pub mod conflict;
 pub mod delivery;
 pub mod engine;
 pub mod event;
+pub mod fixtures;
 pub mod metrics;
 pub mod pipeline;
+pub mod registry;
 pub mod sandbox;
 pub mod signing;
 pub mod sink;

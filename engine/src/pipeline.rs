@@ -10,6 +10,7 @@ use crate::config::{Config, Problem};
 use crate::conflict::Conflict;
 use crate::event::{Action, Event, HMS_ORIGIN};
 use crate::metrics::{EventLabels, Metrics, PluginLabels, source_of};
+use crate::registry::Registry;
 use crate::sandbox::{Limits, Output, Plugin, PluginConfig, Sandbox, World};
 use crate::store::{OutboxAction, OutboxKind, PendingEvent, Processed, RunRecord, Store, now_ms};
 use std::collections::{BTreeMap, HashMap};
@@ -31,11 +32,12 @@ pub enum Target {
     Actions,
 }
 
-/// A plugin with the settings one use of it runs under.
+/// A plugin, by name, with the settings one use of it runs under; its active version comes
+/// from the [`Registry`] each time it runs.
 #[derive(Debug, Clone)]
 pub struct Configured {
-    /// The loaded plugin.
-    pub plugin: Plugin,
+    /// The plugin's name.
+    pub name: String,
     /// Its configuration (the `config` import).
     pub config: PluginConfig,
     /// Its per-call limits.
@@ -43,10 +45,10 @@ pub struct Configured {
 }
 
 impl Configured {
-    fn new(config: &Config, name: &str, plugin: &Plugin) -> Configured {
+    fn new(config: &Config, name: &str) -> Configured {
         let settings = &config.plugins[name];
         Configured {
-            plugin: plugin.clone(),
+            name: name.to_owned(),
             config: Arc::new(
                 settings
                     .config
@@ -172,7 +174,7 @@ impl Routes {
                 if plugin.world() == World::Resolver {
                     routes
                         .resolvers
-                        .insert(resolver.clone(), Configured::new(config, resolver, plugin));
+                        .insert(resolver.clone(), Configured::new(config, resolver));
                 } else {
                     problem(
                         format!("{key}.conflict.resolver"),
@@ -220,7 +222,7 @@ impl Routes {
             built.push((
                 route,
                 RouteHandler {
-                    handler: Configured::new(config, name, plugin),
+                    handler: Configured::new(config, name),
                     target,
                     conflict: Conflict::new(conflict),
                 },
@@ -283,7 +285,12 @@ pub fn load_plugins(
 /// is busy: the event stays pending and runs again later.
 ///
 /// Blocks while plugins run: call it on a thread that may block.
-pub fn process(pending: &PendingEvent, routes: &Routes, metrics: &Metrics) -> Option<Processed> {
+pub fn process(
+    pending: &PendingEvent,
+    routes: &Routes,
+    registry: &Registry,
+    metrics: &Metrics,
+) -> Option<Processed> {
     let stored = &pending.stored;
     let event = &stored.event;
     let handlers = routes.handlers(&stored.route);
@@ -308,7 +315,12 @@ pub fn process(pending: &PendingEvent, routes: &Routes, metrics: &Metrics) -> Op
         if pending.done_handlers.contains(&i) {
             continue;
         }
-        let plugin = &handler.handler.plugin;
+        // The version active now: this run finishes on it, whatever is swapped in meanwhile.
+        let Some(plugin) = registry.get(&handler.handler.name) else {
+            tracing::error!(plugin = %handler.handler.name, "no version of the plugin is loaded");
+            return None;
+        };
+        let plugin = &plugin;
         let _span = tracing::info_span!(
             "run",
             event_id = %event.id,
@@ -566,6 +578,7 @@ fn outbox_rows(
 pub async fn run_processor(
     store: Store,
     routes: Arc<Routes>,
+    registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     workers: usize,
     shutdown: CancellationToken,
@@ -605,7 +618,8 @@ pub async fn run_processor(
         };
         let last_seq = last.stored.seq;
         let first_seq = batch[0].stored.seq;
-        let (results, mut incomplete) = process_batch(batch, &routes, &metrics, workers).await;
+        let (results, mut incomplete) =
+            process_batch(batch, &routes, &registry, &metrics, workers).await;
         // Queue every result before waiting, so they share one commit.
         let writes: Vec<_> = results
             .into_iter()
@@ -671,6 +685,7 @@ fn take_permit(notify: &tokio::sync::Notify) -> bool {
 async fn process_batch(
     batch: Vec<PendingEvent>,
     routes: &Arc<Routes>,
+    registry: &Arc<Registry>,
     metrics: &Arc<Metrics>,
     workers: usize,
 ) -> (Vec<(PendingEvent, Option<Processed>)>, bool) {
@@ -681,12 +696,13 @@ async fn process_batch(
         let rest = batch.split_off(chunk.min(batch.len()));
         let part = std::mem::replace(&mut batch, rest);
         let routes = routes.clone();
+        let registry = registry.clone();
         let metrics = metrics.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
             part.into_iter()
                 .map(|pending| {
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        process(&pending, &routes, &metrics)
+                        process(&pending, &routes, &registry, &metrics)
                     }));
                     let processed = match result {
                         Ok(processed) => processed,

@@ -33,12 +33,14 @@ use std::time::Duration;
 /// The longest idempotency key a sender may use.
 const MAX_IDEMPOTENCY_KEY: usize = 256;
 
-/// An error answer: a status and a JSON body `{"error": {"code", "message"}}`.
+/// An error answer: a status and a JSON body `{"error": {"code", "message"}}`, with a list of
+/// `failures` when there are several.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    failures: Vec<String>,
 }
 
 impl ApiError {
@@ -48,14 +50,24 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            failures: Vec::new(),
         }
+    }
+
+    /// The same answer, listing every failure found.
+    pub fn with_failures(mut self, failures: Vec<String>) -> Self {
+        self.failures = failures;
+        self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut error = json!({"code": self.code, "message": self.message});
+        if !self.failures.is_empty() {
+            error["failures"] = json!(self.failures);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
     }
 }
 

@@ -140,7 +140,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { config: path } => {
             let checked = Config::load(&path).and_then(|config| {
-                crate::engine::prepare(&config)
+                crate::engine::prepare(&config, None)
                     .map(|prepared| (config, prepared))
                     .map_err(|mut e| {
                         e.file = Some(path.clone());

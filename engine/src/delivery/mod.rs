@@ -12,6 +12,7 @@ use crate::config::{Config, CoreConfig, DestinationConfig, Strategy};
 use crate::conflict::{self, Decision};
 use crate::metrics::{DeliveryLabels, DestinationLabels, Metrics};
 use crate::pipeline::Routes;
+use crate::registry::Registry;
 use crate::sandbox::{Entity, Resolution};
 use crate::signing::Signer;
 use crate::store::{
@@ -91,6 +92,7 @@ impl Target {
 pub struct Dispatcher {
     store: Store,
     routes: Arc<Routes>,
+    registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     client: reqwest::Client,
     destinations: HashMap<String, Target>,
@@ -104,6 +106,7 @@ impl Dispatcher {
         config: &Config,
         store: Store,
         routes: Arc<Routes>,
+        registry: Arc<Registry>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Dispatcher> {
         // reqwest is built without a default TLS provider; use ring's. Installing it a second
@@ -126,6 +129,7 @@ impl Dispatcher {
         Ok(Dispatcher {
             store,
             routes,
+            registry,
             metrics,
             client,
             destinations,
@@ -422,7 +426,9 @@ impl Dispatcher {
             // Delivered under another strategy, whose state keeps no body: nothing to merge.
             return Ok(Decision::Deliver);
         };
-        let Some(resolver) = self.routes.resolver(name).cloned() else {
+        let (Some(resolver), Some(plugin)) =
+            (self.routes.resolver(name).cloned(), self.registry.get(name))
+        else {
             return Ok(Decision::Fail(format!(
                 "the resolver `{name}` is no longer configured"
             )));
@@ -444,9 +450,7 @@ impl Dispatcher {
             payload: action.body.clone(),
         };
         let resolved = tokio::task::spawn_blocking(move || {
-            resolver
-                .plugin
-                .resolve(&held, &incoming, &resolver.config, &resolver.limits)
+            plugin.resolve(&held, &incoming, &resolver.config, &resolver.limits)
         })
         .await
         .map_err(|e| StoreError::Io(format!("the resolver's thread failed: {e}")))?;

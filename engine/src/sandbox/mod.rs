@@ -65,6 +65,9 @@ pub struct SandboxConfig {
     pub max_memory: usize,
     /// How often the epoch advances: the resolution of deadlines.
     pub epoch_tick: Duration,
+    /// Where compiled components are cached (an absolute path), so a restart or a reload of
+    /// the same component does not compile it again. No cache when `None`.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -73,6 +76,7 @@ impl Default for SandboxConfig {
             max_instances: 256,
             max_memory: 256 << 20,
             epoch_tick: Duration::from_millis(5),
+            cache_dir: None,
         }
     }
 }
@@ -97,7 +101,19 @@ impl Sandbox {
             !config.epoch_tick.is_zero(),
             "the epoch tick must be longer than zero"
         );
-        let engine = Engine::new(&engine_config(&config))
+        let mut wasmtime_config = engine_config(&config);
+        if let Some(dir) = &config.cache_dir {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            let cache = wasmtime::Cache::new(cache).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot use {} as the compiled-code cache: {e:#}",
+                    dir.display()
+                )
+            })?;
+            wasmtime_config.cache(Some(cache));
+        }
+        let engine = Engine::new(&wasmtime_config)
             .map_err(|e| anyhow::anyhow!("cannot create the wasmtime engine: {e:#}"))?;
         let linker = run::linker(&engine)?;
         start_epoch_ticker(&engine, config.epoch_tick)?;

@@ -7,9 +7,11 @@
 //! command does not undo the others. Reads use their own connection; WAL lets them run beside
 //! the writer.
 
+mod plugins;
 mod records;
 mod writer;
 
+pub use plugins::{Activation, PluginVersion, PluginVersionInfo, PluginWrite};
 pub use records::{
     Accepted, AttemptRecord, AttemptRow, Backlog, CORE_TARGET, DeadLetterFilter, DeadLetterKind,
     DeadLetterRow, EntityState, EventHistory, NewEvent, Next, OutboxAction, OutboxKind, OutboxRow,
@@ -43,6 +45,12 @@ pub enum StoreError {
     /// A stored value could not be read back.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The write contradicts what is stored (deleting the active version of a plugin).
+    #[error("{0}")]
+    Conflict(String),
+    /// The write names something that is not stored.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// Handle to the store. Cheap to clone.
@@ -202,6 +210,45 @@ impl Store {
         key: String,
     ) -> Result<Option<EntityState>, StoreError> {
         self.read(move |conn| records::entity_state(conn, kind, &target, &key))
+            .await
+    }
+
+    /// Writes a plugin version or activation. The write is queued at once.
+    pub fn plugin_write(
+        &self,
+        write: PluginWrite,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + use<> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(writer::Command::Plugin(write, tx), rx)
+    }
+
+    /// The active version of a plugin, if it has one.
+    pub async fn active_plugin(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| plugins::active(conn, &name)).await
+    }
+
+    /// One version of a plugin, with its component.
+    pub async fn plugin_version(
+        &self,
+        name: &str,
+        hash: &str,
+    ) -> Result<Option<PluginVersion>, StoreError> {
+        let (name, hash) = (name.to_owned(), hash.to_owned());
+        self.read(move |conn| plugins::version(conn, &name, &hash))
+            .await
+    }
+
+    /// Every version of a plugin, oldest first.
+    pub async fn plugin_versions(&self, name: &str) -> Result<Vec<PluginVersionInfo>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| plugins::versions(conn, &name)).await
+    }
+
+    /// Every activation of a plugin, oldest first.
+    pub async fn plugin_activations(&self, name: &str) -> Result<Vec<Activation>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| plugins::activations(conn, &name))
             .await
     }
 

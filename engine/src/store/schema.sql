@@ -123,3 +123,28 @@ CREATE TABLE probe (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     at INTEGER NOT NULL
 );
+
+-- Every version of every plugin the engine has been given (by its configuration, the admin API
+-- or the watched directory), by content hash, and every activation: the active version of a
+-- plugin is its last activation.
+CREATE TABLE plugin_versions (
+    name        TEXT    NOT NULL,
+    hash        TEXT    NOT NULL,                     -- SHA-256 of the component, hex
+    world       TEXT    NOT NULL,
+    size        INTEGER NOT NULL,
+    component   BLOB    NOT NULL,
+    fixtures    TEXT,                                 -- JSON, when it came with fixtures
+    uploaded_at INTEGER NOT NULL,
+    uploaded_by TEXT    NOT NULL,                     -- `config`, `watch`, or the admin token's id
+    PRIMARY KEY (name, hash)
+) WITHOUT ROWID;
+
+CREATE TABLE plugin_activations (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT    NOT NULL,
+    hash         TEXT    NOT NULL,
+    activated_at INTEGER NOT NULL,
+    activated_by TEXT    NOT NULL,
+    reason       TEXT    NOT NULL                     -- `config`, `upload`, `watch`, `activate`, `rollback`
+);
+CREATE INDEX plugin_activations_name ON plugin_activations (name, id);

@@ -22,6 +22,7 @@ pub(super) enum Command {
     Attempt(AttemptRecord, Reply<usize>),
     Replay(DeadLetterFilter, Reply<ReplayOutcome>),
     Supersede(SupersedeRecord, Reply<()>),
+    Plugin(super::plugins::PluginWrite, Reply<()>),
     /// Rewrites the probe row, proving writes reach the disk.
     Probe(Reply<()>),
     /// Commit what came before, then stop.
@@ -189,6 +190,10 @@ fn commit(
                 changes.outbox |= result.is_ok();
                 done.push(Done::Unit(reply, result));
             }
+            Command::Plugin(write, reply) => {
+                let result = in_savepoint(&tx, |c| super::plugins::write(c, &write));
+                done.push(Done::Unit(reply, result));
+            }
             Command::Probe(reply) => {
                 let result = in_savepoint(&tx, |c| records::probe(c, now));
                 done.push(Done::Unit(reply, result));
@@ -229,9 +234,10 @@ fn in_savepoint<T>(
 fn fail(command: Command, message: &str, done: &mut Vec<Done>) -> bool {
     let mut d = match command {
         Command::Accept(_, reply) => Done::Accept(reply, Ok(Accepted::default())),
-        Command::Processed(_, reply) | Command::Probe(reply) | Command::Supersede(_, reply) => {
-            Done::Unit(reply, Ok(()))
-        }
+        Command::Processed(_, reply)
+        | Command::Probe(reply)
+        | Command::Supersede(_, reply)
+        | Command::Plugin(_, reply) => Done::Unit(reply, Ok(())),
         Command::Attempt(_, reply) => Done::Count(reply, Ok(0)),
         Command::Replay(_, reply) => Done::Replay(reply, Ok(ReplayOutcome::default())),
         Command::Close => return true,
