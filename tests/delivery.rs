@@ -597,13 +597,23 @@ async fn the_admin_api_refuses_requests_without_its_token() {
             .unwrap();
         assert_eq!(wrong.status(), 401, "{path}");
     }
-    let replay = http()
-        .post(engine.url("/admin/dead-letters/replay"))
-        .json(&json!({"all": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(replay.status(), 401);
+    for (method, path) in [
+        ("POST", "/admin/dead-letters/replay"),
+        ("GET", "/admin/plugins"),
+        ("GET", "/admin/plugins/tax-rate-outbound"),
+        ("PUT", "/admin/plugins/tax-rate-outbound"),
+        ("POST", "/admin/plugins/tax-rate-outbound/activate"),
+        ("POST", "/admin/plugins/tax-rate-outbound/rollback"),
+        ("DELETE", "/admin/plugins/tax-rate-outbound/versions/abc"),
+    ] {
+        let refused = http()
+            .request(method.parse().unwrap(), engine.url(path))
+            .json(&json!({"all": true, "hash": "abc"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401, "{method} {path}");
+    }
     engine.stop().await;
 
     // Without a configured token the admin API is off.

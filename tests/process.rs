@@ -383,3 +383,116 @@ async fn dlq_and_events_commands_list_show_and_replay_through_the_admin_api() {
     assert!(refused.contains("401"), "{refused}");
     kill(engine);
 }
+
+#[test]
+fn plugin_test_runs_fixtures_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = dir.path().join("fixtures.json");
+    std::fs::write(
+        &fixtures,
+        r#"[
+          {"name": "the seed's mapping",
+           "event": {"type": "tax-rate.changed", "payload": {"currentRate": 0.07, "taxYear": 2025}},
+           "expect": {"actions": [{"emit": {"type": "tax.rate.updated",
+                                            "payload": {"rate": 0.07, "year": 2025},
+                                            "key": "tax-rate/2025"}}]}},
+          {"name": "a renamed event",
+           "event": {"type": "x", "payload": {"currentRate": 1, "taxYear": 2026}},
+           "expect": {"actions": [{"emit": {"type": "tax.rate.corrected", "payload": {"rate": 1, "year": 2026}}}]}},
+          {"name": "a missing field",
+           "event": {"type": "x", "payload": {"taxYear": 2026}},
+           "expect": {"error": "invalid-input"}}
+        ]"#,
+    )
+    .unwrap();
+    let inbound = format!("{ARTIFACTS}/tax_rate_inbound.wasm");
+    let fixtures = fixtures.to_str().unwrap();
+    let (code, out) = run_command(&["plugin", "test", &inbound, "--fixtures", fixtures]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("pass  the seed's mapping"), "{out}");
+    assert!(out.contains("FAIL  a renamed event: action 0: expected an emission of `tax.rate.corrected`, got one of `tax.rate.updated`"), "{out}");
+    assert!(out.contains("pass  a missing field"), "{out}");
+    assert!(
+        out.contains("2 of 3 case(s) passed (handler tax_rate_inbound@"),
+        "{out}"
+    );
+    let (code, out) = run_command(&[
+        "plugin",
+        "test",
+        &inbound,
+        "--fixtures",
+        fixtures,
+        "--set",
+        "event-type=tax.rate.corrected",
+    ]);
+    assert_eq!(code, 1, "the first case now fails: {out}");
+    assert!(out.contains("pass  a renamed event"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_commands_upload_list_show_and_roll_back_through_the_admin_api() {
+    let state_api = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &state_api.url("/rates"));
+    let mut yaml = std::fs::read_to_string(&config).unwrap();
+    yaml.push_str("admin:\n  token: cli-secret\n");
+    std::fs::write(&config, yaml).unwrap();
+    let log = dir.path().join("engine.log");
+    let engine = start_engine(&config, &log, &format!("http://127.0.0.1:{port}")).await;
+    let config = config.to_str().unwrap();
+    let inbound = format!("{ARTIFACTS}/tax_rate_inbound.wasm");
+    let outbound = format!("{ARTIFACTS}/tax_rate_outbound.wasm");
+
+    let (code, out) = run_command(&["plugin", "list", "--config", config]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("tax-rate-outbound  ") && out.contains("transformer"),
+        "{out}"
+    );
+
+    // A handler cannot replace a transformer: refused, with the reason.
+    let (code, out) = run_command(&[
+        "plugin",
+        "upload",
+        "tax-rate-outbound",
+        &inbound,
+        "--config",
+        config,
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("422") && out.contains("a new version must keep the world"),
+        "{out}"
+    );
+
+    // The same bytes again: accepted, nothing changes.
+    let (code, out) = run_command(&[
+        "plugin",
+        "upload",
+        "tax-rate-outbound",
+        &outbound,
+        "--config",
+        config,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("already active"), "{out}");
+
+    let (code, out) = run_command(&["plugin", "show", "tax-rate-outbound", "--config", config]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("tax-rate-outbound (transformer)"), "{out}");
+    assert!(
+        out.contains("uploaded") && out.contains("by config"),
+        "{out}"
+    );
+    let (code, out) = run_command(&[
+        "plugin",
+        "rollback",
+        "tax-rate-outbound",
+        "--config",
+        config,
+    ]);
+    assert_eq!(code, 1, "only one version: {out}");
+    assert!(out.contains("no other version to roll back to"), "{out}");
+    kill(engine);
+}

@@ -140,23 +140,35 @@ impl Fixtures {
         self.cases.is_empty()
     }
 
-    /// Runs every case on `plugin` (with `config` as its route configuration); returns one
-    /// message per failing case, naming it and saying what differed.
+    /// Runs every case on `plugin` (with `config` as its route configuration); returns each
+    /// case's name and whether it passed, or what differed.
     ///
     /// Blocks while the plugin runs: call it on a thread that may block.
-    pub fn check(&self, plugin: &Plugin, config: &PluginConfig, limits: &Limits) -> Vec<String> {
+    pub fn run(
+        &self,
+        plugin: &Plugin,
+        config: &PluginConfig,
+        limits: &Limits,
+    ) -> Vec<(String, Result<(), String>)> {
         self.cases
             .iter()
             .enumerate()
-            .filter_map(|(i, case)| {
+            .map(|(i, case)| {
                 let name = case
                     .name
                     .clone()
                     .unwrap_or_else(|| format!("case {i} ({})", case.event.event_type));
-                case.check(plugin, config, limits, i)
-                    .err()
-                    .map(|e| format!("{name}: {e}"))
+                (name, case.check(plugin, config, limits, i))
             })
+            .collect()
+    }
+
+    /// Runs every case; returns one message per failing case, naming it and saying what
+    /// differed.
+    pub fn check(&self, plugin: &Plugin, config: &PluginConfig, limits: &Limits) -> Vec<String> {
+        self.run(plugin, config, limits)
+            .into_iter()
+            .filter_map(|(name, result)| result.err().map(|e| format!("{name}: {e}")))
             .collect()
     }
 }

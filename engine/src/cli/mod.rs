@@ -86,6 +86,32 @@ enum PluginCommand {
         /// The component (`.wasm`).
         file: PathBuf,
     },
+    /// Runs a component on its fixtures (see the README) and says which cases pass.
+    Test {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// The fixtures file (JSON).
+        #[arg(long)]
+        fixtures: PathBuf,
+        /// A setting of the route configuration the plugin reads (`key=value`; repeat).
+        #[arg(long = "set", value_parser = parse_setting)]
+        settings: Vec<(String, String)>,
+    },
+    /// Commands against a running engine's admin API.
+    #[command(flatten)]
+    Remote(remote::PluginRemote),
+}
+
+/// A component's name in logs: its file's stem.
+fn file_name(file: &std::path::Path) -> String {
+    file.file_stem()
+        .map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned())
+}
+
+fn parse_setting(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{raw}` is not `key=value`"))
 }
 
 /// Runs the command line; returns the process's exit code.
@@ -169,15 +195,61 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Plugin {
+            command: PluginCommand::Remote(command),
+        } => {
+            remote::plugin(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    file,
+                    fixtures,
+                    settings,
+                },
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let json = std::fs::read_to_string(&fixtures)
+                .with_context(|| format!("cannot read {}", fixtures.display()))?;
+            let fixtures = crate::fixtures::Fixtures::parse(&json).map_err(anyhow::Error::msg)?;
+            let sandbox = Sandbox::new(SandboxConfig::default())?;
+            let plugin = match sandbox.load(&file_name(&file), &bytes) {
+                Ok(plugin) => plugin,
+                Err(e) => {
+                    println!("{}: refused: {e}", file.display());
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let config = std::sync::Arc::new(settings.into_iter().collect());
+            let results = fixtures.run(&plugin, &config, &crate::sandbox::Limits::default());
+            let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+            for (name, result) in &results {
+                match result {
+                    Ok(()) => println!("pass  {name}"),
+                    Err(e) => println!("FAIL  {name}: {e}"),
+                }
+            }
+            println!(
+                "{} of {} case(s) passed ({} {})",
+                results.len() - failed,
+                results.len(),
+                plugin.world(),
+                plugin.version_tag()
+            );
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Plugin {
             command: PluginCommand::Check { file },
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let sandbox = Sandbox::new(SandboxConfig::default())?;
-            let name = file
-                .file_stem()
-                .map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned());
-            match sandbox.load(&name, &bytes) {
+            match sandbox.load(&file_name(&file), &bytes) {
                 Ok(plugin) => {
                     println!(
                         "{}: implements the {} world",

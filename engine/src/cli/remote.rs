@@ -76,6 +76,61 @@ pub(super) struct SelectionArgs {
     until: Option<String>,
 }
 
+/// Plugin commands against a running engine.
+#[derive(Debug, Subcommand)]
+pub(super) enum PluginRemote {
+    /// Uploads a new version of a plugin: the engine checks it (world, fixtures) and, when it
+    /// passes, makes it active; otherwise it says every reason and the active version stays.
+    Upload {
+        /// The plugin's name.
+        name: String,
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// Fixtures the version must pass (JSON); without them, the active version's apply.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Lists the plugins and their active versions.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Shows a plugin's versions and activations.
+    Show {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Makes a stored version active again, after the same checks as an upload.
+    Activate {
+        /// The plugin's name.
+        name: String,
+        /// The version's hash.
+        hash: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Makes the version active before the current one active again.
+    Rollback {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Deletes a version that is not active.
+    Delete {
+        /// The plugin's name.
+        name: String,
+        /// The version's hash.
+        hash: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub(super) enum EventsCommand {
     /// Shows an event's whole history: when it was accepted, which plugin version ran, its
@@ -135,9 +190,19 @@ impl Client {
         let body: Value = response.json().context("the engine's answer is not JSON")?;
         if !status.is_success() {
             let message = body["error"]["message"].as_str().unwrap_or("no message");
-            bail!("the engine answered {status}: {message}");
+            let failures: String = body["error"]["failures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| format!("\n  - {}", text(f)))
+                .collect();
+            bail!("the engine answered {status}: {message}{failures}");
         }
         Ok(body)
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
     }
 
     fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
@@ -223,6 +288,141 @@ pub(super) fn dlq(remote: &Remote, command: DlqCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+pub(super) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let (remote, answer) = match command {
+        PluginRemote::Upload {
+            name,
+            file,
+            fixtures,
+            remote,
+        } => {
+            let client = remote.client()?;
+            let component =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut form = reqwest::blocking::multipart::Form::new().part(
+                "component",
+                reqwest::blocking::multipart::Part::bytes(component)
+                    .mime_str("application/wasm")?,
+            );
+            if let Some(fixtures) = fixtures {
+                let json = std::fs::read_to_string(&fixtures)
+                    .with_context(|| format!("cannot read {}", fixtures.display()))?;
+                form = form.text("fixtures", json);
+            }
+            let request = client
+                .request(Method::PUT, &format!("/admin/plugins/{name}"))
+                .timeout(Duration::from_secs(300))
+                .multipart(form);
+            let answer = client.call(request)?;
+            (remote, answer)
+        }
+        PluginRemote::List { remote } => {
+            let answer = remote.client()?.get("/admin/plugins", &[])?;
+            (remote, answer)
+        }
+        PluginRemote::Show { name, remote } => {
+            let answer = remote
+                .client()?
+                .get(&format!("/admin/plugins/{name}"), &[])?;
+            (remote, answer)
+        }
+        PluginRemote::Activate { name, hash, remote } => {
+            let answer = remote.client()?.post(
+                &format!("/admin/plugins/{name}/activate"),
+                &json!({ "hash": hash }),
+            )?;
+            (remote, answer)
+        }
+        PluginRemote::Rollback { name, remote } => {
+            let answer = remote
+                .client()?
+                .post(&format!("/admin/plugins/{name}/rollback"), &json!({}))?;
+            (remote, answer)
+        }
+        PluginRemote::Delete { name, hash, remote } => {
+            let client = remote.client()?;
+            let answer = client.call(client.request(
+                Method::DELETE,
+                &format!("/admin/plugins/{name}/versions/{hash}"),
+            ))?;
+            (remote, answer)
+        }
+    };
+    print(&remote, &answer, plugin_text);
+    Ok(())
+}
+
+/// A plugin answer as text.
+fn plugin_text(a: &Value) -> String {
+    if let Some(swap) = a.get("plugin") {
+        let what = if swap["unchanged"] == Value::Bool(true) {
+            "already active"
+        } else {
+            "now active"
+        };
+        return format!(
+            "{}@{} ({}, {} bytes) {what}; replaced {}; passed {} fixture case(s) in {} ms\n",
+            text(&swap["name"]),
+            short(&swap["hash"]),
+            text(&swap["world"]),
+            swap["size"],
+            swap["replaced"].as_str().map_or_else(
+                || "nothing".to_owned(),
+                |h| h.chars().take(12).collect::<String>()
+            ),
+            swap["fixtures_passed"],
+            swap["took_ms"],
+        );
+    }
+    if let Some(plugins) = a["plugins"].as_array() {
+        return plugins
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}  {}  {}\n",
+                    text(&p["name"]),
+                    short(&p["active"]),
+                    text(&p["world"])
+                )
+            })
+            .collect();
+    }
+    if let Some(versions) = a["versions"].as_array() {
+        let mut out = format!("{} ({})\n", text(&a["name"]), text(&a["world"]));
+        for v in versions {
+            out.push_str(&format!(
+                "  {} {} {} bytes, uploaded {} by {}{}\n",
+                if v["active"] == Value::Bool(true) {
+                    "*"
+                } else {
+                    " "
+                },
+                text(&v["hash"]),
+                v["size"],
+                time(&v["uploaded_at"]),
+                text(&v["uploaded_by"]),
+                if v["fixtures"] == Value::Bool(true) {
+                    ", with fixtures"
+                } else {
+                    ""
+                },
+            ));
+        }
+        for act in a["activations"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  activated {} at {} by {} ({})\n",
+                short(&act["hash"]),
+                time(&act["activated_at"]),
+                text(&act["activated_by"]),
+                text(&act["reason"]),
+            ));
+        }
+        return out;
+    }
+    format!("{a}\n")
 }
 
 pub(super) fn events(remote: &Remote, command: EventsCommand) -> anyhow::Result<()> {

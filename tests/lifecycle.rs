@@ -1,0 +1,361 @@
+//! Plugin lifecycle and hot swap over the admin API: swaps under load lose nothing, broken
+//! versions are refused and the active one keeps serving, rollback, restart, and the watched
+//! directory.
+
+use serde_json::{Value, json};
+use sha2::Digest;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use sync_engine_tests::{
+    Receiver, TestEngine, admin_call, component, component_path, http, open_store, post_json,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+const ADMIN: &str = "admin-secret";
+
+/// The plugin `rates` (first `swap-one`) routed to the receiver at `url`, with `extra` appended.
+fn config(url: &str, extra: &str) -> String {
+    format!(
+        r#"
+admin:
+  token: {ADMIN}
+plugins:
+  rates:
+    path: {one}
+destinations:
+  state-api:
+    url: {url}
+retry:
+  initialDelay: 50ms
+hmsEvents:
+  - event: tax.rate.updated
+    handler: rates
+    destination: state-api
+{extra}"#,
+        one = component_path("swap-one").display(),
+    )
+}
+
+fn hash(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Uploads a component (and fixtures) as a new version of `rates`.
+async fn upload(engine: &TestEngine, bytes: Vec<u8>, fixtures: Option<Value>) -> (u16, Value) {
+    let mut form = reqwest::multipart::Form::new().part(
+        "component",
+        reqwest::multipart::Part::bytes(bytes)
+            .mime_str("application/wasm")
+            .unwrap(),
+    );
+    if let Some(fixtures) = fixtures {
+        form = form.text("fixtures", fixtures.to_string());
+    }
+    let response = http()
+        .put(engine.url("/admin/plugins/rates"))
+        .bearer_auth(ADMIN)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Uploads a component alone, as `application/wasm`.
+async fn upload_raw(engine: &TestEngine, bytes: Vec<u8>) -> (u16, Value) {
+    let response = http()
+        .put(engine.url("/admin/plugins/rates"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn active(engine: &TestEngine) -> String {
+    let (status, plugin) = admin_call(engine, ADMIN, "GET", "/admin/plugins/rates", None).await;
+    assert_eq!(status, 200, "{plugin}");
+    plugin["active"].as_str().unwrap().to_owned()
+}
+
+/// Posts one rate and returns the version that the destination says made it.
+async fn version_serving(engine: &TestEngine, receiver: &Receiver, year: u16) -> String {
+    let before = receiver.received().len();
+    let body = json!({"rate": 1, "year": year}).to_string();
+    let (status, answer) = post_json(&engine.url("/events/tax.rate.updated"), &body, &[]).await;
+    assert_eq!(status, 202, "{answer}");
+    let received = receiver.wait_for(before + 1, WAIT).await;
+    received[before].json()["version"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+// The report on stderr is part of this test's output: `cargo test --test lifecycle -- --nocapture`.
+#[allow(clippy::print_stderr)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_swaps_under_load_lose_nothing_and_every_body_matches_its_recorded_version() {
+    const EVENTS: u32 = 2000;
+    let receiver = Receiver::start().await;
+    let engine = Arc::new(TestEngine::start(&config(&receiver.url("/rates"), "")).await);
+    let versions = HashMap::from([
+        (hash(&component("swap-one")), "one"),
+        (hash(&component("swap-two")), "two"),
+    ]);
+
+    let sender = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            let mut ids = Vec::new();
+            for seq in 0..EVENTS {
+                let body = json!({"rate": seq, "year": 2025}).to_string();
+                let (status, answer) =
+                    post_json(&engine.url("/events/tax.rate.updated"), &body, &[]).await;
+                assert_eq!(status, 202, "{answer}");
+                ids.push(answer["id"].as_str().unwrap().to_owned());
+            }
+            ids
+        }
+    });
+    let mut swap_times = Vec::new();
+    for swap in 0..10 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let next = if swap % 2 == 0 {
+            "swap-two"
+        } else {
+            "swap-one"
+        };
+        let (status, answer) = upload_raw(&engine, component(next)).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["plugin"]["unchanged"], false, "{answer}");
+        swap_times.push(answer["plugin"]["took_ms"].as_u64().unwrap());
+    }
+    let ids = sender.await.unwrap();
+    let received = receiver
+        .wait_until(WAIT, |r| r.len() >= EVENTS as usize)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let received = if received.len() < receiver.received().len() {
+        receiver.received()
+    } else {
+        received
+    };
+    let engine = Arc::into_inner(engine).unwrap();
+    let dir = engine.stop().await;
+
+    // Exactly once each, and processing went on through the swaps.
+    assert_eq!(
+        received.len(),
+        EVENTS as usize,
+        "no event lost or delivered twice"
+    );
+    let keys: HashSet<&str> = received
+        .iter()
+        .filter_map(|r| r.header("idempotency-key"))
+        .collect();
+    assert_eq!(keys.len(), EVENTS as usize);
+    let longest_gap = received
+        .windows(2)
+        .map(|w| w[1].at - w[0].at)
+        .max()
+        .unwrap();
+    assert!(
+        longest_gap < Duration::from_secs(5),
+        "processing stopped for {longest_gap:?}"
+    );
+
+    // Every body was made by the version its event's run records.
+    let store = open_store(dir.path());
+    let bodies: HashMap<String, String> = received
+        .iter()
+        .map(|r| {
+            let id = r
+                .header("idempotency-key")
+                .unwrap()
+                .trim_end_matches(".0.0")
+                .to_owned();
+            (id, r.json()["version"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let mut made_by = HashMap::<&str, u32>::new();
+    for id in &ids {
+        let history = store.event_history(id).await.unwrap().unwrap();
+        assert_eq!(history.runs.len(), 1, "{id} ran once");
+        let recorded = versions[&history.runs[0].plugin_hash];
+        assert_eq!(bodies[id], recorded, "{id}");
+        *made_by.entry(recorded).or_default() += 1;
+    }
+    assert!(made_by.len() == 2, "both versions served: {made_by:?}");
+    swap_times.sort_unstable();
+    eprintln!(
+        "hot swap: {EVENTS} events, 10 swaps (median {} ms, slowest {} ms), versions served {made_by:?}, longest gap between deliveries {longest_gap:?}",
+        swap_times[swap_times.len() / 2],
+        swap_times[swap_times.len() - 1],
+    );
+}
+
+#[tokio::test]
+async fn broken_versions_are_refused_with_every_reason_and_the_active_one_keeps_serving() {
+    let receiver = Receiver::start().await;
+    let engine = TestEngine::start(&config(&receiver.url("/rates"), "")).await;
+    let one = hash(&component("swap-one"));
+    let expects_one = json!([{
+        "name": "version one",
+        "event": {"type": "tax.rate.updated", "payload": {"rate": 1, "year": 2025}},
+        "expect": {"payload": {"version": "one", "rate": 1, "year": 2025}}
+    }]);
+
+    // Not a component; another world; a failing fixture; a trap on a fixture.
+    let (status, answer) = upload_raw(&engine, b"not wasm".to_vec()).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["error"]["failures"][0]
+            .as_str()
+            .unwrap()
+            .contains("not a WebAssembly component")
+    );
+    let (status, answer) = upload_raw(&engine, component("tax-rate-inbound")).await;
+    assert_eq!(status, 422, "{answer}");
+    let failure = answer["error"]["failures"][0].as_str().unwrap();
+    assert!(
+        failure.contains("is a transformer plugin") && failure.contains("handler"),
+        "{failure}"
+    );
+    let (status, answer) = upload(&engine, component("swap-two"), Some(expects_one.clone())).await;
+    assert_eq!(status, 422, "{answer}");
+    let failure = answer["error"]["failures"][0].as_str().unwrap();
+    assert!(
+        failure.starts_with("version one: expected the payload"),
+        "{failure}"
+    );
+    let traps = json!([{
+        "name": "traps",
+        "event": {"type": "tax.rate.updated", "payload": {"rate": 1, "year": 2025, "panic": true}},
+        "expect": {"payload": {}}
+    }]);
+    let (status, answer) = upload(&engine, component("swap-two"), Some(traps)).await;
+    assert_eq!(status, 422, "{answer}");
+    let failure = answer["error"]["failures"][0].as_str().unwrap();
+    assert!(
+        failure.contains("crashed") && failure.contains("asked to panic"),
+        "{failure}"
+    );
+    let (status, answer) = upload(&engine, component("swap-two"), Some(json!({"cases": 1}))).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["error"]["failures"][0]
+            .as_str()
+            .unwrap()
+            .contains("fixtures are not valid")
+    );
+    assert_eq!(active(&engine).await, one);
+    assert_eq!(version_serving(&engine, &receiver, 2025).await, "one");
+
+    // Version one takes fixtures; a version without its own must pass them too.
+    let (status, answer) = upload(&engine, component("swap-one"), Some(expects_one)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["plugin"]["fixtures_passed"], 1);
+    let (status, answer) = upload_raw(&engine, component("swap-two")).await;
+    assert_eq!(status, 422, "the inherited fixtures refuse it: {answer}");
+    assert_eq!(active(&engine).await, one);
+    assert_eq!(version_serving(&engine, &receiver, 2026).await, "one");
+    let (status, answer) = admin_call(&engine, ADMIN, "PUT", "/admin/plugins/ghost", None).await;
+    assert_eq!(status, 400, "an empty upload: {answer}");
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn rollback_restart_deletion_and_the_watched_directory() {
+    let receiver = Receiver::start().await;
+    let watched = tempfile::tempdir().unwrap();
+    let extra = format!("pluginDir: {}\n", watched.path().display());
+    let yaml = config(&receiver.url("/rates"), &extra);
+    let engine = TestEngine::start(&yaml).await;
+    let (one, two) = (hash(&component("swap-one")), hash(&component("swap-two")));
+
+    let (status, answer) = upload_raw(&engine, component("swap-two")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["plugin"]["replaced"], one.as_str());
+    assert_eq!(version_serving(&engine, &receiver, 2030).await, "two");
+
+    let (status, answer) = admin_call(
+        &engine,
+        ADMIN,
+        "POST",
+        "/admin/plugins/rates/rollback",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["plugin"]["hash"], one.as_str());
+    assert_eq!(version_serving(&engine, &receiver, 2031).await, "one");
+
+    let (status, answer) = admin_call(
+        &engine,
+        ADMIN,
+        "POST",
+        "/admin/plugins/rates/activate",
+        Some(json!({"hash": two})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, shown) = admin_call(&engine, ADMIN, "GET", "/admin/plugins/rates", None).await;
+    let reasons: Vec<&str> = shown["activations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["config", "upload", "rollback", "activate"]);
+    assert_eq!(shown["versions"].as_array().unwrap().len(), 2);
+    assert!(
+        shown["activations"][1]["activated_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("admin:")
+    );
+
+    // A restart keeps version two, although the configuration's file is version one.
+    let dir = engine.stop().await;
+    let engine = TestEngine::start_in(&yaml, dir).await;
+    assert_eq!(active(&engine).await, two);
+    assert_eq!(version_serving(&engine, &receiver, 2032).await, "two");
+
+    // The active version cannot be deleted; another can.
+    let path = format!("/admin/plugins/rates/versions/{two}");
+    let (status, answer) = admin_call(&engine, ADMIN, "DELETE", &path, None).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("active-version"))
+    );
+
+    // A new file in the watched directory becomes the active version.
+    std::fs::copy(
+        component_path("swap-one"),
+        watched.path().join("rates.wasm"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    while active(&engine).await != one {
+        assert!(
+            started.elapsed() < WAIT,
+            "the watched file was not activated"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(version_serving(&engine, &receiver, 2033).await, "one");
+    let (status, _) = admin_call(&engine, ADMIN, "DELETE", &path, None).await;
+    assert_eq!(status, 200);
+    let (_, shown) = admin_call(&engine, ADMIN, "GET", "/admin/plugins/rates", None).await;
+    assert_eq!(shown["versions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        shown["activations"].as_array().unwrap().last().unwrap()["reason"],
+        "watch"
+    );
+    engine.stop().await;
+}
