@@ -5,9 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
-use sync_engine_tests::{Receiver, component_path, http, wait_healthy};
+use sync_engine_tests::{Receiver, component_path, http, spawn_engine, wait_healthy};
 
 const ENGINE: &str = env!("CARGO_BIN_EXE_sync-engine-e2e");
 const EVENTS: u32 = 3000;
@@ -16,19 +16,7 @@ const KEYS: u32 = 30;
 const KILLS: usize = 4;
 
 fn spawn(config: &Path, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(ENGINE)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    spawn_engine(ENGINE, config, log, "warn")
 }
 
 /// A number in [lo, hi) from the clock: the kill moments need only be unpredictable.

@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use sync_engine_tests::{ARTIFACTS, Receiver, post_json, seed_config, wait_healthy};
+use sync_engine_tests::{ARTIFACTS, Receiver, post_json, seed_config, spawn_engine, wait_healthy};
 
 /// The engine's `main`, built by this package (see `Cargo.toml`).
 const ENGINE: &str = env!("CARGO_BIN_EXE_sync-engine-e2e");
@@ -21,7 +21,7 @@ fn free_port() -> u16 {
 
 /// Starts `sync-engine run` on a config file, logging to `log`, and waits until `url` answers.
 async fn start_engine(config: &Path, log: &Path, url: &str) -> Child {
-    let child = spawn_engine(config, log);
+    let child = spawn_engine(ENGINE, config, log, "info");
     wait_healthy(url, Duration::from_secs(30)).await;
     child
 }
@@ -30,22 +30,6 @@ async fn start_engine(config: &Path, log: &Path, url: &str) -> Child {
 fn kill(mut engine: Child) {
     engine.kill().unwrap();
     engine.wait().unwrap();
-}
-
-fn spawn_engine(config: &Path, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(ENGINE)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("the engine starts")
 }
 
 fn write_config(dir: &Path, port: u16, state_api: &str) -> PathBuf {
@@ -160,7 +144,7 @@ async fn sigterm_stops_the_engine_cleanly_and_pending_work_resumes_on_restart() 
     assert!(text.contains("sync engine stopped"), "{text}");
 
     state_api.set_default_status(200);
-    let engine = spawn_engine(&config, &log);
+    let engine = spawn_engine(ENGINE, &config, &log, "info");
     let id = answer["id"].as_str().unwrap();
     state_api
         .wait_until(Duration::from_secs(30), |received| {

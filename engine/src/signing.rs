@@ -20,6 +20,18 @@ pub fn parse_secret(secret: &str) -> Result<Webhook, String> {
     Webhook::new(secret).map_err(|e| format!("not a Standard Webhooks secret: {e}"))
 }
 
+/// The keys of some secrets; `None` when there are none.
+fn keys<S: AsRef<str>>(secrets: &[S]) -> Result<Option<Vec<Webhook>>, String> {
+    if secrets.is_empty() {
+        return Ok(None);
+    }
+    secrets
+        .iter()
+        .map(|s| parse_secret(s.as_ref()))
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
 /// Signs outbound requests with every configured secret.
 pub struct Signer {
     keys: Vec<Webhook>,
@@ -28,14 +40,7 @@ pub struct Signer {
 impl Signer {
     /// A signer for these secrets; `None` when there are none.
     pub fn new<S: AsRef<str>>(secrets: &[S]) -> Result<Option<Signer>, String> {
-        if secrets.is_empty() {
-            return Ok(None);
-        }
-        let keys = secrets
-            .iter()
-            .map(|s| parse_secret(s.as_ref()))
-            .collect::<Result<_, _>>()?;
-        Ok(Some(Signer { keys }))
+        Ok(keys(secrets)?.map(|keys| Signer { keys }))
     }
 
     /// The `webhook-signature` value for a message: one `v1,...` per secret.
@@ -58,14 +63,7 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier for these secrets; `None` when there are none.
     pub fn new<S: AsRef<str>>(secrets: &[S]) -> Result<Option<Verifier>, String> {
-        if secrets.is_empty() {
-            return Ok(None);
-        }
-        let keys = secrets
-            .iter()
-            .map(|s| parse_secret(s.as_ref()))
-            .collect::<Result<_, _>>()?;
-        Ok(Some(Verifier { keys }))
+        Ok(keys(secrets)?.map(|keys| Verifier { keys }))
     }
 
     /// Whether the request's `webhook-id`, `webhook-timestamp` (within five minutes of now) and

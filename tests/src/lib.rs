@@ -436,6 +436,24 @@ impl TestEngine {
     }
 }
 
+/// Starts `binary run --config <config>` (the engine's command, built by this package), its
+/// stderr appended to `log`, at the log level `level`.
+pub fn spawn_engine(binary: &str, config: &Path, log: &Path, level: &str) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("the log file opens");
+    std::process::Command::new(binary)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", level)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the engine starts")
+}
+
 /// Opens the store in `dir` (the engine must be stopped).
 pub fn open_store(dir: &Path) -> Store {
     Store::open(&dir.join("data")).expect("the store opens")
