@@ -270,19 +270,32 @@ async fn broken_versions_are_refused_with_every_reason_and_the_active_one_keeps_
 }
 
 #[tokio::test]
-async fn rollback_restart_deletion_and_the_watched_directory() {
+async fn the_watched_directory_rollback_activation_restart_and_deletion() {
     let receiver = Receiver::start().await;
     let watched = tempfile::tempdir().unwrap();
     let extra = format!("pluginDir: {}\n", watched.path().display());
     let yaml = config(&receiver.url("/rates"), &extra);
     let engine = TestEngine::start(&yaml).await;
     let (one, two) = (hash(&component("swap-one")), hash(&component("swap-two")));
+    assert_eq!(active(&engine).await, one);
 
-    let (status, answer) = upload_raw(&engine, component("swap-two")).await;
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["plugin"]["replaced"], one.as_str());
+    // A new version dropped into the watched directory becomes the active one.
+    std::fs::copy(
+        component_path("swap-two"),
+        watched.path().join("rates.wasm"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    while active(&engine).await != two {
+        assert!(
+            started.elapsed() < WAIT,
+            "the watched file was not activated"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(version_serving(&engine, &receiver, 2030).await, "two");
 
+    // Roll back, then forward again by hash, then back.
     let (status, answer) = admin_call(
         &engine,
         ADMIN,
@@ -293,17 +306,27 @@ async fn rollback_restart_deletion_and_the_watched_directory() {
     .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["plugin"]["hash"], one.as_str());
+    assert_eq!(answer["plugin"]["replaced"], two.as_str());
     assert_eq!(version_serving(&engine, &receiver, 2031).await, "one");
-
+    let activate = Some(json!({"hash": two}));
     let (status, answer) = admin_call(
         &engine,
         ADMIN,
         "POST",
         "/admin/plugins/rates/activate",
-        Some(json!({"hash": two})),
+        activate,
     )
     .await;
     assert_eq!(status, 200, "{answer}");
+    let (status, _) = admin_call(
+        &engine,
+        ADMIN,
+        "POST",
+        "/admin/plugins/rates/rollback",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
     let (_, shown) = admin_call(&engine, ADMIN, "GET", "/admin/plugins/rates", None).await;
     let reasons: Vec<&str> = shown["activations"]
         .as_array()
@@ -311,51 +334,86 @@ async fn rollback_restart_deletion_and_the_watched_directory() {
         .iter()
         .map(|a| a["reason"].as_str().unwrap())
         .collect();
-    assert_eq!(reasons, ["config", "upload", "rollback", "activate"]);
+    assert_eq!(
+        reasons,
+        ["config", "watch", "rollback", "activate", "rollback"]
+    );
     assert_eq!(shown["versions"].as_array().unwrap().len(), 2);
     assert!(
-        shown["activations"][1]["activated_by"]
+        shown["activations"][3]["activated_by"]
             .as_str()
             .unwrap()
             .starts_with("admin:")
     );
 
-    // A restart keeps version two, although the configuration's file is version one.
+    // A restart keeps version one: neither the watched file (two) nor the configuration's
+    // file undoes the rollback.
     let dir = engine.stop().await;
     let engine = TestEngine::start_in(&yaml, dir).await;
-    assert_eq!(active(&engine).await, two);
-    assert_eq!(version_serving(&engine, &receiver, 2032).await, "two");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(active(&engine).await, one);
+    assert_eq!(version_serving(&engine, &receiver, 2032).await, "one");
+    let (_, shown) = admin_call(&engine, ADMIN, "GET", "/admin/plugins/rates", None).await;
+    assert_eq!(
+        shown["activations"].as_array().unwrap().len(),
+        5,
+        "no activation at restart"
+    );
 
     // The active version cannot be deleted; another can.
-    let path = format!("/admin/plugins/rates/versions/{two}");
+    let path = format!("/admin/plugins/rates/versions/{one}");
     let (status, answer) = admin_call(&engine, ADMIN, "DELETE", &path, None).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
         (409, Some("active-version"))
     );
-
-    // A new file in the watched directory becomes the active version.
-    std::fs::copy(
-        component_path("swap-one"),
-        watched.path().join("rates.wasm"),
-    )
-    .unwrap();
-    let started = Instant::now();
-    while active(&engine).await != one {
-        assert!(
-            started.elapsed() < WAIT,
-            "the watched file was not activated"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(version_serving(&engine, &receiver, 2033).await, "one");
+    let path = format!("/admin/plugins/rates/versions/{two}");
     let (status, _) = admin_call(&engine, ADMIN, "DELETE", &path, None).await;
     assert_eq!(status, 200);
     let (_, shown) = admin_call(&engine, ADMIN, "GET", "/admin/plugins/rates", None).await;
     assert_eq!(shown["versions"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        shown["activations"].as_array().unwrap().last().unwrap()["reason"],
-        "watch"
-    );
+    // With the only other version deleted, there is nothing to roll back to.
+    let (status, answer) = admin_call(
+        &engine,
+        ADMIN,
+        "POST",
+        "/admin/plugins/rates/rollback",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{answer}");
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn a_rollback_is_checked_against_the_old_versions_own_fixtures_only() {
+    let receiver = Receiver::start().await;
+    let engine = TestEngine::start(&config(&receiver.url("/rates"), "")).await;
+    // Version two comes with fixtures that version one would fail.
+    let expects_two = json!([{
+        "event": {"type": "tax.rate.updated", "payload": {"rate": 2, "year": 2025}},
+        "expect": {"payload": {"version": "two", "rate": 2, "year": 2025}}
+    }]);
+    let (status, answer) = upload(&engine, component("swap-two"), Some(expects_two)).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = admin_call(
+        &engine,
+        ADMIN,
+        "POST",
+        "/admin/plugins/rates/rollback",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "the emergency lever works: {answer}");
+    assert_eq!(version_serving(&engine, &receiver, 2040).await, "one");
+    // Version one did not take version two's fixtures as its own.
+    let (_, shown) = admin_call(&engine, ADMIN, "GET", "/admin/plugins/rates", None).await;
+    let with_fixtures: Vec<bool> = shown["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["fixtures"].as_bool().unwrap())
+        .collect();
+    assert_eq!(with_fixtures, [false, true]);
     engine.stop().await;
 }

@@ -461,11 +461,8 @@ async fn delete_version(
     admin.authorize(&headers)?;
     let Path((name, hash)) = path.map_err(|e| bad_request(&e))?;
     admin
-        .store
-        .plugin_write(crate::store::PluginWrite::Delete {
-            name: name.clone(),
-            hash: hash.clone(),
-        })
+        .registry
+        .delete(&name, &hash)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "active-version", m),

@@ -10,8 +10,10 @@
 
 use crate::config::Config;
 use crate::fixtures::Fixtures;
-use crate::sandbox::{Limits, Plugin, PluginConfig, Sandbox};
-use crate::store::{Activation, PluginVersion, PluginVersionInfo, PluginWrite, Store, now_ms};
+use crate::sandbox::{Limits, Plugin, PluginConfig, Sandbox, World};
+use crate::store::{
+    Activation, ActivationRecord, PluginVersion, PluginVersionInfo, PluginWrite, Store, now_ms,
+};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -121,15 +123,35 @@ impl Registry {
         self.settings.keys().map(String::as_str)
     }
 
-    /// Brings back the active versions the store holds. A plugin whose configured file is a
-    /// version the store has never seen gets it as a new version (with the fixtures file the
-    /// configuration names, which it must pass); otherwise the version last activated stays.
+    /// Brings back the active versions the store holds (when one keeps the world the
+    /// configuration's routes were built for), then takes the configuration's file as a new
+    /// version when the store has never seen it: checked like an upload, with the fixtures
+    /// file the configuration names. When that check fails, the stored version keeps serving
+    /// (with an error logged); with no stored version, the engine does not start.
     pub async fn bootstrap(
-        &self,
+        self: &Arc<Self>,
         config: &Config,
         from_config: &BTreeMap<String, Plugin>,
     ) -> anyhow::Result<()> {
-        for (name, plugin) in from_config {
+        for (name, configured) in from_config {
+            if let Some(stored) = self.stored_active(name).await? {
+                if stored.world() == configured.world() {
+                    if stored.hash() != configured.hash() {
+                        tracing::info!(plugin = %name, version = %stored.version_tag(), "the active version comes from the store, not the configuration's file");
+                    }
+                    self.install(name, &stored);
+                } else {
+                    tracing::warn!(plugin = %name, "the stored active version implements the {} world, but the routes use the configuration's {}; the configuration's file is used", stored.world(), configured.world());
+                }
+            }
+            let known = self
+                .store
+                .plugin_version(name, configured.hash())
+                .await?
+                .is_some();
+            if known && self.get(name).is_some() {
+                continue;
+            }
             let fixtures = match &config.plugins[name].fixtures {
                 Some(path) => Some(std::fs::read_to_string(&path.0).map_err(|e| {
                     anyhow::anyhow!(
@@ -139,44 +161,167 @@ impl Registry {
                 })?),
                 None => None,
             };
-            let known = self.store.plugin_version(name, plugin.hash()).await?;
-            let active = self.store.active_plugin(name).await?;
-            match (known, active) {
-                (None, _) | (Some(_), None) => {
-                    let bytes = std::fs::read(&config.plugins[name].path.0)?;
-                    self.submit(name, bytes, fixtures, "config", "config")
-                        .await
-                        .map_err(|refused| anyhow::anyhow!("plugins.{name}: {refused}"))?;
-                }
-                (Some(_), Some(hash)) if hash == plugin.hash() => self.install(name, plugin),
-                (Some(_), Some(hash)) => {
-                    let version = self.store.plugin_version(name, &hash).await?.ok_or_else(|| {
-                        anyhow::anyhow!("plugins.{name}: the active version {hash} is missing from the store")
-                    })?;
-                    let sandbox = self.sandbox.clone();
-                    let loaded = tokio::task::spawn_blocking(move || {
-                        sandbox.load(&version.name, &version.component)
-                    })
-                    .await??;
-                    tracing::info!(plugin = %name, version = %loaded.version_tag(), "the active version from the store, not the configuration's file");
-                    self.install(name, &loaded);
-                }
+            let bytes = std::fs::read(&config.plugins[name].path.0)?;
+            match self.submit(name, bytes, fixtures, "config", "config").await {
+                Ok(_) => {}
+                Err(refused) if self.get(name).is_some() => tracing::error!(
+                    plugin = %name,
+                    reason = %refused,
+                    "the configuration's new version was refused; the stored active version keeps serving"
+                ),
+                Err(refused) => anyhow::bail!("plugins.{name}: {refused}"),
             }
         }
         Ok(())
     }
 
+    /// The store's active version of a plugin, compiled; `None` when there is none (or it is
+    /// missing, which is logged).
+    async fn stored_active(&self, name: &str) -> anyhow::Result<Option<Plugin>> {
+        let Some(hash) = self.store.active_plugin(name).await? else {
+            return Ok(None);
+        };
+        let Some(version) = self.store.plugin_version(name, &hash).await? else {
+            tracing::error!(plugin = %name, %hash, "the active version is missing from the store");
+            return Ok(None);
+        };
+        let sandbox = self.sandbox.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || sandbox.load(&version.name, &version.component))
+                .await??;
+        Ok(Some(loaded))
+    }
+
+    /// Whether the store holds this version of a plugin.
+    pub async fn knows(&self, name: &str, hash: &str) -> bool {
+        matches!(self.store.plugin_version(name, hash).await, Ok(Some(_)))
+    }
+
     /// Checks a new version of a plugin and, when it passes, keeps it and makes it active.
-    /// `fixtures` are JSON (see [`crate::fixtures`]); without them the active version's apply.
+    /// `fixtures` (JSON, see [`crate::fixtures`]) are the version's own; without them it must
+    /// pass the active version's. The work goes on even if the caller stops waiting, so the
+    /// store and the running engine never disagree.
     pub async fn submit(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         component: Vec<u8>,
         fixtures: Option<String>,
         by: &str,
         reason: &str,
     ) -> Result<Swap, Refused> {
-        let _changing = self.changing.lock().await;
+        let (this, name, by, reason) = (
+            self.clone(),
+            name.to_owned(),
+            by.to_owned(),
+            reason.to_owned(),
+        );
+        detached(async move {
+            let _changing = this.changing.lock().await;
+            this.check_and_swap(&name, component, fixtures, true, &by, &reason)
+                .await
+        })
+        .await
+    }
+
+    /// Makes a version the store holds active again, after the checks of an upload against its
+    /// own fixtures (never those of the version it replaces).
+    pub async fn activate(
+        self: &Arc<Self>,
+        name: &str,
+        hash: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<Swap, Refused> {
+        let (this, name, hash, by, reason) = (
+            self.clone(),
+            name.to_owned(),
+            hash.to_owned(),
+            by.to_owned(),
+            reason.to_owned(),
+        );
+        detached(async move {
+            let _changing = this.changing.lock().await;
+            this.activate_stored(&name, &hash, &by, &reason).await
+        })
+        .await
+    }
+
+    /// Makes the version that was active before the current one active again (the most recent
+    /// other version in the activation history that the store still holds). Rolling back twice
+    /// returns to where it started.
+    pub async fn rollback(self: &Arc<Self>, name: &str, by: &str) -> Result<Swap, Refused> {
+        let (this, name, by) = (self.clone(), name.to_owned(), by.to_owned());
+        detached(async move {
+            let _changing = this.changing.lock().await;
+            let current = this
+                .get(&name)
+                .ok_or_else(|| Refused::missing(format!("no plugin is named `{name}`")))?;
+            let history = this
+                .store
+                .plugin_activations(&name)
+                .await
+                .map_err(|e| Refused::one(format!("cannot read the activations: {e}")))?;
+            let mut tried = std::collections::HashSet::new();
+            for activation in history.iter().rev() {
+                let hash = &activation.hash;
+                if hash == current.hash() || !tried.insert(hash.clone()) {
+                    continue;
+                }
+                if this.knows(&name, hash).await {
+                    return this.activate_stored(&name, hash, &by, "rollback").await;
+                }
+            }
+            Err(Refused::missing(format!(
+                "`{name}` has no other version to roll back to"
+            )))
+        })
+        .await
+    }
+
+    /// Deletes a version that is not active.
+    pub async fn delete(
+        self: &Arc<Self>,
+        name: &str,
+        hash: &str,
+    ) -> Result<(), crate::store::StoreError> {
+        let (this, name, hash) = (self.clone(), name.to_owned(), hash.to_owned());
+        detached(async move {
+            let _changing = this.changing.lock().await;
+            this.store
+                .plugin_write(PluginWrite::Delete { name, hash })
+                .await
+        })
+        .await
+    }
+
+    async fn activate_stored(
+        &self,
+        name: &str,
+        hash: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<Swap, Refused> {
+        let version = self
+            .store
+            .plugin_version(name, hash)
+            .await
+            .map_err(|e| Refused::one(format!("cannot read the version: {e}")))?
+            .ok_or_else(|| Refused::missing(format!("`{name}` has no version {hash}")))?;
+        self.check_and_swap(name, version.component, version.fixtures, false, by, reason)
+            .await
+    }
+
+    /// The check, the store's record and the swap, under the `changing` lock. `inherit`: a
+    /// version without fixtures must pass the active version's.
+    async fn check_and_swap(
+        &self,
+        name: &str,
+        component: Vec<u8>,
+        own_fixtures: Option<String>,
+        inherit: bool,
+        by: &str,
+        reason: &str,
+    ) -> Result<Swap, Refused> {
         let started = Instant::now();
         let settings = self.settings.get(name).ok_or_else(|| {
             Refused::missing(format!(
@@ -184,19 +329,17 @@ impl Registry {
             ))
         })?;
         let current = self.get(name);
-        let fixtures = match fixtures {
-            Some(json) => Some(json),
-            None => match &current {
-                Some(current) => self
-                    .store
-                    .plugin_version(name, current.hash())
-                    .await
-                    .map_err(|e| Refused::one(format!("cannot read the active version: {e}")))?
-                    .and_then(|v| v.fixtures),
-                None => None,
-            },
+        let checked_with = match (&own_fixtures, &current) {
+            (Some(own), _) => Some(own.clone()),
+            (None, Some(current)) if inherit => self
+                .store
+                .plugin_version(name, current.hash())
+                .await
+                .map_err(|e| Refused::one(format!("cannot read the active version: {e}")))?
+                .and_then(|v| v.fixtures),
+            (None, _) => None,
         };
-        let parsed = fixtures
+        let parsed = checked_with
             .as_deref()
             .map(Fixtures::parse)
             .transpose()
@@ -204,7 +347,7 @@ impl Registry {
         let sandbox = self.sandbox.clone();
         let (plugin_name, settings) = (name.to_owned(), settings.clone());
         let current_world = current.as_ref().map(Plugin::world);
-        let checked = tokio::task::spawn_blocking(move || {
+        let (plugin, component, passed) = tokio::task::spawn_blocking(move || {
             let plugin = sandbox
                 .load(&plugin_name, &component)
                 .map_err(|e| Refused::one(e.to_string()))?;
@@ -218,6 +361,11 @@ impl Registry {
                 )));
             }
             let passed = match &parsed {
+                Some(_) if plugin.world() == World::Resolver => {
+                    return Err(Refused::one(
+                        "fixtures test transformers and handlers; a resolver cannot be given any",
+                    ));
+                }
                 Some(fixtures) => {
                     let failures = fixtures.check(&plugin, &settings.config, &settings.limits);
                     if !failures.is_empty() {
@@ -234,35 +382,30 @@ impl Registry {
         })
         .await
         .map_err(|e| Refused::one(format!("the check failed: {e}")))??;
-        let (plugin, component, passed) = checked;
         let replaced = current.as_ref().map(|c| c.hash().to_owned());
         let unchanged = replaced.as_deref() == Some(plugin.hash());
         let now = now_ms();
-        let put = self.store.plugin_write(PluginWrite::Put(PluginVersion {
-            name: name.to_owned(),
-            hash: plugin.hash().to_owned(),
-            world: plugin.world().to_string(),
-            component,
-            fixtures,
-            uploaded_at: now,
-            uploaded_by: by.to_owned(),
-        }));
-        let activated = (!unchanged).then(|| {
-            self.store.plugin_write(PluginWrite::Activate {
-                name: name.to_owned(),
-                hash: plugin.hash().to_owned(),
-                at: now,
-                by: by.to_owned(),
-                reason: reason.to_owned(),
+        // The version and its activation are one write: the store never names an active
+        // version it does not hold.
+        self.store
+            .plugin_write(PluginWrite::Add {
+                version: PluginVersion {
+                    name: name.to_owned(),
+                    hash: plugin.hash().to_owned(),
+                    world: plugin.world().to_string(),
+                    component,
+                    fixtures: own_fixtures,
+                    uploaded_at: now,
+                    uploaded_by: by.to_owned(),
+                },
+                activate: (!unchanged).then(|| ActivationRecord {
+                    at: now,
+                    by: by.to_owned(),
+                    reason: reason.to_owned(),
+                }),
             })
-        });
-        put.await
+            .await
             .map_err(|e| Refused::one(format!("cannot store the version: {e}")))?;
-        if let Some(activated) = activated {
-            activated
-                .await
-                .map_err(|e| Refused::one(format!("cannot record the activation: {e}")))?;
-        }
         let swap = Swap {
             name: name.to_owned(),
             hash: plugin.hash().to_owned(),
@@ -288,46 +431,6 @@ impl Registry {
         Ok(swap)
     }
 
-    /// Makes a version the store already holds active again, after the same checks.
-    pub async fn activate(
-        &self,
-        name: &str,
-        hash: &str,
-        by: &str,
-        reason: &str,
-    ) -> Result<Swap, Refused> {
-        let version = self
-            .store
-            .plugin_version(name, hash)
-            .await
-            .map_err(|e| Refused::one(format!("cannot read the version: {e}")))?
-            .ok_or_else(|| Refused::missing(format!("`{name}` has no version {hash}")))?;
-        self.submit(name, version.component, version.fixtures, by, reason)
-            .await
-    }
-
-    /// Makes the version that was active before the current one active again.
-    pub async fn rollback(&self, name: &str, by: &str) -> Result<Swap, Refused> {
-        let current = self
-            .get(name)
-            .ok_or_else(|| Refused::missing(format!("no plugin is named `{name}`")))?;
-        let history = self
-            .store
-            .plugin_activations(name)
-            .await
-            .map_err(|e| Refused::one(format!("cannot read the activations: {e}")))?;
-        let previous = history
-            .iter()
-            .rev()
-            .map(|a| &a.hash)
-            .find(|hash| hash.as_str() != current.hash())
-            .ok_or_else(|| {
-                Refused::missing(format!("`{name}` has had no other version to roll back to"))
-            })?
-            .clone();
-        self.activate(name, &previous, by, "rollback").await
-    }
-
     /// Every version of a plugin and its activations.
     pub async fn describe(
         &self,
@@ -348,64 +451,126 @@ impl Registry {
     }
 }
 
+/// Runs `work` on its own task and waits for it: if the caller stops waiting (a client
+/// disconnects), the work still finishes, so a swap is never half done.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    match tokio::spawn(work).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// How often the watched plugin directory is read.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Watches a directory: a `<name>.wasm` file there, for a configured plugin `<name>`, becomes a
-/// new version of it when it changes (with `<name>.fixtures.json` beside it, if there is one).
-/// Runs until `shutdown`.
+/// new version of it (with `<name>.fixtures.json` beside it, if there is one) when its content
+/// is a version the store has never seen. A file is taken once it has stopped changing for one
+/// scan (so a half-copied file is not taken); a changed fixtures file counts as a change. Runs
+/// until `shutdown`.
 pub async fn watch(
     registry: Arc<Registry>,
     dir: std::path::PathBuf,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut seen: HashMap<std::path::PathBuf, (std::time::SystemTime, u64)> = HashMap::new();
-    // Files already there at start are versions like any other: check them too.
+    type Stamp = Vec<(std::time::SystemTime, u64)>;
+    // What each file looked like at the last scan, and whether it was handled in that state.
+    let mut seen: HashMap<String, (Stamp, bool)> = HashMap::new();
     loop {
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Some(name) = path
-                    .extension()
-                    .is_some_and(|e| e == "wasm")
-                    .then(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                    .flatten()
-                else {
-                    continue;
-                };
-                let Ok(meta) = entry.metadata() else { continue };
-                let stamp = (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len());
-                if seen.get(&path) == Some(&stamp) {
-                    continue;
-                }
-                seen.insert(path.clone(), stamp);
-                if !registry.settings.contains_key(&name) {
-                    tracing::warn!(file = %path.display(), "a plugin file for no configured plugin; ignored");
-                    continue;
-                }
-                let Ok(bytes) = std::fs::read(&path) else {
-                    continue;
-                };
-                let fixtures =
-                    std::fs::read_to_string(dir.join(format!("{name}.fixtures.json"))).ok();
-                match registry
-                    .submit(&name, bytes, fixtures, "watch", "watch")
-                    .await
-                {
-                    Ok(swap) if swap.unchanged => {}
-                    Ok(_) => {}
-                    Err(refused) => tracing::error!(
-                        file = %path.display(),
-                        plugin = %name,
-                        reason = %refused,
-                        "a new version in the watched directory was refused; the active version stays"
-                    ),
-                }
+        let scan = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || scan_plugin_dir(&dir)).await
+        };
+        let files = scan.unwrap_or_default();
+        seen.retain(|name, _| files.contains_key(name));
+        for (name, stamp) in files {
+            let entry = seen.entry(name.clone()).or_insert((Vec::new(), false));
+            if entry.0 != stamp {
+                // Changed since the last scan: wait until it holds still.
+                *entry = (stamp, false);
+                continue;
             }
+            if entry.1 {
+                continue;
+            }
+            entry.1 = true;
+            take_plugin_file(&registry, &dir, &name).await;
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(WATCH_INTERVAL) => {}
         }
+    }
+}
+
+/// Every `<name>.wasm` in `dir`, with the modification time and length of it and of its
+/// fixtures file.
+fn scan_plugin_dir(dir: &std::path::Path) -> HashMap<String, Vec<(std::time::SystemTime, u64)>> {
+    let stamp = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(std::time::UNIX_EPOCH), m.len()))
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "wasm") {
+                return None;
+            }
+            let name = path.file_stem()?.to_string_lossy().into_owned();
+            let fixtures = dir.join(format!("{name}.fixtures.json"));
+            Some((
+                name,
+                [stamp(&path), stamp(&fixtures)]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            ))
+        })
+        .collect()
+}
+
+async fn take_plugin_file(registry: &Arc<Registry>, dir: &std::path::Path, name: &str) {
+    let path = dir.join(format!("{name}.wasm"));
+    if !registry.settings.contains_key(name) {
+        tracing::warn!(file = %path.display(), "a plugin file for no configured plugin; ignored");
+        return;
+    }
+    let read = {
+        let (path, fixtures) = (path.clone(), dir.join(format!("{name}.fixtures.json")));
+        tokio::task::spawn_blocking(move || {
+            (std::fs::read(path), std::fs::read_to_string(fixtures).ok())
+        })
+        .await
+    };
+    let Ok((Ok(bytes), fixtures)) = read else {
+        tracing::warn!(file = %path.display(), "cannot read a plugin file; it is tried again when it changes");
+        return;
+    };
+    use sha2::Digest;
+    if registry
+        .knows(name, &hex::encode(sha2::Sha256::digest(&bytes)))
+        .await
+    {
+        // Already a version the store holds: an activation or a rollback decides about it,
+        // not the file's presence (so a restart does not undo them).
+        return;
+    }
+    if let Err(refused) = registry
+        .submit(name, bytes, fixtures, "watch", "watch")
+        .await
+    {
+        tracing::error!(
+            file = %path.display(),
+            plugin = %name,
+            reason = %refused,
+            "a new version in the watched directory was refused; the active version stays"
+        );
     }
 }

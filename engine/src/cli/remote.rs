@@ -330,16 +330,21 @@ pub(super) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
             (remote, answer)
         }
         PluginRemote::Activate { name, hash, remote } => {
-            let answer = remote.client()?.post(
-                &format!("/admin/plugins/{name}/activate"),
-                &json!({ "hash": hash }),
-            )?;
+            let client = remote.client()?;
+            let request = client
+                .request(Method::POST, &format!("/admin/plugins/{name}/activate"))
+                .timeout(Duration::from_secs(300))
+                .json(&json!({ "hash": hash }));
+            let answer = client.call(request)?;
             (remote, answer)
         }
         PluginRemote::Rollback { name, remote } => {
-            let answer = remote
-                .client()?
-                .post(&format!("/admin/plugins/{name}/rollback"), &json!({}))?;
+            let client = remote.client()?;
+            let request = client
+                .request(Method::POST, &format!("/admin/plugins/{name}/rollback"))
+                .timeout(Duration::from_secs(300))
+                .json(&json!({}));
+            let answer = client.call(request)?;
             (remote, answer)
         }
         PluginRemote::Delete { name, hash, remote } => {

@@ -11,7 +11,7 @@ mod plugins;
 mod records;
 mod writer;
 
-pub use plugins::{Activation, PluginVersion, PluginVersionInfo, PluginWrite};
+pub use plugins::{Activation, ActivationRecord, PluginVersion, PluginVersionInfo, PluginWrite};
 pub use records::{
     Accepted, AttemptRecord, AttemptRow, Backlog, CORE_TARGET, DeadLetterFilter, DeadLetterKind,
     DeadLetterRow, EntityState, EventHistory, NewEvent, Next, OutboxAction, OutboxKind, OutboxRow,

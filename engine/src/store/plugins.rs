@@ -54,23 +54,36 @@ pub struct Activation {
     pub reason: String,
 }
 
+/// Who made a version active, when, and why.
+#[derive(Debug, Clone)]
+pub struct ActivationRecord {
+    /// When (Unix ms).
+    pub at: i64,
+    /// By whom.
+    pub by: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// A write about plugins.
 #[derive(Debug, Clone)]
 pub enum PluginWrite {
-    /// Keeps a version (a version already kept is left as it is).
-    Put(PluginVersion),
-    /// Makes a version the active one.
+    /// Keeps a version (one already kept keeps its metadata; it gains fixtures if it had none),
+    /// and, in the same transaction, makes it active when `activate` says so.
+    Add {
+        /// The version.
+        version: PluginVersion,
+        /// The activation, if it is to be made active.
+        activate: Option<ActivationRecord>,
+    },
+    /// Makes a version the store holds the active one; an error when it holds no such version.
     Activate {
         /// The plugin.
         name: String,
         /// The version.
         hash: String,
-        /// When (Unix ms).
-        at: i64,
-        /// By whom.
-        by: String,
-        /// Why.
-        reason: String,
+        /// Who, when, why.
+        record: ActivationRecord,
     },
     /// Deletes a version that is not active.
     Delete {
@@ -83,13 +96,16 @@ pub enum PluginWrite {
 
 pub(super) fn write(conn: &Connection, w: &PluginWrite) -> Result<(), StoreError> {
     match w {
-        PluginWrite::Put(v) => {
+        PluginWrite::Add {
+            version: v,
+            activate,
+        } => {
             conn.prepare_cached(
                 "INSERT INTO plugin_versions (name, hash, world, size, component, fixtures,
                      uploaded_at, uploaded_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (name, hash) DO UPDATE SET
-                     fixtures = COALESCE(excluded.fixtures, plugin_versions.fixtures)",
+                     fixtures = COALESCE(plugin_versions.fixtures, excluded.fixtures)",
             )?
             .execute(params![
                 v.name,
@@ -101,20 +117,11 @@ pub(super) fn write(conn: &Connection, w: &PluginWrite) -> Result<(), StoreError
                 v.uploaded_at,
                 v.uploaded_by,
             ])?;
+            if let Some(a) = activate {
+                activate_version(conn, &v.name, &v.hash, a)?;
+            }
         }
-        PluginWrite::Activate {
-            name,
-            hash,
-            at,
-            by,
-            reason,
-        } => {
-            conn.prepare_cached(
-                "INSERT INTO plugin_activations (name, hash, activated_at, activated_by, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![name, hash, at, by, reason])?;
-        }
+        PluginWrite::Activate { name, hash, record } => activate_version(conn, name, hash, record)?,
         PluginWrite::Delete { name, hash } => {
             if active(conn, name)?.as_deref() == Some(hash.as_str()) {
                 return Err(StoreError::Conflict(format!(
@@ -130,6 +137,28 @@ pub(super) fn write(conn: &Connection, w: &PluginWrite) -> Result<(), StoreError
                 )));
             }
         }
+    }
+    Ok(())
+}
+
+/// Records an activation of a version the store holds.
+fn activate_version(
+    conn: &Connection,
+    name: &str,
+    hash: &str,
+    a: &ActivationRecord,
+) -> Result<(), StoreError> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO plugin_activations (name, hash, activated_at, activated_by, reason)
+             SELECT ?1, ?2, ?3, ?4, ?5
+             WHERE EXISTS (SELECT 1 FROM plugin_versions WHERE name = ?1 AND hash = ?2)",
+        )?
+        .execute(params![name, hash, a.at, a.by, a.reason])?;
+    if inserted == 0 {
+        return Err(StoreError::NotFound(format!(
+            "`{name}` has no version {hash} to activate"
+        )));
     }
     Ok(())
 }
