@@ -25,7 +25,7 @@ mod run;
 
 pub use error::{GuestErrorKind, LoadError, RunError};
 pub use plugin::{Plugin, World};
-pub use run::{Entity, Output, PluginConfig, Resolution};
+pub use run::{Entity, Output, PluginConfig, Resolution, Reused};
 
 use std::sync::Arc;
 use std::time::Duration;

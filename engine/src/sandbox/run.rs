@@ -361,6 +361,101 @@ impl Plugin {
     }
 }
 
+/// One instance kept for many events, for measuring what a fresh instance per event costs
+/// against reusing one (the benchmarks). The engine itself never reuses an instance: state left
+/// by one event would be seen by the next.
+pub struct Reused {
+    store: Store<RunState>,
+    instance: ReusedInstance,
+    limits: Limits,
+    deadline_ticks: u64,
+}
+
+enum ReusedInstance {
+    Transformer(super::bindings::transformer::Transformer),
+    Handler(super::bindings::handler::Handler),
+}
+
+impl Plugin {
+    /// Instantiates the plugin once, to run many events on the same instance (see [`Reused`]).
+    pub fn reused(&self, config: &PluginConfig, limits: &Limits) -> Result<Reused, RunError> {
+        let inner: &Inner = &self.inner;
+        let (mut store, _output) = new_store(
+            &inner.shared,
+            &inner.name,
+            &inner.version,
+            "reused",
+            config,
+            limits,
+        );
+        let instance = match &inner.pre {
+            Pre::Transformer(pre) => pre.instantiate(&mut store).map(ReusedInstance::Transformer),
+            Pre::Handler(pre) => pre.instantiate(&mut store).map(ReusedInstance::Handler),
+            Pre::Resolver(_) => return Err(self.wrong_world("run on events")),
+        }
+        .map_err(|e| RunError::Instantiate {
+            reason: format!("{e:#}"),
+            capacity: false,
+        })?;
+        let tick = inner.shared.config.epoch_tick.as_nanos().max(1);
+        let deadline_ticks =
+            u64::try_from(limits.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX);
+        Ok(Reused {
+            store,
+            instance,
+            limits: *limits,
+            deadline_ticks: deadline_ticks.saturating_add(1),
+        })
+    }
+}
+
+impl Plugin {
+    /// Makes a fresh store and instance as [`Plugin::run`] does and drops them without calling
+    /// the plugin, or only the store when `instantiate` is false: the parts of a fresh run that
+    /// come before the plugin's own code, for the benchmarks' breakdown.
+    pub fn prepare_only(
+        &self,
+        config: &PluginConfig,
+        limits: &Limits,
+        instantiate: bool,
+    ) -> Result<(), RunError> {
+        self.invoke("prepare-only", config, limits, |store, pre| {
+            if instantiate {
+                match pre {
+                    Pre::Transformer(pre) => pre.instantiate(store).map(|_| ()),
+                    Pre::Handler(pre) => pre.instantiate(store).map(|_| ()),
+                    Pre::Resolver(pre) => pre.instantiate(store).map(|_| ()),
+                }
+                .map_err(instantiating)?;
+            }
+            Ok(Ok(()))
+        })
+    }
+}
+
+impl Reused {
+    /// Runs one event on the kept instance.
+    pub fn run(&mut self, event: &Event) -> Result<Output, RunError> {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let input = to_wit_event(event);
+        let raw = match &self.instance {
+            ReusedInstance::Transformer(t) => t
+                .hms_sync_transform()
+                .call_transform(&mut self.store, &input)
+                .map(|r| r.map(Raw::Payload)),
+            ReusedInstance::Handler(h) => h
+                .hms_sync_handle()
+                .call_handle(&mut self.store, &input)
+                .map(|r| r.map(Raw::Actions)),
+        }
+        .map_err(|e| RunError::Trap {
+            reason: format!("{e:#}"),
+        })?
+        .map_err(guest_error)?;
+        checked_output(raw, self.limits.output)
+    }
+}
+
 fn instantiating(e: wasmtime::Error) -> Failure {
     (Stage::Instantiate, e)
 }

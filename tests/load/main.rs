@@ -1,0 +1,467 @@
+//! `sync-engine-load`: the end-to-end load generator.
+//!
+//! It posts HMS events to a running engine (`POST {engine}/events/{type}`) and is at the same time
+//! the sink the engine delivers to, so one process sees both ends: how many events were accepted
+//! and how fast, how many were delivered and how long after they were sent. Each payload carries
+//! its send time in the `rate` field (microseconds since the run started), which the seed's
+//! outbound transformer passes through as `newRates` (and an echoing handler as `rate`), so the
+//! sink can time every delivery.
+//!
+//! Two ways to load: `--rate N` sends N events a second on a fixed schedule whatever the engine
+//! does (latency is measured from when each request was due, so a stalled engine shows in the
+//! percentiles); `--rate 0` keeps `--connections` requests in flight back to back, to find the
+//! most the engine sustains. After the sending phase it waits for every accepted event to be
+//! delivered (up to `--drain`), then prints one report, and with `--row` one Markdown table row.
+//!
+//! `scripts/bench-e2e` runs the engine and this tool through the documented scenarios.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// Posts HMS events to a running engine and receives its deliveries.
+#[derive(Parser, Debug)]
+#[command(name = "sync-engine-load", version)]
+struct Args {
+    /// The engine's listener.
+    #[arg(long, default_value = "http://127.0.0.1:6000")]
+    engine: String,
+    /// The address this tool receives deliveries on; point the engine's destinations here.
+    #[arg(long, default_value = "127.0.0.1:6200")]
+    sink: String,
+    /// Events a second, on a fixed schedule; 0 sends back to back on `--connections`.
+    #[arg(long, default_value_t = 0)]
+    rate: u32,
+    /// Requests in flight at once when `--rate` is 0; the most in flight otherwise.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// How long to send for.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// How long to wait after sending for the deliveries to arrive.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    drain: Duration,
+    /// Payload size in bytes (at least the ~40 bytes of `{"rate", "year"}`; padded with a
+    /// `note` field the outbound transformer drops).
+    #[arg(long, default_value_t = 100)]
+    payload_size: usize,
+    /// Event types to spread the events over, round robin (one route each).
+    #[arg(long = "event-type", default_value = "tax.rate.updated")]
+    event_types: Vec<String>,
+    /// How long the sink takes to answer each delivery (a slow destination).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    sink_delay: Duration,
+    /// The engine's process id, to report its peak resident memory.
+    #[arg(long)]
+    engine_pid: Option<u32>,
+    /// The bus token, when the engine requires one.
+    #[arg(long, env = "SYNC_ENGINE_BUS_TOKEN")]
+    token: Option<String>,
+    /// A label for this run in the report.
+    #[arg(long, default_value = "run")]
+    label: String,
+    /// Also print the report as one row of the Markdown table in `README.md`.
+    #[arg(long)]
+    row: bool,
+}
+
+/// What the sink saw.
+struct Sink {
+    started: Instant,
+    delay: Duration,
+    delivered: AtomicU64,
+    duplicates: AtomicU64,
+    keys: Mutex<HashSet<String>>,
+    latency: Mutex<Histogram<u64>>,
+    last_delivery_us: AtomicU64,
+}
+
+/// What the senders saw.
+struct Sent {
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    failed: AtomicU64,
+    latency: Mutex<Histogram<u64>>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        !args.event_types.is_empty(),
+        "give at least one --event-type"
+    );
+    anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
+    let started = Instant::now();
+    let sink = Arc::new(Sink {
+        started,
+        delay: args.sink_delay,
+        delivered: AtomicU64::new(0),
+        duplicates: AtomicU64::new(0),
+        keys: Mutex::new(HashSet::new()),
+        latency: Mutex::new(histogram()),
+        last_delivery_us: AtomicU64::new(0),
+    });
+    let listener = TcpListener::bind(&args.sink)
+        .await
+        .with_context(|| format!("cannot listen on {} for deliveries", args.sink))?;
+    let app = Router::new().fallback(receive).with_state(sink.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    wait_ready(&client, &args.engine).await?;
+
+    let sent = Arc::new(Sent {
+        accepted: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        latency: Mutex::new(histogram()),
+    });
+    let shared = Arc::new(Load {
+        client,
+        urls: args
+            .event_types
+            .iter()
+            .map(|t| format!("{}/events/{t}", args.engine.trim_end_matches('/')))
+            .collect(),
+        token: args.token.clone(),
+        padding: args.payload_size.saturating_sub(40),
+        started,
+        sent: sent.clone(),
+    });
+
+    let send_start = Instant::now();
+    if args.rate == 0 {
+        closed_loop(&shared, args.connections, args.duration).await;
+    } else {
+        open_loop(&shared, args.rate, args.connections, args.duration).await;
+    }
+    let send_time = send_start.elapsed();
+
+    let accepted = sent.accepted.load(Ordering::Relaxed);
+    let drain_deadline = Instant::now() + args.drain;
+    while sink.delivered.load(Ordering::Relaxed) < accepted && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delivered = sink.delivered.load(Ordering::Relaxed);
+    let last_delivery = Duration::from_micros(sink.last_delivery_us.load(Ordering::Relaxed));
+    let delivery_time = last_delivery.saturating_sub(send_start - started);
+
+    let report = Report {
+        label: args.label.clone(),
+        rate: args.rate,
+        payload_size: args.payload_size,
+        seconds: send_time.as_secs_f64(),
+        accepted,
+        refused: sent.refused.load(Ordering::Relaxed),
+        failed: sent.failed.load(Ordering::Relaxed),
+        accepted_per_s: per_second(accepted, send_time),
+        delivered,
+        duplicates: sink.duplicates.load(Ordering::Relaxed),
+        delivered_per_s: per_second(delivered, delivery_time.max(send_time)),
+        accept: Percentiles::of(&lock(&sent.latency)),
+        delivery: Percentiles::of(&lock(&sink.latency)),
+        engine_peak_rss_mib: args.engine_pid.and_then(peak_rss_mib),
+    };
+    report.print();
+    if args.row {
+        println!("{}", report.row());
+    }
+    anyhow::ensure!(
+        delivered >= accepted,
+        "{} accepted events were not delivered within {:?}",
+        accepted - delivered,
+        args.drain
+    );
+    Ok(())
+}
+
+/// What every sending task shares.
+struct Load {
+    client: reqwest::Client,
+    urls: Vec<String>,
+    token: Option<String>,
+    padding: usize,
+    started: Instant,
+    sent: Arc<Sent>,
+}
+
+impl Load {
+    /// Sends event number `n`, due at `due`, and records the outcome.
+    async fn send(&self, n: u64, due: Instant) {
+        let url = &self.urls[usize::try_from(n).unwrap_or(0) % self.urls.len()];
+        let sent_us = due.duration_since(self.started).as_micros();
+        let body = format!(
+            r#"{{"rate":{sent_us},"year":2025,"note":"{}"}}"#,
+            "x".repeat(self.padding)
+        );
+        let mut request = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
+            Ok(response) if response.status() == StatusCode::ACCEPTED => {
+                // Read the body so the connection goes back to the pool.
+                let _ = response.bytes().await;
+                self.sent.accepted.fetch_add(1, Ordering::Relaxed);
+                record(&self.sent.latency, due.elapsed());
+            }
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                if self.sent.refused.fetch_add(1, Ordering::Relaxed) < 5 {
+                    eprintln!("refused with {status}: {text}");
+                }
+            }
+            Err(e) => {
+                if self.sent.failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                    eprintln!("request failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// `connections` tasks, each sending its next event as soon as the last one is answered.
+async fn closed_loop(load: &Arc<Load>, connections: usize, duration: Duration) {
+    let next = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + duration;
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (load, next) = (load.clone(), next.clone());
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    load.send(n, Instant::now()).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Sends `rate` events a second on a fixed schedule, each in its own task, at most
+/// `max_in_flight` at once (a request due when that many are in flight waits, and its wait
+/// counts in its latency).
+async fn open_loop(load: &Arc<Load>, rate: u32, max_in_flight: usize, duration: Duration) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
+    let start = Instant::now();
+    let total = (f64::from(rate) * duration.as_secs_f64()) as u64;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut n = 0;
+    while n < total {
+        ticker.tick().await;
+        let now = Instant::now();
+        // Everything due by now goes out, stamped with when it was due.
+        while n < total {
+            let due = start + interval.mul_f64(n as f64);
+            if due > now {
+                break;
+            }
+            let (load, permits) = (load.clone(), permits.clone());
+            tasks.spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                load.send(n, due).await;
+            });
+            n += 1;
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn receive(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    if !sink.delay.is_zero() {
+        tokio::time::sleep(sink.delay).await;
+    }
+    let now_us = u64::try_from(sink.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if !lock(&sink.keys).insert(key) {
+        sink.duplicates.fetch_add(1, Ordering::Relaxed);
+        return StatusCode::OK;
+    }
+    if let Some(sent_us) = sent_at(&body) {
+        record(
+            &sink.latency,
+            Duration::from_micros(now_us.saturating_sub(sent_us)),
+        );
+    }
+    sink.last_delivery_us.fetch_max(now_us, Ordering::Relaxed);
+    sink.delivered.fetch_add(1, Ordering::Relaxed);
+    StatusCode::OK
+}
+
+/// The send time a delivered body carries: `newRates` (the outbound transformer's body) or
+/// `rate` (an echo of the event).
+fn sent_at(body: &[u8]) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value
+        .get("newRates")
+        .or_else(|| value.get("rate"))?
+        .as_u64()
+}
+
+async fn wait_ready(client: &reqwest::Client, engine: &str) -> anyhow::Result<()> {
+    let url = format!("{}/readyz", engine.trim_end_matches('/'));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            _ if Instant::now() > deadline => {
+                anyhow::bail!("the engine at {engine} was not ready within a minute")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    // Microseconds, from 1 µs to 10 minutes, 3 significant figures.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+fn record(histogram: &Mutex<Histogram<u64>>, latency: Duration) {
+    let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    lock(histogram).saturating_record(us.max(1));
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn per_second(count: u64, time: Duration) -> f64 {
+    if time.is_zero() {
+        0.0
+    } else {
+        count as f64 / time.as_secs_f64()
+    }
+}
+
+/// The peak resident memory of a process (`VmHWM`), in MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Latency percentiles, in milliseconds.
+struct Percentiles {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Percentiles {
+    fn of(histogram: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Percentiles {
+            p50: ms(histogram.value_at_quantile(0.50)),
+            p90: ms(histogram.value_at_quantile(0.90)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            max: ms(histogram.max()),
+        }
+    }
+}
+
+struct Report {
+    label: String,
+    rate: u32,
+    payload_size: usize,
+    seconds: f64,
+    accepted: u64,
+    refused: u64,
+    failed: u64,
+    accepted_per_s: f64,
+    delivered: u64,
+    duplicates: u64,
+    delivered_per_s: f64,
+    accept: Percentiles,
+    delivery: Percentiles,
+    engine_peak_rss_mib: Option<f64>,
+}
+
+impl Report {
+    fn print(&self) {
+        let load = if self.rate == 0 {
+            "as fast as answered".to_owned()
+        } else {
+            format!("{} events/s", self.rate)
+        };
+        println!(
+            "{}: {load}, {} B payloads, {:.1} s",
+            self.label, self.payload_size, self.seconds
+        );
+        println!(
+            "  accepted  {:>9} ({:.0}/s), refused {}, failed {}",
+            self.accepted, self.accepted_per_s, self.refused, self.failed
+        );
+        println!(
+            "  delivered {:>9} ({:.0}/s), duplicates {}",
+            self.delivered, self.delivered_per_s, self.duplicates
+        );
+        for (name, p) in [("accept", &self.accept), ("delivery", &self.delivery)] {
+            println!(
+                "  {name:<8} latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+                p.p50, p.p90, p.p99, p.max
+            );
+        }
+        if let Some(rss) = self.engine_peak_rss_mib {
+            println!("  engine peak RSS {rss:.0} MiB");
+        }
+    }
+
+    /// `| label | load | payload | accepted/s | delivered/s | accept p50 | accept p99 |
+    /// delivery p50 | delivery p99 | peak RSS |`, latencies in ms.
+    fn row(&self) -> String {
+        let load = if self.rate == 0 {
+            "max".to_owned()
+        } else {
+            format!("{}/s", self.rate)
+        };
+        let rss = self
+            .engine_peak_rss_mib
+            .map_or_else(|| "–".to_owned(), |m| format!("{m:.0} MiB"));
+        format!(
+            "| {} | {load} | {} B | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {rss} |",
+            self.label,
+            self.payload_size,
+            self.accepted_per_s,
+            self.delivered_per_s,
+            self.accept.p50,
+            self.accept.p99,
+            self.delivery.p50,
+            self.delivery.p99,
+        )
+    }
+}
