@@ -119,6 +119,8 @@ async fn main() -> anyhow::Result<()> {
     let app = Router::new().fallback(receive).with_state(sink.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
+    // reqwest is built without a default TLS provider (the engine picks ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
         .timeout(Duration::from_secs(30))
@@ -323,11 +325,12 @@ async fn receive(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes)
 /// The send time a delivered body carries: `newRates` (the outbound transformer's body) or
 /// `rate` (an echo of the event).
 fn sent_at(body: &[u8]) -> Option<u64> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value
-        .get("newRates")
-        .or_else(|| value.get("rate"))?
-        .as_u64()
+    #[derive(serde::Deserialize)]
+    struct Stamp {
+        #[serde(alias = "newRates")]
+        rate: u64,
+    }
+    serde_json::from_slice::<Stamp>(body).ok().map(|s| s.rate)
 }
 
 async fn wait_ready(client: &reqwest::Client, engine: &str) -> anyhow::Result<()> {

@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How long the dispatcher sleeps at most before looking for due rows again.
 const IDLE_POLL: Duration = Duration::from_secs(5);
+/// The longest a free delivery slot waits to be refilled while others are being freed, so that
+/// under load one store query refills several slots.
+const REFILL_PAUSE: Duration = Duration::from_millis(2);
 /// How long shutdown waits for requests in flight before leaving them to the next start.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long a row whose attempt could not be recorded waits before it is sent again (the store
@@ -161,91 +164,56 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let changed = self.store.outbox_changed();
         let mut inflight: JoinSet<bool> = JoinSet::new();
-        // What each task is sending: its row, its target and its entity, so a finished (or
-        // panicked) task gives them back.
-        let mut tasks: HashMap<tokio::task::Id, InFlight> = HashMap::new();
-        // The entities with a delivery in flight: one at a time each, whatever the order rows
-        // became due in (a replayed dead letter can be older than the row in flight).
-        let mut entities: HashSet<EntityRef> = HashSet::new();
-        let mut per_target: HashMap<String, usize> = HashMap::new();
-        // Rows whose attempt could not be recorded: not sent again before the time given.
-        let mut cooling: HashMap<i64, Instant> = HashMap::new();
+        let mut state = Slots::default();
+        // When the store was last asked for due rows: under load a refill waits for a few
+        // slots to free (or a moment to pass), so one query starts many deliveries.
+        let mut last_query: Option<Instant> = None;
+        let refill_batch = (self.concurrency / 8).max(1);
         loop {
+            // Take back every finished task first: one query then refills all their slots.
+            while let Some(done) = inflight.try_join_next_with_id() {
+                state.finish(done);
+            }
             let free = self.concurrency.saturating_sub(inflight.len());
-            let mut wake_at = None;
-            if free > 0 {
+            let since_query = last_query.map_or(Duration::MAX, |at| at.elapsed());
+            let mut sleep = IDLE_POLL;
+            if free > 0 && (free >= refill_batch || since_query >= REFILL_PAUSE) {
+                last_query = Some(Instant::now());
                 let now = now_ms();
-                cooling.retain(|_, until| *until > Instant::now());
-                let skip: Vec<i64> = tasks
-                    .values()
-                    .map(|t| t.row)
-                    .chain(cooling.keys().copied())
-                    .collect();
-                let saturated: Vec<String> = per_target
-                    .iter()
-                    .filter(|(name, busy)| **busy >= self.limit_of(name))
-                    .map(|(name, _)| name.clone())
-                    .collect();
+                let (skip, saturated) = state.exclusions(|name| self.limit_of(name));
+                let mut started = 0;
                 match self.store.due_outbox(now, free, skip, saturated).await {
                     Ok(rows) => {
                         for row in rows {
                             if inflight.len() >= self.concurrency {
                                 break;
                             }
-                            let name = Self::target_name(&row.action).to_owned();
-                            let entity = row.action.key.clone().map(|key| {
-                                (row.action.kind.as_str(), row.action.target.clone(), key)
-                            });
-                            if entity.as_ref().is_some_and(|e| entities.contains(e)) {
+                            let Some(claim) = state.claim(&row, |name| self.limit_of(name)) else {
                                 continue;
-                            }
-                            let busy = per_target.entry(name.clone()).or_default();
-                            if *busy >= self.limit_of(&name) {
-                                continue;
-                            }
-                            *busy += 1;
-                            if let Some(entity) = &entity {
-                                entities.insert(entity.clone());
-                            }
-                            let row_id = row.id;
+                            };
                             let this = self.clone();
                             let task = inflight.spawn(async move { this.deliver(row).await });
-                            let record = InFlight {
-                                row: row_id,
-                                target: name,
-                                entity,
-                            };
-                            tasks.insert(task.id(), record);
+                            state.tasks.insert(task.id(), claim);
+                            started += 1;
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "cannot read due deliveries"),
                 }
-                wake_at = self.store.next_due(now).await.ok().flatten();
+                // Every free slot filled: finishing tasks wake the loop. Otherwise sleep
+                // until the next row is due (a retry), or a new row is queued.
+                if started < free
+                    && let Ok(Some(at)) = self.store.next_due(now).await
+                {
+                    let wait = u64::try_from(at - now_ms()).unwrap_or(0);
+                    sleep = Duration::from_millis(wait).min(IDLE_POLL);
+                }
+            } else if free > 0 {
+                sleep = REFILL_PAUSE.saturating_sub(since_query);
             }
-            let sleep = wake_at.map_or(IDLE_POLL, |at| {
-                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(IDLE_POLL)
-            });
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(done) = inflight.join_next_with_id(), if !inflight.is_empty() => {
-                    let (task, recorded) = match done {
-                        Ok((task, recorded)) => (task, recorded),
-                        Err(e) => {
-                            tracing::error!(error = %e, "a delivery task failed; its row stays pending");
-                            (e.id(), false)
-                        }
-                    };
-                    if let Some(done) = tasks.remove(&task) {
-                        if let Some(busy) = per_target.get_mut(&done.target) {
-                            *busy = busy.saturating_sub(1);
-                        }
-                        if let Some(entity) = &done.entity {
-                            entities.remove(entity);
-                        }
-                        if !recorded {
-                            cooling.insert(done.row, Instant::now() + RECORD_COOLDOWN);
-                        }
-                    }
+                    state.finish(done);
                 }
                 () = changed.notified() => {}
                 () = tokio::time::sleep(sleep) => {}
@@ -624,6 +592,92 @@ struct InFlight {
     row: i64,
     target: String,
     entity: Option<EntityRef>,
+}
+
+/// The dispatcher's view of what is in flight.
+#[derive(Default)]
+struct Slots {
+    /// What each task is sending: its row, its target and its entity, so a finished (or
+    /// panicked) task gives them back.
+    tasks: HashMap<tokio::task::Id, InFlight>,
+    /// The entities with a delivery in flight: one at a time each, whatever the order rows
+    /// became due in (a replayed dead letter can be older than the row in flight).
+    entities: HashSet<EntityRef>,
+    /// Requests in flight per target.
+    per_target: HashMap<String, usize>,
+    /// Rows whose attempt could not be recorded: not sent again before the time given.
+    cooling: HashMap<i64, Instant>,
+}
+
+impl Slots {
+    /// The rows not to fetch (in flight or cooling) and the targets at their limit.
+    fn exclusions(&mut self, limit_of: impl Fn(&str) -> usize) -> (Vec<i64>, Vec<String>) {
+        let now = Instant::now();
+        self.cooling.retain(|_, until| *until > now);
+        let skip = self
+            .tasks
+            .values()
+            .map(|t| t.row)
+            .chain(self.cooling.keys().copied())
+            .collect();
+        let saturated = self
+            .per_target
+            .iter()
+            .filter(|(name, busy)| **busy >= limit_of(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        (skip, saturated)
+    }
+
+    /// Takes a slot of the row's target and its entity, unless either is taken.
+    fn claim(&mut self, row: &OutboxRow, limit_of: impl Fn(&str) -> usize) -> Option<InFlight> {
+        let name = Dispatcher::target_name(&row.action).to_owned();
+        let entity = row
+            .action
+            .key
+            .clone()
+            .map(|key| (row.action.kind.as_str(), row.action.target.clone(), key));
+        if entity.as_ref().is_some_and(|e| self.entities.contains(e)) {
+            return None;
+        }
+        let busy = self.per_target.entry(name.clone()).or_default();
+        if *busy >= limit_of(&name) {
+            return None;
+        }
+        *busy += 1;
+        if let Some(entity) = &entity {
+            self.entities.insert(entity.clone());
+        }
+        Some(InFlight {
+            row: row.id,
+            target: name,
+            entity,
+        })
+    }
+
+    /// Gives back what a finished task held.
+    fn finish(&mut self, done: Result<(tokio::task::Id, bool), tokio::task::JoinError>) {
+        let (task, recorded) = match done {
+            Ok((task, recorded)) => (task, recorded),
+            Err(e) => {
+                tracing::error!(error = %e, "a delivery task failed; its row stays pending");
+                (e.id(), false)
+            }
+        };
+        let Some(done) = self.tasks.remove(&task) else {
+            return;
+        };
+        if let Some(busy) = self.per_target.get_mut(&done.target) {
+            *busy = busy.saturating_sub(1);
+        }
+        if let Some(entity) = &done.entity {
+            self.entities.remove(entity);
+        }
+        if !recorded {
+            self.cooling
+                .insert(done.row, Instant::now() + RECORD_COOLDOWN);
+        }
+    }
 }
 
 /// What one request got.

@@ -378,7 +378,10 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
                 path.display()
             )));
         }
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        // Statement journals (and temporary tables) in memory, not in a file per statement.
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        )?;
     }
     Ok(conn)
 }
@@ -459,6 +462,43 @@ mod tests {
                 .windows(2)
                 .all(|w| w[0].stored.seq < w[1].stored.seq)
         );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_fails_alone_and_the_rest_of_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let before = store.commits();
+        // An attempt for an outbox row that does not exist breaks a foreign key. It is queued
+        // between accepts, before any is awaited, so it shares their transactions.
+        let bad = AttemptRecord {
+            outbox_id: 999_999,
+            attempt: 1,
+            started_at: 1,
+            duration_ms: 1,
+            status: Some(200),
+            error: None,
+            next: Next::Delivered,
+            merged_body: None,
+        };
+        let first: Vec<_> = (0..100).map(|n| store.accept(new_event(n, None))).collect();
+        let failing = store.record_attempt(bad);
+        let second: Vec<_> = (100..200).map(|n| store.accept(new_event(n, None))).collect();
+        let error = failing.await.unwrap_err();
+        assert!(
+            error.to_string().contains("FOREIGN KEY"),
+            "unexpected error: {error}"
+        );
+        for write in first.into_iter().chain(second) {
+            assert!(!write.await.unwrap().duplicate);
+        }
+        let commits = store.commits() - before;
+        assert!(commits < 20, "201 writes took {commits} commits");
+        store.close().await;
+
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.event_count().await.unwrap(), 200);
         store.close().await;
     }
 

@@ -675,25 +675,25 @@ pub(super) fn insert_attempt(conn: &Connection, a: &AttemptRecord) -> Result<usi
         Next::RetryAt(at) => (OutboxState::Pending, at, None),
         Next::Dead => (OutboxState::Dead, finished, Some(finished)),
     };
-    let updated = conn
+    // Whether the row was still pending, and whether it has conflict state to keep.
+    let updated: Option<bool> = conn
         .prepare_cached(
             "UPDATE outbox SET state = ?2, attempts = attempts + 1,
                  round_attempts = round_attempts + 1, next_attempt_at = ?3, last_error = ?4,
                  finished_at = ?5
-             WHERE id = ?1 AND state = 'pending'",
+             WHERE id = ?1 AND state = 'pending'
+             RETURNING entity_key IS NOT NULL AND conflict != 'none'",
         )?
-        .execute(params![
-            a.outbox_id,
-            state.as_str(),
-            next_at,
-            a.error,
-            finished_at,
-        ])?;
+        .query_row(
+            params![a.outbox_id, state.as_str(), next_at, a.error, finished_at],
+            |row| row.get(0),
+        )
+        .optional()?;
     let mut superseded = 0;
-    if updated == 1 && a.next == Next::Delivered {
+    if updated == Some(true) && a.next == Next::Delivered {
         superseded = record_entity_state(conn, a, finished)?;
     }
-    if updated == 1 && a.next == Next::Dead {
+    if updated.is_some() && a.next == Next::Dead {
         let (event_id, run_id, kind, target): (String, i64, String, String) = conn
             .prepare_cached("SELECT event_id, run_id, kind, target FROM outbox WHERE id = ?1")?
             .query_row([a.outbox_id], |row| {
@@ -1134,9 +1134,10 @@ pub(super) fn due_outbox(
     // The busy targets are few (at most one per destination); they go into the query so one
     // saturated destination's backlog cannot hide every other destination's due rows.
     let marks = vec!["?"; busy.len()].join(", ");
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {OUTBOX_COLUMNS} FROM outbox o
          WHERE o.state = 'pending' AND o.next_attempt_at <= ?
+           AND o.id NOT IN (SELECT value FROM json_each(?))
            AND (CASE o.kind WHEN 'emit' THEN '{CORE_TARGET}' ELSE o.target END) NOT IN ({marks})
            AND (o.entity_key IS NULL OR (
                 o.event_seq < (SELECT COALESCE(MIN(seq), 9223372036854775807)
@@ -1148,21 +1149,14 @@ pub(super) fn due_outbox(
                       AND (p.event_seq < o.event_seq OR (p.event_seq = o.event_seq AND p.id < o.id)))))
          ORDER BY o.next_attempt_at, o.id LIMIT ?"
     ))?;
-    let fetch = limit.saturating_add(skip.len());
-    let mut values: Vec<rusqlite::types::Value> = vec![now.into()];
+    let skip = serde_json::to_string(skip).unwrap_or_else(|_| "[]".to_owned());
+    let mut values: Vec<rusqlite::types::Value> = vec![now.into(), skip.into()];
     values.extend(busy.iter().map(|b| b.clone().into()));
-    values.push(i64::try_from(fetch).unwrap_or(i64::MAX).into());
+    values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
     let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
     let mut due = Vec::new();
     while let Some(row) = rows.next()? {
-        let id: i64 = row.get(0)?;
-        if skip.contains(&id) {
-            continue;
-        }
         due.push(read_outbox(row)?);
-        if due.len() == limit {
-            break;
-        }
     }
     Ok(due)
 }

@@ -29,36 +29,6 @@ pub(super) enum Command {
     Close,
 }
 
-/// A command's result, held until the transaction commits.
-enum Done {
-    Accept(Reply<Accepted>, Result<Accepted, StoreError>),
-    Unit(Reply<()>, Result<(), StoreError>),
-    Replay(Reply<ReplayOutcome>, Result<ReplayOutcome, StoreError>),
-    Count(Reply<usize>, Result<usize, StoreError>),
-}
-
-impl Done {
-    fn send(self) {
-        // A sender that stopped waiting is not an error.
-        match self {
-            Done::Accept(reply, result) => drop(reply.send(result)),
-            Done::Unit(reply, result) => drop(reply.send(result)),
-            Done::Replay(reply, result) => drop(reply.send(result)),
-            Done::Count(reply, result) => drop(reply.send(result)),
-        }
-    }
-
-    fn fail(&mut self, message: &str) {
-        let error = || StoreError::Io(message.to_owned());
-        match self {
-            Done::Accept(_, result) => *result = Err(error()),
-            Done::Unit(_, result) => *result = Err(error()),
-            Done::Replay(_, result) => *result = Err(error()),
-            Done::Count(_, result) => *result = Err(error()),
-        }
-    }
-}
-
 /// What a committed batch changed, for the writer to signal.
 #[derive(Default)]
 struct Changes {
@@ -85,6 +55,42 @@ pub(super) fn spawn(
         .spawn(move || run(conn, commands, &signals))
 }
 
+/// A command's result, held until the transaction commits.
+enum Outcome {
+    Accept(Result<Accepted, StoreError>),
+    Unit(Result<(), StoreError>),
+    Replay(Result<ReplayOutcome, StoreError>),
+    Count(Result<usize, StoreError>),
+    Close,
+}
+
+impl Outcome {
+    fn failed(&self) -> bool {
+        match self {
+            Outcome::Accept(r) => r.is_err(),
+            Outcome::Unit(r) => r.is_err(),
+            Outcome::Replay(r) => r.is_err(),
+            Outcome::Count(r) => r.is_err(),
+            Outcome::Close => false,
+        }
+    }
+
+    /// The failure `message`, as the outcome of `command`.
+    fn error(command: &Command, message: &str) -> Outcome {
+        let error = || StoreError::Io(message.to_owned());
+        match command {
+            Command::Accept(..) => Outcome::Accept(Err(error())),
+            Command::Processed(..)
+            | Command::Probe(..)
+            | Command::Supersede(..)
+            | Command::Plugin(..) => Outcome::Unit(Err(error())),
+            Command::Attempt(..) => Outcome::Count(Err(error())),
+            Command::Replay(..) => Outcome::Replay(Err(error())),
+            Command::Close => Outcome::Close,
+        }
+    }
+}
+
 fn run(mut conn: Connection, mut commands: mpsc::UnboundedReceiver<Command>, signals: &Signals) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut closing = false;
@@ -93,18 +99,13 @@ fn run(mut conn: Connection, mut commands: mpsc::UnboundedReceiver<Command>, sig
             break;
         };
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match commands.try_recv() {
-                Ok(command) => batch.push(command),
-                Err(_) => break,
-            }
-        }
-        let (done, changes, close) = commit(&mut conn, batch.drain(..));
+        gather(&mut commands, &mut batch);
+        let outcomes = commit(&mut conn, &batch);
         signals.commits.fetch_add(1, Ordering::Relaxed);
-        closing = close;
-        // Answer only now: every result in `done` is on disk, or every one failed.
-        for d in done {
-            d.send();
+        let mut changes = Changes::default();
+        // Answer only now: every result is on disk, or failed.
+        for (command, outcome) in batch.drain(..).zip(outcomes) {
+            closing |= answer(command, outcome, &mut changes);
         }
         if changes.accepted {
             signals.events_accepted.notify_one();
@@ -118,131 +119,136 @@ fn run(mut conn: Connection, mut commands: mpsc::UnboundedReceiver<Command>, sig
     }
 }
 
-/// Applies a batch in one transaction, each command in its own savepoint. Returns the results,
-/// what changed, and whether to close.
-fn commit(
-    conn: &mut Connection,
-    batch: impl Iterator<Item = Command>,
-) -> (Vec<Done>, Changes, bool) {
-    let mut done = Vec::new();
-    let mut changes = Changes::default();
-    let mut close = false;
+/// Adds the commands already waiting to `batch`, up to [`MAX_BATCH`].
+fn gather(commands: &mut mpsc::UnboundedReceiver<Command>, batch: &mut Vec<Command>) {
+    while batch.len() < MAX_BATCH {
+        match commands.try_recv() {
+            Ok(command) => batch.push(command),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Applies a batch in one transaction and returns each command's outcome. The whole batch runs
+/// as it is first; if a command fails, that transaction is rolled back and the batch runs again
+/// with each command in its own savepoint, so the failing one does not undo the others.
+/// (A savepoint copies every page its command touches: only the rare failing batch pays that.)
+fn commit(conn: &mut Connection, batch: &[Command]) -> Vec<Outcome> {
+    match run_batch(conn, batch, false) {
+        Some(outcomes) => outcomes,
+        None => run_batch(conn, batch, true).unwrap_or_else(|| {
+            unreachable!("a batch with savepoints never gives up");
+        }),
+    }
+}
+
+/// Runs a batch in one transaction. Without `isolated`, gives up at the first failing command
+/// (rolling the transaction back) and returns `None`.
+fn run_batch(conn: &mut Connection, batch: &[Command], isolated: bool) -> Option<Vec<Outcome>> {
+    let fail_all = |message: &str| -> Vec<Outcome> {
+        batch.iter().map(|c| Outcome::error(c, message)).collect()
+    };
     let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(e) => {
-            let message = format!("cannot begin a transaction: {e}");
-            for command in batch {
-                close |= fail(command, &message, &mut done);
-            }
-            return (done, Changes::default(), close);
-        }
+        Err(e) => return Some(fail_all(&format!("cannot begin a transaction: {e}"))),
     };
     let now = super::now_ms();
-    let mut batch = batch;
-    while let Some(command) = batch.next() {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for command in batch {
         // SQLite rolls a whole transaction back on some errors (a full disk, an I/O error):
         // then every write of this batch is lost, those before too, and the rest cannot run.
         if tx.is_autocommit() {
-            let message = "the transaction was rolled back by an earlier error in its batch";
-            for d in &mut done {
-                d.fail(message);
-            }
-            close |= fail(command, message, &mut done);
-            for command in batch.by_ref() {
-                close |= fail(command, message, &mut done);
-            }
-            return (done, Changes::default(), close);
+            return Some(fail_all(
+                "the transaction was rolled back by an earlier error in its batch",
+            ));
         }
-        match command {
-            Command::Accept(event, reply) => {
-                let result = in_savepoint(&tx, |c| records::insert_event(c, &event));
-                changes.accepted |= matches!(
-                    result,
-                    Ok(Accepted {
-                        duplicate: false,
-                        ..
-                    })
-                );
-                done.push(Done::Accept(reply, result));
-            }
-            Command::Processed(processed, reply) => {
-                let result = in_savepoint(&tx, |c| records::insert_processed(c, &processed));
-                changes.outbox |= result.is_ok();
-                done.push(Done::Unit(reply, result));
-            }
-            Command::Attempt(attempt, reply) => {
-                let result = in_savepoint(&tx, |c| records::insert_attempt(c, &attempt));
-                changes.outbox |= result.is_ok();
-                done.push(Done::Count(reply, result));
-            }
-            Command::Replay(filter, reply) => {
-                let result = in_savepoint(&tx, |c| records::replay(c, &filter, now));
-                if let Ok(outcome) = &result
-                    && !outcome.replayed.is_empty()
-                {
-                    changes.outbox = true;
-                    changes.requeued = true;
-                }
-                done.push(Done::Replay(reply, result));
-            }
-            Command::Supersede(record, reply) => {
-                let result = in_savepoint(&tx, |c| records::supersede(c, &record));
-                changes.outbox |= result.is_ok();
-                done.push(Done::Unit(reply, result));
-            }
-            Command::Plugin(write, reply) => {
-                let result = in_savepoint(&tx, |c| super::plugins::write(c, &write));
-                done.push(Done::Unit(reply, result));
-            }
-            Command::Probe(reply) => {
-                let result = in_savepoint(&tx, |c| records::probe(c, now));
-                done.push(Done::Unit(reply, result));
-            }
-            Command::Close => close = true,
+        let outcome = if isolated {
+            in_savepoint(&tx, command, now)
+        } else {
+            apply(&tx, command, now)
+        };
+        if outcome.failed() && !isolated {
+            // Dropping the transaction rolls it back.
+            return None;
         }
+        outcomes.push(outcome);
     }
     if let Err(e) = tx.commit() {
         tracing::error!(error = %e, "the store could not commit a transaction; its writes are lost and their senders told");
-        let message = format!("commit failed: {e}");
-        for d in &mut done {
-            d.fail(&message);
-        }
-        return (done, Changes::default(), close);
+        return Some(fail_all(&format!("commit failed: {e}")));
     }
-    (done, changes, close)
+    Some(outcomes)
 }
 
-fn in_savepoint<T>(
-    tx: &rusqlite::Transaction<'_>,
-    write: impl FnOnce(&Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    tx.execute_batch("SAVEPOINT command")?;
-    match write(tx) {
-        Ok(value) => {
-            tx.execute_batch("RELEASE command")?;
-            Ok(value)
-        }
-        Err(e) => {
-            tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
-            Err(e)
-        }
+/// Runs one command.
+fn apply(c: &Connection, command: &Command, now: i64) -> Outcome {
+    match command {
+        Command::Accept(event, _) => Outcome::Accept(records::insert_event(c, event)),
+        Command::Processed(processed, _) => Outcome::Unit(records::insert_processed(c, processed)),
+        Command::Attempt(attempt, _) => Outcome::Count(records::insert_attempt(c, attempt)),
+        Command::Replay(filter, _) => Outcome::Replay(records::replay(c, filter, now)),
+        Command::Supersede(record, _) => Outcome::Unit(records::supersede(c, record)),
+        Command::Plugin(write, _) => Outcome::Unit(super::plugins::write(c, write)),
+        Command::Probe(_) => Outcome::Unit(records::probe(c, now)),
+        Command::Close => Outcome::Close,
     }
 }
 
-/// Answers a command that could not run because no transaction could begin. Returns whether
-/// the command was `Close`.
-fn fail(command: Command, message: &str, done: &mut Vec<Done>) -> bool {
-    let mut d = match command {
-        Command::Accept(_, reply) => Done::Accept(reply, Ok(Accepted::default())),
-        Command::Processed(_, reply)
-        | Command::Probe(reply)
-        | Command::Supersede(_, reply)
-        | Command::Plugin(_, reply) => Done::Unit(reply, Ok(())),
-        Command::Attempt(_, reply) => Done::Count(reply, Ok(0)),
-        Command::Replay(_, reply) => Done::Replay(reply, Ok(ReplayOutcome::default())),
-        Command::Close => return true,
+/// Runs one command in a savepoint, rolled back when it fails.
+fn in_savepoint(tx: &rusqlite::Transaction<'_>, command: &Command, now: i64) -> Outcome {
+    let statement = |sql: &str| -> Result<(), StoreError> {
+        tx.prepare_cached(sql)?.execute([])?;
+        Ok(())
     };
-    d.fail(message);
-    done.push(d);
+    if let Err(e) = statement("SAVEPOINT command") {
+        return Outcome::error(command, &e.to_string());
+    }
+    let outcome = apply(tx, command, now);
+    let end = if outcome.failed() {
+        statement("ROLLBACK TO command").and_then(|()| statement("RELEASE command"))
+    } else {
+        statement("RELEASE command")
+    };
+    match end {
+        Ok(()) => outcome,
+        Err(e) => Outcome::error(command, &e.to_string()),
+    }
+}
+
+/// Sends a committed outcome to whoever sent the command (one that stopped waiting is not an
+/// error) and notes what it changed. Returns whether the command was `Close`.
+fn answer(command: Command, outcome: Outcome, changes: &mut Changes) -> bool {
+    match (command, outcome) {
+        (Command::Accept(_, reply), Outcome::Accept(result)) => {
+            changes.accepted |= result.as_ref().is_ok_and(|a| !a.duplicate);
+            drop(reply.send(result));
+        }
+        (Command::Processed(_, reply) | Command::Supersede(_, reply), Outcome::Unit(result)) => {
+            changes.outbox |= result.is_ok();
+            drop(reply.send(result));
+        }
+        (Command::Probe(reply) | Command::Plugin(_, reply), Outcome::Unit(result)) => {
+            drop(reply.send(result));
+        }
+        (Command::Attempt(_, reply), Outcome::Count(result)) => {
+            changes.outbox |= result.is_ok();
+            drop(reply.send(result));
+        }
+        (Command::Replay(_, reply), Outcome::Replay(result)) => {
+            if result.as_ref().is_ok_and(|o| !o.replayed.is_empty()) {
+                changes.outbox = true;
+                changes.requeued = true;
+            }
+            drop(reply.send(result));
+        }
+        (Command::Close, _) => return true,
+        (command, _) => {
+            // Outcomes are made from their own commands; never reached.
+            tracing::error!(
+                "the store's writer mismatched an outcome; the sender is told it failed"
+            );
+            drop(command);
+        }
+    }
     false
 }
