@@ -335,12 +335,13 @@ fn sent_at(body: &[u8]) -> Option<u64> {
 
 async fn wait_ready(client: &reqwest::Client, engine: &str) -> anyhow::Result<()> {
     let url = format!("{}/readyz", engine.trim_end_matches('/'));
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Loading many plugins (each compiled on first use) can take a while.
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         match client.get(&url).send().await {
             Ok(r) if r.status().is_success() => return Ok(()),
             _ if Instant::now() > deadline => {
-                anyhow::bail!("the engine at {engine} was not ready within a minute")
+                anyhow::bail!("the engine at {engine} was not ready within five minutes")
             }
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
