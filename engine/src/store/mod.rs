@@ -484,7 +484,9 @@ mod tests {
         };
         let first: Vec<_> = (0..100).map(|n| store.accept(new_event(n, None))).collect();
         let failing = store.record_attempt(bad);
-        let second: Vec<_> = (100..200).map(|n| store.accept(new_event(n, None))).collect();
+        let second: Vec<_> = (100..200)
+            .map(|n| store.accept(new_event(n, None)))
+            .collect();
         let error = failing.await.unwrap_err();
         assert!(
             error.to_string().contains("FOREIGN KEY"),
