@@ -21,14 +21,18 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use axum::http::{HeaderMap, Request, StatusCode, Uri};
 use clap::Parser;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Posts HMS events to a running engine and receives its deliveries.
 #[derive(Parser, Debug)]
@@ -43,7 +47,7 @@ struct Args {
     /// Events a second, on a fixed schedule; 0 sends back to back on `--connections`.
     #[arg(long, default_value_t = 0)]
     rate: u32,
-    /// Requests in flight at once when `--rate` is 0; the most in flight otherwise.
+    /// Connections to the engine, each with one request in flight at a time.
     #[arg(long, default_value_t = 64)]
     connections: usize,
     /// How long to send for.
@@ -119,13 +123,16 @@ async fn main() -> anyhow::Result<()> {
     let app = Router::new().fallback(receive).with_state(sink.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    // reqwest is built without a default TLS provider (the engine picks ring).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.connections)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    wait_ready(&client, &args.engine).await?;
+    let engine: Uri = args
+        .engine
+        .parse()
+        .with_context(|| format!("--engine {} is not a URL", args.engine))?;
+    let authority = engine
+        .authority()
+        .filter(|_| engine.scheme_str() == Some("http"))
+        .with_context(|| format!("--engine {} is not an http:// URL", args.engine))?
+        .to_string();
+    wait_ready(&authority).await?;
 
     let sent = Arc::new(Sent {
         accepted: AtomicU64::new(0),
@@ -133,12 +140,13 @@ async fn main() -> anyhow::Result<()> {
         failed: AtomicU64::new(0),
         latency: Mutex::new(histogram()),
     });
+    let base = engine.path().trim_end_matches('/');
     let shared = Arc::new(Load {
-        client,
-        urls: args
+        authority,
+        paths: args
             .event_types
             .iter()
-            .map(|t| format!("{}/events/{t}", args.engine.trim_end_matches('/')))
+            .map(|t| format!("{base}/events/{t}"))
             .collect(),
         token: args.token.clone(),
         padding: args.payload_size.saturating_sub(40),
@@ -194,83 +202,124 @@ async fn main() -> anyhow::Result<()> {
 
 /// What every sending task shares.
 struct Load {
-    client: reqwest::Client,
-    urls: Vec<String>,
+    authority: String,
+    paths: Vec<String>,
     token: Option<String>,
     padding: usize,
     started: Instant,
     sent: Arc<Sent>,
 }
 
+/// One HTTP/1.1 connection to the engine, kept for request after request (as `wrk` does): the
+/// load generator shares the engine's two cores, so it spends as little as it can per request.
+type Connection = http1::SendRequest<Full<Bytes>>;
+
+/// How long one request may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn connect(authority: &str) -> anyhow::Result<Connection> {
+    let stream = TcpStream::connect(authority)
+        .await
+        .with_context(|| format!("cannot connect to {authority}"))?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
 impl Load {
-    /// Sends event number `n`, due at `due`, and records the outcome.
-    async fn send(&self, n: u64, due: Instant) {
-        let url = &self.urls[usize::try_from(n).unwrap_or(0) % self.urls.len()];
+    /// Sends event number `n`, due at `due`, on `connection` (opened or reopened as needed),
+    /// and records the outcome.
+    async fn send(&self, connection: &mut Option<Connection>, n: u64, due: Instant) {
+        let path = &self.paths[usize::try_from(n).unwrap_or(0) % self.paths.len()];
         let sent_us = due.duration_since(self.started).as_micros();
         let body = format!(
             r#"{{"rate":{sent_us},"year":2025,"note":"{}"}}"#,
             "x".repeat(self.padding)
         );
-        let mut request = self
-            .client
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body);
+        let mut request = Request::post(path.as_str())
+            .header(HOST, &self.authority)
+            .header(CONTENT_TYPE, "application/json");
         if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
-        match request.send().await {
-            Ok(response) if response.status() == StatusCode::ACCEPTED => {
-                // Read the body so the connection goes back to the pool.
-                let _ = response.bytes().await;
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let request = request.body(Full::new(Bytes::from(body)))?;
+            let sender = match connection {
+                Some(sender) if !sender.is_closed() => sender,
+                _ => connection.insert(connect(&self.authority).await?),
+            };
+            sender.ready().await?;
+            let response = sender.send_request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        })
+        .await;
+        match outcome {
+            Ok(Ok((StatusCode::ACCEPTED, _))) => {
                 self.sent.accepted.fetch_add(1, Ordering::Relaxed);
                 record(&self.sent.latency, due.elapsed());
             }
-            Ok(response) => {
-                let status = response.status();
-                let text = response.text().await.unwrap_or_default();
+            Ok(Ok((status, body))) => {
                 if self.sent.refused.fetch_add(1, Ordering::Relaxed) < 5 {
-                    eprintln!("refused with {status}: {text}");
+                    eprintln!("refused with {status}: {}", String::from_utf8_lossy(&body));
                 }
             }
-            Err(e) => {
+            Ok(Err(e)) => {
+                *connection = None;
                 if self.sent.failed.fetch_add(1, Ordering::Relaxed) < 5 {
-                    eprintln!("request failed: {e}");
+                    eprintln!("request failed: {e:#}");
+                }
+            }
+            Err(_) => {
+                *connection = None;
+                if self.sent.failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                    eprintln!("request timed out after {REQUEST_TIMEOUT:?}");
                 }
             }
         }
     }
 }
 
-/// `connections` tasks, each sending its next event as soon as the last one is answered.
+/// `connections` connections, each sending its next event as soon as the last one is answered.
 async fn closed_loop(load: &Arc<Load>, connections: usize, duration: Duration) {
     let next = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + duration;
-    let tasks: Vec<_> = (0..connections)
-        .map(|_| {
-            let (load, next) = (load.clone(), next.clone());
-            tokio::spawn(async move {
-                while Instant::now() < end {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    load.send(n, Instant::now()).await;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        let _ = task.await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (load, next) = (load.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut connection = None;
+            while Instant::now() < end {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                load.send(&mut connection, n, Instant::now()).await;
+            }
+        });
     }
+    while tasks.join_next().await.is_some() {}
 }
 
-/// Sends `rate` events a second on a fixed schedule, each in its own task, at most
-/// `max_in_flight` at once (a request due when that many are in flight waits, and its wait
-/// counts in its latency).
-async fn open_loop(load: &Arc<Load>, rate: u32, max_in_flight: usize, duration: Duration) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
+/// Sends `rate` events a second on a fixed schedule over `connections` connections. An event
+/// due while every connection is busy waits for one, and its wait counts in its latency.
+async fn open_loop(load: &Arc<Load>, rate: u32, connections: usize, duration: Duration) {
+    let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+    let due_rx = Arc::new(tokio::sync::Mutex::new(due_rx));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (load, due_rx) = (load.clone(), due_rx.clone());
+        tasks.spawn(async move {
+            let mut connection = None;
+            loop {
+                let next = due_rx.lock().await.recv().await;
+                let Some((n, due)) = next else { break };
+                load.send(&mut connection, n, due).await;
+            }
+        });
+    }
     let start = Instant::now();
     let total = (f64::from(rate) * duration.as_secs_f64()) as u64;
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
-    let mut tasks = tokio::task::JoinSet::new();
     let mut ticker = tokio::time::interval(Duration::from_millis(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut n = 0;
@@ -280,20 +329,13 @@ async fn open_loop(load: &Arc<Load>, rate: u32, max_in_flight: usize, duration: 
         // Everything due by now goes out, stamped with when it was due.
         while n < total {
             let due = start + interval.mul_f64(n as f64);
-            if due > now {
+            if due > now || due_tx.send((n, due)).is_err() {
                 break;
             }
-            let (load, permits) = (load.clone(), permits.clone());
-            tasks.spawn(async move {
-                let Ok(_permit) = permits.acquire_owned().await else {
-                    return;
-                };
-                load.send(n, due).await;
-            });
             n += 1;
         }
-        while tasks.try_join_next().is_some() {}
     }
+    drop(due_tx);
     while tasks.join_next().await.is_some() {}
 }
 
@@ -333,15 +375,22 @@ fn sent_at(body: &[u8]) -> Option<u64> {
     serde_json::from_slice::<Stamp>(body).ok().map(|s| s.rate)
 }
 
-async fn wait_ready(client: &reqwest::Client, engine: &str) -> anyhow::Result<()> {
-    let url = format!("{}/readyz", engine.trim_end_matches('/'));
+/// Waits until the engine answers `GET /readyz` with 200.
+async fn wait_ready(authority: &str) -> anyhow::Result<()> {
     // Loading many plugins (each compiled on first use) can take a while.
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        match client.get(&url).send().await {
-            Ok(r) if r.status().is_success() => return Ok(()),
+        let ready = async {
+            let mut sender = connect(authority).await?;
+            let request = Request::get("/readyz")
+                .header(HOST, authority)
+                .body(Full::new(Bytes::new()))?;
+            anyhow::Ok(sender.send_request(request).await?.status() == StatusCode::OK)
+        };
+        match ready.await {
+            Ok(true) => return Ok(()),
             _ if Instant::now() > deadline => {
-                anyhow::bail!("the engine at {engine} was not ready within five minutes")
+                anyhow::bail!("the engine at {authority} was not ready within five minutes")
             }
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
