@@ -287,7 +287,8 @@ impl Store {
         .map_err(|e| StoreError::Io(format!("a store read panicked: {e}")))?
     }
 
-    /// Up to `limit` unprocessed events accepted after `after_seq`, oldest first.
+    /// Up to `limit` unprocessed events accepted after `after_seq`, oldest first; fewer when
+    /// their payloads add up to 16 MiB, so a batch of large events stays small.
     pub async fn pending_events(
         &self,
         after_seq: i64,
@@ -501,6 +502,24 @@ mod tests {
 
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.event_count().await.unwrap(), 200);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_large_events_is_cut_short_by_their_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for n in 0..3 {
+            let mut event = new_event(n, None);
+            event.event.payload = vec![b'x'; 10 << 20];
+            store.accept(event).await.unwrap();
+        }
+        // 10 MiB, then 20 MiB: past the 16 MiB budget after the second.
+        let first = store.pending_events(0, 10).await.unwrap();
+        assert_eq!(first.len(), 2);
+        let rest = store.pending_events(first[1].stored.seq, 10).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].stored.event.id, "event-2");
         store.close().await;
     }
 

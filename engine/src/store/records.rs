@@ -1036,6 +1036,11 @@ fn with_headers((mut event, headers): (StoredEvent, String)) -> Result<StoredEve
     Ok(event)
 }
 
+/// The payload bytes after which a batch of pending events stops (it always holds at least one).
+const PENDING_BATCH_BYTES: usize = 16 << 20;
+
+/// Up to `limit` unprocessed events accepted after `after_seq`, oldest first, fewer when their
+/// payloads reach [`PENDING_BATCH_BYTES`].
 pub(super) fn pending_events(
     conn: &Connection,
     after_seq: i64,
@@ -1045,16 +1050,18 @@ pub(super) fn pending_events(
         "SELECT {EVENT_COLUMNS}, generation FROM events
          WHERE processed_at IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2"
     ))?;
-    let rows = stmt.query_map(
-        params![after_seq, i64::try_from(limit).unwrap_or(i64::MAX)],
-        |row| Ok((event_from_row(row)?, row.get::<_, i64>(15)?)),
-    )?;
-    let events = rows
-        .map(|r| {
-            let (event, generation) = r?;
-            Ok((with_headers(event)?, generation))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut rows = stmt.query(params![after_seq, i64::try_from(limit).unwrap_or(i64::MAX)])?;
+    let mut events = Vec::new();
+    let mut bytes = 0;
+    // Large payloads make a short batch, so a batch never holds much more than the budget.
+    while bytes < PENDING_BATCH_BYTES
+        && let Some(row) = rows.next()?
+    {
+        let (event, generation) = (event_from_row(row)?, row.get::<_, i64>(15)?);
+        let event = with_headers(event)?;
+        bytes += event.event.payload.len();
+        events.push((event, generation));
+    }
     let mut done = conn.prepare_cached(
         "SELECT handler FROM runs WHERE event_id = ?1 AND replayed_at IS NULL ORDER BY handler",
     )?;
