@@ -5,9 +5,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
-use sync_engine_tests::{Receiver, component_path, http, spawn_engine, wait_healthy};
+use sync_engine_tests::{
+    EngineProcess, Receiver, component_path, http, spawn_engine, wait_healthy,
+};
 
 const ENGINE: &str = env!("CARGO_BIN_EXE_sync-engine-e2e");
 const EVENTS: u32 = 3000;
@@ -15,7 +16,7 @@ const KEYS: u32 = 30;
 /// At least this many kills.
 const KILLS: usize = 4;
 
-fn spawn(config: &Path, log: &Path) -> Child {
+fn spawn(config: &Path, log: &Path) -> EngineProcess {
     spawn_engine(ENGINE, config, log, "warn")
 }
 

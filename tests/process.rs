@@ -3,9 +3,11 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use sync_engine_tests::{ARTIFACTS, Receiver, post_json, seed_config, spawn_engine, wait_healthy};
+use sync_engine_tests::{
+    ARTIFACTS, EngineProcess, Receiver, post_json, seed_config, spawn_engine, wait_healthy,
+};
 
 /// The engine's `main`, built by this package (see `Cargo.toml`).
 const ENGINE: &str = env!("CARGO_BIN_EXE_sync-engine-e2e");
@@ -20,14 +22,14 @@ fn free_port() -> u16 {
 }
 
 /// Starts `sync-engine run` on a config file, logging to `log`, and waits until `url` answers.
-async fn start_engine(config: &Path, log: &Path, url: &str) -> Child {
+async fn start_engine(config: &Path, log: &Path, url: &str) -> EngineProcess {
     let child = spawn_engine(ENGINE, config, log, "info");
     wait_healthy(url, Duration::from_secs(30)).await;
     child
 }
 
 /// Kills an engine with SIGKILL and reaps it.
-fn kill(mut engine: Child) {
+fn kill(mut engine: EngineProcess) {
     engine.kill().unwrap();
     engine.wait().unwrap();
 }

@@ -436,9 +436,35 @@ impl TestEngine {
     }
 }
 
+/// An engine process a test started. Dropping it kills (SIGKILL) and reaps the process, so a
+/// test that fails half-way never leaves an engine running.
+pub struct EngineProcess(std::process::Child);
+
+impl std::ops::Deref for EngineProcess {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for EngineProcess {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        // Already gone (killed or stopped by the test) is fine.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `binary run --config <config>` (the engine's command, built by this package), its
 /// stderr appended to `log`, at the log level `level`.
-pub fn spawn_engine(binary: &str, config: &Path, log: &Path, level: &str) -> std::process::Child {
+pub fn spawn_engine(binary: &str, config: &Path, log: &Path, level: &str) -> EngineProcess {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -451,6 +477,7 @@ pub fn spawn_engine(binary: &str, config: &Path, log: &Path, level: &str) -> std
         .stdout(std::process::Stdio::null())
         .stderr(log)
         .spawn()
+        .map(EngineProcess)
         .expect("the engine starts")
 }
 
