@@ -252,24 +252,12 @@ impl Plugin {
         limits: &Limits,
     ) -> Result<Output, RunError> {
         let input = to_wit_event(event);
-        let raw = self.invoke(&event.id, config, limits, |store, pre| match pre {
-            Pre::Transformer(pre) => {
-                let instance = pre.instantiate(&mut *store).map_err(instantiating)?;
-                instance
-                    .hms_sync_transform()
-                    .call_transform(store, &input)
-                    .map_err(calling)
-                    .map(|r| r.map(Raw::Payload))
-            }
-            Pre::Handler(pre) => {
-                let instance = pre.instantiate(&mut *store).map_err(instantiating)?;
-                instance
-                    .hms_sync_handle()
-                    .call_handle(store, &input)
-                    .map_err(calling)
-                    .map(|r| r.map(Raw::Actions))
-            }
-            Pre::Resolver(_) => Ok(Ok(Raw::NotCallable)),
+        let raw = self.invoke(&event.id, config, limits, |store, pre| {
+            let Some(instance) = EventInstance::new(pre, store) else {
+                return Ok(Ok(Raw::NotCallable));
+            };
+            let instance = instance.map_err(instantiating)?;
+            instance.call(store, &input).map_err(calling)
         })?;
         if matches!(raw, Raw::NotCallable) {
             return Err(self.wrong_world("run on events"));
@@ -361,19 +349,49 @@ impl Plugin {
     }
 }
 
+/// An instance of a plugin that runs on events: a transformer or a handler.
+enum EventInstance {
+    Transformer(bindings::transformer::Transformer),
+    Handler(bindings::handler::Handler),
+}
+
+impl EventInstance {
+    /// Instantiates `pre` in `store`; `None` for a resolver, which does not run on events.
+    fn new(pre: &Pre, store: &mut Store<RunState>) -> Option<wasmtime::Result<EventInstance>> {
+        Some(match pre {
+            Pre::Transformer(pre) => pre.instantiate(store).map(EventInstance::Transformer),
+            Pre::Handler(pre) => pre.instantiate(store).map(EventInstance::Handler),
+            Pre::Resolver(_) => return None,
+        })
+    }
+
+    /// Calls the instance's export on one event.
+    fn call(
+        &self,
+        store: &mut Store<RunState>,
+        input: &wit::Event,
+    ) -> wasmtime::Result<Result<Raw, wit::Error>> {
+        match self {
+            EventInstance::Transformer(t) => t
+                .hms_sync_transform()
+                .call_transform(store, input)
+                .map(|r| r.map(Raw::Payload)),
+            EventInstance::Handler(h) => h
+                .hms_sync_handle()
+                .call_handle(store, input)
+                .map(|r| r.map(Raw::Actions)),
+        }
+    }
+}
+
 /// One instance kept for many events, for measuring what a fresh instance per event costs
 /// against reusing one (the benchmarks). The engine itself never reuses an instance: state left
 /// by one event would be seen by the next.
 pub struct Reused {
     store: Store<RunState>,
-    instance: ReusedInstance,
+    instance: EventInstance,
     limits: Limits,
-    deadline_ticks: u64,
-}
-
-enum ReusedInstance {
-    Transformer(super::bindings::transformer::Transformer),
-    Handler(super::bindings::handler::Handler),
+    deadline: u64,
 }
 
 impl Plugin {
@@ -388,28 +406,20 @@ impl Plugin {
             config,
             limits,
         );
-        let instance = match &inner.pre {
-            Pre::Transformer(pre) => pre.instantiate(&mut store).map(ReusedInstance::Transformer),
-            Pre::Handler(pre) => pre.instantiate(&mut store).map(ReusedInstance::Handler),
-            Pre::Resolver(_) => return Err(self.wrong_world("run on events")),
-        }
-        .map_err(|e| RunError::Instantiate {
-            reason: format!("{e:#}"),
-            capacity: false,
-        })?;
-        let tick = inner.shared.config.epoch_tick.as_nanos().max(1);
-        let deadline_ticks =
-            u64::try_from(limits.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX);
+        let instance = EventInstance::new(&inner.pre, &mut store)
+            .ok_or_else(|| self.wrong_world("run on events"))?
+            .map_err(|e| RunError::Instantiate {
+                reason: format!("{e:#}"),
+                capacity: false,
+            })?;
         Ok(Reused {
             store,
             instance,
             limits: *limits,
-            deadline_ticks: deadline_ticks.saturating_add(1),
+            deadline: deadline_ticks(&inner.shared, limits),
         })
     }
-}
 
-impl Plugin {
     /// Makes a fresh store and instance as [`Plugin::run`] does and drops them without calling
     /// the plugin, or only the store when `instantiate` is false: the parts of a fresh run that
     /// come before the plugin's own code, for the benchmarks' breakdown.
@@ -434,24 +444,16 @@ impl Plugin {
 }
 
 impl Reused {
-    /// Runs one event on the kept instance.
+    /// Runs one event on the kept instance, with the deadline reset for it.
     pub fn run(&mut self, event: &Event) -> Result<Output, RunError> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        let input = to_wit_event(event);
-        let raw = match &self.instance {
-            ReusedInstance::Transformer(t) => t
-                .hms_sync_transform()
-                .call_transform(&mut self.store, &input)
-                .map(|r| r.map(Raw::Payload)),
-            ReusedInstance::Handler(h) => h
-                .hms_sync_handle()
-                .call_handle(&mut self.store, &input)
-                .map(|r| r.map(Raw::Actions)),
-        }
-        .map_err(|e| RunError::Trap {
-            reason: format!("{e:#}"),
-        })?
-        .map_err(guest_error)?;
+        self.store.set_epoch_deadline(self.deadline);
+        let raw = self
+            .instance
+            .call(&mut self.store, &to_wit_event(event))
+            .map_err(|e| RunError::Trap {
+                reason: format!("{e:#}"),
+            })?
+            .map_err(guest_error)?;
         checked_output(raw, self.limits.output)
     }
 }
@@ -519,11 +521,17 @@ pub(super) fn new_store(
         },
     );
     store.limiter(|state| &mut state.limiter);
-    let tick = shared.config.epoch_tick.as_nanos().max(1);
-    let ticks = u64::try_from(limits.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX);
-    store.set_epoch_deadline(ticks.saturating_add(1));
+    store.set_epoch_deadline(deadline_ticks(shared, limits));
     store.epoch_deadline_trap();
     (store, streams)
+}
+
+/// The epoch deadline, in ticks from now, for `limits.timeout`: rounded up, plus one tick
+/// since the current tick may be about to end.
+fn deadline_ticks(shared: &Shared, limits: &Limits) -> u64 {
+    let tick = shared.config.epoch_tick.as_nanos().max(1);
+    let ticks = u64::try_from(limits.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX);
+    ticks.saturating_add(1)
 }
 
 fn to_wit_event(event: &Event) -> wit::Event {
