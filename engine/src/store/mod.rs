@@ -3,9 +3,9 @@
 //! All writes go through one writer thread, which takes every command waiting for it and
 //! commits them in one transaction (group commit): under load, many accepted events, processed
 //! events and delivery attempts share one `fsync`, and nobody is answered before their write
-//! is on disk (`synchronous = FULL`). Each command runs in its own savepoint, so one failing
-//! command does not undo the others. Reads use their own connection; WAL lets them run beside
-//! the writer.
+//! is on disk (`synchronous = FULL`). One failing command does not undo the others: a batch in
+//! which a command fails is rolled back and run again with each command in its own savepoint.
+//! Reads use their own connection; WAL lets them run beside the writer.
 
 mod plugins;
 mod records;
