@@ -774,3 +774,48 @@ externalWebhooks:
     assert_eq!(runs[1]["outcome"], "ok");
     engine.stop().await;
 }
+
+#[tokio::test]
+async fn a_plugin_may_not_set_headers_the_engine_or_the_destination_sets() {
+    let echo = Receiver::start().await;
+    let misbehave = component_path("misbehave");
+    let yaml = config(&format!("    url: {}", echo.url("/unused")), 1, "")
+        .replace(
+            "plugins:\n",
+            &format!("plugins:\n  misbehave:\n    path: {}\n", misbehave.display()),
+        )
+        .replace(
+            "destinations:\n",
+            &format!(
+                "destinations:\n  echo:\n    url: {}\n    headers:\n      X-Api-Key: secret\n",
+                echo.url("/echo")
+            ),
+        )
+        .replace(
+            "hmsEvents:\n",
+            "hmsEvents:\n  - event: engine-header\n    handler: misbehave\n  - event: destination-header\n    handler: misbehave\n",
+        );
+    let engine = TestEngine::start(&yaml).await;
+    for event_type in ["engine-header", "destination-header"] {
+        let (status, answer) =
+            post_json(&engine.url(&format!("/events/{event_type}")), "{}", &[]).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let dead = wait_dead_letters(&engine, 2).await;
+    let errors: Vec<&str> = dead["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["error"].as_str().unwrap())
+        .collect();
+    assert!(
+        errors[0].contains("`hms-hops` is set by the engine"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("`x-api-key` is set by the destination's configuration"),
+        "{errors:?}"
+    );
+    assert!(echo.received().is_empty(), "nothing was sent");
+    engine.stop().await;
+}

@@ -5,17 +5,17 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use sync_engine::event::{Action, Emission, Event};
+use sync_engine::sandbox::event::{Action, Emission, Event};
 use sync_engine::sandbox::{
-    GuestErrorKind, Limits, LoadError, Output, Plugin, PluginConfig, RunError, Sandbox,
-    SandboxConfig, World,
+    GuestErrorKind, Limits, LoadError, Output, Plugin, PluginSetup, RunError, Sandbox,
+    SandboxOptions, World,
 };
 use sync_engine_tests::{component, load};
 
 /// One sandbox for the whole test binary, as the engine has one.
 fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
-    SANDBOX.get_or_init(|| Sandbox::new(SandboxConfig::default()).expect("sandbox"))
+    SANDBOX.get_or_init(|| Sandbox::new(SandboxOptions::default()).expect("sandbox"))
 }
 
 fn misbehave() -> &'static Plugin {
@@ -31,8 +31,16 @@ fn limits() -> Limits {
     }
 }
 
-fn no_config() -> PluginConfig {
-    PluginConfig::default()
+/// No settings, the test limits.
+fn setup() -> PluginSetup {
+    with_limits(limits())
+}
+
+fn with_limits(limits: Limits) -> PluginSetup {
+    PluginSetup {
+        settings: Default::default(),
+        limits,
+    }
 }
 
 fn event(event_type: &str, payload: impl Into<Vec<u8>>) -> Event {
@@ -52,7 +60,7 @@ fn event(event_type: &str, payload: impl Into<Vec<u8>>) -> Event {
 }
 
 fn run(plugin: &Plugin, event_type: &str, payload: impl Into<Vec<u8>>) -> Result<Output, RunError> {
-    plugin.run(&event(event_type, payload), &no_config(), &limits())
+    plugin.run(&event(event_type, payload), &setup())
 }
 
 /// The plugin still serves an ordinary event after whatever went before.
@@ -255,6 +263,20 @@ fn a_malformed_action_is_refused_naming_what_is_wrong() {
 }
 
 #[test]
+fn output_rules_are_the_sdks_refuse_engine_headers_and_dot_segments() {
+    for (mode, says) in [
+        ("engine-header", "`hms-hops` is set by the engine"),
+        ("emit-dot-dot", "empty segment"),
+    ] {
+        let err = run(misbehave(), mode, "{}").unwrap_err();
+        assert_eq!(err.code(), "malformed-output", "{mode}: {err}");
+        assert!(err.to_string().contains(says), "{mode}: {err}");
+    }
+    // A destination's own headers are checked by the engine's pipeline, which knows them.
+    assert!(run(misbehave(), "destination-header", "{}").is_ok());
+}
+
+#[test]
 fn a_plugin_error_keeps_its_kind() {
     let err = run(misbehave(), "reject", "").unwrap_err();
     assert_eq!(
@@ -279,13 +301,14 @@ fn two_events_never_share_state() {
 
 #[test]
 fn a_plugin_reads_its_route_config() {
-    let config: PluginConfig = Arc::new(BTreeMap::from([
-        ("greeting".to_owned(), "hello".to_owned()),
-        ("other".to_owned(), "x".to_owned()),
-    ]));
-    let output = misbehave()
-        .run(&event("config", ""), &config, &limits())
-        .unwrap();
+    let setup = PluginSetup {
+        settings: Arc::new(BTreeMap::from([
+            ("greeting".to_owned(), "hello".to_owned()),
+            ("other".to_owned(), "x".to_owned()),
+        ])),
+        limits: limits(),
+    };
+    let output = misbehave().run(&event("config", ""), &setup).unwrap();
     assert_eq!(
         output,
         Output::Actions(vec![Action::Drop("hello/2".into())])
@@ -428,21 +451,21 @@ fn events_run_concurrently_on_one_plugin() {
 
 #[test]
 fn a_full_instance_pool_is_a_capacity_error_not_a_plugin_failure() {
-    let sandbox = Sandbox::new(SandboxConfig {
+    let sandbox = Sandbox::new(SandboxOptions {
         max_instances: 1,
-        ..SandboxConfig::default()
+        ..SandboxOptions::default()
     })
     .unwrap();
     let plugin = load(&sandbox, "misbehave");
-    let busy = Limits {
+    let busy = with_limits(Limits {
         timeout: Duration::from_secs(3),
         ..limits()
-    };
+    });
     std::thread::scope(|scope| {
         // The looping event retries until it holds the slot, so the race below is one-sided.
         let looping = scope.spawn(|| {
             loop {
-                match plugin.run(&event("loop", ""), &no_config(), &busy) {
+                match plugin.run(&event("loop", ""), &busy) {
                     Err(err) if err.is_capacity() => continue,
                     result => break result,
                 }

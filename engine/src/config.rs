@@ -705,6 +705,23 @@ impl fmt::Display for ConfigError {
 const RESERVED_PATHS: &[&str] = &["/events", "/healthz", "/readyz", "/metrics", "/admin"];
 
 impl Config {
+    /// How the plugin `name` runs: its `config` settings and its limits (its own, else the
+    /// sandbox's defaults, else the built-in ones). The one place a plugin's setup is built
+    /// from the configuration. `name` must be a configured plugin.
+    pub fn plugin_setup(&self, name: &str) -> crate::sandbox::PluginSetup {
+        let plugin = &self.plugins[name];
+        crate::sandbox::PluginSetup {
+            settings: std::sync::Arc::new(
+                plugin
+                    .config
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect(),
+            ),
+            limits: plugin.limits.resolve(&self.sandbox.limits),
+        }
+    }
+
     /// Reads and checks a configuration file. Relative paths in it become relative to the
     /// file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -851,7 +868,7 @@ impl Config {
         }
         for (i, route) in self.hms_events.iter().enumerate() {
             let key = format!("hmsEvents[{i}]");
-            if let Err(e) = crate::event::check_event_type(&route.event) {
+            if let Err(e) = crate::sandbox::event::check_event_type(&route.event) {
                 p.add(format!("{key}.event"), e);
             }
             check_ref(
@@ -885,11 +902,11 @@ impl Config {
                 &format!("{key}.handler"),
                 &mut p,
             );
-            if let Err(e) = crate::event::check_event_type(&route.event_type()) {
+            if let Err(e) = crate::sandbox::event::check_event_type(&route.event_type()) {
                 p.add(format!("{key}.type"), e);
             }
             if let Some(emit) = &route.emit {
-                if let Err(e) = crate::event::check_event_type(emit) {
+                if let Err(e) = crate::sandbox::event::check_event_type(emit) {
                     p.add(format!("{key}.emit"), e);
                 }
                 if self.core.is_none() {

@@ -6,7 +6,7 @@ use crate::delivery::Dispatcher;
 use crate::metrics::Metrics;
 use crate::pipeline::{Routes, load_plugins, run_processor};
 use crate::registry::Registry;
-use crate::sandbox::{Plugin, Sandbox, SandboxConfig};
+use crate::sandbox::{Plugin, Sandbox, SandboxOptions};
 use crate::sources::Sources;
 use crate::store::Store;
 use anyhow::Context;
@@ -30,11 +30,11 @@ pub struct Prepared {
 /// Creates the sandbox (caching compiled components in `cache_dir`, when given), loads every
 /// plugin and builds the routes. Every problem found is reported, each naming its key.
 pub fn prepare(config: &Config, cache_dir: Option<PathBuf>) -> Result<Prepared, ConfigError> {
-    let sandbox = Sandbox::new(SandboxConfig {
+    let sandbox = Sandbox::new(SandboxOptions {
         max_instances: config.sandbox.max_instances.get(),
         max_memory: config.sandbox.max_memory,
         cache_dir,
-        ..SandboxConfig::default()
+        ..SandboxOptions::default()
     })
     .map_err(|e| ConfigError {
         file: None,

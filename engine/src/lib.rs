@@ -29,13 +29,14 @@ pub mod config;
 pub mod conflict;
 pub mod delivery;
 pub mod engine;
-pub mod event;
-pub mod fixtures;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
-pub mod sandbox;
 pub mod signing;
 pub mod sink;
 pub mod sources;
 pub mod store;
+
+/// The plugin host (the `sync-engine-sandbox` crate): loading components, running one event in
+/// a fresh instance, the event model and fixtures.
+pub use sync_engine_sandbox as sandbox;

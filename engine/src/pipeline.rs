@@ -8,10 +8,10 @@
 
 use crate::config::{Config, Problem};
 use crate::conflict::Conflict;
-use crate::event::{Action, Event, HMS_ORIGIN};
 use crate::metrics::{EventLabels, Metrics, PluginLabels, source_of};
 use crate::registry::Registry;
-use crate::sandbox::{Limits, Output, Plugin, PluginConfig, Sandbox, World};
+use crate::sandbox::event::{Action, Delivery, Emission, Event, HMS_ORIGIN};
+use crate::sandbox::{Output, Plugin, PluginSetup, Sandbox, World};
 use crate::store::{OutboxAction, OutboxKind, PendingEvent, Processed, RunRecord, Store, now_ms};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -32,31 +32,21 @@ pub enum Target {
     Actions,
 }
 
-/// A plugin, by name, with the settings one use of it runs under; its active version comes
-/// from the [`Registry`] each time it runs.
+/// A plugin, by name, with the setup it runs under; its active version comes from the
+/// [`Registry`] each time it runs.
 #[derive(Debug, Clone)]
 pub struct Configured {
     /// The plugin's name.
     pub name: String,
-    /// Its configuration (the `config` import).
-    pub config: PluginConfig,
-    /// Its per-call limits.
-    pub limits: Limits,
+    /// Its settings and limits.
+    pub setup: PluginSetup,
 }
 
 impl Configured {
     fn new(config: &Config, name: &str) -> Configured {
-        let settings = &config.plugins[name];
         Configured {
             name: name.to_owned(),
-            config: Arc::new(
-                settings
-                    .config
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.0.clone()))
-                    .collect(),
-            ),
-            limits: settings.limits.resolve(&config.sandbox.limits),
+            setup: config.plugin_setup(name),
         }
     }
 }
@@ -90,6 +80,8 @@ struct DestinationInfo {
     content_type: String,
     /// The external system it belongs to.
     system: String,
+    /// The headers its configuration sets, which a plugin may not set.
+    headers: Vec<String>,
 }
 
 /// Every route's handlers, the resolvers, and what the pipeline needs to know about
@@ -133,6 +125,7 @@ impl Routes {
                     let info = DestinationInfo {
                         content_type: d.content_type.clone(),
                         system: d.system.clone().unwrap_or_else(|| name.clone()),
+                        headers: d.headers.keys().cloned().collect(),
                     };
                     (name.clone(), info)
                 })
@@ -330,7 +323,7 @@ pub fn process(
         .entered();
         let ran_at = now_ms();
         let started = Instant::now();
-        let result = plugin.run(event, &handler.handler.config, &handler.handler.limits);
+        let result = plugin.run(event, &handler.handler.setup);
         if let Err(e) = &result
             && e.is_capacity()
         {
@@ -425,7 +418,7 @@ fn actions(
     let actions = match (output, &handler.target) {
         (Output::Actions(actions), _) => actions,
         (Output::Payload(body), Target::Deliver(destination)) => {
-            vec![Action::Deliver(crate::event::Delivery {
+            vec![Action::Deliver(Delivery {
                 destination: destination.clone(),
                 body,
                 content_type: None,
@@ -436,7 +429,7 @@ fn actions(
             })]
         }
         (Output::Payload(payload), Target::Emit(event_type)) => {
-            vec![Action::Emit(crate::event::Emission {
+            vec![Action::Emit(Emission {
                 event_type: event_type.clone(),
                 payload,
                 content_type: Some(event.content_type.clone()),
@@ -452,10 +445,11 @@ fn actions(
             ));
         }
     };
-    for action in &actions {
-        if let Action::Deliver(d) = action
-            && !routes.destinations.contains_key(&d.destination)
-        {
+    for (i, action) in actions.iter().enumerate() {
+        let Action::Deliver(d) = action else {
+            continue;
+        };
+        let Some(destination) = routes.destinations.get(&d.destination) else {
             let known: Vec<&str> = routes.destinations.keys().map(String::as_str).collect();
             return Err((
                 "malformed-output".into(),
@@ -465,6 +459,16 @@ fn actions(
                     known.join(", ")
                 ),
             ));
+        };
+        for header in &d.headers {
+            hms_sync_rules::check_destination_header(&header.name, &destination.headers).map_err(
+                |reason| {
+                    (
+                        "malformed-output".to_owned(),
+                        format!("the plugin returned a malformed result: action {i}: {reason}"),
+                    )
+                },
+            )?;
         }
     }
     Ok(actions)

@@ -9,8 +9,8 @@
 //! version changes nothing. After a restart the active versions are what they were.
 
 use crate::config::Config;
-use crate::fixtures::Fixtures;
-use crate::sandbox::{Limits, Plugin, PluginConfig, Sandbox, World};
+use crate::sandbox::fixtures::Fixtures;
+use crate::sandbox::{Plugin, PluginSetup, Sandbox, World};
 use crate::store::{
     Activation, ActivationRecord, PluginVersion, PluginVersionInfo, PluginWrite, Store, now_ms,
 };
@@ -67,18 +67,11 @@ pub struct Swap {
     pub unchanged: bool,
 }
 
-/// How a configured plugin runs when it is checked: its route settings.
-#[derive(Debug, Clone)]
-struct Settings {
-    config: PluginConfig,
-    limits: Limits,
-}
-
 /// The active plugins, and how to change them.
 pub struct Registry {
     sandbox: Arc<Sandbox>,
     store: Store,
-    settings: BTreeMap<String, Settings>,
+    settings: BTreeMap<String, PluginSetup>,
     active: ArcSwap<HashMap<String, Plugin>>,
     /// One change at a time: a check and its swap are not interleaved with another's.
     changing: tokio::sync::Mutex<()>,
@@ -90,19 +83,8 @@ impl Registry {
     pub fn new(sandbox: Arc<Sandbox>, store: Store, config: &Config) -> Registry {
         let settings = config
             .plugins
-            .iter()
-            .map(|(name, s)| {
-                let settings = Settings {
-                    config: Arc::new(
-                        s.config
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.0.clone()))
-                            .collect(),
-                    ),
-                    limits: s.limits.resolve(&config.sandbox.limits),
-                };
-                (name.clone(), settings)
-            })
+            .keys()
+            .map(|name| (name.clone(), config.plugin_setup(name)))
             .collect();
         Registry {
             sandbox,
@@ -198,7 +180,7 @@ impl Registry {
     }
 
     /// Checks a new version of a plugin and, when it passes, keeps it and makes it active.
-    /// `fixtures` (JSON, see [`crate::fixtures`]) are the version's own; without them it must
+    /// `fixtures` (JSON, see [`crate::sandbox::fixtures`]) are the version's own; without them it must
     /// pass the active version's. The work goes on even if the caller stops waiting, so the
     /// store and the running engine never disagree.
     pub async fn submit(
@@ -367,7 +349,7 @@ impl Registry {
                     ));
                 }
                 Some(fixtures) => {
-                    let failures = fixtures.check(&plugin, &settings.config, &settings.limits);
+                    let failures = fixtures.check(&plugin, &settings);
                     if !failures.is_empty() {
                         return Err(Refused {
                             failures,

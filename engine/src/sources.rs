@@ -12,9 +12,9 @@
 //! the first event's id and not stored again.
 
 use crate::config::Config;
-use crate::event::{Event, HMS_ORIGIN, Header, check_event_type};
 use crate::metrics::{EventLabels, Metrics, source_of};
 use crate::pipeline::{Routes, bus_route, webhook_route};
+use crate::sandbox::event::{Event, HMS_ORIGIN, Header, check_event_type};
 use crate::signing::Verifier;
 use crate::store::{NewEvent, Store, now_ms};
 use axum::Json;

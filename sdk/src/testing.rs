@@ -2,7 +2,13 @@
 //! without the engine.
 //!
 //! [`TestHost`] plays the engine's part: it gives the plugin a route configuration, records
-//! what the plugin logs, and returns the plugin's result with the log lines.
+//! what the plugin logs (cut and capped as the engine does), and returns the plugin's result with
+//! the log lines. It checks the result against the same output rules as the engine (the
+//! `hms-sync-rules` crate): an action with a header the engine sets itself, an empty
+//! destination, an event type such as `..`, or output over the limit makes
+//! [`TestHost::transform`], [`TestHost::handle`] and [`TestHost::resolve`] panic with the error
+//! code the engine would record (`malformed-output`, `output-too-large`), so the plugin's own
+//! `cargo test` fails. [`TestHost::try_handle`] and its siblings return the refusal instead.
 //!
 //! ```
 //! use hms_sync_sdk::testing::{TestHost, json_event};
@@ -29,6 +35,8 @@
 
 use crate::log::Level;
 use crate::{Action, Entity, Event, Handler, Resolution, Resolver, Result, Transformer};
+use hms_sync_rules as rules;
+pub use hms_sync_rules::Refusal;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -51,9 +59,19 @@ pub struct Outcome<T> {
 }
 
 /// Stands in for the engine while a plugin runs natively.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TestHost {
     config: BTreeMap<String, String>,
+    output_limit: usize,
+}
+
+impl Default for TestHost {
+    fn default() -> Self {
+        TestHost {
+            config: BTreeMap::new(),
+            output_limit: rules::DEFAULT_OUTPUT_LIMIT,
+        }
+    }
 }
 
 struct Active {
@@ -77,19 +95,76 @@ impl TestHost {
         self
     }
 
+    /// Sets the output limit in bytes, as the route's `limits.output` does in the engine
+    /// (default: the engine's, 1 MiB).
+    pub fn with_output_limit(mut self, bytes: usize) -> Self {
+        self.output_limit = bytes;
+        self
+    }
+
     /// Runs a [`Transformer`] on one event.
+    ///
+    /// # Panics
+    ///
+    /// When the engine would refuse the payload (larger than the output limit).
     pub fn transform<T: Transformer>(&self, event: Event) -> Outcome<Vec<u8>> {
-        self.run(|| T::transform(event))
+        accepted(self.try_transform::<T>(event))
     }
 
     /// Runs a [`Handler`] on one event.
+    ///
+    /// # Panics
+    ///
+    /// When the engine would refuse the actions (see the module's documentation).
     pub fn handle<H: Handler>(&self, event: Event) -> Outcome<Vec<Action>> {
-        self.run(|| H::handle(event))
+        accepted(self.try_handle::<H>(event))
     }
 
     /// Runs a [`Resolver`] on two versions of an entity.
+    ///
+    /// # Panics
+    ///
+    /// When the engine would refuse the merged payload (larger than the output limit).
     pub fn resolve<R: Resolver>(&self, current: Entity, incoming: Entity) -> Outcome<Resolution> {
-        self.run(|| R::resolve(current, incoming))
+        accepted(self.try_resolve::<R>(current, incoming))
+    }
+
+    /// Runs a [`Transformer`] on one event; `Err` when the engine would refuse its payload.
+    pub fn try_transform<T: Transformer>(
+        &self,
+        event: Event,
+    ) -> std::result::Result<Outcome<Vec<u8>>, Refusal> {
+        let outcome = self.run(|| T::transform(event));
+        if let Ok(payload) = &outcome.result {
+            rules::check_size(payload.len(), self.output_limit)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Runs a [`Handler`] on one event; `Err` when the engine would refuse its actions.
+    pub fn try_handle<H: Handler>(
+        &self,
+        event: Event,
+    ) -> std::result::Result<Outcome<Vec<Action>>, Refusal> {
+        let outcome = self.run(|| H::handle(event));
+        if let Ok(actions) = &outcome.result {
+            rules::check_actions(actions.iter().map(view), self.output_limit)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Runs a [`Resolver`] on two versions of an entity; `Err` when the engine would refuse
+    /// its merged payload.
+    pub fn try_resolve<R: Resolver>(
+        &self,
+        current: Entity,
+        incoming: Entity,
+    ) -> std::result::Result<Outcome<Resolution>, Refusal> {
+        let outcome = self.run(|| R::resolve(current, incoming));
+        if let Ok(Resolution::Merged(payload)) = &outcome.result {
+            rules::check_size(payload.len(), self.output_limit)?;
+        }
+        Ok(outcome)
     }
 
     fn run<T>(&self, plugin: impl FnOnce() -> Result<T>) -> Outcome<T> {
@@ -103,6 +178,45 @@ impl TestHost {
             result,
             logs: active.map(|a| a.logs).unwrap_or_default(),
         }
+    }
+}
+
+/// The outcome, or a panic saying why the engine would refuse it.
+fn accepted<T>(checked: std::result::Result<Outcome<T>, Refusal>) -> Outcome<T> {
+    checked.unwrap_or_else(|refusal| {
+        panic!(
+            "the engine would refuse this output ({}): {refusal}",
+            refusal.code()
+        )
+    })
+}
+
+/// How the output rules see one of the SDK's actions.
+fn view(action: &Action) -> rules::Action<'_> {
+    match action {
+        Action::Deliver(d) => rules::Action::Deliver {
+            destination: &d.destination,
+            body: &d.body,
+            content_type: d.content_type.as_deref(),
+            headers: d
+                .headers
+                .iter()
+                .map(|h| rules::Header {
+                    name: &h.name,
+                    value: &h.value,
+                })
+                .collect(),
+            key: d.key.as_deref(),
+            version: d.version,
+        },
+        Action::Emit(e) => rules::Action::Emit {
+            event_type: &e.event_type,
+            payload: &e.payload,
+            content_type: e.content_type.as_deref(),
+            key: e.key.as_deref(),
+            version: e.version,
+        },
+        Action::Drop(reason) => rules::Action::Drop { reason },
     }
 }
 
@@ -148,9 +262,11 @@ pub fn json_entity<T: serde::Serialize + ?Sized>(
 
 pub(crate) fn log(level: Level, message: &str) {
     ACTIVE.with_borrow_mut(|active| match active {
+        // As in the engine: long lines are cut, and lines past the per-event cap dropped.
+        Some(active) if active.logs.len() >= rules::MAX_LOG_LINES => {}
         Some(active) => active.logs.push(LogLine {
             level,
-            message: message.to_owned(),
+            message: rules::truncate_log_line(message.to_owned()),
         }),
         #[allow(clippy::print_stderr)]
         None => eprintln!("[{level:?}] {message}"),
@@ -169,4 +285,87 @@ pub(crate) fn config_entries() -> Vec<(String, String)> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Delivery, Emission};
+
+    struct SetsEngineHeader;
+    impl Handler for SetsEngineHeader {
+        fn handle(_: Event) -> Result<Vec<Action>> {
+            Ok(vec![
+                Delivery::new("state", "{}")
+                    .with_header("hms-hops", "0")
+                    .into(),
+            ])
+        }
+    }
+
+    struct EmitsDotDot;
+    impl Handler for EmitsDotDot {
+        fn handle(_: Event) -> Result<Vec<Action>> {
+            Ok(vec![Emission::new("..", "{}").into()])
+        }
+    }
+
+    struct Big;
+    impl Transformer for Big {
+        fn transform(_: Event) -> Result<Vec<u8>> {
+            Ok(vec![b'x'; 100])
+        }
+    }
+
+    struct Chatty;
+    impl Transformer for Chatty {
+        fn transform(_: Event) -> Result<Vec<u8>> {
+            for _ in 0..1000 {
+                crate::info!("{}", "x".repeat(10_000));
+            }
+            Ok(Vec::new())
+        }
+    }
+
+    fn event() -> Event {
+        json_event("t", &serde_json::json!({}))
+    }
+
+    #[test]
+    fn output_the_engine_refuses_is_refused_here_with_the_same_code() {
+        let refusal = TestHost::new()
+            .try_handle::<SetsEngineHeader>(event())
+            .unwrap_err();
+        assert_eq!(refusal.code(), "malformed-output");
+        assert!(refusal.to_string().contains("`hms-hops`"), "{refusal}");
+        let refusal = TestHost::new()
+            .try_handle::<EmitsDotDot>(event())
+            .unwrap_err();
+        assert!(refusal.to_string().contains("empty segment"), "{refusal}");
+        let refusal = TestHost::new()
+            .with_output_limit(10)
+            .try_transform::<Big>(event())
+            .unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::TooLarge {
+                size: 100,
+                limit: 10
+            }
+        );
+        assert!(TestHost::new().try_transform::<Big>(event()).is_ok());
+    }
+
+    #[test]
+    #[should_panic(expected = "the engine would refuse this output (malformed-output)")]
+    fn a_refused_output_fails_the_plugins_own_test() {
+        let _ = TestHost::new().handle::<SetsEngineHeader>(event());
+    }
+
+    #[test]
+    fn logs_are_cut_and_capped_as_the_engine_does() {
+        let outcome = TestHost::new().transform::<Chatty>(event());
+        assert_eq!(outcome.logs.len(), rules::MAX_LOG_LINES);
+        assert!(outcome.logs[0].message.ends_with("bytes cut)"));
+    }
 }

@@ -21,8 +21,8 @@ use hms_sync_sdk::{Handler, Transformer};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-use sync_engine::event::Event;
-use sync_engine::sandbox::{Limits, Plugin, PluginConfig, Sandbox, SandboxConfig};
+use sync_engine_sandbox::event::Event;
+use sync_engine_sandbox::{Plugin, PluginSetup, Sandbox, SandboxOptions};
 use sync_engine_tests::load;
 
 const PAYLOAD: &[u8] = br#"{"rate":0.0725,"year":2025}"#;
@@ -42,9 +42,8 @@ fn main() {
     let mut criterion = Criterion::default()
         .output_directory(&output)
         .configure_from_args();
-    let sandbox = Sandbox::new(SandboxConfig::default()).expect("the sandbox starts");
-    let config = PluginConfig::default();
-    let limits = Limits::default();
+    let sandbox = Sandbox::new(SandboxOptions::default()).expect("the sandbox starts");
+    let setup = PluginSetup::default();
     let event = engine_event();
     let guest_event = sdk_event();
 
@@ -54,8 +53,7 @@ fn main() {
         "transformer",
         &outbound,
         &event,
-        &config,
-        &limits,
+        &setup,
         || {
             tax_rate_outbound::Outbound::transform(guest_event.clone())
                 .expect("the mapping succeeds")
@@ -68,8 +66,7 @@ fn main() {
         "handler-3-actions",
         &fan_out,
         &event,
-        &config,
-        &limits,
+        &setup,
         || {
             fan_out::FanOut::handle(guest_event.clone())
                 .expect("the mapping succeeds")
@@ -85,15 +82,12 @@ fn bench_plugin(
     group: &str,
     plugin: &Plugin,
     event: &Event,
-    config: &PluginConfig,
-    limits: &Limits,
+    setup: &PluginSetup,
     native: impl Fn() -> usize,
 ) {
-    let mut reused = plugin
-        .reused(config, limits)
-        .expect("the plugin instantiates");
+    let mut reused = plugin.reused(setup).expect("the plugin instantiates");
     // Each way must produce the same result before it is timed.
-    let expected = plugin.run(event, config, limits).expect("the plugin runs");
+    let expected = plugin.run(event, setup).expect("the plugin runs");
     assert_eq!(reused.run(event).expect("the plugin runs"), expected);
 
     let mut group = criterion.benchmark_group(group);
@@ -103,11 +97,11 @@ fn bench_plugin(
             "native" => b.iter(|| black_box(native())),
             "reused-instance" => b.iter(|| reused.run(black_box(event)).expect("runs")),
             "fresh-instance" => {
-                b.iter(|| plugin.run(black_box(event), config, limits).expect("runs"));
+                b.iter(|| plugin.run(black_box(event), setup).expect("runs"));
             }
-            "store-only" => b.iter(|| plugin.prepare_only(config, limits, false).expect("runs")),
+            "store-only" => b.iter(|| plugin.prepare_only(setup, false).expect("runs")),
             "store-and-instance" => {
-                b.iter(|| plugin.prepare_only(config, limits, true).expect("runs"));
+                b.iter(|| plugin.prepare_only(setup, true).expect("runs"));
             }
             _ => unreachable!("every way is benchmarked above"),
         });

@@ -3,7 +3,7 @@
 mod remote;
 
 use crate::config::Config;
-use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::sandbox::{PluginSetup, Sandbox, SandboxOptions};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -212,8 +212,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let json = std::fs::read_to_string(&fixtures)
                 .with_context(|| format!("cannot read {}", fixtures.display()))?;
-            let fixtures = crate::fixtures::Fixtures::parse(&json).map_err(anyhow::Error::msg)?;
-            let sandbox = Sandbox::new(SandboxConfig::default())?;
+            let fixtures =
+                crate::sandbox::fixtures::Fixtures::parse(&json).map_err(anyhow::Error::msg)?;
+            let sandbox = Sandbox::new(SandboxOptions::default())?;
             let plugin = match sandbox.load(&file_name(&file), &bytes) {
                 Ok(plugin) => plugin,
                 Err(e) => {
@@ -221,8 +222,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            let config = std::sync::Arc::new(settings.into_iter().collect());
-            let results = fixtures.run(&plugin, &config, &crate::sandbox::Limits::default());
+            let setup = PluginSetup {
+                settings: std::sync::Arc::new(settings.into_iter().collect()),
+                ..PluginSetup::default()
+            };
+            let results = fixtures.run(&plugin, &setup);
             let failed = results.iter().filter(|(_, r)| r.is_err()).count();
             for (name, result) in &results {
                 match result {
@@ -248,7 +252,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let sandbox = Sandbox::new(SandboxConfig::default())?;
+            let sandbox = Sandbox::new(SandboxOptions::default())?;
             match sandbox.load(&file_name(&file), &bytes) {
                 Ok(plugin) => {
                     println!(

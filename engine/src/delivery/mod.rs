@@ -417,11 +417,10 @@ impl Dispatcher {
             content_type: action.content_type.clone(),
             payload: action.body.clone(),
         };
-        let resolved = tokio::task::spawn_blocking(move || {
-            plugin.resolve(&held, &incoming, &resolver.config, &resolver.limits)
-        })
-        .await
-        .map_err(|e| StoreError::Io(format!("the resolver's thread failed: {e}")))?;
+        let resolved =
+            tokio::task::spawn_blocking(move || plugin.resolve(&held, &incoming, &resolver.setup))
+                .await
+                .map_err(|e| StoreError::Io(format!("the resolver's thread failed: {e}")))?;
         Ok(match resolved {
             Ok(Resolution::Keep) => Decision::Supersede {
                 winner: current.event_id,

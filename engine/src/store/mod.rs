@@ -415,7 +415,7 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Event, Header};
+    use crate::sandbox::event::{Event, Header};
 
     fn new_event(n: usize, dedupe: Option<&str>) -> NewEvent {
         NewEvent {

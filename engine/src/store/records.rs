@@ -2,7 +2,7 @@
 
 use super::StoreError;
 use crate::config::Strategy;
-use crate::event::{Event, Header};
+use crate::sandbox::event::{Event, Header};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// An event to commit.
@@ -189,7 +189,7 @@ pub struct OutboxAction {
     /// Extra request headers.
     pub headers: Vec<Header>,
     /// The body.
-    #[serde(serialize_with = "crate::event::bytes_as_text")]
+    #[serde(serialize_with = "crate::sandbox::event::bytes_as_text")]
     pub body: Vec<u8>,
     /// The entity key.
     pub key: Option<String>,

@@ -17,7 +17,7 @@
 //! | `log`       | logs through the import and prints to stdout and stderr      |
 //! | `config`    | reports the route config's `greeting` and its entry count    |
 
-use hms_sync_sdk::{Action, Delivery, Error, Event, Handler, Result};
+use hms_sync_sdk::{Action, Delivery, Emission, Error, Event, Handler, Result};
 use std::hint::black_box;
 use std::io::Read;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -68,6 +68,19 @@ impl Handler for Misbehave {
                         .into(),
                 ]
             }
+            // Output the engine's rules refuse (as the SDK's test harness does).
+            "engine-header" => vec![
+                Delivery::new("echo", event.payload)
+                    .with_header("HMS-Hops", "0")
+                    .into(),
+            ],
+            "emit-dot-dot" => vec![Emission::new("..", event.payload).into()],
+            // A header the `echo` destination's configuration sets in the engine's tests.
+            "destination-header" => vec![
+                Delivery::new("echo", event.payload)
+                    .with_header("x-api-key", "stolen")
+                    .into(),
+            ],
             "reject" => return Err(Error::rejected("this plugin rejects `reject` events")),
             "log" => {
                 hms_sync_sdk::info!("info line for {}", event.id);

@@ -7,7 +7,7 @@
 /// The `hms:sync/handler` world, with the shared types and imports.
 pub mod handler {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "hms:sync/handler",
     });
 }
@@ -15,12 +15,12 @@ pub mod handler {
 /// The `hms:sync/transformer` world.
 pub mod transformer {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "hms:sync/transformer",
         with: {
-            "hms:sync/types": crate::sandbox::bindings::handler::hms::sync::types,
-            "hms:sync/log": crate::sandbox::bindings::handler::hms::sync::log,
-            "hms:sync/config": crate::sandbox::bindings::handler::hms::sync::config,
+            "hms:sync/types": crate::bindings::handler::hms::sync::types,
+            "hms:sync/log": crate::bindings::handler::hms::sync::log,
+            "hms:sync/config": crate::bindings::handler::hms::sync::config,
         },
     });
 }
@@ -28,12 +28,12 @@ pub mod transformer {
 /// The `hms:sync/resolver` world.
 pub mod resolver {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "hms:sync/resolver",
         with: {
-            "hms:sync/types": crate::sandbox::bindings::handler::hms::sync::types,
-            "hms:sync/log": crate::sandbox::bindings::handler::hms::sync::log,
-            "hms:sync/config": crate::sandbox::bindings::handler::hms::sync::config,
+            "hms:sync/types": crate::bindings::handler::hms::sync::types,
+            "hms:sync/log": crate::bindings::handler::hms::sync::log,
+            "hms:sync/config": crate::bindings::handler::hms::sync::config,
         },
     });
 }

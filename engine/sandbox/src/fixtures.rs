@@ -31,7 +31,7 @@
 //! of the failure: `invalid-input`, `rejected`, `internal`, `trap`, `timeout`, ...).
 
 use crate::event::{Action, Event, Header};
-use crate::sandbox::{Limits, Output, Plugin, PluginConfig};
+use crate::{Output, Plugin, PluginSetup};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -140,16 +140,11 @@ impl Fixtures {
         self.cases.is_empty()
     }
 
-    /// Runs every case on `plugin` (with `config` as its route configuration); returns each
+    /// Runs every case on `plugin` (under `setup`: its route settings and limits); returns each
     /// case's name and whether it passed, or what differed.
     ///
     /// Blocks while the plugin runs: call it on a thread that may block.
-    pub fn run(
-        &self,
-        plugin: &Plugin,
-        config: &PluginConfig,
-        limits: &Limits,
-    ) -> Vec<(String, Result<(), String>)> {
+    pub fn run(&self, plugin: &Plugin, setup: &PluginSetup) -> Vec<(String, Result<(), String>)> {
         self.cases
             .iter()
             .enumerate()
@@ -158,15 +153,15 @@ impl Fixtures {
                     .name
                     .clone()
                     .unwrap_or_else(|| format!("case {i} ({})", case.event.event_type));
-                (name, case.check(plugin, config, limits, i))
+                (name, case.check(plugin, setup, i))
             })
             .collect()
     }
 
     /// Runs every case; returns one message per failing case, naming it and saying what
     /// differed.
-    pub fn check(&self, plugin: &Plugin, config: &PluginConfig, limits: &Limits) -> Vec<String> {
-        self.run(plugin, config, limits)
+    pub fn check(&self, plugin: &Plugin, setup: &PluginSetup) -> Vec<String> {
+        self.run(plugin, setup)
             .into_iter()
             .filter_map(|(name, result)| result.err().map(|e| format!("{name}: {e}")))
             .collect()
@@ -174,15 +169,9 @@ impl Fixtures {
 }
 
 impl Case {
-    fn check(
-        &self,
-        plugin: &Plugin,
-        config: &PluginConfig,
-        limits: &Limits,
-        index: usize,
-    ) -> Result<(), String> {
+    fn check(&self, plugin: &Plugin, setup: &PluginSetup, index: usize) -> Result<(), String> {
         let event = self.event.to_event(index);
-        let result = plugin.run(&event, config, limits);
+        let result = plugin.run(&event, setup);
         match (&self.expect, result) {
             (Expect::Error(code), Err(e)) if e.code() == code => Ok(()),
             (Expect::Error(code), Err(e)) => Err(format!("expected error `{code}`, got: {e}")),

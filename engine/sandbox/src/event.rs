@@ -1,5 +1,6 @@
-//! The records that flow through the engine: an accepted [`Event`] and the [`Action`]s a plugin
-//! turns it into.
+//! What flows through a plugin: the accepted [`Event`] it receives and the [`Action`]s it turns
+//! the event into, in the engine's own types (the WIT's, generated in `bindings`, stay inside
+//! this crate).
 
 /// One header: a name and a value.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -106,48 +107,4 @@ pub fn bytes_as_text<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Resul
     serializer.serialize_str(&String::from_utf8_lossy(bytes))
 }
 
-/// The longest event type the engine accepts.
-pub const MAX_EVENT_TYPE_LEN: usize = 128;
-
-/// Checks an event type: 1 to [`MAX_EVENT_TYPE_LEN`] characters of ASCII letters, digits, `.`,
-/// `_` and `-`, so it can name a bus subject and a URL path segment unescaped.
-pub fn check_event_type(event_type: &str) -> Result<(), String> {
-    if event_type.is_empty() {
-        return Err("the event type is empty".into());
-    }
-    if event_type.len() > MAX_EVENT_TYPE_LEN {
-        return Err(format!(
-            "the event type is {} bytes long; the limit is {MAX_EVENT_TYPE_LEN}",
-            event_type.len()
-        ));
-    }
-    if let Some(c) = event_type
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "the event type `{}` contains {c:?}; only ASCII letters, digits, `.`, `_` and `-` are allowed",
-            event_type.escape_debug()
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_event_type;
-
-    #[test]
-    fn event_types() {
-        assert!(check_event_type("tax.rate.updated").is_ok());
-        assert!(check_event_type("policy_v2-updated").is_ok());
-        assert!(check_event_type("").unwrap_err().contains("empty"));
-        assert!(check_event_type("a/b").unwrap_err().contains("'/'"));
-        assert!(check_event_type("tax rate").unwrap_err().contains("' '"));
-        assert!(
-            check_event_type(&"a".repeat(129))
-                .unwrap_err()
-                .contains("129")
-        );
-    }
-}
+pub use hms_sync_rules::check_event_type;

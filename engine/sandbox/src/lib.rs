@@ -1,36 +1,74 @@
-//! The sandbox: loads agency plugins (WebAssembly components built against `wit/`) and runs
-//! each event in a fresh instance.
+//! The plugin host of the HMS Synchronization Engine: loads agency plugins (WebAssembly
+//! components built against `wit/`) and runs each event in a fresh instance.
 //!
 //! A [`Sandbox`] owns one wasmtime [`Engine`] with the pooling allocator, the linker that
 //! defines what plugins may import, and a thread that advances the engine's epoch for
-//! deadlines. [`Sandbox::load`] compiles a component, checks it against the `transformer` and
-//! `handler` worlds and pre-instantiates it into a [`Plugin`]. [`Plugin::run`] then makes a
-//! fresh store and instance for one event, under that event's [`Limits`]:
+//! deadlines. [`Sandbox::load`] compiles a component, checks it against the `transformer`,
+//! `handler` and `resolver` worlds and pre-instantiates it into a [`Plugin`]. [`Plugin::run`]
+//! then makes a fresh store and instance for one event, under that plugin's [`PluginSetup`]:
+//! its settings (the `config` import) and its [`Limits`]:
 //!
 //! - **time**: a wall-clock deadline, enforced by epoch interruption;
 //! - **memory**: a cap on each linear memory, enforced by a resource limiter;
-//! - **output**: a cap on the bytes the plugin returns.
+//! - **output**: a cap on the bytes the plugin returns, and the output rules every action must
+//!   follow, both from `hms-sync-rules`, which the SDK's test harness applies too.
 //!
 //! Plugins get no ambient capabilities: no preopened directories, no environment, no
 //! arguments, no stdin, no sockets or name lookups. What they print to stdout and stderr, and
 //! what they log through the `log` import, goes to `tracing` with the plugin's name and version
 //! and the event's id. Every failure is a [`RunError`] for that event; the sandbox and the next
 //! event are unaffected.
+//!
+//! # Layout
+//!
+//! - [`event`]: what flows in and out: the [`Event`] a plugin receives and the [`Action`]s it
+//!   returns, in the engine's own types.
+//! - `plugin`: loading a component: compile, check the world, pre-instantiate.
+//! - `host`: what a plugin may import (`log`, `config`, WASI without capabilities) and the
+//!   per-run state (memory limiter, captured output).
+//! - `run`: one fresh store and instance per call, deadlines, errors.
+//! - `output`: a plugin's result checked against the output rules and converted.
+//! - [`fixtures`]: example events and what a plugin must make of them, checked before a
+//!   version goes live.
+//! - `bindings`: the one place the host calls `bindgen!`.
 
+#[cfg(feature = "bench")]
+mod bench;
 mod bindings;
+mod capture;
 mod error;
-mod guest_output;
+pub mod event;
+pub mod fixtures;
+mod host;
+mod output;
 mod plugin;
 mod run;
 
+#[cfg(feature = "bench")]
+pub use bench::Reused;
 pub use error::{GuestErrorKind, LoadError, RunError};
+pub use event::{Action, Delivery, Emission, Event, Header};
 pub use plugin::{Plugin, World};
-pub use run::{Entity, Output, PluginConfig, Resolution, Reused};
+pub use run::{Entity, Output, Resolution};
 
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// The string settings a plugin reads through the `config` import: its route configuration.
+/// Shared, read-only.
+pub type Settings = Arc<std::collections::BTreeMap<String, String>>;
+
+/// How one configured plugin runs: its settings and its limits. The engine builds one per
+/// plugin from its configuration; fixtures and the benchmarks run plugins under one too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginSetup {
+    /// What the plugin reads through the `config` import.
+    pub settings: Settings,
+    /// The limits each call runs under.
+    pub limits: Limits,
+}
 
 /// The limits one event runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +76,7 @@ pub struct Limits {
     /// Wall-clock time the plugin may run for one event.
     pub timeout: Duration,
     /// Bytes each of the plugin's linear memories may grow to. At most
-    /// [`SandboxConfig::max_memory`].
+    /// [`SandboxOptions::max_memory`].
     pub memory: usize,
     /// Bytes of output the plugin may return: the payload, or the sum of the actions' bodies,
     /// payloads, headers and strings.
@@ -50,14 +88,14 @@ impl Default for Limits {
         Limits {
             timeout: Duration::from_secs(1),
             memory: 32 << 20,
-            output: 1 << 20,
+            output: hms_sync_rules::DEFAULT_OUTPUT_LIMIT,
         }
     }
 }
 
 /// How the sandbox is set up; fixed for its lifetime.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SandboxConfig {
+pub struct SandboxOptions {
     /// How many plugin instances may exist at once (instances in flight, across all plugins).
     pub max_instances: u32,
     /// The largest memory limit any plugin may be given, in bytes. Each instance slot of the
@@ -70,9 +108,9 @@ pub struct SandboxConfig {
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
-impl Default for SandboxConfig {
+impl Default for SandboxOptions {
     fn default() -> Self {
-        SandboxConfig {
+        SandboxOptions {
             max_instances: 256,
             max_memory: 256 << 20,
             epoch_tick: Duration::from_millis(5),
@@ -89,20 +127,23 @@ pub struct Sandbox {
 /// What every [`Plugin`] loaded by a sandbox needs to run.
 struct Shared {
     engine: Engine,
-    linker: Linker<run::RunState>,
-    config: SandboxConfig,
+    linker: Linker<host::RunState>,
+    options: SandboxOptions,
 }
 
 impl Sandbox {
     /// Creates the engine, its instance pool and the linker, and starts the epoch thread.
-    pub fn new(config: SandboxConfig) -> anyhow::Result<Self> {
-        anyhow::ensure!(config.max_instances > 0, "max_instances must be at least 1");
+    pub fn new(options: SandboxOptions) -> anyhow::Result<Self> {
         anyhow::ensure!(
-            !config.epoch_tick.is_zero(),
+            options.max_instances > 0,
+            "max_instances must be at least 1"
+        );
+        anyhow::ensure!(
+            !options.epoch_tick.is_zero(),
             "the epoch tick must be longer than zero"
         );
-        let mut wasmtime_config = engine_config(&config);
-        if let Some(dir) = &config.cache_dir {
+        let mut wasmtime_config = engine_config(&options);
+        if let Some(dir) = &options.cache_dir {
             let mut cache = wasmtime::CacheConfig::new();
             cache.with_directory(dir);
             let cache = wasmtime::Cache::new(cache).map_err(|e| {
@@ -115,20 +156,20 @@ impl Sandbox {
         }
         let engine = Engine::new(&wasmtime_config)
             .map_err(|e| anyhow::anyhow!("cannot create the wasmtime engine: {e:#}"))?;
-        let linker = run::linker(&engine)?;
-        start_epoch_ticker(&engine, config.epoch_tick)?;
+        let linker = host::linker(&engine)?;
+        start_epoch_ticker(&engine, options.epoch_tick)?;
         Ok(Sandbox {
             shared: Arc::new(Shared {
                 engine,
                 linker,
-                config,
+                options,
             }),
         })
     }
 
-    /// The sandbox's configuration.
-    pub fn config(&self) -> &SandboxConfig {
-        &self.shared.config
+    /// How the sandbox was set up.
+    pub fn options(&self) -> &SandboxOptions {
+        &self.shared.options
     }
 
     /// Loads a plugin: compiles the component, checks it implements the `transformer` or the
@@ -139,7 +180,7 @@ impl Sandbox {
     }
 }
 
-fn engine_config(sandbox: &SandboxConfig) -> Config {
+fn engine_config(sandbox: &SandboxOptions) -> Config {
     let n = sandbox.max_instances;
     let mut pool = PoolingAllocationConfig::new();
     // A Rust component is one main module plus small shim modules; leave room for larger ones.
@@ -148,7 +189,7 @@ fn engine_config(sandbox: &SandboxConfig) -> Config {
         .total_memories(n.saturating_mul(2))
         .total_tables(n.saturating_mul(8))
         .max_memory_size(sandbox.max_memory)
-        // Measured on this project's machines (PERF-NOTES.md): keeping the first pages of a
+        // Measured on this project's machines (docs/performance.md): keeping the first pages of a
         // slot resident, with the kernel reporting which pages were dirtied, makes a fresh
         // instance's first call much cheaper.
         .linear_memory_keep_resident(256 << 10)

@@ -139,3 +139,14 @@ impl RunError {
         matches!(self, RunError::Instantiate { capacity: true, .. })
     }
 }
+
+impl From<hms_sync_rules::Refusal> for RunError {
+    fn from(refusal: hms_sync_rules::Refusal) -> Self {
+        match refusal {
+            hms_sync_rules::Refusal::TooLarge { size, limit } => {
+                RunError::OutputTooLarge { size, limit }
+            }
+            hms_sync_rules::Refusal::Malformed(reason) => RunError::Malformed(reason),
+        }
+    }
+}

@@ -3,8 +3,8 @@
 use super::bindings::handler::{HandlerIndices, HandlerPre};
 use super::bindings::resolver::{ResolverIndices, ResolverPre};
 use super::bindings::transformer::{TransformerIndices, TransformerPre};
-use super::run::{PluginConfig, RunState, new_store};
-use super::{Limits, LoadError, Shared};
+use super::host::{Caller, RunState, new_store};
+use super::{LoadError, PluginSetup, Shared};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::sync::Arc;
@@ -73,7 +73,7 @@ impl fmt::Display for World {
 
 /// The pre-instantiated component, typed by its world.
 #[derive(Clone)]
-pub(super) enum Pre {
+pub(crate) enum Pre {
     Transformer(TransformerPre<RunState>),
     Handler(HandlerPre<RunState>),
     Resolver(ResolverPre<RunState>),
@@ -85,19 +85,19 @@ pub(super) enum Pre {
 /// [`Plugin::hash`], whatever the name.
 #[derive(Clone)]
 pub struct Plugin {
-    pub(super) inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-pub(super) struct Inner {
-    pub(super) shared: Arc<Shared>,
-    pub(super) name: Arc<str>,
-    pub(super) hash: String,
+pub(crate) struct Inner {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) name: Arc<str>,
+    pub(crate) hash: String,
     /// The hash shortened to 12 digits, as logs show it.
-    pub(super) version: Arc<str>,
-    pub(super) world: World,
-    pub(super) imports: Vec<String>,
-    pub(super) size: usize,
-    pub(super) pre: Pre,
+    pub(crate) version: Arc<str>,
+    pub(crate) world: World,
+    pub(crate) imports: Vec<String>,
+    pub(crate) size: usize,
+    pub(crate) pre: Pre,
 }
 
 impl fmt::Debug for Plugin {
@@ -141,7 +141,7 @@ impl Plugin {
         self.inner.size
     }
 
-    pub(super) fn load(shared: Arc<Shared>, name: &str, bytes: &[u8]) -> Result<Self, LoadError> {
+    pub(crate) fn load(shared: Arc<Shared>, name: &str, bytes: &[u8]) -> Result<Self, LoadError> {
         check_is_component(bytes)?;
         let component = Component::new(&shared.engine, bytes)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
@@ -194,16 +194,14 @@ fn check_exports(
     name: &Arc<str>,
     version: &Arc<str>,
 ) -> Result<(), LoadError> {
-    let (mut store, streams) = new_store(
-        shared,
-        name,
+    let caller = Caller {
+        plugin: name,
         version,
-        "load-check",
-        &PluginConfig::default(),
-        &Limits::default(),
-    );
+        event_id: "load-check",
+    };
+    let (mut store, streams) = new_store(shared, &caller, &PluginSetup::default());
     let instance = instance_pre.instantiate(&mut store);
-    streams.flush(name, version, "load-check");
+    streams.flush(&caller);
     let instance = instance.map_err(|e| {
         LoadError::Instantiate(format!(
             "the component cannot be instantiated under the default limits: {e:#}"
