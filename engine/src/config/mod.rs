@@ -1,0 +1,175 @@
+//! The engine's configuration: YAML in the seed's shape (`hmsEvents`, `externalWebhooks`),
+//! extended with where to listen, the HMS core, the store, plugins, destinations and retries.
+//!
+//! Loading is strict: an unknown key, a value of the wrong type, a bad duration or size, a
+//! missing environment variable, or a route that names a plugin or destination that does not
+//! exist is an error naming the key. `${NAME}` in a URL, token, header value, path or plugin
+//! setting is replaced by the environment variable `NAME` (`$$` is a literal `$`). Relative
+//! paths are relative to the configuration file's directory.
+//!
+//! # Layout
+//!
+//! - `schema`: the sections of the file, as serde structs with their defaults;
+//! - `values`: `${ENV}` expansion, durations, sizes, paths;
+//! - `checks`: what serde cannot check, and warnings.
+
+mod checks;
+mod schema;
+mod values;
+
+pub use schema::*;
+pub use values::{Expanded, ExpandedPath};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One thing wrong with a configuration, with the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, as a path such as `destinations.state-api.url` or `hmsEvents[0].handler`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Everything wrong with a configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// The file, when the configuration came from one.
+    pub file: Option<PathBuf>,
+    /// The problems, in the order they were found.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "{} is not a valid configuration:", file.display())?,
+            None => f.write_str("the configuration is not valid:")?,
+        }
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// How the plugin `name` runs: its `config` settings and its limits (its own, else the
+    /// sandbox's defaults, else the built-in ones). The one place a plugin's setup is built
+    /// from the configuration. `name` must be a configured plugin.
+    pub fn plugin_setup(&self, name: &str) -> crate::sandbox::PluginSetup {
+        let plugin = &self.plugins[name];
+        crate::sandbox::PluginSetup {
+            settings: std::sync::Arc::new(
+                plugin
+                    .config
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect(),
+            ),
+            limits: plugin.limits.resolve(&self.sandbox.limits),
+        }
+    }
+
+    /// Reads and checks a configuration file. Relative paths in it become relative to the
+    /// file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let fail = |message: String| ConfigError {
+            file: Some(path.to_owned()),
+            problems: vec![Problem {
+                key: String::new(),
+                message,
+            }],
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("cannot read the file: {e}")))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base).map_err(|mut e| {
+            e.file = Some(path.to_owned());
+            e
+        })
+    }
+
+    /// Parses and checks configuration text; relative paths become relative to `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = serde_saphyr::with_deserializer_from_str(text, |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let key = e.path().to_string();
+                let message = if key == "." {
+                    e.inner().to_string()
+                } else {
+                    format!("{key}{KEY_SEPARATOR}{}", e.inner())
+                };
+                <serde_saphyr::Error as serde::de::Error>::custom(message)
+            })
+        })
+        .map_err(|e| ConfigError {
+            file: None,
+            problems: vec![yaml_problem(&e)],
+        })?;
+        config.resolve_paths(base);
+        let problems = config.check();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                file: None,
+                problems,
+            })
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut ExpandedPath| {
+            if p.0.is_relative() {
+                p.0 = base.join(&p.0);
+            }
+        };
+        resolve(&mut self.store.path);
+        if let Some(dir) = &mut self.plugin_dir {
+            resolve(dir);
+        }
+        for plugin in self.plugins.values_mut() {
+            resolve(&mut plugin.path);
+            if let Some(fixtures) = &mut plugin.fixtures {
+                resolve(fixtures);
+            }
+        }
+    }
+}
+
+/// Separates the key path from the message in a typing error's text.
+const KEY_SEPARATOR: &str = ": ";
+
+/// Turns a YAML or typing error into a problem. A typing error's text starts with the key path
+/// our wrapper put in it (see [`Config::parse`]); the YAML crate adds the line and column.
+fn yaml_problem(err: &serde_saphyr::Error) -> Problem {
+    let text = err.to_string();
+    let is_key = |key: &str| {
+        !key.is_empty()
+            && key
+                .chars()
+                .all(|c| !c.is_whitespace() && c != '`' && c != '\'')
+    };
+    match text.split_once(KEY_SEPARATOR) {
+        Some((key, message)) if is_key(key) => Problem {
+            key: key.to_owned(),
+            message: message.trim().to_owned(),
+        },
+        _ => Problem {
+            key: String::new(),
+            message: text.trim().to_owned(),
+        },
+    }
+}
