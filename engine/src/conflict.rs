@@ -15,6 +15,10 @@
 //! What does not go is *superseded*, with the id of the event whose version won. Keys, versions
 //! and timestamps come from the action, else from the route's JSON pointers into the event's
 //! payload, else from the event.
+//!
+//! The same rules, written as SQL for the embedded store ([`sql`]), keep the stored state moving
+//! only forward and supersede the pending rows a delivery makes stale; a test holds them in
+//! agreement with [`decide`].
 
 use crate::config::{ConflictConfig, Strategy};
 use crate::store::{EntityState, OutboxRow};
@@ -157,6 +161,47 @@ pub fn decide(row: &OutboxRow, current: Option<&EntityState>) -> Decision {
     }
 }
 
+/// The rules of [`decide`] as SQL conditions, for a store that keeps conflict state in SQL.
+pub mod sql {
+    use crate::config::Strategy;
+
+    /// When a delivered version replaces the state held for its entity: the condition of an
+    /// upsert's `DO UPDATE ... WHERE`, over `excluded` (the delivered version: `version`,
+    /// `timestamp`, `event_id`, `outbox_id`) and `entity_state` (the held one). True exactly
+    /// when [`super::decide`] would deliver the version against that state, so the state only
+    /// moves forward, whatever order deliveries are recorded in.
+    pub fn state_is_newer(strategy: Strategy) -> &'static str {
+        match strategy {
+            Strategy::Version => {
+                "excluded.version > entity_state.version OR entity_state.version IS NULL"
+            }
+            Strategy::LastWriteWins => {
+                "(excluded.timestamp, excluded.event_id, excluded.outbox_id)
+                     > (entity_state.timestamp, entity_state.event_id, entity_state.outbox_id)"
+            }
+            // A resolver's choice is final; `none` keeps no state.
+            Strategy::Plugin | Strategy::None => "1",
+        }
+    }
+
+    /// Which pending rows of the same entity a delivered version makes stale, over the pending
+    /// row's columns (`conflict`, `timestamp`, `event_id`, `id`, `version`) and the delivered
+    /// row's values as parameters `?4` (its id), `?5` (timestamp), `?6` (event id) and `?7`
+    /// (version). True exactly when [`super::decide`] would supersede the pending row once the
+    /// delivered version is held. `None` when a strategy supersedes nothing ahead of time.
+    pub fn row_is_stale(strategy: Strategy, has_version: bool) -> Option<&'static str> {
+        match strategy {
+            Strategy::LastWriteWins => {
+                Some("conflict = 'last-write-wins' AND (timestamp, event_id, id) < (?5, ?6, ?4)")
+            }
+            Strategy::Version if has_version => {
+                Some("conflict = 'version' AND version IS NOT NULL AND version <= ?7")
+            }
+            _ => None,
+        }
+    }
+}
+
 fn needs_version() -> String {
     "the `version` strategy needs a version: set one in the event (`hms-version`), the \
      plugin's action, or the route's `conflict.version` pointer"
@@ -166,40 +211,23 @@ fn needs_version() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{OutboxAction, OutboxKind, OutboxState};
 
     fn row(strategy: Strategy, version: Option<u64>, timestamp: i64, event: &str) -> OutboxRow {
-        OutboxRow {
-            id: 1,
-            event_id: event.into(),
-            event_seq: 1,
-            action: OutboxAction {
-                kind: OutboxKind::Deliver,
-                target: "d".into(),
-                idempotency_key: format!("{event}.0.0"),
-                origin: "hms".into(),
-                content_type: "application/json".into(),
-                headers: Vec::new(),
-                body: Vec::new(),
-                key: Some("k".into()),
-                version,
-                timestamp,
-                hops: 1,
-                path: vec!["hms".into()],
-                conflict: strategy,
-                resolver: None,
-                skip: None,
-            },
-            state: OutboxState::Pending,
-            attempts: 0,
-            round_attempts: 0,
-            round_started_at: 0,
-            next_attempt_at: 0,
-            last_error: None,
-            created_at: 0,
-            finished_at: None,
-            superseded_by: None,
-        }
+        row_with_id(1, strategy, version, timestamp, event)
+    }
+
+    fn row_with_id(
+        id: i64,
+        strategy: Strategy,
+        version: Option<u64>,
+        timestamp: i64,
+        event: &str,
+    ) -> OutboxRow {
+        let mut row = crate::store::samples::row(id, event, "d", Some("k"));
+        row.action.conflict = strategy;
+        row.action.version = version;
+        row.action.timestamp = timestamp;
+        row
     }
 
     fn held(version: Option<u64>, timestamp: i64, event: &str) -> EntityState {
@@ -305,5 +333,122 @@ mod tests {
             conflict.extract(br#"{"meta": {"version": true}}"#).version,
             None
         );
+    }
+
+    /// Versions of one entity: every combination of two timestamps, two event ids, two rows
+    /// and three versions (none among them).
+    fn versions_of_one_entity(strategy: Strategy) -> Vec<OutboxRow> {
+        let mut rows = Vec::new();
+        for timestamp in [100, 200] {
+            for event in ["e-a", "e-b"] {
+                for id in [1, 2] {
+                    for version in [None, Some(3), Some(4)] {
+                        rows.push(row_with_id(id, strategy, version, timestamp, event));
+                    }
+                }
+            }
+        }
+        rows
+    }
+
+    fn held_after(row: &OutboxRow) -> EntityState {
+        EntityState {
+            version: row.action.version,
+            timestamp: row.action.timestamp,
+            event_id: row.event_id.clone(),
+            outbox_id: row.id,
+            content_type: "application/json".into(),
+            body: None,
+        }
+    }
+
+    fn version_param(row: &OutboxRow) -> Option<i64> {
+        row.action.version.map(|v| i64::try_from(v).unwrap())
+    }
+
+    #[test]
+    fn the_sql_conditions_agree_with_decide() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("agree.db")).unwrap();
+        for strategy in [Strategy::LastWriteWins, Strategy::Version] {
+            let rows = versions_of_one_entity(strategy);
+            let newer = format!(
+                "SELECT {} FROM
+                   (SELECT ?1 AS version, ?2 AS timestamp, ?3 AS event_id, ?4 AS outbox_id)
+                     AS excluded,
+                   (SELECT ?5 AS version, ?6 AS timestamp, ?7 AS event_id, ?8 AS outbox_id)
+                     AS entity_state",
+                sql::state_is_newer(strategy)
+            );
+            for incoming in &rows {
+                for delivered in &rows {
+                    let held = held_after(delivered);
+                    let decision = decide(incoming, Some(&held));
+                    // The state moves to `incoming` exactly when `decide` delivers it (a version
+                    // that cannot be checked is never delivered, so never reaches the store).
+                    if !matches!(decision, Decision::Fail(_)) {
+                        let moves: bool = conn
+                            .query_row(
+                                &newer,
+                                rusqlite::params![
+                                    version_param(incoming),
+                                    incoming.action.timestamp,
+                                    incoming.event_id,
+                                    incoming.id,
+                                    version_param(delivered),
+                                    delivered.action.timestamp,
+                                    delivered.event_id,
+                                    delivered.id,
+                                ],
+                                |r| r.get::<_, Option<bool>>(0),
+                            )
+                            .unwrap()
+                            .unwrap_or(false);
+                        assert_eq!(
+                            moves,
+                            decision == Decision::Deliver,
+                            "{strategy:?}: {incoming:?} over {held:?}"
+                        );
+                    }
+                    // A pending row is superseded early exactly when `decide` would supersede
+                    // it on its turn.
+                    if incoming.id == delivered.id {
+                        continue;
+                    }
+                    let Some(stale) =
+                        sql::row_is_stale(strategy, delivered.action.version.is_some())
+                    else {
+                        continue;
+                    };
+                    let query = format!(
+                        "SELECT {stale} FROM (SELECT ?1 AS conflict, ?2 AS timestamp,
+                             ?3 AS event_id, ?8 AS id, ?9 AS version)"
+                    );
+                    let superseded: bool = conn
+                        .query_row(
+                            &query,
+                            rusqlite::params![
+                                strategy.as_str(),
+                                incoming.action.timestamp,
+                                incoming.event_id,
+                                delivered.id,
+                                delivered.action.timestamp,
+                                delivered.event_id,
+                                version_param(delivered),
+                                incoming.id,
+                                version_param(incoming),
+                            ],
+                            |r| r.get::<_, Option<bool>>(0),
+                        )
+                        .unwrap()
+                        .unwrap_or(false);
+                    assert_eq!(
+                        superseded,
+                        matches!(decision, Decision::Supersede { .. }),
+                        "{strategy:?}: pending {incoming:?} after {held:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -1,4 +1,4 @@
--- The engine's durable state. Version 1.
+-- The engine's durable state. Version 2 (`migrate.rs` upgrades older databases).
 --
 -- An event is stored when it is accepted; processing it records one `runs` row per route
 -- handler and turns the handler's actions into `outbox` rows, in the same transaction that
@@ -32,7 +32,8 @@ CREATE TABLE runs (
     handler     INTEGER NOT NULL,                    -- index of the handler among the route's
     plugin      TEXT    NOT NULL,
     plugin_hash TEXT    NOT NULL,
-    outcome     TEXT    NOT NULL,                    -- `ok` or an error code
+    outcome     TEXT    NOT NULL,                    -- `ok`, `no-route`, `engine-error` or the
+                                                     -- plugin's error code
     error       TEXT,
     duration_us INTEGER NOT NULL,
     ran_at      INTEGER NOT NULL,
@@ -46,7 +47,7 @@ CREATE TABLE outbox (
     event_seq        INTEGER NOT NULL,               -- the event's acceptance order
     run_id           INTEGER NOT NULL REFERENCES runs (id),
     kind             TEXT    NOT NULL,               -- `deliver`, `emit` or `drop`
-    target           TEXT    NOT NULL,               -- destination name, event type, or drop reason
+    target           TEXT    NOT NULL,               -- destination name or event type ('' for drops)
     idempotency_key  TEXT    NOT NULL UNIQUE,
     origin           TEXT    NOT NULL,
     content_type     TEXT    NOT NULL,
@@ -62,6 +63,8 @@ CREATE TABLE outbox (
     state            TEXT    NOT NULL,               -- `pending`, `delivered`, `dead`, `dropped`,
                                                      -- `superseded`
     superseded_by    TEXT,                           -- the event whose version won
+    reason           TEXT,                           -- why it was not sent: the drop reason, an
+                                                     -- echo, the hop limit, or superseded
     attempts         INTEGER NOT NULL DEFAULT 0,     -- every attempt ever made
     round_attempts   INTEGER NOT NULL DEFAULT 0,     -- attempts since it was queued or replayed
     round_started_at INTEGER NOT NULL,               -- when it was queued or replayed (Unix ms)

@@ -1,9 +1,9 @@
 //! The writer thread: group commit of everything the engine writes.
 
-use super::StoreError;
-use super::records::{
-    self, Accepted, AttemptRecord, DeadLetterFilter, NewEvent, Processed, ReplayOutcome,
-    SupersedeRecord,
+use super::{dead_letters, events, outbox, plugins};
+use crate::store::{
+    Accepted, AttemptRecord, DeadLetterFilter, NewEvent, PluginWrite, Processed, ReplayOutcome,
+    StoreError, SupersedeRecord, now_ms,
 };
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -13,7 +13,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 /// At most this many commands share one transaction.
 const MAX_BATCH: usize = 1024;
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+/// Where a command's result goes.
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// One write, with where to send its result.
 pub(super) enum Command {
@@ -22,7 +23,7 @@ pub(super) enum Command {
     Attempt(AttemptRecord, Reply<usize>),
     Replay(DeadLetterFilter, Reply<ReplayOutcome>),
     Supersede(SupersedeRecord, Reply<()>),
-    Plugin(super::plugins::PluginWrite, Reply<()>),
+    Plugin(PluginWrite, Reply<()>),
     /// Rewrites the probe row, proving writes reach the disk.
     Probe(Reply<()>),
     /// Commit what came before, then stop.
@@ -38,6 +39,7 @@ struct Changes {
 }
 
 /// Who the writer tells about what it committed.
+#[derive(Clone, Default)]
 pub(super) struct Signals {
     pub(super) events_accepted: Arc<Notify>,
     pub(super) events_requeued: Arc<Notify>,
@@ -152,7 +154,7 @@ fn run_batch(conn: &mut Connection, batch: &[Command], isolated: bool) -> Option
         Ok(tx) => tx,
         Err(e) => return Some(fail_all(&format!("cannot begin a transaction: {e}"))),
     };
-    let now = super::now_ms();
+    let now = now_ms();
     let mut outcomes = Vec::with_capacity(batch.len());
     for command in batch {
         // SQLite rolls a whole transaction back on some errors (a full disk, an I/O error):
@@ -183,13 +185,13 @@ fn run_batch(conn: &mut Connection, batch: &[Command], isolated: bool) -> Option
 /// Runs one command.
 fn apply(c: &Connection, command: &Command, now: i64) -> Outcome {
     match command {
-        Command::Accept(event, _) => Outcome::Accept(records::insert_event(c, event)),
-        Command::Processed(processed, _) => Outcome::Unit(records::insert_processed(c, processed)),
-        Command::Attempt(attempt, _) => Outcome::Count(records::insert_attempt(c, attempt)),
-        Command::Replay(filter, _) => Outcome::Replay(records::replay(c, filter, now)),
-        Command::Supersede(record, _) => Outcome::Unit(records::supersede(c, record)),
-        Command::Plugin(write, _) => Outcome::Unit(super::plugins::write(c, write)),
-        Command::Probe(_) => Outcome::Unit(records::probe(c, now)),
+        Command::Accept(event, _) => Outcome::Accept(events::insert(c, event)),
+        Command::Processed(processed, _) => Outcome::Unit(events::complete(c, processed)),
+        Command::Attempt(attempt, _) => Outcome::Count(outbox::record_attempt(c, attempt)),
+        Command::Replay(filter, _) => Outcome::Replay(dead_letters::replay(c, filter, now)),
+        Command::Supersede(record, _) => Outcome::Unit(outbox::supersede(c, record)),
+        Command::Plugin(write, _) => Outcome::Unit(plugins::write(c, write)),
+        Command::Probe(_) => Outcome::Unit(events::probe(c, now)),
         Command::Close => Outcome::Close,
     }
 }

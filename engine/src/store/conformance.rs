@@ -1,0 +1,579 @@
+//! The suite every backend must pass, one group of cases per seam. Each case takes a fresh,
+//! empty backend from `open`; [`sqlite`](super::sqlite) runs the whole suite against SQLite on
+//! disk, and a second backend gets the same suite by calling [`run_all`] with its own `open`.
+
+use super::*;
+use crate::config::Strategy;
+use crate::sandbox::event::{Event, Header};
+
+/// Every case, each on a fresh backend.
+pub(super) async fn run_all<F, Fut>(open: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Backend>,
+{
+    intake_deduplicates_per_route_and_answers_the_first_id(&open().await).await;
+    work_queue_hands_out_events_in_acceptance_order_once(&open().await).await;
+    work_queue_keeps_a_replay_that_lands_while_the_event_runs_again(&open().await).await;
+    outbox_releases_one_row_per_entity_in_event_order(&open().await).await;
+    outbox_keyed_rows_wait_for_earlier_events_to_be_processed(&open().await).await;
+    outbox_keeps_the_retry_schedule_and_dead_letters_once(&open().await).await;
+    outbox_entity_state_only_moves_forward(&open().await).await;
+    plugin_store_keeps_versions_and_their_activations(&open().await).await;
+    records_replay_a_dead_letter_once(&open().await).await;
+}
+
+/// An event of type `tax.rate.updated` with the entity key `key`.
+pub(super) fn new_event(id: &str, key: Option<&str>, dedupe: Option<&str>) -> NewEvent {
+    NewEvent {
+        event: Event {
+            id: id.to_owned(),
+            event_type: "tax.rate.updated".into(),
+            origin: "hms".into(),
+            key: key.map(str::to_owned),
+            version: Some(7),
+            timestamp: 1_700_000_000_000,
+            content_type: "application/json".into(),
+            payload: br#"{"rate": 1}"#.to_vec(),
+            headers: vec![Header::new("x-agency", "irs")],
+            hops: 2,
+            path: vec!["irs".into(), "hms".into()],
+        },
+        route: Route::Bus("tax.rate.updated".into()),
+        dedupe_key: dedupe.map(str::to_owned),
+        accepted_at: 1,
+    }
+}
+
+/// A delivery to `state-api` of the entity `key` at `version`.
+fn delivery(
+    event: &str,
+    key: Option<&str>,
+    version: Option<u64>,
+    conflict: Strategy,
+) -> OutboxAction {
+    OutboxAction {
+        kind: OutboxKind::Deliver,
+        target: "state-api".into(),
+        reason: None,
+        idempotency_key: format!("{event}.0.0"),
+        origin: "hms".into(),
+        content_type: "application/json".into(),
+        headers: vec![Header::new("x-run", "1")],
+        body: format!("{{\"version\": {version:?}}}").into_bytes(),
+        key: key.map(str::to_owned),
+        version,
+        timestamp: 1_700_000_000_000 + i64::try_from(version.unwrap_or(0)).unwrap(),
+        hops: 3,
+        path: vec!["irs".into(), "hms".into()],
+        conflict,
+        resolver: None,
+    }
+}
+
+fn run(outcome: RunOutcome, error: Option<&str>) -> Run {
+    Run {
+        handler: 0,
+        plugin: "tax-rate-outbound".into(),
+        plugin_hash: "0".repeat(64),
+        outcome,
+        error: error.map(str::to_owned),
+        duration_us: 10,
+        ran_at: 2,
+        replayed_at: None,
+    }
+}
+
+/// The record of `pending` processed by one handler that made `actions`.
+fn processed(pending: &PendingEvent, actions: Vec<OutboxAction>) -> Processed {
+    Processed {
+        event_id: pending.stored.event.id.clone(),
+        event_seq: pending.stored.seq,
+        runs: vec![RunRecord {
+            run: run(RunOutcome::Ok, None),
+            actions,
+        }],
+        processed_at: 3,
+        generation: pending.generation,
+    }
+}
+
+/// Accepts the events, processes each with `actions_of(event id)`, and returns them in order.
+async fn accept_and_process(
+    backend: &Backend,
+    events: &[(&str, Option<&str>)],
+    actions_of: impl Fn(&str) -> Vec<OutboxAction>,
+) {
+    for (id, key) in events {
+        backend
+            .intake
+            .accept(new_event(id, *key, None))
+            .await
+            .unwrap();
+    }
+    for pending in backend.queue.pending(0, 100).await.unwrap() {
+        let actions = actions_of(&pending.stored.event.id);
+        backend
+            .queue
+            .complete(processed(&pending, actions))
+            .await
+            .unwrap();
+    }
+}
+
+async fn due_now(backend: &Backend) -> Vec<OutboxRow> {
+    backend
+        .outbox
+        .due(DueQuery {
+            now: i64::MAX,
+            limit: 100,
+            skip: Vec::new(),
+            busy: Vec::new(),
+        })
+        .await
+        .unwrap()
+}
+
+fn attempt(row: &OutboxRow, next: Next, status: u16) -> AttemptRecord {
+    AttemptRecord {
+        outbox_id: row.id,
+        attempt: Attempt {
+            number: row.attempts + 1,
+            started_at: 10,
+            duration_ms: 1,
+            status: Some(status),
+            error: (next != Next::Delivered).then(|| format!("HTTP {status}")),
+            outcome: next.outcome(),
+        },
+        next,
+        merged_body: None,
+    }
+}
+
+async fn intake_deduplicates_per_route_and_answers_the_first_id(backend: &Backend) {
+    let first = backend
+        .intake
+        .accept(new_event("event-1", None, Some("k")))
+        .await
+        .unwrap();
+    let second = backend
+        .intake
+        .accept(new_event("event-2", None, Some("k")))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.id.as_str(), first.duplicate),
+        ("event-1", false),
+        "{first:?}"
+    );
+    assert_eq!(
+        (second.id.as_str(), second.duplicate),
+        ("event-1", true),
+        "{second:?}"
+    );
+    backend.intake.probe().await.unwrap();
+    assert_eq!(backend.records.event_count().await.unwrap(), 1);
+}
+
+async fn work_queue_hands_out_events_in_acceptance_order_once(backend: &Backend) {
+    for n in 0..5 {
+        backend
+            .intake
+            .accept(new_event(&format!("event-{n}"), None, None))
+            .await
+            .unwrap();
+    }
+    let pending = backend.queue.pending(0, 3).await.unwrap();
+    let ids: Vec<&str> = pending.iter().map(|p| p.stored.event.id.as_str()).collect();
+    assert_eq!(ids, ["event-0", "event-1", "event-2"]);
+    assert_eq!(
+        pending[0].stored.event,
+        new_event("event-0", None, None).event
+    );
+    let rest = backend
+        .queue
+        .pending(pending[2].stored.seq, 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 2);
+    // Completing twice keeps the first result.
+    let done = processed(&pending[0], Vec::new());
+    backend.queue.complete(done.clone()).await.unwrap();
+    backend.queue.complete(done).await.unwrap();
+    let left = backend.queue.pending(0, 10).await.unwrap();
+    assert_eq!(left.len(), 4);
+    let history = backend
+        .records
+        .event_history("event-0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(history.runs.len(), 1);
+    assert!(history.event.processed_at.is_some());
+}
+
+async fn work_queue_keeps_a_replay_that_lands_while_the_event_runs_again(backend: &Backend) {
+    backend
+        .intake
+        .accept(new_event("event-1", None, None))
+        .await
+        .unwrap();
+    let first = backend.queue.pending(0, 10).await.unwrap().remove(0);
+    let failed = |handler: usize| RunRecord {
+        run: Run {
+            handler,
+            ..run(RunOutcome::Failed("internal".into()), Some("boom"))
+        },
+        actions: Vec::new(),
+    };
+    backend
+        .queue
+        .complete(Processed {
+            runs: vec![failed(0), failed(1)],
+            ..processed(&first, Vec::new())
+        })
+        .await
+        .unwrap();
+    let dead = backend
+        .records
+        .dead_letters(DeadLetterFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 2);
+    let only = |id| DeadLetterFilter {
+        ids: vec![id],
+        ..DeadLetterFilter::default()
+    };
+    // Replay handler 0's failure; while it runs again, handler 1's is replayed too.
+    backend.records.replay(only(dead[0].id)).await.unwrap();
+    let again = backend.queue.pending(0, 10).await.unwrap().remove(0);
+    assert_eq!(again.done_handlers, [1]);
+    backend.records.replay(only(dead[1].id)).await.unwrap();
+    backend
+        .queue
+        .complete(processed(&again, Vec::new()))
+        .await
+        .unwrap();
+    // The event stays pending, and only handler 1 is left to run.
+    let last = backend.queue.pending(0, 10).await.unwrap();
+    assert_eq!(last.len(), 1, "the second replay was not swallowed");
+    assert_eq!(last[0].done_handlers, [0]);
+}
+
+async fn outbox_releases_one_row_per_entity_in_event_order(backend: &Backend) {
+    let events = [
+        ("a1", Some("a")),
+        ("b1", Some("b")),
+        ("a2", Some("a")),
+        ("n1", None),
+        ("n2", None),
+    ];
+    accept_and_process(backend, &events, |id| {
+        let key = &id[..1];
+        vec![delivery(
+            id,
+            (key != "n").then_some(key),
+            None,
+            Strategy::None,
+        )]
+    })
+    .await;
+    let due: Vec<String> = due_now(backend)
+        .await
+        .iter()
+        .map(|r| r.event_id.clone())
+        .collect();
+    assert_eq!(due, ["a1", "b1", "n1", "n2"]);
+    // A busy target's rows and skipped rows are left out.
+    let none = backend
+        .outbox
+        .due(DueQuery {
+            now: i64::MAX,
+            limit: 100,
+            skip: Vec::new(),
+            busy: vec!["state-api".into()],
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let rows = due_now(backend).await;
+    let a1 = rows.iter().find(|r| r.event_id == "a1").unwrap();
+    backend
+        .outbox
+        .record_attempt(attempt(a1, Next::Delivered, 200))
+        .await
+        .unwrap();
+    let due: Vec<String> = due_now(backend)
+        .await
+        .iter()
+        .map(|r| r.event_id.clone())
+        .collect();
+    assert_eq!(
+        due,
+        ["b1", "a2", "n1", "n2"],
+        "a's next row follows at once"
+    );
+}
+
+async fn outbox_keyed_rows_wait_for_earlier_events_to_be_processed(backend: &Backend) {
+    backend
+        .intake
+        .accept(new_event("first", Some("x"), None))
+        .await
+        .unwrap();
+    backend
+        .intake
+        .accept(new_event("second", Some("y"), None))
+        .await
+        .unwrap();
+    let pending = backend.queue.pending(0, 10).await.unwrap();
+    // The later event is processed first: its keyed row waits for the earlier event.
+    backend
+        .queue
+        .complete(processed(
+            &pending[1],
+            vec![delivery("second", Some("y"), None, Strategy::None)],
+        ))
+        .await
+        .unwrap();
+    assert!(due_now(backend).await.is_empty());
+    backend
+        .queue
+        .complete(processed(&pending[0], Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(due_now(backend).await.len(), 1);
+}
+
+async fn outbox_keeps_the_retry_schedule_and_dead_letters_once(backend: &Backend) {
+    accept_and_process(backend, &[("e1", Some("k"))], |id| {
+        vec![delivery(id, Some("k"), None, Strategy::None)]
+    })
+    .await;
+    let row = due_now(backend).await.remove(0);
+    backend
+        .outbox
+        .record_attempt(attempt(&row, Next::RetryAt(5_000), 503))
+        .await
+        .unwrap();
+    let early = backend
+        .outbox
+        .due(DueQuery {
+            now: 4_999,
+            limit: 10,
+            skip: Vec::new(),
+            busy: Vec::new(),
+        })
+        .await
+        .unwrap();
+    assert!(early.is_empty(), "not due before its retry time");
+    assert_eq!(backend.outbox.next_due(0).await.unwrap(), Some(5_000));
+    let again = due_now(backend).await.remove(0);
+    assert_eq!((again.attempts, again.round_attempts), (1, 1));
+    backend
+        .outbox
+        .record_attempt(attempt(&again, Next::Dead, 400))
+        .await
+        .unwrap();
+    assert!(due_now(backend).await.is_empty());
+    let dead = backend
+        .records
+        .dead_letters(DeadLetterFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].kind, DeadLetterKind::Delivery);
+    assert_eq!(dead[0].target, "state-api");
+    assert_eq!(dead[0].error, "HTTP 400");
+    let history = backend.records.event_history("e1").await.unwrap().unwrap();
+    let (row, attempts) = &history.outbox[0];
+    assert_eq!(row.state, OutboxState::Dead);
+    let outcomes: Vec<AttemptOutcome> = attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes, [AttemptOutcome::Retry, AttemptOutcome::Dead]);
+}
+
+async fn outbox_entity_state_only_moves_forward(backend: &Backend) {
+    let events = [("v2", Some("k")), ("v1", Some("k")), ("v3", Some("k"))];
+    let version = |id: &str| id[1..].parse::<u64>().unwrap();
+    accept_and_process(backend, &events, |id| {
+        vec![delivery(
+            id,
+            Some("k"),
+            Some(version(id)),
+            Strategy::Version,
+        )]
+    })
+    .await;
+    let entity = EntityRef {
+        kind: OutboxKind::Deliver,
+        target: "state-api".into(),
+        key: "k".into(),
+    };
+    assert_eq!(
+        backend.outbox.entity_state(entity.clone()).await.unwrap(),
+        None
+    );
+    // v2 goes first (per-key order); delivering it supersedes the stale v1 still pending.
+    let v2 = due_now(backend).await.remove(0);
+    assert_eq!(v2.event_id, "v2");
+    let superseded = backend
+        .outbox
+        .record_attempt(attempt(&v2, Next::Delivered, 200))
+        .await
+        .unwrap();
+    assert_eq!(superseded, 1);
+    let state = backend
+        .outbox
+        .entity_state(entity.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.version, state.event_id.as_str()), (Some(2), "v2"));
+    let v3 = due_now(backend).await.remove(0);
+    assert_eq!(v3.event_id, "v3");
+    backend
+        .outbox
+        .record_attempt(attempt(&v3, Next::Delivered, 200))
+        .await
+        .unwrap();
+    // A version older than the one held never replaces it, whatever order it is recorded in.
+    let history = backend.records.event_history("v1").await.unwrap().unwrap();
+    let v1 = &history.outbox[0].0;
+    assert_eq!(v1.state, OutboxState::Superseded);
+    assert_eq!(v1.superseded_by.as_deref(), Some("v2"));
+    let state = backend.outbox.entity_state(entity).await.unwrap().unwrap();
+    assert_eq!(state.version, Some(3));
+}
+
+async fn plugin_store_keeps_versions_and_their_activations(backend: &Backend) {
+    let version = |hash: &str, fixtures: Option<&str>| PluginVersion {
+        name: "p".into(),
+        hash: hash.into(),
+        world: "transformer".into(),
+        component: vec![0, 1, 2],
+        fixtures: fixtures.map(str::to_owned),
+        uploaded_at: 1,
+        uploaded_by: "config".into(),
+    };
+    let activation = |reason: &str| ActivationRecord {
+        at: 2,
+        by: "admin:abc".into(),
+        reason: reason.into(),
+    };
+    let plugins = &backend.plugins;
+    assert_eq!(plugins.active("p").await.unwrap(), None);
+    for (hash, reason) in [("h1", "config"), ("h2", "upload")] {
+        plugins
+            .write(PluginWrite::Add {
+                version: version(hash, None),
+                activate: Some(activation(reason)),
+            })
+            .await
+            .unwrap();
+    }
+    // Kept again with fixtures: it gains them, and stays inactive.
+    plugins
+        .write(PluginWrite::Add {
+            version: version("h1", Some("[]")),
+            activate: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(plugins.active("p").await.unwrap().as_deref(), Some("h2"));
+    let h1 = plugins.version("p", "h1").await.unwrap().unwrap();
+    assert_eq!(h1.fixtures.as_deref(), Some("[]"));
+    let listed: Vec<(String, bool)> = plugins
+        .versions("p")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.hash, v.active))
+        .collect();
+    assert_eq!(listed, [("h1".into(), false), ("h2".into(), true)]);
+    let reasons: Vec<String> = plugins
+        .activations("p")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.record.reason)
+        .collect();
+    assert_eq!(reasons, ["config", "upload"]);
+    let active_delete = plugins
+        .write(PluginWrite::Delete {
+            name: "p".into(),
+            hash: "h2".into(),
+        })
+        .await;
+    assert!(matches!(active_delete, Err(StoreError::Conflict(_))));
+    plugins
+        .write(PluginWrite::Delete {
+            name: "p".into(),
+            hash: "h1".into(),
+        })
+        .await
+        .unwrap();
+    let unknown = plugins
+        .write(PluginWrite::Delete {
+            name: "p".into(),
+            hash: "h1".into(),
+        })
+        .await;
+    assert!(matches!(unknown, Err(StoreError::NotFound(_))));
+}
+
+async fn records_replay_a_dead_letter_once(backend: &Backend) {
+    accept_and_process(backend, &[("e1", None)], |id| {
+        vec![delivery(id, None, None, Strategy::None)]
+    })
+    .await;
+    let row = due_now(backend).await.remove(0);
+    backend
+        .outbox
+        .record_attempt(attempt(&row, Next::Dead, 410))
+        .await
+        .unwrap();
+    let backlog = backend.records.backlog().await.unwrap();
+    assert_eq!(
+        (
+            backlog.pending_events,
+            backlog.pending_deliveries,
+            backlog.dead_letters
+        ),
+        (0, 0, 1)
+    );
+    let dead = backend
+        .records
+        .dead_letters(DeadLetterFilter::default())
+        .await
+        .unwrap();
+    let only = DeadLetterFilter {
+        ids: vec![dead[0].id, 999],
+        ..DeadLetterFilter::default()
+    };
+    let first = backend.records.replay(only.clone()).await.unwrap();
+    assert_eq!(first.replayed, [dead[0].id]);
+    assert_eq!(
+        first.skipped,
+        [(999, "no dead letter has this id".to_owned())]
+    );
+    let again = backend.records.replay(only).await.unwrap();
+    assert!(again.replayed.is_empty());
+    assert!(
+        again
+            .skipped
+            .contains(&(dead[0].id, "already replayed".to_owned())),
+        "{again:?}"
+    );
+    // Pending again, with a fresh round.
+    let row = due_now(backend).await.remove(0);
+    assert_eq!((row.attempts, row.round_attempts), (1, 0));
+    let listed = backend
+        .records
+        .dead_letters(DeadLetterFilter {
+            include_replayed: true,
+            ..DeadLetterFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(listed[0].replayed_at.is_some());
+}

@@ -1,0 +1,129 @@
+//! What operators read: an event's whole history, dead letters and their replay, the backlog.
+
+use super::events::{Run, StoredEvent};
+use super::outbox::{Attempt, OutboxRow};
+
+/// Everything recorded about one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHistory {
+    /// The event.
+    pub event: StoredEvent,
+    /// Its runs.
+    pub runs: Vec<Run>,
+    /// Its outbox rows, each with its attempts.
+    pub outbox: Vec<(OutboxRow, Vec<Attempt>)>,
+    /// Its dead letters, replayed or not.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// What a dead letter is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterKind {
+    /// A delivery that failed for good.
+    Delivery,
+    /// A plugin run that failed.
+    Plugin,
+}
+
+impl DeadLetterKind {
+    /// The kind's name in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterKind::Delivery => "delivery",
+            DeadLetterKind::Plugin => "plugin",
+        }
+    }
+
+    /// Reads a kind as [`DeadLetterKind::as_str`] writes it.
+    pub fn parse(text: &str) -> Option<DeadLetterKind> {
+        [DeadLetterKind::Delivery, DeadLetterKind::Plugin]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// A dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its id.
+    pub id: i64,
+    /// What it is about.
+    pub kind: DeadLetterKind,
+    /// The event.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The destination ([`CORE_TARGET`] for emitted events) or, for a plugin failure, the
+    /// plugin.
+    pub target: String,
+    /// The plugin that ran on the event.
+    pub plugin: String,
+    /// The plugin version's hash.
+    pub plugin_hash: String,
+    /// The outbox row, for a delivery.
+    pub outbox_id: Option<i64>,
+    /// The last error.
+    pub error: String,
+    /// When it died (Unix ms).
+    pub created_at: i64,
+    /// When it was replayed (Unix ms), if it was.
+    pub replayed_at: Option<i64>,
+}
+
+/// Which dead letters to list or replay. Set fields narrow the selection (all must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterFilter {
+    /// Only these ids.
+    pub ids: Vec<i64>,
+    /// Only those for this destination (or plugin).
+    pub target: Option<String>,
+    /// Only those that died at or after this time (Unix ms).
+    pub since: Option<i64>,
+    /// Only those that died before this time (Unix ms).
+    pub until: Option<i64>,
+    /// Replayed ones too (listing only; replay takes only dead ones).
+    pub include_replayed: bool,
+    /// At most this many (listing only); 0 means no limit.
+    pub limit: usize,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayOutcome {
+    /// The dead letters queued again.
+    pub replayed: Vec<i64>,
+    /// Dead letters selected but not replayed, with why (already replayed, unknown id).
+    pub skipped: Vec<(i64, String)>,
+}
+
+/// How much work is waiting, for metrics and readiness.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Events accepted and not yet processed.
+    pub pending_events: u64,
+    /// Outbox rows waiting for delivery.
+    pub pending_deliveries: u64,
+    /// When the oldest waiting work was queued (Unix ms): the oldest pending event's acceptance
+    /// or the oldest pending delivery's queueing, whichever is older.
+    pub oldest_pending_at: Option<i64>,
+    /// Dead letters not replayed.
+    pub dead_letters: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_read_back_as_written() {
+        assert_eq!(
+            DeadLetterKind::parse("plugin"),
+            Some(DeadLetterKind::Plugin)
+        );
+        assert_eq!(
+            DeadLetterKind::parse("delivery"),
+            Some(DeadLetterKind::Delivery)
+        );
+        assert_eq!(DeadLetterKind::parse("other"), None);
+    }
+}

@@ -1,0 +1,191 @@
+//! Events: accepting them (deduplicated), the pending ones in acceptance order, and what
+//! processing made of them (runs, outbox rows, dead letters), committed together.
+
+use super::columns::{
+    from_u64, from_usize, headers_from_json, headers_json, path_from_text, path_text, to_u64,
+    to_usize,
+};
+use super::{dead_letters, outbox};
+use crate::sandbox::event::Event;
+use crate::store::{
+    Accepted, DeadLetterKind, NewEvent, PendingEvent, Processed, Route, StoreError, StoredEvent,
+};
+use rusqlite::{Connection, Row, params};
+
+/// Inserts an event unless its dedupe key was seen; returns the answer.
+pub(super) fn insert(conn: &Connection, new: &NewEvent) -> Result<Accepted, StoreError> {
+    let e = &new.event;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO events (id, route, dedupe_key, event_type, origin, entity_key, version,
+                 timestamp, content_type, headers, payload, accepted_at, hops, path)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (dedupe_key) DO NOTHING",
+        )?
+        .execute(params![
+            e.id,
+            new.route.to_string(),
+            new.dedupe_key,
+            e.event_type,
+            e.origin,
+            e.key,
+            from_u64(e.version),
+            e.timestamp,
+            e.content_type,
+            headers_json(&e.headers),
+            e.payload,
+            new.accepted_at,
+            e.hops,
+            path_text(&e.path),
+        ])?;
+    if inserted == 1 {
+        return Ok(Accepted {
+            id: e.id.clone(),
+            duplicate: false,
+        });
+    }
+    let first: String = conn
+        .prepare_cached("SELECT id FROM events WHERE dedupe_key = ?1")?
+        .query_row([&new.dedupe_key], |row| row.get(0))?;
+    Ok(Accepted {
+        id: first,
+        duplicate: true,
+    })
+}
+
+/// Rewrites the probe row: proof that the store takes writes.
+pub(super) fn probe(conn: &Connection, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?1)")?
+        .execute([now])?;
+    Ok(())
+}
+
+/// The columns [`stored_event`] reads.
+pub(super) const EVENT_COLUMNS: &str = "seq, route, id, event_type, origin, entity_key, version,
+    timestamp, content_type, headers, payload, accepted_at, processed_at, hops, path";
+
+/// An event row, read by column name.
+pub(super) fn stored_event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
+    let route: String = row.get("route")?;
+    Ok(StoredEvent {
+        seq: row.get("seq")?,
+        route: Route::parse(&route)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown route `{route}`")))?,
+        event: Event {
+            id: row.get("id")?,
+            event_type: row.get("event_type")?,
+            origin: row.get("origin")?,
+            key: row.get("entity_key")?,
+            version: to_u64(row.get("version")?),
+            timestamp: row.get("timestamp")?,
+            content_type: row.get("content_type")?,
+            payload: row.get("payload")?,
+            headers: headers_from_json(&row.get::<_, String>("headers")?)?,
+            hops: row.get("hops")?,
+            path: path_from_text(&row.get::<_, String>("path")?),
+        },
+        accepted_at: row.get("accepted_at")?,
+        processed_at: row.get("processed_at")?,
+    })
+}
+
+/// The payload bytes after which a batch of pending events stops (it always holds at least one).
+const PENDING_BATCH_BYTES: usize = 16 << 20;
+
+/// Up to `limit` unprocessed events accepted after `after_seq`, oldest first, fewer when their
+/// payloads reach [`PENDING_BATCH_BYTES`].
+pub(super) fn pending(
+    conn: &Connection,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<PendingEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS}, generation FROM events
+         WHERE processed_at IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
+    let mut rows = stmt.query(params![after_seq, from_usize(limit)])?;
+    let mut events = Vec::new();
+    let mut bytes = 0;
+    // Large payloads make a short batch, so a batch never holds much more than the budget.
+    while bytes < PENDING_BATCH_BYTES
+        && let Some(row) = rows.next()?
+    {
+        let event = stored_event(row)?;
+        let generation: i64 = row.get("generation")?;
+        bytes += event.event.payload.len();
+        events.push((event, generation));
+    }
+    let mut done = conn.prepare_cached(
+        "SELECT handler FROM runs WHERE event_id = ?1 AND replayed_at IS NULL ORDER BY handler",
+    )?;
+    events
+        .into_iter()
+        .map(|(stored, generation)| {
+            let done_handlers = done
+                .query_map([&stored.event.id], |row| row.get::<_, i64>("handler"))?
+                .map(|h| Ok(to_usize(h?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(PendingEvent {
+                stored,
+                done_handlers,
+                generation,
+            })
+        })
+        .collect()
+}
+
+/// Records a processed event's runs and outbox rows and marks it processed. A failed run also
+/// leaves a dead letter.
+pub(super) fn complete(conn: &Connection, p: &Processed) -> Result<(), StoreError> {
+    let (processed_at, generation): (Option<i64>, i64) = conn
+        .prepare_cached("SELECT processed_at, generation FROM events WHERE id = ?1")?
+        .query_row([&p.event_id], |row| {
+            Ok((row.get("processed_at")?, row.get("generation")?))
+        })?;
+    if processed_at.is_some() {
+        // Already processed (this result came twice): keep the first, so an event is never
+        // processed twice.
+        return Ok(());
+    }
+    if generation == p.generation {
+        conn.prepare_cached("UPDATE events SET processed_at = ?2 WHERE id = ?1")?
+            .execute(params![p.event_id, p.processed_at])?;
+    }
+    for record in &p.runs {
+        let run = &record.run;
+        conn.prepare_cached(
+            "INSERT INTO runs (event_id, handler, plugin, plugin_hash, outcome, error,
+                 duration_us, ran_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            p.event_id,
+            from_usize(run.handler),
+            run.plugin,
+            run.plugin_hash,
+            run.outcome.as_str(),
+            run.error,
+            run.duration_us,
+            run.ran_at,
+        ])?;
+        let run_id = conn.last_insert_rowid();
+        if let Some(error) = &run.error {
+            dead_letters::insert(
+                conn,
+                &dead_letters::NewDeadLetter {
+                    kind: DeadLetterKind::Plugin,
+                    event_id: &p.event_id,
+                    run_id,
+                    outbox_id: None,
+                    target: &run.plugin,
+                    error,
+                    at: p.processed_at,
+                },
+            )?;
+        }
+        for action in &record.actions {
+            outbox::insert(conn, p, run_id, action)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! One event's whole story (the event, its runs, its outbox rows and their attempts, its dead
+//! letters), and the backlog figures.
+
+use super::columns::{named, read_all, to_usize};
+use super::dead_letters::{self, DEAD_LETTER_COLUMNS};
+use super::events::{EVENT_COLUMNS, stored_event};
+use super::outbox::{self, OUTBOX_COLUMNS};
+use crate::store::{Attempt, AttemptOutcome, Backlog, EventHistory, Run, RunOutcome, StoreError};
+use rusqlite::{Connection, OptionalExtension};
+
+/// Everything recorded about the event `id`; `None` when there is no such event.
+pub(super) fn event_history(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<EventHistory>, StoreError> {
+    let event = conn
+        .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?
+        .query_row([id], |row| Ok(stored_event(row)))
+        .optional()?
+        .transpose()?;
+    let Some(event) = event else {
+        return Ok(None);
+    };
+    let runs = conn
+        .prepare_cached(
+            "SELECT handler, plugin, plugin_hash, outcome, error, duration_us, ran_at, replayed_at
+             FROM runs WHERE event_id = ?1 ORDER BY id",
+        )?
+        .query_map([id], |row| {
+            Ok(Run {
+                handler: to_usize(row.get("handler")?),
+                plugin: row.get("plugin")?,
+                plugin_hash: row.get("plugin_hash")?,
+                outcome: RunOutcome::parse(&row.get::<_, String>("outcome")?),
+                error: row.get("error")?,
+                duration_us: row.get("duration_us")?,
+                ran_at: row.get("ran_at")?,
+                replayed_at: row.get("replayed_at")?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let outbox = read_all(
+        conn.prepare_cached(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE event_id = ?1 ORDER BY id"
+        ))?
+        .query([id])?,
+        outbox::row,
+    )?;
+    let mut attempts_stmt = conn.prepare_cached(
+        "SELECT attempt, started_at, duration_ms, status, error, outcome
+         FROM attempts WHERE outbox_id = ?1 ORDER BY id",
+    )?;
+    let outbox = outbox
+        .into_iter()
+        .map(|row| {
+            let attempts = read_all(attempts_stmt.query([row.id])?, |a| {
+                Ok(Attempt {
+                    number: a.get("attempt")?,
+                    started_at: a.get("started_at")?,
+                    duration_ms: a.get("duration_ms")?,
+                    status: a.get("status")?,
+                    error: a.get("error")?,
+                    outcome: named(a, "outcome", AttemptOutcome::parse)?,
+                })
+            })?;
+            Ok((row, attempts))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let dead = read_all(
+        conn.prepare_cached(&format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters d
+             JOIN events e ON e.id = d.event_id JOIN runs r ON r.id = d.run_id
+             WHERE d.event_id = ?1 ORDER BY d.id"
+        ))?
+        .query([id])?,
+        dead_letters::row,
+    )?;
+    Ok(Some(EventHistory {
+        event,
+        runs,
+        outbox,
+        dead_letters: dead,
+    }))
+}
+
+/// How much work is waiting.
+pub(super) fn backlog(conn: &Connection) -> Result<Backlog, StoreError> {
+    let (pending_events, oldest_event): (i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT COUNT(*) AS n, MIN(accepted_at) AS oldest FROM events
+             WHERE processed_at IS NULL",
+        )?
+        .query_row([], |row| Ok((row.get("n")?, row.get("oldest")?)))?;
+    let (pending_deliveries, oldest_delivery): (i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT COUNT(*) AS n, MIN(round_started_at) AS oldest FROM outbox
+             WHERE state = 'pending'",
+        )?
+        .query_row([], |row| Ok((row.get("n")?, row.get("oldest")?)))?;
+    let dead_letters: i64 = conn
+        .prepare_cached("SELECT COUNT(*) AS n FROM dead_letters WHERE state = 'dead'")?
+        .query_row([], |row| row.get("n"))?;
+    let oldest_pending_at = match (oldest_event, oldest_delivery) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(Backlog {
+        pending_events: u64::try_from(pending_events).unwrap_or(0),
+        pending_deliveries: u64::try_from(pending_deliveries).unwrap_or(0),
+        oldest_pending_at,
+        dead_letters: u64::try_from(dead_letters).unwrap_or(0),
+    })
+}
+
+/// How many events the store holds.
+pub(super) fn event_count(conn: &Connection) -> Result<u64, StoreError> {
+    let count: i64 = conn.query_row("SELECT COUNT(*) AS n FROM events", [], |row| row.get("n"))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}

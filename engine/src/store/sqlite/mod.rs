@@ -1,0 +1,367 @@
+//! The embedded store: SQLite in WAL mode, in the data directory.
+//!
+//! All writes go through one writer thread, which takes every command waiting for it and
+//! commits them in one transaction (group commit): under load, many accepted events, processed
+//! events and delivery attempts share one `fsync`, and nobody is answered before their write
+//! is on disk (`synchronous = FULL`). One failing command does not undo the others: a batch in
+//! which a command fails is rolled back and run again with each command in its own savepoint.
+//! Reads use their own connection; WAL lets them run beside the writer.
+//!
+//! # Layout
+//!
+//! - `schema.sql` and `migrate`: the tables, and upgrades from older versions;
+//! - `writer`: the writer thread and its commands;
+//! - `events`: accepting, pending events, what processing made;
+//! - `outbox`: due rows, attempts, conflict state;
+//! - `dead_letters`: listing and replay;
+//! - `history`: one event's whole story, and the backlog;
+//! - `plugins`: plugin versions and activations;
+//! - `columns`: how values are written to columns and read back (by name).
+
+mod columns;
+mod dead_letters;
+mod events;
+mod history;
+mod migrate;
+mod outbox;
+mod plugins;
+mod writer;
+
+use super::{
+    Accepted, Activation, AttemptRecord, Backlog, DeadLetter, DeadLetterFilter, DueQuery,
+    EntityRef, EntityState, EventHistory, Intake, NewEvent, Outbox, OutboxRow, PendingEvent,
+    PluginStore, PluginVersion, PluginVersionInfo, PluginWrite, Processed, Records, ReplayOutcome,
+    StoreError, StoreFuture, SupersedeRecord, WorkQueue,
+};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// The database file's name inside the data directory.
+pub const DATABASE_FILE: &str = "sync-engine.db";
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+/// Handle to the SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: mpsc::UnboundedSender<writer::Command>,
+    reader: Arc<Mutex<Connection>>,
+    signals: writer::Signals,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating or upgrading if needed) the store in the data directory `dir`.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot create the data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join(DATABASE_FILE);
+        let mut write = migrate::open_connection(&path, false)?;
+        migrate::migrate(&mut write)?;
+        let reader = migrate::open_connection(&path, true)?;
+        let signals = writer::Signals::default();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let thread = writer::spawn(write, rx, signals.clone())
+            .map_err(|e| StoreError::Io(format!("cannot start the store's writer thread: {e}")))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                writer: tx,
+                reader: Arc::new(Mutex::new(reader)),
+                signals,
+                writer_thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// How many transactions (one per batch of writes) the writer has run: with group commit,
+    /// far fewer than the writes it was sent under load.
+    pub fn commits(&self) -> u64 {
+        self.inner.signals.commits.load(Ordering::Relaxed)
+    }
+
+    /// Stops the writer after it has committed everything sent before, and waits for it.
+    pub async fn close(self) {
+        let thread = self
+            .inner
+            .writer_thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // The writer ends when every sender is gone; a `Close` makes it end now even if other
+        // clones of this store are still alive.
+        let _ = self.inner.writer.send(writer::Command::Close);
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// Sends a write to the writer now, and returns a future of its result. Sending before the
+    /// future is awaited lets a caller queue many writes, then wait: they share one commit.
+    fn queue<T: Send + 'static>(
+        &self,
+        command: impl FnOnce(writer::Reply<T>) -> writer::Command,
+    ) -> StoreFuture<T> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.inner.writer.send(command(tx)).is_ok();
+        Box::pin(async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    /// Runs a read on the reader connection, on a blocking thread.
+    fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<T> {
+        let reader = self.inner.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = reader.lock().unwrap_or_else(PoisonError::into_inner);
+                query(&conn)
+            })
+            .await
+            .map_err(|e| StoreError::Io(format!("a store read panicked: {e}")))?
+        })
+    }
+}
+
+impl Intake for SqliteStore {
+    fn accept(&self, event: NewEvent) -> StoreFuture<Accepted> {
+        self.queue(|reply| writer::Command::Accept(event, reply))
+    }
+
+    fn probe(&self) -> StoreFuture<()> {
+        self.queue(writer::Command::Probe)
+    }
+}
+
+impl WorkQueue for SqliteStore {
+    fn pending(&self, after_seq: i64, limit: usize) -> StoreFuture<Vec<PendingEvent>> {
+        self.read(move |conn| events::pending(conn, after_seq, limit))
+    }
+
+    fn complete(&self, processed: Processed) -> StoreFuture<()> {
+        self.queue(|reply| writer::Command::Processed(processed, reply))
+    }
+
+    fn accepted(&self) -> Arc<Notify> {
+        self.inner.signals.events_accepted.clone()
+    }
+
+    fn requeued(&self) -> Arc<Notify> {
+        self.inner.signals.events_requeued.clone()
+    }
+}
+
+impl Outbox for SqliteStore {
+    fn due(&self, query: DueQuery) -> StoreFuture<Vec<OutboxRow>> {
+        self.read(move |conn| outbox::due(conn, &query))
+    }
+
+    fn next_due(&self, after: i64) -> StoreFuture<Option<i64>> {
+        self.read(move |conn| outbox::next_due(conn, after))
+    }
+
+    fn record_attempt(&self, attempt: AttemptRecord) -> StoreFuture<usize> {
+        self.queue(|reply| writer::Command::Attempt(attempt, reply))
+    }
+
+    fn supersede(&self, record: SupersedeRecord) -> StoreFuture<()> {
+        self.queue(|reply| writer::Command::Supersede(record, reply))
+    }
+
+    fn entity_state(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>> {
+        self.read(move |conn| outbox::entity_state(conn, &entity))
+    }
+
+    fn changed(&self) -> Arc<Notify> {
+        self.inner.signals.outbox_changed.clone()
+    }
+}
+
+impl PluginStore for SqliteStore {
+    fn write(&self, write: PluginWrite) -> StoreFuture<()> {
+        self.queue(|reply| writer::Command::Plugin(write, reply))
+    }
+
+    fn active(&self, name: &str) -> StoreFuture<Option<String>> {
+        let name = name.to_owned();
+        self.read(move |conn| plugins::active(conn, &name))
+    }
+
+    fn version(&self, name: &str, hash: &str) -> StoreFuture<Option<PluginVersion>> {
+        let (name, hash) = (name.to_owned(), hash.to_owned());
+        self.read(move |conn| plugins::version(conn, &name, &hash))
+    }
+
+    fn versions(&self, name: &str) -> StoreFuture<Vec<PluginVersionInfo>> {
+        let name = name.to_owned();
+        self.read(move |conn| plugins::versions(conn, &name))
+    }
+
+    fn activations(&self, name: &str) -> StoreFuture<Vec<Activation>> {
+        let name = name.to_owned();
+        self.read(move |conn| plugins::activations(conn, &name))
+    }
+}
+
+impl Records for SqliteStore {
+    fn dead_letters(&self, filter: DeadLetterFilter) -> StoreFuture<Vec<DeadLetter>> {
+        self.read(move |conn| dead_letters::list(conn, &filter))
+    }
+
+    fn replay(&self, filter: DeadLetterFilter) -> StoreFuture<ReplayOutcome> {
+        self.queue(|reply| writer::Command::Replay(filter, reply))
+    }
+
+    fn event_history(&self, id: &str) -> StoreFuture<Option<EventHistory>> {
+        let id = id.to_owned();
+        self.read(move |conn| history::event_history(conn, &id))
+    }
+
+    fn backlog(&self) -> StoreFuture<Backlog> {
+        self.read(history::backlog)
+    }
+
+    fn event_count(&self) -> StoreFuture<u64> {
+        self.read(history::event_count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::{new_event, run_all};
+    use crate::store::{Backend, DeadLetterFilter, Next};
+
+    #[tokio::test]
+    async fn sqlite_passes_the_conformance_suite() {
+        let dirs = std::sync::Mutex::new(Vec::new());
+        run_all(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(dir.path()).unwrap();
+            dirs.lock().unwrap().push(dir);
+            std::future::ready(Backend::sqlite(&store))
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_accepts_share_commits_and_all_reach_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let before = store.commits();
+        // Every write is queued before any is awaited, as concurrent requests would be.
+        let writes: Vec<_> = (0..200)
+            .map(|n| store.accept(new_event(&format!("event-{n}"), None, None)))
+            .collect();
+        for write in writes {
+            assert!(!write.await.unwrap().duplicate);
+        }
+        let commits = store.commits() - before;
+        assert!(commits < 20, "200 accepts took {commits} commits");
+        store.close().await;
+
+        // A fresh process sees every event, whole.
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.event_count().await.unwrap(), 200);
+        let pending = store.pending(0, 1000).await.unwrap();
+        assert_eq!(pending.len(), 200);
+        assert_eq!(
+            pending[17].stored.event,
+            new_event("event-17", None, None).event
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_fails_alone_and_the_rest_of_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let before = store.commits();
+        // An attempt for an outbox row that does not exist breaks a foreign key. It is queued
+        // between accepts, before any is awaited, so it shares their transactions.
+        let bad = AttemptRecord {
+            outbox_id: 999_999,
+            attempt: crate::store::Attempt {
+                number: 1,
+                started_at: 1,
+                duration_ms: 1,
+                status: Some(200),
+                error: None,
+                outcome: Next::Delivered.outcome(),
+            },
+            next: Next::Delivered,
+            merged_body: None,
+        };
+        let accept = |n: usize| store.accept(new_event(&format!("event-{n}"), None, None));
+        let first: Vec<_> = (0..100).map(accept).collect();
+        let failing = store.record_attempt(bad);
+        let second: Vec<_> = (100..200).map(accept).collect();
+        let error = failing.await.unwrap_err();
+        assert!(
+            error.to_string().contains("FOREIGN KEY"),
+            "unexpected error: {error}"
+        );
+        for write in first.into_iter().chain(second) {
+            assert!(!write.await.unwrap().duplicate);
+        }
+        let commits = store.commits() - before;
+        assert!(commits < 20, "201 writes took {commits} commits");
+        store.close().await;
+
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.event_count().await.unwrap(), 200);
+        assert!(
+            store
+                .dead_letters(DeadLetterFilter::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_large_events_is_cut_short_by_their_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for n in 0..3 {
+            let mut event = new_event(&format!("event-{n}"), None, None);
+            event.event.payload = vec![b'x'; 10 << 20];
+            store.accept(event).await.unwrap();
+        }
+        // 10 MiB, then 20 MiB: past the 16 MiB budget after the second.
+        let first = store.pending(0, 10).await.unwrap();
+        assert_eq!(first.len(), 2);
+        let rest = store.pending(first[1].stored.seq, 10).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].stored.event.id, "event-2");
+        store.close().await;
+    }
+}
