@@ -1,6 +1,7 @@
 //! The `sync-engine` command.
 
 mod remote;
+mod text;
 
 use crate::config::Config;
 use crate::sandbox::{PluginSetup, Sandbox, SandboxOptions};

@@ -1,11 +1,18 @@
-//! The commands that talk to a running engine's admin API: `dlq` and `events`.
+//! The commands that talk to a running engine's admin API: `dlq`, `events` and the plugin
+//! lifecycle commands. They read the API's own types ([`crate::admin::api`]).
 
+use super::text::{dead_letter_line, history_text, plugin_text, short, swap_text};
+use crate::admin::api::{
+    ActivateRequest, DeadLetterDetail, DeadLetters, Deleted, ErrorAnswer, EventAnswer,
+    PluginDetail, Plugins, Replayed, Selection, Swapped,
+};
 use crate::config::Config;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How to reach the engine: its configuration file (for `listen` and `admin.token`), or a URL
 /// and a token.
@@ -181,41 +188,53 @@ impl Remote {
 }
 
 impl Client {
-    fn call(&self, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
+    /// Sends a request and reads the answer as `T`; an error answer becomes an error saying
+    /// what the engine said.
+    fn call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+    ) -> anyhow::Result<T> {
         let response = request
             .bearer_auth(&self.token)
             .send()
             .with_context(|| format!("cannot reach the engine at {}", self.base))?;
         let status = response.status();
-        let body: Value = response.json().context("the engine's answer is not JSON")?;
+        let body = response
+            .bytes()
+            .context("cannot read the engine's answer")?;
         if !status.is_success() {
-            let message = body["error"]["message"].as_str().unwrap_or("no message");
-            let failures: String = body["error"]["failures"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|f| format!("\n  - {}", text(f)))
+            let answer: ErrorAnswer = serde_json::from_slice(&body).with_context(|| {
+                format!(
+                    "the engine answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                )
+            })?;
+            let failures: String = answer
+                .error
+                .failures
+                .iter()
+                .map(|f| format!("\n  - {f}"))
                 .collect();
-            bail!("the engine answered {status}: {message}{failures}");
+            bail!(
+                "the engine answered {status}: {}{failures}",
+                answer.error.message
+            );
         }
-        Ok(body)
+        serde_json::from_slice(&body).context("the engine's answer is not what this command reads")
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
         self.http.request(method, format!("{}{path}", self.base))
     }
 
-    fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-        self.call(self.http.get(format!("{}{path}", self.base)).query(query))
-    }
-
-    fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.call(self.http.post(format!("{}{path}", self.base)).json(body))
+    fn get<T: DeserializeOwned>(&self, path: &str, query: &impl Serialize) -> anyhow::Result<T> {
+        self.call(self.request(reqwest::Method::GET, path).query(query))
     }
 }
 
+/// Prints an answer: as JSON with `--json`, else as `text` makes it.
 #[allow(clippy::print_stdout)]
-fn print(remote: &Remote, answer: &Value, text: impl FnOnce(&Value) -> String) {
+fn print<T: Serialize>(remote: &Remote, answer: &T, text: impl FnOnce(&T) -> String) {
     if remote.json {
         println!(
             "{}",
@@ -234,30 +253,27 @@ pub(super) fn dlq(remote: &Remote, command: DlqCommand) -> anyhow::Result<()> {
             all,
             limit,
         } => {
-            let mut query = selection.query();
-            if all {
-                query.push(("all", "true".into()));
-            }
-            if let Some(limit) = limit {
-                query.push(("limit", limit.to_string()));
-            }
-            let answer = client.get("/admin/dead-letters", &query)?;
+            let query = Selection {
+                all,
+                limit,
+                ..selection.selection()
+            };
+            let answer: DeadLetters = client.get("/admin/dead-letters", &query)?;
             print(remote, &answer, |a| {
-                let dead = a["dead_letters"].as_array().cloned().unwrap_or_default();
-                if dead.is_empty() {
+                if a.dead_letters.is_empty() {
                     return "no dead letters\n".into();
                 }
-                dead.iter().map(dead_letter_line).collect()
+                a.dead_letters.iter().map(dead_letter_line).collect()
             });
         }
         DlqCommand::Show { id } => {
-            let answer = client.get(&format!("/admin/dead-letters/{id}"), &[])?;
+            let answer: DeadLetterDetail = client.get(&format!("/admin/dead-letters/{id}"), &())?;
             print(remote, &answer, |a| {
-                format!(
-                    "{}\n{}",
-                    dead_letter_line(&a["dead_letter"]),
-                    history_text(&a["event"])
-                )
+                let mut out = dead_letter_line(&a.dead_letter);
+                if let Some(event) = &a.event {
+                    out.push_str(&history_text(event));
+                }
+                out
             });
         }
         DlqCommand::Replay {
@@ -265,23 +281,24 @@ pub(super) fn dlq(remote: &Remote, command: DlqCommand) -> anyhow::Result<()> {
             selection,
             all,
         } => {
-            let mut body = json!({ "ids": ids, "all": all });
-            for (key, value) in selection.query() {
-                body[key] = Value::String(value);
-            }
-            let answer = client.post("/admin/dead-letters/replay", &body)?;
+            let body = Selection {
+                ids,
+                all,
+                ..selection.selection()
+            };
+            let answer: Replayed = client.call(
+                client
+                    .request(reqwest::Method::POST, "/admin/dead-letters/replay")
+                    .json(&body),
+            )?;
             print(remote, &answer, |a| {
                 let mut out = format!(
-                    "replayed {} dead letter(s): {}\n",
-                    a["replayed"].as_array().map_or(0, Vec::len),
-                    a["replayed"]
+                    "replayed {} dead letter(s): {:?}\n",
+                    a.replayed.len(),
+                    a.replayed
                 );
-                for skipped in a["skipped"].as_array().into_iter().flatten() {
-                    out.push_str(&format!(
-                        "skipped #{}: {}\n",
-                        skipped["id"],
-                        text(&skipped["reason"])
-                    ));
+                for skipped in &a.skipped {
+                    out.push_str(&format!("skipped #{}: {}\n", skipped.id, skipped.reason));
                 }
                 out
             });
@@ -292,7 +309,7 @@ pub(super) fn dlq(remote: &Remote, command: DlqCommand) -> anyhow::Result<()> {
 
 pub(super) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
     use reqwest::Method;
-    let (remote, answer) = match command {
+    match command {
         PluginRemote::Upload {
             name,
             file,
@@ -312,266 +329,87 @@ pub(super) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot read {}", fixtures.display()))?;
                 form = form.text("fixtures", json);
             }
-            let request = client
-                .request(Method::PUT, &format!("/admin/plugins/{name}"))
-                .timeout(Duration::from_secs(300))
-                .multipart(form);
-            let answer = client.call(request)?;
-            (remote, answer)
+            let answer: Swapped = client.call(
+                client
+                    .request(Method::PUT, &format!("/admin/plugins/{name}"))
+                    .timeout(Duration::from_secs(300))
+                    .multipart(form),
+            )?;
+            print(&remote, &answer, swap_text);
         }
         PluginRemote::List { remote } => {
-            let answer = remote.client()?.get("/admin/plugins", &[])?;
-            (remote, answer)
+            let answer: Plugins = remote.client()?.get("/admin/plugins", &())?;
+            print(&remote, &answer, |a| {
+                a.plugins
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}  {}  {}\n",
+                            p.name,
+                            short(p.active.as_deref().unwrap_or("-")),
+                            p.world.as_deref().unwrap_or("-")
+                        )
+                    })
+                    .collect()
+            });
         }
         PluginRemote::Show { name, remote } => {
-            let answer = remote
+            let answer: PluginDetail = remote
                 .client()?
-                .get(&format!("/admin/plugins/{name}"), &[])?;
-            (remote, answer)
+                .get(&format!("/admin/plugins/{name}"), &())?;
+            print(&remote, &answer, plugin_text);
         }
         PluginRemote::Activate { name, hash, remote } => {
             let client = remote.client()?;
-            let request = client
-                .request(Method::POST, &format!("/admin/plugins/{name}/activate"))
-                .timeout(Duration::from_secs(300))
-                .json(&json!({ "hash": hash }));
-            let answer = client.call(request)?;
-            (remote, answer)
+            let answer: Swapped = client.call(
+                client
+                    .request(Method::POST, &format!("/admin/plugins/{name}/activate"))
+                    .timeout(Duration::from_secs(300))
+                    .json(&ActivateRequest { hash }),
+            )?;
+            print(&remote, &answer, swap_text);
         }
         PluginRemote::Rollback { name, remote } => {
             let client = remote.client()?;
-            let request = client
-                .request(Method::POST, &format!("/admin/plugins/{name}/rollback"))
-                .timeout(Duration::from_secs(300))
-                .json(&json!({}));
-            let answer = client.call(request)?;
-            (remote, answer)
+            let answer: Swapped = client.call(
+                client
+                    .request(Method::POST, &format!("/admin/plugins/{name}/rollback"))
+                    .timeout(Duration::from_secs(300)),
+            )?;
+            print(&remote, &answer, swap_text);
         }
         PluginRemote::Delete { name, hash, remote } => {
             let client = remote.client()?;
-            let answer = client.call(client.request(
+            let answer: Deleted = client.call(client.request(
                 Method::DELETE,
                 &format!("/admin/plugins/{name}/versions/{hash}"),
             ))?;
-            (remote, answer)
+            print(&remote, &answer, |a| {
+                format!("deleted {}@{}\n", a.deleted.name, short(&a.deleted.hash))
+            });
         }
-    };
-    print(&remote, &answer, plugin_text);
+    }
     Ok(())
-}
-
-/// A plugin answer as text.
-fn plugin_text(a: &Value) -> String {
-    if let Some(swap) = a.get("plugin") {
-        let what = if swap["unchanged"] == Value::Bool(true) {
-            "already active"
-        } else {
-            "now active"
-        };
-        return format!(
-            "{}@{} ({}, {} bytes) {what}; replaced {}; passed {} fixture case(s) in {} ms\n",
-            text(&swap["name"]),
-            short(&swap["hash"]),
-            text(&swap["world"]),
-            swap["size"],
-            swap["replaced"].as_str().map_or_else(
-                || "nothing".to_owned(),
-                |h| h.chars().take(12).collect::<String>()
-            ),
-            swap["fixtures_passed"],
-            swap["took_ms"],
-        );
-    }
-    if let Some(plugins) = a["plugins"].as_array() {
-        return plugins
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}  {}  {}\n",
-                    text(&p["name"]),
-                    short(&p["active"]),
-                    text(&p["world"])
-                )
-            })
-            .collect();
-    }
-    if let Some(versions) = a["versions"].as_array() {
-        let mut out = format!("{} ({})\n", text(&a["name"]), text(&a["world"]));
-        for v in versions {
-            out.push_str(&format!(
-                "  {} {} {} bytes, uploaded {} by {}{}\n",
-                if v["active"] == Value::Bool(true) {
-                    "*"
-                } else {
-                    " "
-                },
-                text(&v["hash"]),
-                v["size"],
-                time(&v["uploaded_at"]),
-                text(&v["uploaded_by"]),
-                if v["fixtures"] == Value::Bool(true) {
-                    ", with fixtures"
-                } else {
-                    ""
-                },
-            ));
-        }
-        for act in a["activations"].as_array().into_iter().flatten() {
-            out.push_str(&format!(
-                "  activated {} at {} by {} ({})\n",
-                short(&act["hash"]),
-                time(&act["activated_at"]),
-                text(&act["activated_by"]),
-                text(&act["reason"]),
-            ));
-        }
-        return out;
-    }
-    format!("{a}\n")
 }
 
 pub(super) fn events(remote: &Remote, command: EventsCommand) -> anyhow::Result<()> {
     let client = remote.client()?;
     match command {
         EventsCommand::Show { id } => {
-            let answer = client.get(&format!("/admin/events/{id}"), &[])?;
-            print(remote, &answer, |a| history_text(&a["event"]));
+            let answer: EventAnswer = client.get(&format!("/admin/events/{id}"), &())?;
+            print(remote, &answer, |a| history_text(&a.event));
         }
     }
     Ok(())
 }
 
 impl SelectionArgs {
-    fn query(&self) -> Vec<(&'static str, String)> {
-        [
-            ("destination", &self.destination),
-            ("since", &self.since),
-            ("until", &self.until),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
-        .collect()
-    }
-}
-
-/// A JSON string's text, or the value as JSON.
-fn text(value: &Value) -> String {
-    value
-        .as_str()
-        .map_or_else(|| value.to_string(), str::to_owned)
-}
-
-/// A Unix-ms time as RFC 3339, or `-`.
-fn time(value: &Value) -> String {
-    value.as_i64().map_or_else(
-        || "-".into(),
-        |ms| {
-            let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-            humantime::format_rfc3339_millis(at).to_string()
-        },
-    )
-}
-
-fn short(hash: &Value) -> String {
-    text(hash).chars().take(12).collect()
-}
-
-fn dead_letter_line(d: &Value) -> String {
-    format!(
-        "#{} {} {} event {} ({}) at {} by {}@{}{}: {}\n",
-        d["id"],
-        text(&d["kind"]),
-        time(&d["created_at"]),
-        text(&d["event_id"]),
-        text(&d["event_type"]),
-        text(&d["target"]),
-        text(&d["plugin"]),
-        short(&d["plugin_hash"]),
-        if d["replayed"] == Value::Bool(true) {
-            format!(" [replayed {}]", time(&d["replayed_at"]))
-        } else {
-            String::new()
-        },
-        text(&d["error"]),
-    )
-}
-
-/// An event's history as text.
-fn history_text(h: &Value) -> String {
-    let stored = &h["event"];
-    let event = &stored["event"];
-    let mut out = format!(
-        "event {} ({} from {})\n  accepted  {}  on {}  key {}  version {}\n  processed {}\n",
-        text(&event["id"]),
-        text(&event["event_type"]),
-        text(&event["origin"]),
-        time(&stored["accepted_at"]),
-        text(&stored["route"]),
-        event["key"].as_str().unwrap_or("-"),
-        event["version"]
-            .as_u64()
-            .map_or("-".into(), |v| v.to_string()),
-        time(&stored["processed_at"]),
-    );
-    out.push_str(&format!("  payload   {}\n", text(&event["payload"])));
-    for run in h["runs"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "  run handler {}: {}@{} {} in {} µs at {}{}{}\n",
-            run["handler"],
-            text(&run["plugin"]),
-            short(&run["plugin_hash"]),
-            text(&run["outcome"]),
-            run["duration_us"],
-            time(&run["ran_at"]),
-            run["error"]
-                .as_str()
-                .map_or(String::new(), |e| format!(": {e}")),
-            if run["replayed_at"].is_null() {
-                String::new()
-            } else {
-                format!(" [replayed {}]", time(&run["replayed_at"]))
-            },
-        ));
-    }
-    for pair in h["outbox"].as_array().into_iter().flatten() {
-        let (row, attempts) = (&pair[0], &pair[1]);
-        let action = &row["action"];
-        let why = match (row["superseded_by"].as_str(), row["last_error"].as_str()) {
-            (Some(winner), _) => format!(" by event {winner}"),
-            (None, Some(reason)) if row["state"] == "dropped" => format!(": {reason}"),
-            _ => String::new(),
-        };
-        out.push_str(&format!(
-            "  action {}: {} {} key {} version {} [{}{why}] after {} attempt(s), body {}\n",
-            text(&action["idempotency_key"]),
-            text(&action["kind"]),
-            text(&action["target"]),
-            action["key"].as_str().unwrap_or("-"),
-            action["version"]
-                .as_u64()
-                .map_or("-".into(), |v| v.to_string()),
-            text(&row["state"]),
-            row["attempts"],
-            text(&action["body"]),
-        ));
-        for a in attempts.as_array().into_iter().flatten() {
-            out.push_str(&format!(
-                "    attempt {} at {}: {} in {} ms -> {}{}\n",
-                a["attempt"],
-                time(&a["started_at"]),
-                a["status"]
-                    .as_u64()
-                    .map_or("no response".into(), |s| format!("HTTP {s}")),
-                a["duration_ms"],
-                text(&a["outcome"]),
-                a["error"]
-                    .as_str()
-                    .map_or(String::new(), |e| format!(" ({e})")),
-            ));
+    fn selection(&self) -> Selection {
+        Selection {
+            destination: self.destination.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+            ..Selection::default()
         }
     }
-    for d in h["dead_letters"].as_array().into_iter().flatten() {
-        out.push_str(&format!("  dead letter {}", dead_letter_line(d)));
-    }
-    out
 }

@@ -1,0 +1,114 @@
+//! `GET /admin/dead-letters`, `GET /admin/dead-letters/{id}`, `POST /admin/dead-letters/replay`.
+
+use super::api::{DeadLetterDetail, DeadLetters, Replayed, Selection};
+use super::{Admin, parse_time};
+use crate::http::ApiError;
+use crate::store::DeadLetterFilter;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use std::sync::Arc;
+
+impl Selection {
+    /// The store's filter for this selection (`all` is the caller's to interpret).
+    fn filter(&self) -> Result<DeadLetterFilter, ApiError> {
+        Ok(DeadLetterFilter {
+            ids: self.ids.clone(),
+            target: self.destination.clone(),
+            since: self.since.as_deref().map(parse_time).transpose()?,
+            until: self.until.as_deref().map(parse_time).transpose()?,
+            include_replayed: false,
+            limit: self.limit.unwrap_or(0),
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+            && self.destination.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+    }
+}
+
+pub(super) async fn list(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    query: Result<Query<Selection>, QueryRejection>,
+) -> Result<Json<DeadLetters>, ApiError> {
+    admin.authorize(&headers)?;
+    let Query(selection) = query.map_err(ApiError::bad_request)?;
+    let mut filter = selection.filter()?;
+    filter.include_replayed = selection.all;
+    let dead = admin
+        .records
+        .dead_letters(filter)
+        .await
+        .map_err(|e| ApiError::store_unavailable(&e))?;
+    Ok(Json(DeadLetters {
+        dead_letters: dead.into_iter().map(Into::into).collect(),
+    }))
+}
+
+pub(super) async fn show(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<DeadLetterDetail>, ApiError> {
+    admin.authorize(&headers)?;
+    let Path(id) = id.map_err(ApiError::bad_request)?;
+    let filter = DeadLetterFilter {
+        ids: vec![id],
+        include_replayed: true,
+        ..DeadLetterFilter::default()
+    };
+    let dead = admin
+        .records
+        .dead_letters(filter)
+        .await
+        .map_err(|e| ApiError::store_unavailable(&e))?;
+    let Some(dead) = dead.into_iter().next() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no dead letter has the id {id}"),
+        ));
+    };
+    let history = admin
+        .records
+        .event_history(&dead.event_id)
+        .await
+        .map_err(|e| ApiError::store_unavailable(&e))?;
+    Ok(Json(DeadLetterDetail {
+        dead_letter: dead.into(),
+        event: history.map(Into::into),
+    }))
+}
+
+pub(super) async fn replay(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    body: Result<Json<Selection>, JsonRejection>,
+) -> Result<Json<Replayed>, ApiError> {
+    admin.authorize(&headers)?;
+    let Json(selection) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if selection.is_empty() && !selection.all {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty-selection",
+            "say which dead letters to replay: `ids`, `destination`, `since`/`until`, or `all: true`",
+        ));
+    }
+    let filter = selection.filter()?;
+    let outcome = admin
+        .records
+        .replay(filter)
+        .await
+        .map_err(|e| ApiError::store_unavailable(&e))?;
+    tracing::info!(
+        replayed = outcome.replayed.len(),
+        skipped = outcome.skipped.len(),
+        "dead letters replayed"
+    );
+    Ok(Json(outcome.into()))
+}

@@ -1,0 +1,160 @@
+//! How the admin API's answers read as text, for the `dlq`, `events` and `plugin` commands.
+
+use crate::admin::api::{DeadLetter, EventHistory, PluginDetail, Swapped};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// A version made active, as text.
+pub(super) fn swap_text(answer: &Swapped) -> String {
+    let swap = &answer.plugin;
+    let what = if swap.unchanged {
+        "already active"
+    } else {
+        "now active"
+    };
+    format!(
+        "{}@{} ({}, {} bytes) {what}; replaced {}; passed {} fixture case(s) in {} ms\n",
+        swap.name,
+        short(&swap.hash),
+        swap.world,
+        swap.size,
+        swap.replaced.as_deref().map_or("nothing", short),
+        swap.fixtures_passed,
+        swap.took_ms,
+    )
+}
+
+/// A plugin's versions and activations, as text.
+pub(super) fn plugin_text(a: &PluginDetail) -> String {
+    let mut out = format!("{} ({})\n", a.name, a.world);
+    for v in &a.versions {
+        out.push_str(&format!(
+            "  {} {} {} bytes, uploaded {} by {}{}\n",
+            if v.active { "*" } else { " " },
+            v.hash,
+            v.size,
+            time(Some(v.uploaded_at)),
+            v.uploaded_by,
+            if v.fixtures { ", with fixtures" } else { "" },
+        ));
+    }
+    for act in &a.activations {
+        out.push_str(&format!(
+            "  activated {} at {} by {} ({})\n",
+            short(&act.hash),
+            time(Some(act.activated_at)),
+            act.activated_by,
+            act.reason,
+        ));
+    }
+    out
+}
+
+/// A Unix-ms time as RFC 3339, or `-`.
+pub(super) fn time(ms: Option<i64>) -> String {
+    ms.map_or_else(
+        || "-".into(),
+        |ms| {
+            let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+            humantime::format_rfc3339_millis(at).to_string()
+        },
+    )
+}
+
+pub(super) fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+fn or_dash<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+pub(super) fn dead_letter_line(d: &DeadLetter) -> String {
+    format!(
+        "#{} {} {} event {} ({}) at {} by {}@{}{}: {}\n",
+        d.id,
+        d.kind,
+        time(Some(d.created_at)),
+        d.event_id,
+        d.event_type,
+        d.target,
+        d.plugin,
+        short(&d.plugin_hash),
+        if d.replayed {
+            format!(" [replayed {}]", time(d.replayed_at))
+        } else {
+            String::new()
+        },
+        d.error,
+    )
+}
+
+/// An event's history as text.
+pub(super) fn history_text(h: &EventHistory) -> String {
+    let event = &h.event;
+    let mut out = format!(
+        "event {} ({} from {})\n  accepted  {}  on {}  key {}  version {}\n  processed {}\n",
+        event.id,
+        event.event_type,
+        event.origin,
+        time(Some(event.accepted_at)),
+        event.route,
+        event.key.as_deref().unwrap_or("-"),
+        or_dash(event.version),
+        time(event.processed_at),
+    );
+    out.push_str(&format!("  payload   {}\n", event.payload));
+    for run in &h.runs {
+        out.push_str(&format!(
+            "  run handler {}: {}@{} {} in {} µs at {}{}{}\n",
+            run.handler,
+            run.plugin,
+            short(&run.plugin_hash),
+            run.outcome,
+            run.duration_us,
+            time(Some(run.ran_at)),
+            run.error
+                .as_deref()
+                .map_or(String::new(), |e| format!(": {e}")),
+            run.replayed_at.map_or(String::new(), |at| format!(
+                " [replayed {}]",
+                time(Some(at))
+            )),
+        ));
+    }
+    for action in &h.actions {
+        let why = match (&action.superseded_by, &action.reason) {
+            (Some(winner), _) => format!(" by event {winner}"),
+            (None, Some(reason)) => format!(": {reason}"),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "  action {}: {} {} key {} version {} [{}{why}] after {} attempt(s), body {}\n",
+            action.idempotency_key,
+            action.kind,
+            action.target.as_deref().unwrap_or("-"),
+            action.key.as_deref().unwrap_or("-"),
+            or_dash(action.version),
+            action.state,
+            action.attempts.len(),
+            action.body,
+        ));
+        for a in &action.attempts {
+            out.push_str(&format!(
+                "    attempt {} at {}: {} in {} ms -> {}{}\n",
+                a.number,
+                time(Some(a.started_at)),
+                a.status
+                    .map_or("no response".into(), |s| format!("HTTP {s}")),
+                a.duration_ms,
+                a.outcome,
+                a.error
+                    .as_deref()
+                    .map_or(String::new(), |e| format!(" ({e})")),
+            ));
+        }
+    }
+    for d in &h.dead_letters {
+        out.push_str(&format!("  dead letter {}", dead_letter_line(d)));
+    }
+    out
+}

@@ -1,0 +1,82 @@
+//! Error answers: a status and a JSON body `{"error": {"code", "message", "failures"}}`, the
+//! same for every endpoint.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorAnswer {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// A stable code, such as `not-found` or `refused`.
+    pub code: String,
+    /// A sentence saying what is wrong.
+    pub message: String,
+    /// Every failure found, when there are several (a refused plugin version's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: ErrorDetail,
+}
+
+impl ApiError {
+    /// An error answer with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            detail: ErrorDetail {
+                code: code.to_owned(),
+                message: message.into(),
+                failures: Vec::new(),
+            },
+        }
+    }
+
+    /// The same answer, listing every failure found.
+    pub fn with_failures(mut self, failures: Vec<String>) -> Self {
+        self.detail.failures = failures;
+        self
+    }
+
+    /// A 400 for a request that does not parse.
+    pub fn bad_request(message: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            message.to_string(),
+        )
+    }
+
+    /// A 503 for a store that cannot answer.
+    pub fn store_unavailable(error: &crate::store::StoreError) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            error.to_string(),
+        )
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorAnswer { error: self.detail })).into_response()
+    }
+}

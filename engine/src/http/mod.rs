@@ -1,0 +1,38 @@
+//! The HTTP side of the engine: one router for the listeners ([`crate::sources`]), the admin
+//! API ([`crate::admin`]) and health ([`health`]), with the answers they share: JSON errors
+//! ([`error`]) and bearer tokens ([`auth`]).
+
+pub mod auth;
+pub mod error;
+pub mod health;
+
+pub use error::ApiError;
+
+use axum::Router;
+use axum::http::{StatusCode, Uri};
+
+/// Everything the engine serves on its listener, with JSON answers for unknown paths and
+/// methods.
+pub fn router(sources: Router, admin: Router, health: Router) -> Router {
+    sources
+        .merge(admin)
+        .merge(health)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!("nothing is served at `{}`", uri.path()),
+    )
+}
+
+async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("`{}` accepts POST only", uri.path()),
+    )
+}
