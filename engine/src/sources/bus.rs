@@ -1,0 +1,54 @@
+//! `POST /events/{type}`: the embedded HMS bus.
+
+use super::{Sources, headers};
+use crate::http::ApiError;
+use crate::http::auth::check_bearer;
+use crate::sandbox::event::{Event, HMS_ORIGIN, check_event_type};
+use crate::store::{Route, now_ms};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use std::sync::Arc;
+
+/// Accepts an event of type `event_type` from the HMS bus.
+pub(super) async fn receive(
+    State(sources): State<Arc<Sources>>,
+    Path(event_type): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &sources.bus_token {
+        check_bearer(&headers, token)?;
+    }
+    if check_event_type(&event_type).is_err() || !sources.routes.has_bus_route(&event_type) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown-event-type",
+            format!("no route handles events of type `{event_type}`"),
+        ));
+    }
+    let (content_type, payload) = headers::json_body(&headers, body, None)?;
+    let (origin, path) = headers::provenance(&headers, HMS_ORIGIN)?;
+    let key = headers::header(&headers, "hms-key")?.map(str::to_owned);
+    let version = headers::version(&headers)?;
+    let now = now_ms();
+    let timestamp = headers::timestamp(&headers, now)?;
+    let hops = headers::hops(&headers)?;
+    let route = Route::Bus(event_type.clone());
+    let event = Event {
+        id: headers::new_id(),
+        event_type,
+        origin,
+        key,
+        version,
+        timestamp,
+        content_type,
+        payload,
+        headers: Vec::new(),
+        hops,
+        path,
+    };
+    sources.accept(event, route, &headers, now).await
+}

@@ -1,0 +1,121 @@
+//! Sources: the HTTP listeners that accept events.
+//!
+//! - `POST /events/{type}` is the embedded HMS bus ([`bus`]): HMS modules (and the HMS core)
+//!   emit events here. Optional headers describe the event: `hms-origin` (default `hms`),
+//!   `hms-key`, `hms-version` and `hms-timestamp` (Unix ms, default now).
+//! - Every configured webhook path accepts external webhooks ([`webhook`]).
+//!
+//! A request is answered `202 Accepted` with the event's id only after the event is committed
+//! to the store. Bad input is refused with a 4xx and a JSON error saying what is wrong, and
+//! nothing is stored ([`headers`] reads and checks what a request says). A sender may repeat a
+//! request safely by sending the same `idempotency-key` (or Standard Webhooks `webhook-id`)
+//! header: the repeat is answered with the first event's id and not stored again.
+
+mod bus;
+mod headers;
+mod webhook;
+
+use crate::config::Config;
+use crate::http::ApiError;
+use crate::metrics::Metrics;
+use crate::pipeline::Routes;
+use crate::sandbox::event::Event;
+use crate::store::{Intake, NewEvent, Route};
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tracing::Instrument;
+use webhook::WebhookSource;
+
+/// What the listeners share.
+pub struct Sources {
+    intake: Arc<dyn Intake>,
+    routes: Arc<Routes>,
+    metrics: Arc<Metrics>,
+    bus_token: Option<String>,
+    webhooks: HashMap<String, WebhookSource>,
+}
+
+impl Sources {
+    /// The listeners of a checked configuration.
+    pub fn new(
+        config: &Config,
+        intake: Arc<dyn Intake>,
+        routes: Arc<Routes>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Sources> {
+        let webhooks = config
+            .external_webhooks
+            .iter()
+            .map(|w| Ok((w.path.clone(), WebhookSource::new(w)?)))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Sources {
+            intake,
+            routes,
+            metrics,
+            bus_token: config.bus.token.as_ref().map(|t| t.0.clone()),
+            webhooks,
+        })
+    }
+
+    /// The bus endpoint and every webhook path; bodies are limited to `max_body` bytes.
+    pub fn router(self: Arc<Self>, max_body: usize) -> Router {
+        let mut router = Router::new().route("/events/{event_type}", post(bus::receive));
+        for path in self.webhooks.keys() {
+            router = router.route(path, post(webhook::receive));
+        }
+        router
+            .layer(DefaultBodyLimit::max(max_body))
+            .with_state(self)
+    }
+
+    /// Stores an event that arrived on `route` and answers for it: the accept stage.
+    async fn accept(
+        &self,
+        event: Event,
+        route: Route,
+        headers: &HeaderMap,
+        accepted_at: i64,
+    ) -> Result<Response, ApiError> {
+        let span = tracing::debug_span!("accept", event_id = %event.id, route = %route);
+        async move {
+            let labels = crate::metrics::EventLabels::new(&route, &event.event_type);
+            let new = NewEvent {
+                dedupe_key: headers::dedupe_key(headers, &route.to_string())?,
+                event,
+                route,
+                accepted_at,
+            };
+            let accepted = self.intake.accept(new).await.map_err(|e| {
+                tracing::error!(error = %e, "cannot store an event; the sender was told to retry");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store-unavailable",
+                    format!(
+                        "the event could not be stored, so it was not accepted; send it again ({e})"
+                    ),
+                )
+            })?;
+            let status = if accepted.duplicate {
+                "duplicate"
+            } else {
+                self.metrics.events_accepted.get_or_create(&labels).inc();
+                "accepted"
+            };
+            tracing::debug!(first_id = %accepted.id, status, "event accepted");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"id": accepted.id, "status": status})),
+            )
+                .into_response())
+        }
+        .instrument(span)
+        .await
+    }
+}
