@@ -22,6 +22,16 @@ pub struct EventLabels {
     pub event_type: String,
 }
 
+impl EventLabels {
+    /// The labels of an event of `event_type` on `route`.
+    pub fn new(route: &crate::store::Route, event_type: &str) -> Self {
+        EventLabels {
+            source: route.source().as_str().to_owned(),
+            event_type: event_type.to_owned(),
+        }
+    }
+}
+
 /// The labels of plugin run metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginLabels {
@@ -29,6 +39,16 @@ pub struct PluginLabels {
     pub plugin: String,
     /// The plugin version's hash, shortened to 12 digits.
     pub version: String,
+}
+
+impl PluginLabels {
+    /// The labels of a plugin version.
+    pub fn new(plugin: &crate::sandbox::Plugin) -> Self {
+        PluginLabels {
+            plugin: plugin.name().to_owned(),
+            version: plugin.hash()[..12].to_owned(),
+        }
+    }
 }
 
 /// The labels of delivery counters.
@@ -179,11 +199,6 @@ impl Metrics {
     }
 }
 
-/// `source` for an event's route: `bus` or `webhook`.
-pub fn source_of(route: &str) -> &str {
-    route.split_once(':').map_or(route, |(source, _)| source)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,10 +208,10 @@ mod tests {
         let metrics = Metrics::default();
         metrics
             .events_accepted
-            .get_or_create(&EventLabels {
-                source: "bus".into(),
-                event_type: "tax.rate.updated".into(),
-            })
+            .get_or_create(&EventLabels::new(
+                &crate::store::Route::Bus("tax.rate.updated".into()),
+                "tax.rate.updated",
+            ))
             .inc();
         metrics
             .plugin_run_seconds
@@ -225,6 +240,5 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sync_dead_letters 3"));
-        assert_eq!(source_of("webhook:/webhook/tax-rate"), "webhook");
     }
 }

@@ -1,0 +1,178 @@
+//! The processor: reads pending events in acceptance order and processes them on blocking
+//! threads, committing every result of a batch in one group commit.
+
+use super::Routes;
+use super::process::{failed_processing, process};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::store::{PendingEvent, Processed, WorkQueue};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// How many pending events the processor reads at a time.
+const BATCH: usize = 256;
+/// How often the store may refuse an event's result before the event is recorded as failed.
+const MAX_REFUSALS: u32 = 3;
+
+/// Reads pending events and processes them on `workers` threads until `shutdown`; the batch in
+/// hand when it is cancelled is finished and committed first.
+pub async fn run_processor(
+    queue: Arc<dyn WorkQueue>,
+    routes: Arc<Routes>,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    workers: usize,
+    shutdown: CancellationToken,
+) {
+    let accepted = queue.accepted();
+    let requeued = queue.requeued();
+    let mut cursor = 0;
+    // Events whose result the store refused, and how often.
+    let mut refused: HashMap<String, u32> = HashMap::new();
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        // Replayed events can be older than the cursor: read from the start again.
+        if take_permit(&requeued) {
+            cursor = 0;
+        }
+        let batch = match queue.pending(cursor, BATCH).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read pending events; retrying in a second");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        let Some(last) = batch.last() else {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = accepted.notified() => continue,
+                () = requeued.notified() => {
+                    cursor = 0;
+                    continue;
+                }
+            }
+        };
+        let last_seq = last.stored.seq;
+        let first_seq = batch[0].stored.seq;
+        let (results, mut incomplete) =
+            process_batch(batch, &routes, &registry, &metrics, workers).await;
+        // Queue every result before waiting, so they share one commit.
+        let writes: Vec<_> = results
+            .into_iter()
+            .map(|(pending, result)| {
+                let processed = match result {
+                    Some(processed)
+                        if refused.get(&pending.stored.event.id) < Some(&MAX_REFUSALS) =>
+                    {
+                        processed
+                    }
+                    Some(_) => failed_processing(
+                        &pending,
+                        format!("the store refused this event's result {MAX_REFUSALS} times"),
+                    ),
+                    None => {
+                        incomplete = true;
+                        return None;
+                    }
+                };
+                Some((pending, queue.complete(processed)))
+            })
+            .collect();
+        for (pending, write) in writes.into_iter().flatten() {
+            match write.await {
+                Ok(()) => {
+                    refused.remove(&pending.stored.event.id);
+                }
+                Err(e) => {
+                    incomplete = true;
+                    *refused.entry(pending.stored.event.id.clone()).or_default() += 1;
+                    tracing::error!(event_id = %pending.stored.event.id, error = %e, "cannot record a processed event; it will run again");
+                }
+            }
+        }
+        if incomplete {
+            // Start again from this batch after a pause: committed events are skipped, the
+            // rest run again.
+            cursor = first_seq - 1;
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        } else {
+            cursor = last_seq;
+        }
+    }
+}
+
+/// Takes the permit a `notify_one` left, if there is one, without waiting.
+fn take_permit(notify: &tokio::sync::Notify) -> bool {
+    let mut notified = std::pin::pin!(notify.notified());
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    std::future::Future::poll(notified.as_mut(), &mut context).is_ready()
+}
+
+/// Processes a batch on up to `workers` blocking threads, keeping the batch's order. Each
+/// event comes back with its result: `None` when it must run again later (the sandbox was
+/// busy). A panic while processing an event fails that event alone. The flag says whether a
+/// thread failed outright (its events stay pending).
+async fn process_batch(
+    batch: Vec<PendingEvent>,
+    routes: &Arc<Routes>,
+    registry: &Arc<Registry>,
+    metrics: &Arc<Metrics>,
+    workers: usize,
+) -> (Vec<(PendingEvent, Option<Processed>)>, bool) {
+    let chunk = batch.len().div_ceil(workers.max(1));
+    let mut tasks = Vec::new();
+    let mut batch = batch;
+    while !batch.is_empty() {
+        let rest = batch.split_off(chunk.min(batch.len()));
+        let part = std::mem::replace(&mut batch, rest);
+        let routes = routes.clone();
+        let registry = registry.clone();
+        let metrics = metrics.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            part.into_iter()
+                .map(|pending| {
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        process(&pending, &routes, &registry, &metrics)
+                    }));
+                    let processed = match result {
+                        Ok(processed) => processed,
+                        Err(panic) => {
+                            let message = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| (*s).to_owned())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "no message".into());
+                            tracing::error!(event_id = %pending.stored.event.id, panic = %message, "processing the event panicked; it is a dead letter");
+                            Some(failed_processing(
+                                &pending,
+                                format!("the engine panicked processing this event: {message}"),
+                            ))
+                        }
+                    };
+                    (pending, processed)
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut processed = Vec::new();
+    let mut failed = false;
+    for task in tasks {
+        match task.await {
+            Ok(part) => processed.extend(part),
+            Err(e) => {
+                failed = true;
+                tracing::error!(error = %e, "a processing thread failed; its events stay pending");
+            }
+        }
+    }
+    (processed, failed)
+}

@@ -1,0 +1,252 @@
+//! Routes: which plugins run on the events of each route, where a transformer's result goes,
+//! and what the pipeline must know about destinations (their system, their own headers) and
+//! resolvers. Built once from a checked configuration and its loaded plugins.
+
+use crate::config::{Config, Problem};
+use crate::conflict::Conflict;
+use crate::sandbox::{Plugin, PluginSetup, Sandbox, World};
+use crate::store::Route;
+use std::collections::{BTreeMap, HashMap};
+
+/// Where a route sends its transformer's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forward {
+    /// Deliver it to this destination (an HMS event route).
+    Deliver(String),
+    /// Emit it as an HMS event of this type (a webhook route).
+    Emit(String),
+    /// The plugin is a handler: its actions say.
+    Actions,
+}
+
+/// A plugin, by name, with the setup it runs under; its active version comes from the
+/// [`Registry`](crate::registry::Registry) each time it runs.
+#[derive(Debug, Clone)]
+pub struct Configured {
+    /// The plugin's name.
+    pub name: String,
+    /// Its settings and limits.
+    pub setup: PluginSetup,
+}
+
+impl Configured {
+    fn new(config: &Config, name: &str) -> Configured {
+        Configured {
+            name: name.to_owned(),
+            setup: config.plugin_setup(name),
+        }
+    }
+}
+
+/// One handler of a route: a plugin, its setup, where a transformer's result goes, and how
+/// conflicts are settled for its actions.
+#[derive(Debug, Clone)]
+pub struct RouteHandler {
+    /// The plugin and its setup.
+    pub handler: Configured,
+    /// Where its result goes.
+    pub forward: Forward,
+    /// The route's conflict settings.
+    pub conflict: Conflict,
+}
+
+/// What a destination is to the pipeline.
+#[derive(Debug, Clone)]
+pub(super) struct DestinationInfo {
+    /// The media type of bodies that do not set one.
+    pub(super) content_type: String,
+    /// The external system it belongs to.
+    pub(super) system: String,
+    /// The headers its configuration sets, which a plugin may not set.
+    pub(super) headers: Vec<String>,
+}
+
+/// Every route's handlers, the resolvers, and what the pipeline needs to know about
+/// destinations and cycles.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    handlers: HashMap<Route, Vec<RouteHandler>>,
+    pub(super) destinations: BTreeMap<String, DestinationInfo>,
+    resolvers: HashMap<String, Configured>,
+    pub(super) max_hops: u32,
+}
+
+impl Routes {
+    /// The handlers of a route, in configuration order.
+    pub fn handlers(&self, route: &Route) -> &[RouteHandler] {
+        self.handlers.get(route).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether events of this type from the HMS bus have a route.
+    pub fn has_bus_route(&self, event_type: &str) -> bool {
+        self.handlers
+            .contains_key(&Route::Bus(event_type.to_owned()))
+    }
+
+    /// The resolver plugin called `name`, with its setup.
+    pub fn resolver(&self, name: &str) -> Option<&Configured> {
+        self.resolvers.get(name)
+    }
+
+    /// Builds the routes of a checked configuration from its loaded plugins. A transformer must
+    /// say where its result goes and a handler must not; a resolver only settles conflicts.
+    pub fn build(
+        config: &Config,
+        plugins: &BTreeMap<String, Plugin>,
+    ) -> Result<Routes, Vec<Problem>> {
+        let mut routes = Routes {
+            handlers: HashMap::new(),
+            destinations: config
+                .destinations
+                .iter()
+                .map(|(name, d)| {
+                    let info = DestinationInfo {
+                        content_type: d.content_type.clone(),
+                        system: d.system.clone().unwrap_or_else(|| name.clone()),
+                        headers: d.headers.keys().cloned().collect(),
+                    };
+                    (name.clone(), info)
+                })
+                .collect(),
+            resolvers: HashMap::new(),
+            max_hops: config.max_hops,
+        };
+        let mut problems = Vec::new();
+        let mut problem = |key: String, message: String| problems.push(Problem { key, message });
+        let mut built: Vec<(Route, RouteHandler)> = Vec::new();
+        let routes_in_config = config
+            .hms_events
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    format!("hmsEvents[{i}]"),
+                    Route::Bus(r.event.clone()),
+                    &r.handler,
+                    r.destination.clone().map(Forward::Deliver),
+                    "destination",
+                    &r.conflict,
+                )
+            })
+            .chain(config.external_webhooks.iter().enumerate().map(|(i, r)| {
+                (
+                    format!("externalWebhooks[{i}]"),
+                    Route::Webhook(r.path.clone()),
+                    &r.handler,
+                    r.emit.clone().map(Forward::Emit),
+                    "emit",
+                    &r.conflict,
+                )
+            }));
+        for (key, route, name, transformer_forward, needs, conflict) in routes_in_config {
+            if let Some(resolver) = &conflict.resolver
+                && let Some(plugin) = plugins.get(resolver)
+            {
+                if plugin.world() == World::Resolver {
+                    routes
+                        .resolvers
+                        .insert(resolver.clone(), Configured::new(config, resolver));
+                } else {
+                    problem(
+                        format!("{key}.conflict.resolver"),
+                        format!(
+                            "`{resolver}` is a {} plugin, not a resolver",
+                            plugin.world()
+                        ),
+                    );
+                }
+            }
+            let Some(plugin) = plugins.get(name.as_str()) else {
+                continue;
+            };
+            let forward = match (plugin.world(), transformer_forward) {
+                (World::Transformer, Some(forward)) => forward,
+                (World::Handler, None) => Forward::Actions,
+                (World::Transformer, None) => {
+                    problem(
+                        key,
+                        format!(
+                            "`{name}` is a transformer, so the route must set `{needs}` to say where its result goes"
+                        ),
+                    );
+                    continue;
+                }
+                (World::Resolver, _) => {
+                    problem(
+                        key,
+                        format!(
+                            "`{name}` is a resolver: it settles conflicts (`conflict.resolver`) and cannot handle events"
+                        ),
+                    );
+                    continue;
+                }
+                (World::Handler, Some(_)) => {
+                    problem(
+                        key,
+                        format!(
+                            "`{name}` is a handler and chooses where its actions go itself; remove `{needs}`"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            built.push((
+                route,
+                RouteHandler {
+                    handler: Configured::new(config, name),
+                    forward,
+                    conflict: Conflict::new(conflict),
+                },
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        for (route, h) in built {
+            routes.handlers.entry(route).or_default().push(h);
+        }
+        Ok(routes)
+    }
+}
+
+/// Loads every configured plugin into the sandbox. Each failure is a problem naming its key.
+pub fn load_plugins(
+    config: &Config,
+    sandbox: &Sandbox,
+) -> Result<BTreeMap<String, Plugin>, Vec<Problem>> {
+    let mut plugins = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (name, settings) in &config.plugins {
+        let key = format!("plugins.{name}.path");
+        let bytes = match std::fs::read(&settings.path.0) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                problems.push(Problem {
+                    key,
+                    message: format!("cannot read {}: {e}", settings.path.0.display()),
+                });
+                continue;
+            }
+        };
+        match sandbox.load(name, &bytes) {
+            Ok(plugin) => {
+                tracing::info!(
+                    plugin = %name,
+                    version = %plugin.version_tag(),
+                    world = %plugin.world(),
+                    "plugin loaded"
+                );
+                plugins.insert(name.clone(), plugin);
+            }
+            Err(e) => problems.push(Problem {
+                key,
+                message: format!("{} cannot be loaded: {e}", settings.path.0.display()),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(plugins)
+    } else {
+        Err(problems)
+    }
+}
