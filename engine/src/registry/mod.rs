@@ -1,0 +1,450 @@
+//! The plugin registry: the active version of every plugin, swapped atomically while events
+//! flow.
+//!
+//! A new version (from the admin API, the watched directory, or a changed configuration) is
+//! compiled and checked against its world off the hot path, must keep the world of the version
+//! it replaces, and must pass its fixtures (those it came with, else those of the version it
+//! replaces). Only then is it stored and made active, by swapping one pointer: a plugin run
+//! takes the version active when it starts and finishes on it, and records its hash. A refused
+//! version changes nothing. After a restart the active versions are what they were.
+
+mod watch;
+
+pub use watch::{WATCH_INTERVAL, watch};
+
+use crate::config::Config;
+use crate::sandbox::fixtures::Fixtures;
+use crate::sandbox::{Plugin, PluginSetup, Sandbox, World};
+use crate::store::{
+    Activation, ActivationRecord, PluginStore, PluginVersion, PluginVersionInfo, PluginWrite,
+    now_ms,
+};
+use arc_swap::ArcSwap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Why a version was not activated: every reason found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the version was refused: {}", .failures.join("; "))]
+pub struct Refused {
+    /// Each failure, as a sentence.
+    pub failures: Vec<String>,
+    /// Whether the refusal is about the request (an unknown plugin or version) rather than
+    /// the component.
+    pub not_found: bool,
+}
+
+impl Refused {
+    fn one(failure: impl Into<String>) -> Refused {
+        Refused {
+            failures: vec![failure.into()],
+            not_found: false,
+        }
+    }
+
+    fn missing(failure: impl Into<String>) -> Refused {
+        Refused {
+            failures: vec![failure.into()],
+            not_found: true,
+        }
+    }
+}
+
+/// A version made active: what the admin API answers for an upload, activation or rollback.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Swap {
+    /// The plugin.
+    pub name: String,
+    /// The version now active.
+    pub hash: String,
+    /// Its world.
+    pub world: String,
+    /// The component's size in bytes.
+    pub size: usize,
+    /// The version it replaced, if any.
+    pub replaced: Option<String>,
+    /// How many fixture cases it passed.
+    pub fixtures_passed: usize,
+    /// How long validating and activating took, in milliseconds.
+    pub took_ms: u64,
+    /// Whether it was already the active version (nothing changed).
+    pub unchanged: bool,
+}
+
+/// The active plugins, and how to change them.
+pub struct Registry {
+    sandbox: Arc<Sandbox>,
+    store: Arc<dyn PluginStore>,
+    settings: BTreeMap<String, PluginSetup>,
+    active: ArcSwap<HashMap<String, Plugin>>,
+    /// One change at a time: a check and its swap are not interleaved with another's.
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl Registry {
+    /// A registry for the configured plugins, with no version active yet:
+    /// [`Registry::bootstrap`] activates them.
+    pub fn new(sandbox: Arc<Sandbox>, store: Arc<dyn PluginStore>, config: &Config) -> Registry {
+        let settings = config
+            .plugins
+            .keys()
+            .map(|name| (name.clone(), config.plugin_setup(name)))
+            .collect();
+        Registry {
+            sandbox,
+            store,
+            settings,
+            active: ArcSwap::from_pointee(HashMap::new()),
+            changing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The active version of a plugin.
+    pub fn get(&self, name: &str) -> Option<Plugin> {
+        self.active.load().get(name).cloned()
+    }
+
+    /// Whether `name` is a configured plugin.
+    pub fn is_configured(&self, name: &str) -> bool {
+        self.settings.contains_key(name)
+    }
+
+    /// The names of the configured plugins.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.settings.keys().map(String::as_str)
+    }
+
+    /// Brings back the active versions the store holds (when one keeps the world the
+    /// configuration's routes were built for), then takes the configuration's file as a new
+    /// version when the store has never seen it: checked like an upload, with the fixtures
+    /// file the configuration names. When that check fails, the stored version keeps serving
+    /// (with an error logged); with no stored version, the engine does not start.
+    pub async fn bootstrap(
+        self: &Arc<Self>,
+        config: &Config,
+        from_config: &BTreeMap<String, Plugin>,
+    ) -> anyhow::Result<()> {
+        for (name, configured) in from_config {
+            if let Some(stored) = self.stored_active(name).await? {
+                if stored.world() == configured.world() {
+                    if stored.hash() != configured.hash() {
+                        tracing::info!(plugin = %name, version = %stored.version_tag(), "the active version comes from the store, not the configuration's file");
+                    }
+                    self.install(name, &stored);
+                } else {
+                    tracing::warn!(plugin = %name, "the stored active version implements the {} world, but the routes use the configuration's {}; the configuration's file is used", stored.world(), configured.world());
+                }
+            }
+            let known = self.store.version(name, configured.hash()).await?.is_some();
+            if known && self.get(name).is_some() {
+                continue;
+            }
+            let fixtures = match &config.plugins[name].fixtures {
+                Some(path) => Some(std::fs::read_to_string(&path.0).map_err(|e| {
+                    anyhow::anyhow!(
+                        "plugins.{name}.fixtures: cannot read {}: {e}",
+                        path.0.display()
+                    )
+                })?),
+                None => None,
+            };
+            let bytes = std::fs::read(&config.plugins[name].path.0)?;
+            match self.submit(name, bytes, fixtures, "config", "config").await {
+                Ok(_) => {}
+                Err(refused) if self.get(name).is_some() => tracing::error!(
+                    plugin = %name,
+                    reason = %refused,
+                    "the configuration's new version was refused; the stored active version keeps serving"
+                ),
+                Err(refused) => anyhow::bail!("plugins.{name}: {refused}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The store's active version of a plugin, compiled; `None` when there is none (or it is
+    /// missing, which is logged).
+    async fn stored_active(&self, name: &str) -> anyhow::Result<Option<Plugin>> {
+        let Some(hash) = self.store.active(name).await? else {
+            return Ok(None);
+        };
+        let Some(version) = self.store.version(name, &hash).await? else {
+            tracing::error!(plugin = %name, %hash, "the active version is missing from the store");
+            return Ok(None);
+        };
+        let sandbox = self.sandbox.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || sandbox.load(&version.name, &version.component))
+                .await??;
+        Ok(Some(loaded))
+    }
+
+    /// Whether the store holds this version of a plugin.
+    pub async fn knows(&self, name: &str, hash: &str) -> bool {
+        matches!(self.store.version(name, hash).await, Ok(Some(_)))
+    }
+
+    /// Checks a new version of a plugin and, when it passes, keeps it and makes it active.
+    /// `fixtures` (JSON, see [`crate::sandbox::fixtures`]) are the version's own; without them it must
+    /// pass the active version's. The work goes on even if the caller stops waiting, so the
+    /// store and the running engine never disagree.
+    pub async fn submit(
+        self: &Arc<Self>,
+        name: &str,
+        component: Vec<u8>,
+        fixtures: Option<String>,
+        by: &str,
+        reason: &str,
+    ) -> Result<Swap, Refused> {
+        let (this, name, by, reason) = (
+            self.clone(),
+            name.to_owned(),
+            by.to_owned(),
+            reason.to_owned(),
+        );
+        detached(async move {
+            let _changing = this.changing.lock().await;
+            this.check_and_swap(&name, component, fixtures, true, &by, &reason)
+                .await
+        })
+        .await
+    }
+
+    /// Makes a version the store holds active again, after the checks of an upload against its
+    /// own fixtures (never those of the version it replaces).
+    pub async fn activate(
+        self: &Arc<Self>,
+        name: &str,
+        hash: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<Swap, Refused> {
+        let (this, name, hash, by, reason) = (
+            self.clone(),
+            name.to_owned(),
+            hash.to_owned(),
+            by.to_owned(),
+            reason.to_owned(),
+        );
+        detached(async move {
+            let _changing = this.changing.lock().await;
+            this.activate_stored(&name, &hash, &by, &reason).await
+        })
+        .await
+    }
+
+    /// Makes the version that was active before the current one active again (the most recent
+    /// other version in the activation history that the store still holds). Rolling back twice
+    /// returns to where it started.
+    pub async fn rollback(self: &Arc<Self>, name: &str, by: &str) -> Result<Swap, Refused> {
+        let (this, name, by) = (self.clone(), name.to_owned(), by.to_owned());
+        detached(async move {
+            let _changing = this.changing.lock().await;
+            let current = this
+                .get(&name)
+                .ok_or_else(|| Refused::missing(format!("no plugin is named `{name}`")))?;
+            let history = this
+                .store
+                .activations(&name)
+                .await
+                .map_err(|e| Refused::one(format!("cannot read the activations: {e}")))?;
+            let mut tried = std::collections::HashSet::new();
+            for activation in history.iter().rev() {
+                let hash = &activation.hash;
+                if hash == current.hash() || !tried.insert(hash.clone()) {
+                    continue;
+                }
+                if this.knows(&name, hash).await {
+                    return this.activate_stored(&name, hash, &by, "rollback").await;
+                }
+            }
+            Err(Refused::missing(format!(
+                "`{name}` has no other version to roll back to"
+            )))
+        })
+        .await
+    }
+
+    /// Deletes a version that is not active.
+    pub async fn delete(
+        self: &Arc<Self>,
+        name: &str,
+        hash: &str,
+    ) -> Result<(), crate::store::StoreError> {
+        let (this, name, hash) = (self.clone(), name.to_owned(), hash.to_owned());
+        detached(async move {
+            let _changing = this.changing.lock().await;
+            this.store.write(PluginWrite::Delete { name, hash }).await
+        })
+        .await
+    }
+
+    async fn activate_stored(
+        &self,
+        name: &str,
+        hash: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<Swap, Refused> {
+        let version = self
+            .store
+            .version(name, hash)
+            .await
+            .map_err(|e| Refused::one(format!("cannot read the version: {e}")))?
+            .ok_or_else(|| Refused::missing(format!("`{name}` has no version {hash}")))?;
+        self.check_and_swap(name, version.component, version.fixtures, false, by, reason)
+            .await
+    }
+
+    /// The check, the store's record and the swap, under the `changing` lock. `inherit`: a
+    /// version without fixtures must pass the active version's.
+    async fn check_and_swap(
+        &self,
+        name: &str,
+        component: Vec<u8>,
+        own_fixtures: Option<String>,
+        inherit: bool,
+        by: &str,
+        reason: &str,
+    ) -> Result<Swap, Refused> {
+        let started = Instant::now();
+        let settings = self.settings.get(name).ok_or_else(|| {
+            Refused::missing(format!(
+                "no plugin is named `{name}` in the configuration (`plugins`)"
+            ))
+        })?;
+        let current = self.get(name);
+        let checked_with = match (&own_fixtures, &current) {
+            (Some(own), _) => Some(own.clone()),
+            (None, Some(current)) if inherit => self
+                .store
+                .version(name, current.hash())
+                .await
+                .map_err(|e| Refused::one(format!("cannot read the active version: {e}")))?
+                .and_then(|v| v.fixtures),
+            (None, _) => None,
+        };
+        let parsed = checked_with
+            .as_deref()
+            .map(Fixtures::parse)
+            .transpose()
+            .map_err(Refused::one)?;
+        let sandbox = self.sandbox.clone();
+        let (plugin_name, settings) = (name.to_owned(), settings.clone());
+        let current_world = current.as_ref().map(Plugin::world);
+        let (plugin, component, passed) = tokio::task::spawn_blocking(move || {
+            let plugin = sandbox
+                .load(&plugin_name, &component)
+                .map_err(|e| Refused::one(e.to_string()))?;
+            if let Some(world) = current_world
+                && world != plugin.world()
+            {
+                return Err(Refused::one(format!(
+                    "`{plugin_name}` is a {world} plugin and this component implements the {} \
+                     world; a new version must keep the world its routes use",
+                    plugin.world()
+                )));
+            }
+            let passed = match &parsed {
+                Some(_) if plugin.world() == World::Resolver => {
+                    return Err(Refused::one(
+                        "fixtures test transformers and handlers; a resolver cannot be given any",
+                    ));
+                }
+                Some(fixtures) => {
+                    let failures = fixtures.check(&plugin, &settings);
+                    if !failures.is_empty() {
+                        return Err(Refused {
+                            failures,
+                            not_found: false,
+                        });
+                    }
+                    fixtures.len()
+                }
+                None => 0,
+            };
+            Ok((plugin, component, passed))
+        })
+        .await
+        .map_err(|e| Refused::one(format!("the check failed: {e}")))??;
+        let replaced = current.as_ref().map(|c| c.hash().to_owned());
+        let unchanged = replaced.as_deref() == Some(plugin.hash());
+        let now = now_ms();
+        // The version and its activation are one write: the store never names an active
+        // version it does not hold.
+        self.store
+            .write(PluginWrite::Add {
+                version: PluginVersion {
+                    name: name.to_owned(),
+                    hash: plugin.hash().to_owned(),
+                    world: plugin.world().to_string(),
+                    component,
+                    fixtures: own_fixtures,
+                    uploaded_at: now,
+                    uploaded_by: by.to_owned(),
+                },
+                activate: (!unchanged).then(|| ActivationRecord {
+                    at: now,
+                    by: by.to_owned(),
+                    reason: reason.to_owned(),
+                }),
+            })
+            .await
+            .map_err(|e| Refused::one(format!("cannot store the version: {e}")))?;
+        let swap = Swap {
+            name: name.to_owned(),
+            hash: plugin.hash().to_owned(),
+            world: plugin.world().to_string(),
+            size: plugin.size(),
+            replaced,
+            fixtures_passed: passed,
+            took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            unchanged,
+        };
+        if !unchanged {
+            tracing::info!(
+                plugin = %name,
+                version = %plugin.version_tag(),
+                replaced = swap.replaced.as_deref().unwrap_or("-"),
+                reason,
+                by,
+                took_ms = swap.took_ms,
+                "plugin version activated"
+            );
+            self.install(name, &plugin);
+        }
+        Ok(swap)
+    }
+
+    /// Every version of a plugin and its activations.
+    pub async fn describe(
+        &self,
+        name: &str,
+    ) -> Result<(Vec<PluginVersionInfo>, Vec<Activation>), crate::store::StoreError> {
+        Ok((
+            self.store.versions(name).await?,
+            self.store.activations(name).await?,
+        ))
+    }
+
+    fn install(&self, name: &str, plugin: &Plugin) {
+        self.active.rcu(|active| {
+            let mut next = HashMap::clone(active);
+            next.insert(name.to_owned(), plugin.clone());
+            next
+        });
+    }
+}
+
+/// Runs `work` on its own task and waits for it: if the caller stops waiting (a client
+/// disconnects), the work still finishes, so a swap is never half done.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    match tokio::spawn(work).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
