@@ -110,7 +110,7 @@ async fn first_row(engine: &TestEngine, id: &str) -> Value {
     let (status, history) =
         admin_call(engine, ADMIN, "GET", &format!("/admin/events/{id}"), None).await;
     assert_eq!(status, 200, "{history}");
-    history["event"]["outbox"][0][0].clone()
+    history["event"]["actions"][0].clone()
 }
 
 fn delivered(received: &[Received]) -> Vec<u64> {
@@ -167,7 +167,7 @@ async fn out_of_order_versions_leave_the_newest_under_each_strategy() {
         for version in [1, 2] {
             let row = first_row(&engine, &ids[&version]).await;
             assert_eq!(row["state"], "superseded", "{name} v{version}: {row}");
-            assert_eq!(row["superseded_by"], ids[&3].as_str(), "{name} v{version}");
+            assert_eq!(row["supersededBy"], ids[&3].as_str(), "{name} v{version}");
         }
         assert_eq!(first_row(&engine, &ids[&3]).await["state"], "delivered");
         let page = http()
@@ -586,11 +586,10 @@ async fn a_cycle_through_three_systems_ends_when_the_update_reaches_a_system_it_
         None,
     )
     .await;
-    for pair in history["event"]["outbox"].as_array().unwrap() {
-        let row = &pair[0];
+    for row in history["event"]["actions"].as_array().unwrap() {
         assert_eq!(row["state"], "dropped", "{row}");
         assert!(
-            row["last_error"].as_str().unwrap().starts_with("echo: "),
+            row["reason"].as_str().unwrap().starts_with("echo: "),
             "{row}"
         );
     }
@@ -636,11 +635,11 @@ async fn a_cycle_through_systems_that_keep_only_the_hop_count_stops_at_the_hop_l
         assert_eq!(accepted.len(), 3);
         for id in &accepted {
             let row = first_row(&engine, id).await;
-            let hops4 = row["action"]["hops"] == 5;
+            let hops4 = row["hops"] == 5;
             if hops4 {
                 assert_eq!(row["state"], "dropped", "{row}");
                 assert!(
-                    row["last_error"].as_str().unwrap().starts_with("hop limit"),
+                    row["reason"].as_str().unwrap().starts_with("hop limit"),
                     "{row}"
                 );
             }
@@ -652,6 +651,6 @@ async fn a_cycle_through_systems_that_keep_only_the_hop_count_stops_at_the_hop_l
         );
     }
     let (_, dead) = admin_call(&engine, ADMIN, "GET", "/admin/dead-letters", None).await;
-    assert_eq!(dead["dead_letters"], json!([]));
+    assert_eq!(dead["deadLetters"], json!([]));
     engine.stop().await;
 }

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime};
+use sync_engine::store::Records;
 use sync_engine_tests::{
     Received, Receiver, Reply, TestEngine, admin_call, component_path, http, open_store, post_json,
 };
@@ -125,8 +126,8 @@ async fn a_redirect_is_a_failed_attempt_and_is_never_followed() {
         elsewhere.received().is_empty(),
         "the redirect was not followed"
     );
-    let letter = &dead["dead_letters"][0];
-    assert_eq!(letter["event_id"], id.as_str());
+    let letter = &dead["deadLetters"][0];
+    assert_eq!(letter["eventId"], id.as_str());
     assert_eq!(letter["kind"], "delivery");
     assert_eq!(letter["target"], "state-api");
     assert!(
@@ -142,7 +143,7 @@ async fn wait_dead_letters(engine: &TestEngine, n: usize) -> Value {
     loop {
         let (status, answer) = admin(engine, "GET", "/admin/dead-letters", None).await;
         assert_eq!(status, 200, "{answer}");
-        if answer["dead_letters"].as_array().unwrap().len() >= n {
+        if answer["deadLetters"].as_array().unwrap().len() >= n {
             return answer;
         }
         assert!(
@@ -165,7 +166,7 @@ async fn a_destination_that_does_not_answer_in_time_is_retried_then_dead_lettere
     .await;
     post_rate(&engine, 1, 2025, None).await;
     let dead = wait_dead_letters(&engine, 1).await;
-    let error = dead["dead_letters"][0]["error"].as_str().unwrap();
+    let error = dead["deadLetters"][0]["error"].as_str().unwrap();
     assert_eq!(error, "no answer within 200ms");
     // Every attempt reached the receiver; none waited for its answer.
     state_api.wait_for(3, WAIT).await;
@@ -184,13 +185,10 @@ async fn a_dead_letter_replayed_after_the_destination_recovers_is_delivered_once
     .await;
     let id = post_rate(&engine, 7, 2027, None).await;
     let dead = wait_dead_letters(&engine, 1).await;
-    let letter_id = dead["dead_letters"][0]["id"].as_i64().unwrap();
-    assert_eq!(dead["dead_letters"][0]["plugin"], "tax-rate-outbound");
+    let letter_id = dead["deadLetters"][0]["id"].as_i64().unwrap();
+    assert_eq!(dead["deadLetters"][0]["plugin"], "tax-rate-outbound");
     assert_eq!(
-        dead["dead_letters"][0]["plugin_hash"]
-            .as_str()
-            .unwrap()
-            .len(),
+        dead["deadLetters"][0]["pluginHash"].as_str().unwrap().len(),
         64
     );
 
@@ -238,10 +236,8 @@ async fn a_dead_letter_replayed_after_the_destination_recovers_is_delivered_once
     );
 
     let (_, history) = admin(&engine, "GET", &format!("/admin/events/{id}"), None).await;
-    let (row, attempts) = (
-        &history["event"]["outbox"][0][0],
-        &history["event"]["outbox"][0][1],
-    );
+    let row = &history["event"]["actions"][0];
+    let attempts = &row["attempts"];
     assert_eq!(row["state"], "delivered");
     let outcomes: Vec<&str> = attempts
         .as_array()
@@ -250,7 +246,7 @@ async fn a_dead_letter_replayed_after_the_destination_recovers_is_delivered_once
         .map(|a| a["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, ["retry", "dead", "delivered"]);
-    assert_eq!(history["event"]["dead_letters"][0]["replayed"], true);
+    assert_eq!(history["event"]["deadLetters"][0]["replayed"], true);
     engine.stop().await;
 }
 
@@ -742,7 +738,7 @@ externalWebhooks:
     assert_eq!(status, 202);
     let id = answer["id"].as_str().unwrap().to_owned();
     let dead = wait_dead_letters(&engine, 1).await;
-    let letter = &dead["dead_letters"][0];
+    let letter = &dead["deadLetters"][0];
     assert_eq!(letter["kind"], "plugin");
     assert_eq!(letter["target"], "tax-rate-inbound");
     assert!(
@@ -770,7 +766,7 @@ externalWebhooks:
     let runs = history["event"]["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2, "{history}");
     assert_eq!(runs[0]["outcome"], "malformed-output");
-    assert!(runs[0]["replayed_at"].is_i64());
+    assert!(runs[0]["replayedAt"].is_i64());
     assert_eq!(runs[1]["outcome"], "ok");
     engine.stop().await;
 }
@@ -802,7 +798,7 @@ async fn a_plugin_may_not_set_headers_the_engine_or_the_destination_sets() {
         assert_eq!(status, 202, "{answer}");
     }
     let dead = wait_dead_letters(&engine, 2).await;
-    let errors: Vec<&str> = dead["dead_letters"]
+    let errors: Vec<&str> = dead["deadLetters"]
         .as_array()
         .unwrap()
         .iter()

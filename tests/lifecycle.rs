@@ -7,6 +7,7 @@ use sha2::Digest;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use sync_engine::store::Records;
 use sync_engine_tests::{
     Receiver, TestEngine, admin_call, component, component_path, http, open_store, post_json,
 };
@@ -133,7 +134,7 @@ async fn ten_swaps_under_load_lose_nothing_and_every_body_matches_its_recorded_v
         let (status, answer) = upload_raw(&engine, component(next)).await;
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["plugin"]["unchanged"], false, "{answer}");
-        swap_times.push(answer["plugin"]["took_ms"].as_u64().unwrap());
+        swap_times.push(answer["plugin"]["tookMs"].as_u64().unwrap());
     }
     let ids = sender.await.unwrap();
     let received = receiver
@@ -259,7 +260,7 @@ async fn broken_versions_are_refused_with_every_reason_and_the_active_one_keeps_
     // Version one takes fixtures; a version without its own must pass them too.
     let (status, answer) = upload(&engine, component("swap-one"), Some(expects_one)).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["plugin"]["fixtures_passed"], 1);
+    assert_eq!(answer["plugin"]["fixturesPassed"], 1);
     let (status, answer) = upload_raw(&engine, component("swap-two")).await;
     assert_eq!(status, 422, "the inherited fixtures refuse it: {answer}");
     assert_eq!(active(&engine).await, one);
@@ -340,7 +341,7 @@ async fn the_watched_directory_rollback_activation_restart_and_deletion() {
     );
     assert_eq!(shown["versions"].as_array().unwrap().len(), 2);
     assert!(
-        shown["activations"][3]["activated_by"]
+        shown["activations"][3]["activatedBy"]
             .as_str()
             .unwrap()
             .starts_with("admin:")

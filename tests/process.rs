@@ -337,7 +337,7 @@ async fn dlq_and_events_commands_list_show_and_replay_through_the_admin_api() {
     let (code, json) = run_command(&["events", "show", &id, "--config", config, "--json"]);
     assert_eq!(code, 0);
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(json["event"]["event"]["event"]["id"], id.as_str());
+    assert_eq!(json["event"]["event"]["id"], id.as_str());
 
     state_api.set_default_status(200);
     let (code, replayed) = run_command(&[

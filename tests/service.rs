@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use std::time::Duration;
-use sync_engine::store::{OutboxKind, OutboxState};
+use sync_engine::store::{OutboxKind, OutboxState, Records};
 use sync_engine_tests::{Receiver, TestEngine, open_store, post_json, seed_config};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -61,7 +61,7 @@ async fn an_hms_event_reaches_the_state_api_as_the_seeds_outbound_body() {
     assert_eq!(history.event.event.origin, "hms");
     assert_eq!(history.runs.len(), 1);
     assert_eq!(history.runs[0].plugin, "tax-rate-outbound");
-    assert_eq!(history.runs[0].outcome, "ok");
+    assert_eq!(history.runs[0].outcome.as_str(), "ok");
     assert_eq!(history.runs[0].plugin_hash.len(), 64);
     let (row, attempts) = &history.outbox[0];
     assert_eq!(row.action.kind, OutboxKind::Deliver);
@@ -148,7 +148,7 @@ async fn a_destination_that_fails_twice_gets_the_event_on_the_third_attempt_with
     assert_eq!(row.attempts, 3);
     let summary: Vec<_> = attempts
         .iter()
-        .map(|a| (a.attempt, a.status, a.outcome.as_str()))
+        .map(|a| (a.number, a.status, a.outcome.as_str()))
         .collect();
     assert_eq!(
         summary,
@@ -194,7 +194,7 @@ async fn a_permanent_refusal_is_not_retried_and_attempts_run_out() {
         let (row, recorded) = &history.outbox[0];
         assert_eq!(row.state, OutboxState::Dead, "{id}");
         assert_eq!(recorded.len(), attempts);
-        assert_eq!(recorded.last().unwrap().outcome, "dead");
+        assert_eq!(recorded.last().unwrap().outcome.as_str(), "dead");
     }
 }
 

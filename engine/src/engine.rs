@@ -3,12 +3,13 @@
 use crate::admin::Admin;
 use crate::config::{Config, ConfigError};
 use crate::delivery::Dispatcher;
+use crate::http::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::{Routes, load_plugins, run_processor};
 use crate::registry::Registry;
 use crate::sandbox::{Plugin, Sandbox, SandboxOptions};
 use crate::sources::Sources;
-use crate::store::Store;
+use crate::store::{Backend, SqliteStore};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -76,36 +77,42 @@ pub async fn run(
         .with_context(|| format!("cannot create {}", compiled.display()))?;
     let compiled = std::path::absolute(&compiled)?;
     let prepared = prepare(&config, Some(compiled))?;
-    let store = Store::open(store_dir)
+    let store = SqliteStore::open(store_dir)
         .with_context(|| format!("cannot open the store in {}", store_dir.display()))?;
+    let backend = Backend::sqlite(&store);
     let registry = Arc::new(Registry::new(
         prepared.sandbox.clone(),
-        store.clone(),
+        backend.plugins.clone(),
         &config,
     ));
     registry.bootstrap(&config, &prepared.plugins).await?;
     let metrics = Arc::new(Metrics::default());
     let dispatcher = Arc::new(Dispatcher::new(
         &config,
-        store.clone(),
+        backend.outbox.clone(),
         prepared.routes.clone(),
         registry.clone(),
         metrics.clone(),
     )?);
     let sources = Arc::new(Sources::new(
         &config,
-        store.clone(),
+        backend.intake.clone(),
         prepared.routes.clone(),
         metrics.clone(),
     )?);
     let admin = Arc::new(Admin::new(
-        store.clone(),
+        backend.records.clone(),
         registry.clone(),
         config.admin.token.as_ref().map(|t| t.0.clone()),
     ));
+    let health = Arc::new(Health {
+        intake: backend.intake.clone(),
+        records: backend.records.clone(),
+        metrics: metrics.clone(),
+    });
 
     let processor = tokio::spawn(run_processor(
-        store.clone(),
+        backend.queue.clone(),
         prepared.routes.clone(),
         registry.clone(),
         metrics,
@@ -123,9 +130,11 @@ pub async fn run(
 
     let address = listener.local_addr()?;
     tracing::info!(%address, store = %store.path().display(), "sync engine listening");
-    let router = sources
-        .router(config.max_body_size)
-        .merge(admin.router(config.admin.max_upload_size));
+    let router = crate::http::router(
+        sources.router(config.max_body_size),
+        admin.router(config.admin.max_upload_size),
+        health.router(),
+    );
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;

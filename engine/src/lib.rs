@@ -29,6 +29,7 @@ pub mod config;
 pub mod conflict;
 pub mod delivery;
 pub mod engine;
+pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use sync_engine::config::Config;
 use sync_engine::sandbox::{Plugin, Sandbox};
-use sync_engine::store::Store;
+use sync_engine::store::SqliteStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -482,8 +482,8 @@ pub fn spawn_engine(binary: &str, config: &Path, log: &Path, level: &str) -> Eng
 }
 
 /// Opens the store in `dir` (the engine must be stopped).
-pub fn open_store(dir: &Path) -> Store {
-    Store::open(&dir.join("data")).expect("the store opens")
+pub fn open_store(dir: &Path) -> SqliteStore {
+    SqliteStore::open(&dir.join("data")).expect("the store opens")
 }
 
 /// An HTTP client for talking to engines. (reqwest is built without a default TLS provider,
