@@ -48,7 +48,11 @@ pub fn prepare(config: &Config, cache_dir: Option<PathBuf>) -> Result<Prepared, 
         file: None,
         problems,
     })?;
-    let routes = Routes::build(config, &plugins).map_err(|problems| ConfigError {
+    let worlds = plugins
+        .iter()
+        .map(|(name, plugin)| (name.clone(), plugin.world()))
+        .collect();
+    let routes = Routes::build(config, &worlds).map_err(|problems| ConfigError {
         file: None,
         problems,
     })?;

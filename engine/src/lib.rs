@@ -4,22 +4,24 @@
 //!
 //! # Layout
 //!
-//! The modules follow the data flow (see `DESIGN.md`):
+//! The modules follow one event through the engine (`docs/architecture.md` walks it hop by
+//! hop):
 //!
-//! - [`sources`]: the HTTP listeners: the embedded HMS bus (`POST /events/{type}`) and the
+//! - [`sources`]: the listeners: the embedded HMS bus (`POST /events/{type}`) and the
 //!   configured webhooks. An event is answered only once it is committed.
-//! - [`store`]: the durable store (SQLite in WAL mode) with group commit.
+//! - [`store`]: the durable store behind five seams (intake, work queue, outbox, plugin store,
+//!   records); [`store::sqlite`] is the embedded backend, with group commit.
 //! - [`pipeline`]: runs each accepted event through its route's plugins and turns what they
-//!   return into outbox rows.
-//! - [`sandbox`]: loads plugins (components built against `wit/`), checks them against the
-//!   `transformer`, `handler` and `resolver` worlds, and runs each event in a fresh, limited
-//!   instance. [`registry`] holds the active version of each plugin and swaps in new ones
-//!   (checked against their [`fixtures`]) while events flow.
+//!   return into outbox rows, dropping echoes and updates past the hop limit.
+//! - [`sandbox`] (its own crate): loads plugins (components built against `wit/`), checks them
+//!   against the `transformer`, `handler` and `resolver` worlds, and runs each event in a fresh,
+//!   limited instance; the event model and fixtures live there too. [`registry`] holds the
+//!   active version of each plugin and swaps in new ones while events flow.
 //! - [`delivery`]: sends outbox rows to destinations and to the HMS core, in order per entity
 //!   key, signed ([`signing`]), with retries; what gives up becomes a dead letter.
 //!   [`conflict`] decides whether a delivery is newer than what its destination holds.
-//! - [`admin`]: the admin API (dead letters, event history); [`metrics`]: Prometheus metrics.
-//! - [`event`]: the records that flow through: [`event::Event`] and [`event::Action`].
+//! - [`http`]: the router, JSON errors, bearer tokens, health and metrics endpoints;
+//!   [`admin`]: the admin API and its wire types; [`metrics`]: the Prometheus registry.
 //! - [`config`]: the YAML configuration; [`engine`] builds the running engine from it;
 //!   [`cli`] is the `sync-engine` command; [`sink`] is a receiver for trying the engine out.
 

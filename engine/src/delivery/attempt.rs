@@ -3,7 +3,6 @@
 //! reported and recorded.
 
 use super::Dispatcher;
-use super::endpoint::Endpoint;
 use super::events::{AttemptEnded, Superseded};
 use super::request;
 use super::retry::Verdict;
@@ -13,7 +12,7 @@ use crate::sandbox::{Entity, Resolution};
 use crate::store::{
     Attempt, AttemptRecord, Next, OutboxKind, OutboxRow, StoreError, SupersedeRecord, now_ms,
 };
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::Instrument;
 
 /// What the conflict check decided for a row, before anything is sent.
@@ -79,7 +78,12 @@ impl Dispatcher {
                 (Plan::Later(error), Some(endpoint)) => Ended {
                     status: None,
                     error: Some(error),
-                    next: retry_after_failure(&row, endpoint, None),
+                    next: endpoint.schedule.after_failure(
+                        row.round_attempts,
+                        row.round_started_at,
+                        None,
+                        now_ms(),
+                    ),
                     merged: None,
                 },
                 (Plan::Send(merged), Some(endpoint)) => {
@@ -90,7 +94,12 @@ impl Dispatcher {
                     let next = match sent.verdict {
                         Verdict::Delivered => Next::Delivered,
                         Verdict::Permanent => Next::Dead,
-                        Verdict::Retry => retry_after_failure(&row, endpoint, sent.retry_after),
+                        Verdict::Retry => endpoint.schedule.after_failure(
+                            row.round_attempts,
+                            row.round_started_at,
+                            sent.retry_after,
+                            now_ms(),
+                        ),
                     };
                     Ended {
                         status: sent.status,
@@ -259,23 +268,5 @@ impl Dispatcher {
                 false
             }
         }
-    }
-}
-
-/// When to try a row again after a failed attempt, or `Next::Dead` when its round is over.
-fn retry_after_failure(
-    row: &OutboxRow,
-    endpoint: &Endpoint,
-    retry_after: Option<Duration>,
-) -> Next {
-    let age = Duration::from_millis(u64::try_from(now_ms() - row.round_started_at).unwrap_or(0));
-    match endpoint
-        .schedule
-        .next(row.round_attempts + 1, age, retry_after)
-    {
-        Some(delay) => {
-            Next::RetryAt(now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
-        }
-        None => Next::Dead,
     }
 }

@@ -2,6 +2,7 @@
 //! another try; the *schedule* says when, and when to stop.
 
 use crate::config::RetryConfig;
+use crate::store::Next;
 use http::StatusCode;
 use std::time::Duration;
 
@@ -108,6 +109,27 @@ impl Schedule {
             None => backoff,
         };
         (age + delay <= self.max_age).then_some(delay)
+    }
+}
+
+impl Schedule {
+    /// What follows a failed attempt of a round that started at `round_started_at` and had
+    /// made `round_attempts` attempts before this one, as of `now` (all Unix ms): the time of
+    /// the next attempt, or [`Next::Dead`] when the round is over.
+    pub fn after_failure(
+        &self,
+        round_attempts: u32,
+        round_started_at: i64,
+        retry_after: Option<Duration>,
+        now: i64,
+    ) -> Next {
+        let age = Duration::from_millis(u64::try_from(now - round_started_at).unwrap_or(0));
+        match self.next(round_attempts + 1, age, retry_after) {
+            Some(delay) => Next::RetryAt(
+                now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+            ),
+            None => Next::Dead,
+        }
     }
 }
 
@@ -236,6 +258,25 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn the_next_attempt_is_timed_from_the_failure_and_the_round_ends() {
+        let s = schedule(3);
+        let now = 1_000_000;
+        // The first retry waits about a second (±20%), counted from `now`.
+        let Next::RetryAt(at) = s.after_failure(0, now - 10, None, now) else {
+            panic!("a retry")
+        };
+        assert!((now + 800..=now + 1200).contains(&at), "{at}");
+        // Retry-After pushes it further out.
+        assert_eq!(
+            s.after_failure(0, now, Some(Duration::from_secs(30)), now),
+            Next::RetryAt(now + 30_000)
+        );
+        // The third attempt was the last; a round older than its max age is over too.
+        assert_eq!(s.after_failure(2, now, None, now), Next::Dead);
+        assert_eq!(s.after_failure(0, now - 3_600_000, None, now), Next::Dead);
     }
 
     #[test]

@@ -88,11 +88,12 @@ impl Routes {
         self.resolvers.get(name)
     }
 
-    /// Builds the routes of a checked configuration from its loaded plugins. A transformer must
-    /// say where its result goes and a handler must not; a resolver only settles conflicts.
+    /// Builds the routes of a checked configuration from the worlds its plugins implement (as
+    /// loading them found). A transformer must say where its result goes and a handler must
+    /// not; a resolver only settles conflicts.
     pub fn build(
         config: &Config,
-        plugins: &BTreeMap<String, Plugin>,
+        worlds: &BTreeMap<String, World>,
     ) -> Result<Routes, Vec<Problem>> {
         let mut routes = Routes {
             handlers: HashMap::new(),
@@ -140,26 +141,23 @@ impl Routes {
             }));
         for (key, route, name, transformer_forward, needs, conflict) in routes_in_config {
             if let Some(resolver) = &conflict.resolver
-                && let Some(plugin) = plugins.get(resolver)
+                && let Some(world) = worlds.get(resolver)
             {
-                if plugin.world() == World::Resolver {
+                if *world == World::Resolver {
                     routes
                         .resolvers
                         .insert(resolver.clone(), Configured::new(config, resolver));
                 } else {
                     problem(
                         format!("{key}.conflict.resolver"),
-                        format!(
-                            "`{resolver}` is a {} plugin, not a resolver",
-                            plugin.world()
-                        ),
+                        format!("`{resolver}` is a {world} plugin, not a resolver"),
                     );
                 }
             }
-            let Some(plugin) = plugins.get(name.as_str()) else {
+            let Some(world) = worlds.get(name.as_str()) else {
                 continue;
             };
-            let forward = match (plugin.world(), transformer_forward) {
+            let forward = match (*world, transformer_forward) {
                 (World::Transformer, Some(forward)) => forward,
                 (World::Handler, None) => Forward::Actions,
                 (World::Transformer, None) => {
@@ -248,5 +246,84 @@ pub fn load_plugins(
         Ok(plugins)
     } else {
         Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(routes: &str) -> Config {
+        let yaml = format!(
+            "plugins:
+  out: {{path: out.wasm}}
+  in: {{path: in.wasm}}
+  merge: {{path: merge.wasm}}
+destinations:
+  state: {{url: 'http://127.0.0.1:9/'}}
+core: {{url: 'http://127.0.0.1:9/'}}
+{routes}"
+        );
+        Config::parse(&yaml, Path::new("/")).unwrap()
+    }
+
+    fn worlds() -> BTreeMap<String, World> {
+        BTreeMap::from([
+            ("out".to_owned(), World::Transformer),
+            ("in".to_owned(), World::Handler),
+            ("merge".to_owned(), World::Resolver),
+        ])
+    }
+
+    #[test]
+    fn routes_say_where_results_go_by_the_plugins_world() {
+        let routes = Routes::build(
+            &config(
+                "hmsEvents:
+  - {event: t.updated, handler: out, destination: state,
+     conflict: {strategy: plugin, resolver: merge}}
+  - {event: t.updated, handler: in}
+externalWebhooks:
+  - {path: /hook, handler: out, emit: t.changed}",
+            ),
+            &worlds(),
+        )
+        .unwrap();
+        let bus = routes.handlers(&Route::Bus("t.updated".into()));
+        assert_eq!(bus.len(), 2);
+        assert_eq!(bus[0].forward, Forward::Deliver("state".into()));
+        assert_eq!(bus[1].forward, Forward::Actions);
+        assert_eq!(
+            routes.handlers(&Route::Webhook("/hook".into()))[0].forward,
+            Forward::Emit("t.changed".into())
+        );
+        assert!(routes.has_bus_route("t.updated"));
+        assert!(!routes.has_bus_route("t.changed"));
+        assert!(routes.resolver("merge").is_some());
+    }
+
+    #[test]
+    fn a_route_that_does_not_fit_its_plugins_world_is_a_problem() {
+        let problems = Routes::build(
+            &config(
+                "hmsEvents:
+  - {event: a, handler: out}
+  - {event: b, handler: in, destination: state}
+  - {event: c, handler: merge}
+  - {event: d, handler: in, conflict: {strategy: plugin, resolver: out}}",
+            ),
+            &worlds(),
+        )
+        .unwrap_err();
+        let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 4, "{messages:#?}");
+        assert!(messages[0].starts_with("hmsEvents[0]: `out` is a transformer"));
+        assert!(messages[1].contains("remove `destination`"));
+        assert!(messages[2].contains("is a resolver"));
+        assert!(
+            messages[3]
+                .starts_with("hmsEvents[3].conflict.resolver: `out` is a transformer plugin")
+        );
     }
 }

@@ -1,13 +1,13 @@
 //! Sources: the HTTP listeners that accept events.
 //!
-//! - `POST /events/{type}` is the embedded HMS bus ([`bus`]): HMS modules (and the HMS core)
+//! - `POST /events/{type}` is the embedded HMS bus (`bus`): HMS modules (and the HMS core)
 //!   emit events here. Optional headers describe the event: `hms-origin` (default `hms`),
 //!   `hms-key`, `hms-version` and `hms-timestamp` (Unix ms, default now).
-//! - Every configured webhook path accepts external webhooks ([`webhook`]).
+//! - Every configured webhook path accepts external webhooks (`webhook`).
 //!
 //! A request is answered `202 Accepted` with the event's id only after the event is committed
 //! to the store. Bad input is refused with a 4xx and a JSON error saying what is wrong, and
-//! nothing is stored ([`headers`] reads and checks what a request says). A sender may repeat a
+//! nothing is stored (`headers` reads and checks what a request says). A sender may repeat a
 //! request safely by sending the same `idempotency-key` (or Standard Webhooks `webhook-id`)
 //! header: the repeat is answered with the first event's id and not stored again.
 

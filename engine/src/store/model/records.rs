@@ -53,7 +53,7 @@ pub struct DeadLetter {
     pub event_id: String,
     /// The event's type.
     pub event_type: String,
-    /// The destination ([`CORE_TARGET`] for emitted events) or, for a plugin failure, the
+    /// The destination ([`CORE_TARGET`](super::CORE_TARGET) for emitted events) or, for a plugin failure, the
     /// plugin.
     pub target: String,
     /// The plugin that ran on the event.
