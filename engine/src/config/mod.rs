@@ -14,6 +14,8 @@
 //! - `checks`: what serde cannot check, and warnings.
 
 mod checks;
+#[cfg(test)]
+mod reference;
 mod schema;
 mod values;
 

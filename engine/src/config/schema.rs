@@ -11,6 +11,7 @@ use std::time::Duration;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     /// The address the HTTP listeners bind: the HMS bus endpoint, webhooks, health.
@@ -62,6 +63,7 @@ pub struct Config {
 
 /// The embedded HMS bus endpoint.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BusConfig {
     /// When set, `POST /events/{type}` requires `Authorization: Bearer <token>`.
@@ -70,6 +72,7 @@ pub struct BusConfig {
 
 /// The admin API.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdminConfig {
     /// The bearer token every admin request must present. Without one the admin API is off.
@@ -90,6 +93,7 @@ impl Default for AdminConfig {
 
 /// HMS-SYS, the core.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CoreConfig {
     /// The core's base URL; events go to `POST {url}/events/{type}`.
@@ -97,7 +101,11 @@ pub struct CoreConfig {
     /// The bearer token the engine presents to the core.
     pub token: Option<Expanded>,
     /// How long one delivery attempt to the core may take.
-    #[serde(default = "default_timeout", with = "values::duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub timeout: Duration,
     /// Overrides of the default retry policy for the core.
     #[serde(default)]
@@ -106,6 +114,7 @@ pub struct CoreConfig {
 
 /// The durable store.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StoreConfig {
     /// The data directory; the SQLite database lives inside it.
@@ -123,6 +132,7 @@ impl Default for StoreConfig {
 
 /// The plugin sandbox.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SandboxConfig {
     /// How many plugin instances may exist at once.
@@ -152,10 +162,12 @@ impl Default for SandboxConfig {
 
 /// Per-event limits of a plugin; unset fields take the sandbox's defaults.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LimitsConfig {
     /// Wall-clock time per event.
-    #[serde(default, with = "values::opt_duration")]
+    #[serde(default, deserialize_with = "values::opt_duration::deserialize")]
+    #[cfg_attr(test, schemars(with = "Option<String>"))]
     pub timeout: Option<Duration>,
     /// Bytes each linear memory may grow to.
     #[serde(default, deserialize_with = "values::opt_size")]
@@ -180,6 +192,7 @@ impl LimitsConfig {
 
 /// One plugin.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PluginConfig {
     /// The component file (`.wasm`).
@@ -197,6 +210,7 @@ pub struct PluginConfig {
 
 /// One destination.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DestinationConfig {
     /// The URL deliveries are sent to.
@@ -211,7 +225,11 @@ pub struct DestinationConfig {
     #[serde(default)]
     pub headers: BTreeMap<String, Expanded>,
     /// How long one attempt may take, connection included.
-    #[serde(default = "default_timeout", with = "values::duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub timeout: Duration,
     /// The media type of bodies whose plugin did not set one.
     #[serde(default = "default_content_type")]
@@ -230,6 +248,7 @@ pub struct DestinationConfig {
 
 /// The HTTP methods a destination may use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     /// `POST`
@@ -254,25 +273,42 @@ impl Method {
 
 /// The retry policy: exponential backoff with jitter.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RetryConfig {
     /// The delay before the second attempt.
-    #[serde(default = "default_initial_delay", with = "values::duration")]
+    #[serde(
+        default = "default_initial_delay",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub initial_delay: Duration,
     /// How much each delay grows over the previous one (at least 1).
     #[serde(default = "default_factor")]
     pub factor: f64,
     /// The longest delay between two attempts.
-    #[serde(default = "default_max_delay", with = "values::duration")]
+    #[serde(
+        default = "default_max_delay",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub max_delay: Duration,
     /// How many attempts in all before the delivery becomes a dead letter.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: NonZeroU32,
     /// How long after it was queued a delivery may still be retried.
-    #[serde(default = "default_max_age", with = "values::duration")]
+    #[serde(
+        default = "default_max_age",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub max_age: Duration,
     /// The longest `Retry-After` a receiver may ask for; a longer one is cut to this.
-    #[serde(default = "default_max_retry_after", with = "values::duration")]
+    #[serde(
+        default = "default_max_retry_after",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub max_retry_after: Duration,
 }
 
@@ -291,23 +327,28 @@ impl Default for RetryConfig {
 
 /// Per-destination overrides of [`RetryConfig`]; unset fields take the defaults.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RetryOverride {
     /// See [`RetryConfig::initial_delay`].
-    #[serde(default, with = "values::opt_duration")]
+    #[serde(default, deserialize_with = "values::opt_duration::deserialize")]
+    #[cfg_attr(test, schemars(with = "Option<String>"))]
     pub initial_delay: Option<Duration>,
     /// See [`RetryConfig::factor`].
     pub factor: Option<f64>,
     /// See [`RetryConfig::max_delay`].
-    #[serde(default, with = "values::opt_duration")]
+    #[serde(default, deserialize_with = "values::opt_duration::deserialize")]
+    #[cfg_attr(test, schemars(with = "Option<String>"))]
     pub max_delay: Option<Duration>,
     /// See [`RetryConfig::max_attempts`].
     pub max_attempts: Option<NonZeroU32>,
     /// See [`RetryConfig::max_age`].
-    #[serde(default, with = "values::opt_duration")]
+    #[serde(default, deserialize_with = "values::opt_duration::deserialize")]
+    #[cfg_attr(test, schemars(with = "Option<String>"))]
     pub max_age: Option<Duration>,
     /// See [`RetryConfig::max_retry_after`].
-    #[serde(default, with = "values::opt_duration")]
+    #[serde(default, deserialize_with = "values::opt_duration::deserialize")]
+    #[cfg_attr(test, schemars(with = "Option<String>"))]
     pub max_retry_after: Option<Duration>,
 }
 
@@ -327,6 +368,7 @@ impl RetryOverride {
 
 /// A route for HMS bus events (the seed's `hmsEvents` entries).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HmsEventRoute {
     /// The event type, such as `tax.rate.updated`.
@@ -344,6 +386,7 @@ pub struct HmsEventRoute {
 /// How conflicts between versions of one entity are settled: per (destination, entity key),
 /// the engine keeps what it last delivered and checks every later delivery against it.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConflictConfig {
     /// The strategy.
@@ -363,6 +406,7 @@ pub struct ConflictConfig {
 
 /// A conflict strategy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Deliver everything.
@@ -402,6 +446,7 @@ impl Strategy {
 
 /// A route for external webhooks (the seed's `externalWebhooks` entries).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WebhookRoute {
     /// The path requests arrive on, such as `/webhook/tax-rate`.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 /// A string with `${ENV}` references replaced.
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Expanded(pub String);
 
 impl fmt::Debug for Expanded {
@@ -35,6 +36,7 @@ impl<'de> Deserialize<'de> for Expanded {
 /// A path with `${ENV}` references replaced; made absolute against the configuration file's
 /// directory when the file is loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ExpandedPath(pub PathBuf);
 
 impl<'de> Deserialize<'de> for ExpandedPath {
