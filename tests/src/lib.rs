@@ -1,8 +1,9 @@
 //! Helpers for the black-box tests: where the plugins built from source are, a receiver that
 //! stands in for destinations and the HMS core, and engines run in-process or as a process.
 //!
-//! `build.rs` compiles every crate under `plugins/` and `tests/plugins/` to `wasm32-wasip2`
-//! before these tests compile; [`component`] reads the result.
+//! The `test-components` crate (`tests/components`) compiles every crate under `plugins/` and
+//! `tests/plugins/` to `wasm32-wasip2` before these tests compile; [`component`] reads the
+//! result.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -10,41 +11,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use sync_engine::config::Config;
-use sync_engine::sandbox::{Plugin, Sandbox};
 use sync_engine::store::SqliteStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The directory the build script put the components in.
-pub const ARTIFACTS: &str = env!("PLUGIN_ARTIFACTS");
-
-/// The path of the component built from the crate `package` (a library's hyphens become
-/// underscores; a binary keeps its name).
-pub fn component_path(package: &str) -> PathBuf {
-    let library = PathBuf::from(ARTIFACTS).join(format!("{}.wasm", package.replace('-', "_")));
-    if library.exists() {
-        library
-    } else {
-        PathBuf::from(ARTIFACTS).join(format!("{package}.wasm"))
-    }
-}
-
-/// The bytes of the component built from the crate `package`.
-pub fn component(package: &str) -> Vec<u8> {
-    let path = component_path(package);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// Loads the component built from `package` into `sandbox` under the package's name.
-pub fn load(sandbox: &Sandbox, package: &str) -> Plugin {
-    sandbox
-        .load(package, &component(package))
-        .unwrap_or_else(|e| panic!("cannot load {package}: {e}"))
-}
+pub use test_components::{ARTIFACTS, component, component_path};
 
 /// The seed's tax-rate configuration for tests: both plugins, the outbound route to the
 /// destination `state-api` at `state_api`, the webhook `/webhook/tax-rate` (system `state-api`)

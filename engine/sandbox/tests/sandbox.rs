@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use sync_engine::sandbox::event::{Action, Emission, Event};
-use sync_engine::sandbox::{
+use sync_engine_sandbox::event::{Action, Emission, Event};
+use sync_engine_sandbox::{
     GuestErrorKind, Limits, LoadError, Output, Plugin, PluginSetup, RunError, Sandbox,
     SandboxOptions, World,
 };
-use sync_engine_tests::{component, load};
+use test_components::component;
 
 /// One sandbox for the whole test binary, as the engine has one.
 fn sandbox() -> &'static Sandbox {
@@ -488,4 +488,11 @@ fn a_full_instance_pool_is_a_capacity_error_not_a_plugin_failure() {
         ));
     });
     assert_still_serves(&plugin);
+}
+
+/// Loads the component built from `package` into `sandbox` under the package's name.
+fn load(sandbox: &Sandbox, package: &str) -> Plugin {
+    sandbox
+        .load(package, &test_components::component(package))
+        .unwrap_or_else(|e| panic!("cannot load {package}: {e}"))
 }

@@ -11,7 +11,7 @@
 //! - `store-only` and `store-and-instance`: the parts of a fresh run before the plugin's code
 //!   runs, for the breakdown.
 //!
-//! Run with `cargo bench -p sync-engine-tests --bench plugin_stage`. After criterion's own
+//! Run with `cargo bench -p sync-engine-sandbox --bench plugin_stage`. After criterion's own
 //! report it prints a table of medians in µs per event and the ratios between them.
 
 #![allow(clippy::print_stdout, missing_docs)]
@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use sync_engine_sandbox::event::Event;
 use sync_engine_sandbox::{Plugin, PluginSetup, Sandbox, SandboxOptions};
-use sync_engine_tests::load;
 
 const PAYLOAD: &[u8] = br#"{"rate":0.0725,"year":2025}"#;
 
@@ -189,4 +188,11 @@ fn report(output: &Path, started: SystemTime, groups: &[&str]) {
             ratio(m[2], m[0]),
         );
     }
+}
+
+/// Loads the component built from `package` into `sandbox` under the package's name.
+fn load(sandbox: &Sandbox, package: &str) -> Plugin {
+    sandbox
+        .load(package, &test_components::component(package))
+        .unwrap_or_else(|e| panic!("cannot load {package}: {e}"))
 }

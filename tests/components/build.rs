@@ -16,10 +16,11 @@ const PROFILE: &str = "plugin";
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir
-        .parent()
-        .expect("tests/ is inside the workspace")
+        .ancestors()
+        .nth(2)
+        .expect("tests/components/ is inside the workspace")
         .to_path_buf();
-    let plugin_dirs = [root.join("plugins"), manifest_dir.join("plugins")];
+    let plugin_dirs = [root.join("plugins"), root.join("tests").join("plugins")];
 
     for watched in [
         &plugin_dirs[0],
