@@ -63,6 +63,11 @@ struct Args {
     /// Event types to spread the events over, round robin (one route each).
     #[arg(long = "event-type", default_value = "tax.rate.updated")]
     event_types: Vec<String>,
+    /// How many entities the events are about: event `n` carries the year `1000 + n % keys`
+    /// (a route keyed by `/year` then has this many entity keys). 1 makes every event about
+    /// the same entity.
+    #[arg(long, default_value_t = 1)]
+    keys: u64,
     /// How long the sink takes to answer each delivery (a slow destination).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     sink_delay: Duration,
@@ -150,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
             .collect(),
         token: args.token.clone(),
         padding: args.payload_size.saturating_sub(40),
+        keys: args.keys.max(1),
         started,
         sent: sent.clone(),
     });
@@ -206,6 +212,8 @@ struct Load {
     paths: Vec<String>,
     token: Option<String>,
     padding: usize,
+    /// How many distinct years the events carry.
+    keys: u64,
     started: Instant,
     sent: Arc<Sent>,
 }
@@ -233,8 +241,9 @@ impl Load {
     async fn send(&self, connection: &mut Option<Connection>, n: u64, due: Instant) {
         let path = &self.paths[usize::try_from(n).unwrap_or(0) % self.paths.len()];
         let sent_us = due.duration_since(self.started).as_micros();
+        let year = 1000 + n % self.keys;
         let body = format!(
-            r#"{{"rate":{sent_us},"year":2025,"note":"{}"}}"#,
+            r#"{{"rate":{sent_us},"year":{year},"note":"{}"}}"#,
             "x".repeat(self.padding)
         );
         let mut request = Request::post(path.as_str())
