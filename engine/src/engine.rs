@@ -115,15 +115,17 @@ pub async fn run(
         metrics: metrics.clone(),
     });
 
+    let (handoff, handed) = crate::pipeline::handoff::channel();
     let processor = tokio::spawn(run_processor(
         backend.queue.clone(),
         prepared.routes.clone(),
         registry.clone(),
         metrics,
+        handoff,
         config.sandbox.workers.get(),
         shutdown.clone(),
     ));
-    let delivery = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let delivery = tokio::spawn(dispatcher.run(handed, shutdown.clone()));
     let watcher = config.plugin_dir.as_ref().map(|dir| {
         tokio::spawn(crate::registry::watch(
             registry.clone(),

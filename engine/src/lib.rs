@@ -23,7 +23,8 @@
 //! - [`http`]: the router, JSON errors, bearer tokens, health and metrics endpoints;
 //!   [`admin`]: the admin API and its wire types; [`metrics`]: the Prometheus registry.
 //! - [`config`]: the YAML configuration; [`engine`] builds the running engine from it;
-//!   [`cli`] is the `sync-engine` command; [`sink`] is a receiver for trying the engine out.
+//!   [`cli`] is the `sync-engine` command; [`sink`] is a receiver for trying the engine out;
+//!   [`throttle`] keeps repeated failures from flooding the logs.
 
 pub mod admin;
 pub mod cli;
@@ -39,6 +40,7 @@ pub mod signing;
 pub mod sink;
 pub mod sources;
 pub mod store;
+pub mod throttle;
 
 /// The plugin host (the `sync-engine-sandbox` crate): loading components, running one event in
 /// a fresh instance, the event model and fixtures.

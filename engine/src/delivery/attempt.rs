@@ -1,6 +1,6 @@
 //! One attempt at one outbox row, in typed stages: the conflict check decides a [`Plan`]; the
 //! plan is carried out (a request, or a decision not to send) and [`Ended`]; the end is
-//! reported and recorded.
+//! reported and recorded, and the dispatcher learns what became of the row ([`Finished`]).
 
 use super::Dispatcher;
 use super::events::{AttemptEnded, Superseded};
@@ -12,8 +12,41 @@ use crate::sandbox::{Entity, Resolution};
 use crate::store::{
     Attempt, AttemptRecord, Next, OutboxKind, OutboxRow, StoreError, SupersedeRecord, now_ms,
 };
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
+
+/// How long a row whose attempt could not be recorded waits before it is sent again (the store
+/// is failing; hammering the receiver would not help).
+const RECORD_COOLDOWN: Duration = Duration::from_secs(5);
+
+/// What became of a row after one attempt, for the dispatcher's queue.
+#[derive(Debug, Default)]
+pub(super) struct Finished {
+    /// The row, when it must be tried again, with its next attempt time.
+    pub(super) again: Option<OutboxRow>,
+    /// Pending rows a delivered version superseded.
+    pub(super) superseded: Vec<i64>,
+}
+
+impl Finished {
+    /// The row leaves the queue.
+    fn done(superseded: Vec<i64>) -> Finished {
+        Finished {
+            again: None,
+            superseded,
+        }
+    }
+
+    /// Nothing about the row could be recorded: it is sent again after a pause.
+    fn cool_down(mut row: OutboxRow) -> Finished {
+        row.next_attempt_at =
+            now_ms() + i64::try_from(RECORD_COOLDOWN.as_millis()).unwrap_or(i64::MAX);
+        Finished {
+            again: Some(row),
+            superseded: Vec::new(),
+        }
+    }
+}
 
 /// What the conflict check decided for a row, before anything is sent.
 enum Plan {
@@ -48,9 +81,8 @@ impl Ended {
 }
 
 impl Dispatcher {
-    /// Makes one attempt at a row and records it: the delivery stage. Returns whether the
-    /// attempt was recorded.
-    pub(super) async fn deliver(&self, row: OutboxRow) -> bool {
+    /// Makes one attempt at a row and records it: the delivery stage.
+    pub(super) async fn deliver(&self, row: OutboxRow) -> Finished {
         let destination = row.action.target_name().to_owned();
         let number = row.attempts + 1;
         let span = tracing::debug_span!(
@@ -63,12 +95,16 @@ impl Dispatcher {
                 Ok(plan) => plan,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the conflict state; the delivery waits");
-                    return false;
+                    return Finished::cool_down(row);
                 }
             };
             let ended = match (plan, self.endpoint_of(row.action.kind, &row.action.target)) {
                 (Plan::Supersede { winner, reason }, _) => {
-                    return self.supersede(&row, &destination, winner, reason).await;
+                    return if self.supersede(&row, &destination, winner, reason).await {
+                        Finished::done(Vec::new())
+                    } else {
+                        Finished::cool_down(row)
+                    };
                 }
                 (Plan::Fail(error), _) => Ended::dead(error),
                 (_, None) => Ended::dead(match row.action.kind {
@@ -119,7 +155,7 @@ impl Dispatcher {
                 next: ended.next,
                 elapsed,
             }
-            .emit(&self.metrics);
+            .emit(&self.metrics, &self.throttle);
             let record = AttemptRecord {
                 outbox_id: row.id,
                 attempt: Attempt {
@@ -127,25 +163,38 @@ impl Dispatcher {
                     started_at,
                     duration_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
                     status: ended.status,
-                    error: ended.error,
+                    error: ended.error.clone(),
                     outcome: ended.next.outcome(),
                 },
                 next: ended.next,
                 merged_body: ended.merged,
             };
             match self.outbox.record_attempt(record).await {
-                Ok(count) => {
+                Ok(superseded) => {
                     Superseded {
                         destination: &destination,
-                        count,
+                        count: superseded.len(),
                         decided: None,
                     }
                     .emit(&self.metrics);
-                    true
+                    match ended.next {
+                        Next::RetryAt(at) => {
+                            let mut again = row;
+                            again.attempts += 1;
+                            again.round_attempts += 1;
+                            again.next_attempt_at = at;
+                            again.last_error = ended.error;
+                            Finished {
+                                again: Some(again),
+                                superseded,
+                            }
+                        }
+                        Next::Delivered | Next::Dead => Finished::done(superseded),
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot record a delivery attempt; it will be made again");
-                    false
+                    Finished::cool_down(row)
                 }
             }
         }

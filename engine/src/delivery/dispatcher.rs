@@ -1,100 +1,98 @@
-//! The dispatcher's loop: fills free slots with due rows, within the overall and per-target
-//! concurrency and one delivery per entity at a time, and wakes when a delivery finishes, when
-//! the outbox changes, or when the next retry is due.
+//! The dispatcher's loop: starts a delivery whenever a row is ready and its target has a free
+//! slot, and wakes for exactly what can change that: a delivery ending, rows handed over by the
+//! processor, the watermark moving, a retry's time coming, or dead letters being replayed.
 
 use super::Dispatcher;
+use super::attempt::Finished;
+use super::queue::{Capacity, LOAD_PAGE, Order, Queue};
 use super::slots::Slots;
-use crate::store::{DueQuery, now_ms};
+use crate::pipeline::handoff::Handed;
+use crate::store::{StoreError, now_ms};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// How long the dispatcher sleeps at most before looking for due rows again.
+/// How long the dispatcher sleeps at most without anything to wake it.
 const IDLE_POLL: Duration = Duration::from_secs(5);
-/// The longest a free delivery slot waits to be refilled while others are being freed, so that
-/// under load one store query refills several slots.
-const REFILL_PAUSE: Duration = Duration::from_millis(2);
 /// How long shutdown waits for requests in flight before leaving them to the next start.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long to wait before loading again when the store could not be read.
+const LOAD_RETRY: Duration = Duration::from_secs(1);
 
 impl Dispatcher {
-    /// Sends due rows until `shutdown`, within the overall and per-target concurrency limits.
-    /// Requests in flight then get a grace period to finish and be recorded; those that do not
-    /// stay pending.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let changed = self.outbox.changed();
-        let mut inflight: JoinSet<bool> = JoinSet::new();
+    /// Sends rows as they become ready until `shutdown`, within the overall and per-target
+    /// concurrency. The rows come from the processor through `handed`; the store's pending rows
+    /// are loaded at the start, after a replay, and page by page for a lane the full queue left
+    /// partial. Requests in flight then get a grace period to finish and be recorded; those
+    /// that do not stay pending.
+    pub async fn run(self: Arc<Self>, mut handed: Handed, shutdown: CancellationToken) {
+        let requeued = self.outbox.requeued();
+        let mut queue = Queue::new(Capacity::default());
         let mut slots = Slots::default();
-        // When the store was last asked for due rows: under load a refill waits for a few
-        // slots to free (or a moment to pass), so one query starts many deliveries.
-        let mut last_query: Option<Instant> = None;
-        let refill_batch = (self.concurrency / 8).max(1);
-        let finish =
-            |slots: &mut Slots, done: Result<(tokio::task::Id, bool), tokio::task::JoinError>| {
-                let (task, recorded) = match done {
-                    Ok(done) => done,
-                    Err(e) => {
-                        tracing::error!(error = %e, "a delivery task failed; its row stays pending");
-                        (e.id(), false)
-                    }
-                };
-                slots.release(task, recorded, Instant::now());
-            };
+        let mut inflight: JoinSet<Finished> = JoinSet::new();
+        // Whether to read the store's pending rows anew (at the start, after a replay).
+        let mut reload = true;
+        // When reading may be tried again, after the store could not be read.
+        let mut load_after: Option<Instant> = None;
         loop {
-            // Take back every finished task first: one query then refills all their slots.
-            while let Some(done) = inflight.try_join_next_with_id() {
-                finish(&mut slots, done);
-            }
-            let free = self.concurrency.saturating_sub(inflight.len());
-            let since_query = last_query.map_or(Duration::MAX, |at| at.elapsed());
-            let mut sleep = IDLE_POLL;
-            if free > 0 && (free >= refill_batch || since_query >= REFILL_PAUSE) {
-                last_query = Some(Instant::now());
-                let now = now_ms();
-                let (skip, busy) = slots.exclusions(Instant::now(), |name| self.limit_of(name));
-                let query = DueQuery {
-                    now,
-                    limit: free,
-                    skip,
-                    busy,
-                };
-                let mut started = 0;
-                match self.outbox.due(query).await {
-                    Ok(rows) => {
-                        for row in rows {
-                            if inflight.len() >= self.concurrency {
-                                break;
-                            }
-                            let Some(claim) = slots.claim(&row, |name| self.limit_of(name)) else {
-                                continue;
-                            };
-                            let this = self.clone();
-                            let task = inflight.spawn(async move { this.deliver(row).await });
-                            slots.hold(task.id(), claim);
-                            started += 1;
-                        }
+            if load_after.is_none_or(|at| Instant::now() >= at) {
+                match self.load(&mut queue, reload).await {
+                    Ok(()) => {
+                        reload = false;
+                        load_after = None;
                     }
-                    Err(e) => tracing::error!(error = %e, "cannot read due deliveries"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read pending deliveries; trying again in a second");
+                        load_after = Some(Instant::now() + LOAD_RETRY);
+                    }
                 }
-                // Every free slot filled: finishing tasks wake the loop. Otherwise sleep
-                // until the next row is due (a retry), or a new row is queued.
-                if started < free
-                    && let Ok(Some(at)) = self.outbox.next_due(now).await
-                {
-                    let wait = u64::try_from(at - now_ms()).unwrap_or(0);
-                    sleep = Duration::from_millis(wait).min(IDLE_POLL);
-                }
-            } else if free > 0 {
-                sleep = REFILL_PAUSE.saturating_sub(since_query);
+            }
+            queue.set_watermark(*handed.watermark.borrow_and_update());
+            queue.advance(now_ms());
+            while slots.len() < self.concurrency {
+                let Some(row) = queue.take(|target| slots.has_room(target, self.limit_of(target)))
+                else {
+                    break;
+                };
+                let this = self.clone();
+                let task = inflight.spawn({
+                    let row = row.clone();
+                    async move { this.deliver(row).await }
+                });
+                slots.hold(task.id(), row);
+            }
+            let mut wake = queue.next_time().map_or(IDLE_POLL, |at| {
+                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+            });
+            if let Some(at) = load_after {
+                wake = wake.min(at.saturating_duration_since(Instant::now()));
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(done) = inflight.join_next_with_id(), if !inflight.is_empty() => {
-                    finish(&mut slots, done);
+                    let (task, finished) = match done {
+                        Ok((task, finished)) => (task, finished),
+                        Err(e) => {
+                            tracing::error!(error = %e, "a delivery task failed; its row stays pending");
+                            (e.id(), Finished::default())
+                        }
+                    };
+                    if let Some(row) = slots.release(task) {
+                        // A task that failed outright leaves its row to the next load.
+                        queue.finished(&row, finished.again, &finished.superseded);
+                    }
                 }
-                () = changed.notified() => {}
-                () = tokio::time::sleep(sleep) => {}
+                Some(rows) = handed.rows.recv() => {
+                    rows.into_iter().for_each(|row| queue.handed(row));
+                    // Take every batch already waiting before starting deliveries.
+                    while let Ok(rows) = handed.rows.try_recv() {
+                        rows.into_iter().for_each(|row| queue.handed(row));
+                    }
+                }
+                Ok(()) = handed.watermark.changed() => {}
+                () = requeued.notified() => reload = true,
+                () = tokio::time::sleep(wake.min(IDLE_POLL)) => {}
             }
         }
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -107,5 +105,32 @@ impl Dispatcher {
                 "deliveries still in flight at shutdown; they stay pending and are sent again on the next start"
             );
         }
+    }
+
+    /// Reads pending rows from the store into the queue: every lane's first page when
+    /// `everything` (the queue is emptied first), else the next page of each partial lane that
+    /// has worked most of its rows off.
+    async fn load(&self, queue: &mut Queue, everything: bool) -> Result<(), StoreError> {
+        let lanes: Vec<(String, Option<Order>)> = if everything {
+            queue.clear();
+            self.outbox
+                .lanes()
+                .await?
+                .into_iter()
+                .map(|lane| (lane, None))
+                .collect()
+        } else {
+            queue
+                .to_load()
+                .into_iter()
+                .map(|(lane, after)| (lane, Some(after)))
+                .collect()
+        };
+        for (lane, after) in lanes {
+            let rows = self.outbox.load(&lane, after, LOAD_PAGE).await?;
+            let complete = rows.len() < LOAD_PAGE;
+            queue.loaded(&lane, rows, complete);
+        }
+        Ok(())
     }
 }

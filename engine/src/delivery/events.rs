@@ -3,10 +3,12 @@
 
 use crate::metrics::{DeliveryLabels, DestinationLabels, Metrics};
 use crate::store::{Next, now_ms};
-use std::time::Duration;
+use crate::throttle::Throttle;
+use std::time::{Duration, Instant};
 
-/// An attempt ended: counted by destination and outcome, timed, and logged (a success at
-/// info, a retry at warn, a dead letter at error).
+/// An attempt ended: counted by destination and outcome, timed, and logged: a success at
+/// debug (thousands a second are normal), a retry at warn and a dead letter at error, each at
+/// most once a second per destination, with how many were left out.
 pub(super) struct AttemptEnded<'a> {
     pub(super) event_id: &'a str,
     pub(super) destination: &'a str,
@@ -18,7 +20,7 @@ pub(super) struct AttemptEnded<'a> {
 }
 
 impl AttemptEnded<'_> {
-    pub(super) fn emit(&self, metrics: &Metrics) {
+    pub(super) fn emit(&self, metrics: &Metrics, throttle: &Throttle) {
         let (destination, event_id, attempt, status) =
             (self.destination, self.event_id, self.attempt, self.status);
         metrics
@@ -36,32 +38,46 @@ impl AttemptEnded<'_> {
             .observe(self.elapsed.as_secs_f64());
         let error = self.error.unwrap_or("");
         let duration_ms = self.elapsed.as_millis();
+        let left_out =
+            |kind: &str| throttle.check(&format!("{kind} {destination}"), Instant::now());
         match self.next {
-            Next::Delivered => tracing::info!(
-                event_id,
-                destination,
-                attempt,
-                status,
-                duration_ms,
-                "delivered"
-            ),
-            Next::RetryAt(at) => tracing::warn!(
-                event_id,
-                destination,
-                attempt,
-                status,
-                error,
-                retry_in_ms = at - now_ms(),
-                "delivery failed; will retry"
-            ),
-            Next::Dead => tracing::error!(
-                event_id,
-                destination,
-                attempt,
-                status,
-                error,
-                "delivery failed for good; it is a dead letter now"
-            ),
+            Next::Delivered => {
+                tracing::debug!(
+                    event_id,
+                    destination,
+                    attempt,
+                    status,
+                    duration_ms,
+                    "delivered"
+                );
+            }
+            Next::RetryAt(at) => {
+                if let Some(left_out) = left_out("retry") {
+                    tracing::warn!(
+                        event_id,
+                        destination,
+                        attempt,
+                        status,
+                        error,
+                        retry_in_ms = at - now_ms(),
+                        left_out,
+                        "delivery failed; will retry"
+                    );
+                }
+            }
+            Next::Dead => {
+                if let Some(left_out) = left_out("dead") {
+                    tracing::error!(
+                        event_id,
+                        destination,
+                        attempt,
+                        status,
+                        error,
+                        left_out,
+                        "delivery failed for good; it is a dead letter now"
+                    );
+                }
+            }
         }
     }
 }
@@ -82,7 +98,7 @@ impl Superseded<'_> {
             return;
         }
         if let Some((event_id, winner, reason)) = self.decided {
-            tracing::info!(
+            tracing::debug!(
                 event_id,
                 destination = self.destination,
                 winner,

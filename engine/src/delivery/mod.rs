@@ -8,8 +8,10 @@
 //!
 //! # Layout
 //!
-//! - `dispatcher`: the loop that fills free slots with due rows;
-//! - `slots`: what is in flight, per target and per entity;
+//! - `dispatcher`: the loop that starts a delivery whenever a row is ready and a slot is free;
+//! - `queue`: what waits, in memory, and which rows are ready (order per entity, retry times,
+//!   the watermark);
+//! - `slots`: what is in flight, per target;
 //! - `attempt`: one attempt in typed stages (conflict check, send, record);
 //! - `request`: the HTTP request and what its answer means;
 //! - `endpoint`: where rows go (destinations and the core);
@@ -20,6 +22,7 @@ mod attempt;
 mod dispatcher;
 mod endpoint;
 mod events;
+mod queue;
 mod request;
 pub mod retry;
 mod slots;
@@ -40,6 +43,7 @@ pub struct Dispatcher {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     client: reqwest::Client,
+    throttle: crate::throttle::Throttle,
     destinations: HashMap<String, Endpoint>,
     core: Option<Endpoint>,
     concurrency: usize,
@@ -77,6 +81,7 @@ impl Dispatcher {
             registry,
             metrics,
             client,
+            throttle: crate::throttle::Throttle::default(),
             destinations,
             core,
             concurrency: config.delivery_concurrency.get(),

@@ -11,8 +11,10 @@
 //! - [`routes`]: which plugins run on which route, and where a transformer's result goes;
 //! - `process`: one event through its route's handlers;
 //! - `outbox_rows`: actions to outbox rows, with keys, versions and the loop rules;
-//! - `processor`: the loop that reads pending events and commits results in batches.
+//! - `processor`: the loop that reads pending events and commits results in batches;
+//! - [`handoff`]: committed rows handed to the dispatcher in memory.
 
+pub mod handoff;
 mod outbox_rows;
 mod process;
 mod processor;

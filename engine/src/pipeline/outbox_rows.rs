@@ -82,7 +82,7 @@ pub(super) fn outbox_rows(
             if row.kind != OutboxKind::Drop
                 && let Some(reason) = &row.reason
             {
-                tracing::info!(event_id = %event.id, target = %row.target, reason = %reason, "not sent");
+                tracing::debug!(event_id = %event.id, target = %row.target, reason = %reason, "not sent");
             }
             row
         })

@@ -9,7 +9,12 @@ use crate::registry::Registry;
 use crate::sandbox::Output;
 use crate::sandbox::event::{Action, Delivery, Emission, Event};
 use crate::store::{PendingEvent, Processed, Run, RunOutcome, RunRecord, now_ms};
+use crate::throttle::Throttle;
+use std::sync::LazyLock;
 use std::time::Instant;
+
+/// Plugin failures' log lines, per plugin.
+static FAILURES: LazyLock<Throttle> = LazyLock::new(Throttle::default);
 
 /// Runs every handler of the event's route (but those that already ran on it) and turns the
 /// results into outbox rows. `None` when a plugin could not get an instance because the sandbox
@@ -114,7 +119,10 @@ fn run_handler(
             }
         }
         Err((code, message)) => {
-            tracing::warn!(error = %message, code = %code, "plugin failed the event");
+            // A plugin failing every event is logged once a second, with the count left out.
+            if let Some(left_out) = FAILURES.check(plugin.name(), Instant::now()) {
+                tracing::warn!(error = %message, code = %code, left_out, "plugin failed the event");
+            }
             RunRecord {
                 run: run(RunOutcome::Failed(code), Some(message)),
                 actions: Vec::new(),

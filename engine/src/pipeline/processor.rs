@@ -1,7 +1,9 @@
 //! The processor: reads pending events in acceptance order and processes them on blocking
-//! threads, committing every result of a batch in one group commit.
+//! threads, committing every result of a batch in one group commit, then hands the rows it
+//! queued to the dispatcher.
 
 use super::Routes;
+use super::handoff::{ALL_PROCESSED, Handoff};
 use super::process::{failed_processing, process};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -16,12 +18,14 @@ const BATCH: usize = 256;
 const MAX_REFUSALS: u32 = 3;
 
 /// Reads pending events and processes them on `workers` threads until `shutdown`; the batch in
-/// hand when it is cancelled is finished and committed first.
+/// hand when it is cancelled is finished and committed first. Committed rows and the
+/// watermark go to `handoff`.
 pub async fn run_processor(
     queue: Arc<dyn WorkQueue>,
     routes: Arc<Routes>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    handoff: Handoff,
     workers: usize,
     shutdown: CancellationToken,
 ) {
@@ -49,6 +53,8 @@ pub async fn run_processor(
             }
         };
         let Some(last) = batch.last() else {
+            // Nothing is waiting: every event read so far was processed.
+            handoff.watermark(ALL_PROCESSED);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = accepted.notified() => continue,
@@ -60,8 +66,16 @@ pub async fn run_processor(
         };
         let last_seq = last.stored.seq;
         let first_seq = batch[0].stored.seq;
-        let (results, mut incomplete) =
+        if cursor == 0 {
+            // A read from the start (after a start or a replay): nothing from this batch on is
+            // known to be processed.
+            handoff.watermark(first_seq);
+        }
+        let (results, thread_failed) =
             process_batch(batch, &routes, &registry, &metrics, workers).await;
+        let mut incomplete = thread_failed;
+        // The first event of the batch left unprocessed.
+        let mut unprocessed = i64::MAX;
         // Queue every result before waiting, so they share one commit.
         let writes: Vec<_> = results
             .into_iter()
@@ -78,6 +92,7 @@ pub async fn run_processor(
                     ),
                     None => {
                         incomplete = true;
+                        unprocessed = unprocessed.min(pending.stored.seq);
                         return None;
                     }
                 };
@@ -86,16 +101,25 @@ pub async fn run_processor(
             .collect();
         for (pending, write) in writes.into_iter().flatten() {
             match write.await {
-                Ok(()) => {
+                Ok(rows) => {
                     refused.remove(&pending.stored.event.id);
+                    handoff.rows(rows);
                 }
                 Err(e) => {
                     incomplete = true;
+                    unprocessed = unprocessed.min(pending.stored.seq);
                     *refused.entry(pending.stored.event.id.clone()).or_default() += 1;
                     tracing::error!(event_id = %pending.stored.event.id, error = %e, "cannot record a processed event; it will run again");
                 }
             }
         }
+        // Rows of events after one left unprocessed wait for it: an older row of their entity
+        // may still appear. (A failed thread's events are unknown: the whole batch waits.)
+        handoff.watermark(match (incomplete, thread_failed) {
+            (false, _) => ALL_PROCESSED,
+            (true, true) => first_seq,
+            (true, false) => unprocessed,
+        });
         if incomplete {
             // Start again from this batch after a pause: committed events are skipped, the
             // rest run again.

@@ -15,8 +15,9 @@ where
     intake_deduplicates_per_route_and_answers_the_first_id(&open().await).await;
     work_queue_hands_out_events_in_acceptance_order_once(&open().await).await;
     work_queue_keeps_a_replay_that_lands_while_the_event_runs_again(&open().await).await;
-    outbox_releases_one_row_per_entity_in_event_order(&open().await).await;
-    outbox_keyed_rows_wait_for_earlier_events_to_be_processed(&open().await).await;
+    work_queue_answers_the_rows_it_queued(&open().await).await;
+    outbox_lists_pending_rows_in_event_order_page_by_page(&open().await).await;
+    outbox_puts_every_emitted_event_type_in_the_cores_lane(&open().await).await;
     outbox_keeps_the_retry_schedule_and_dead_letters_once(&open().await).await;
     outbox_entity_state_only_moves_forward(&open().await).await;
     plugin_store_keeps_versions_and_their_activations(&open().await).await;
@@ -121,17 +122,8 @@ async fn accept_and_process(
     }
 }
 
-async fn due_now(backend: &Backend) -> Vec<OutboxRow> {
-    backend
-        .outbox
-        .due(DueQuery {
-            now: i64::MAX,
-            limit: 100,
-            skip: Vec::new(),
-            busy: Vec::new(),
-        })
-        .await
-        .unwrap()
+async fn pending_rows(backend: &Backend) -> Vec<OutboxRow> {
+    backend.outbox.load("state-api", None, 100).await.unwrap()
 }
 
 fn attempt(row: &OutboxRow, next: Next, status: u16) -> AttemptRecord {
@@ -260,7 +252,46 @@ async fn work_queue_keeps_a_replay_that_lands_while_the_event_runs_again(backend
     assert_eq!(last[0].done_handlers, [0]);
 }
 
-async fn outbox_releases_one_row_per_entity_in_event_order(backend: &Backend) {
+async fn work_queue_answers_the_rows_it_queued(backend: &Backend) {
+    backend
+        .intake
+        .accept(new_event("e1", Some("k"), None))
+        .await
+        .unwrap();
+    let pending = backend.queue.pending(0, 10).await.unwrap().remove(0);
+    let mut dropped = delivery("e1", None, None, Strategy::None);
+    dropped.reason = Some("echo: not sent".into());
+    dropped.idempotency_key = "e1.0.1".into();
+    let queued = backend
+        .queue
+        .complete(processed(
+            &pending,
+            vec![
+                delivery("e1", Some("k"), Some(3), Strategy::Version),
+                dropped,
+            ],
+        ))
+        .await
+        .unwrap();
+    // Only the row to send comes back, as the store holds it.
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued, pending_rows(backend).await);
+    assert_eq!(queued[0].event_seq, pending.stored.seq);
+    assert_eq!(queued[0].action.version, Some(3));
+    // A result that comes twice queues nothing more.
+    let again = backend
+        .queue
+        .complete(processed(
+            &pending,
+            vec![delivery("e1", None, None, Strategy::None)],
+        ))
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    assert_eq!(pending_rows(backend).await.len(), 1);
+}
+
+async fn outbox_lists_pending_rows_in_event_order_page_by_page(backend: &Backend) {
     let events = [
         ("a1", Some("a")),
         ("b1", Some("b")),
@@ -278,71 +309,51 @@ async fn outbox_releases_one_row_per_entity_in_event_order(backend: &Backend) {
         )]
     })
     .await;
-    let due: Vec<String> = due_now(backend)
-        .await
-        .iter()
-        .map(|r| r.event_id.clone())
-        .collect();
-    assert_eq!(due, ["a1", "b1", "n1", "n2"]);
-    // A busy target's rows and skipped rows are left out.
-    let none = backend
-        .outbox
-        .due(DueQuery {
-            now: i64::MAX,
-            limit: 100,
-            skip: Vec::new(),
-            busy: vec!["state-api".into()],
-        })
-        .await
-        .unwrap();
-    assert!(none.is_empty());
-    let rows = due_now(backend).await;
-    let a1 = rows.iter().find(|r| r.event_id == "a1").unwrap();
+    let ids =
+        |rows: &[OutboxRow]| -> Vec<String> { rows.iter().map(|r| r.event_id.clone()).collect() };
+    assert_eq!(
+        ids(&pending_rows(backend).await),
+        ["a1", "b1", "a2", "n1", "n2"]
+    );
+    let first = backend.outbox.load("state-api", None, 2).await.unwrap();
+    assert_eq!(ids(&first), ["a1", "b1"]);
+    let last = first.last().map(|r| (r.event_seq, r.id));
+    let next = backend.outbox.load("state-api", last, 2).await.unwrap();
+    assert_eq!(ids(&next), ["a2", "n1"]);
+    // Lanes: each destination, and the core for every emitted event type.
+    assert_eq!(backend.outbox.lanes().await.unwrap(), ["state-api"]);
+    assert!(
+        backend
+            .outbox
+            .load("hms-core", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A delivered row is no longer pending.
     backend
         .outbox
-        .record_attempt(attempt(a1, Next::Delivered, 200))
+        .record_attempt(attempt(&first[0], Next::Delivered, 200))
         .await
         .unwrap();
-    let due: Vec<String> = due_now(backend)
-        .await
-        .iter()
-        .map(|r| r.event_id.clone())
-        .collect();
-    assert_eq!(
-        due,
-        ["b1", "a2", "n1", "n2"],
-        "a's next row follows at once"
-    );
+    assert_eq!(ids(&pending_rows(backend).await), ["b1", "a2", "n1", "n2"]);
 }
 
-async fn outbox_keyed_rows_wait_for_earlier_events_to_be_processed(backend: &Backend) {
-    backend
-        .intake
-        .accept(new_event("first", Some("x"), None))
-        .await
-        .unwrap();
-    backend
-        .intake
-        .accept(new_event("second", Some("y"), None))
-        .await
-        .unwrap();
-    let pending = backend.queue.pending(0, 10).await.unwrap();
-    // The later event is processed first: its keyed row waits for the earlier event.
-    backend
-        .queue
-        .complete(processed(
-            &pending[1],
-            vec![delivery("second", Some("y"), None, Strategy::None)],
-        ))
-        .await
-        .unwrap();
-    assert!(due_now(backend).await.is_empty());
-    backend
-        .queue
-        .complete(processed(&pending[0], Vec::new()))
-        .await
-        .unwrap();
-    assert_eq!(due_now(backend).await.len(), 1);
+async fn outbox_puts_every_emitted_event_type_in_the_cores_lane(backend: &Backend) {
+    accept_and_process(backend, &[("e1", None), ("e2", None)], |id| {
+        let mut emit = delivery(id, None, None, Strategy::None);
+        emit.kind = OutboxKind::Emit;
+        emit.target = format!("type.{id}");
+        emit.idempotency_key = format!("{id}.0.1");
+        vec![emit, delivery(id, None, None, Strategy::None)]
+    })
+    .await;
+    let mut lanes = backend.outbox.lanes().await.unwrap();
+    lanes.sort();
+    assert_eq!(lanes, [CORE_TARGET, "state-api"]);
+    let core = backend.outbox.load(CORE_TARGET, None, 10).await.unwrap();
+    let targets: Vec<&str> = core.iter().map(|r| r.action.target.as_str()).collect();
+    assert_eq!(targets, ["type.e1", "type.e2"]);
 }
 
 async fn outbox_keeps_the_retry_schedule_and_dead_letters_once(backend: &Backend) {
@@ -350,32 +361,23 @@ async fn outbox_keeps_the_retry_schedule_and_dead_letters_once(backend: &Backend
         vec![delivery(id, Some("k"), None, Strategy::None)]
     })
     .await;
-    let row = due_now(backend).await.remove(0);
+    let row = pending_rows(backend).await.remove(0);
     backend
         .outbox
         .record_attempt(attempt(&row, Next::RetryAt(5_000), 503))
         .await
         .unwrap();
-    let early = backend
-        .outbox
-        .due(DueQuery {
-            now: 4_999,
-            limit: 10,
-            skip: Vec::new(),
-            busy: Vec::new(),
-        })
-        .await
-        .unwrap();
-    assert!(early.is_empty(), "not due before its retry time");
-    assert_eq!(backend.outbox.next_due(0).await.unwrap(), Some(5_000));
-    let again = due_now(backend).await.remove(0);
+    // Still pending, with its next attempt's time and its error kept across a restart.
+    let again = pending_rows(backend).await.remove(0);
     assert_eq!((again.attempts, again.round_attempts), (1, 1));
+    assert_eq!(again.next_attempt_at, 5_000);
+    assert_eq!(again.last_error.as_deref(), Some("HTTP 503"));
     backend
         .outbox
         .record_attempt(attempt(&again, Next::Dead, 400))
         .await
         .unwrap();
-    assert!(due_now(backend).await.is_empty());
+    assert!(pending_rows(backend).await.is_empty());
     let dead = backend
         .records
         .dead_letters(DeadLetterFilter::default())
@@ -414,14 +416,16 @@ async fn outbox_entity_state_only_moves_forward(backend: &Backend) {
         None
     );
     // v2 goes first (per-key order); delivering it supersedes the stale v1 still pending.
-    let v2 = due_now(backend).await.remove(0);
+    let v2 = pending_rows(backend).await.remove(0);
     assert_eq!(v2.event_id, "v2");
+    let v1 = pending_rows(backend).await.remove(1);
+    assert_eq!(v1.event_id, "v1");
     let superseded = backend
         .outbox
         .record_attempt(attempt(&v2, Next::Delivered, 200))
         .await
         .unwrap();
-    assert_eq!(superseded, 1);
+    assert_eq!(superseded, [v1.id]);
     let state = backend
         .outbox
         .entity_state(entity.clone())
@@ -429,7 +433,7 @@ async fn outbox_entity_state_only_moves_forward(backend: &Backend) {
         .unwrap()
         .unwrap();
     assert_eq!((state.version, state.event_id.as_str()), (Some(2), "v2"));
-    let v3 = due_now(backend).await.remove(0);
+    let v3 = pending_rows(backend).await.remove(0);
     assert_eq!(v3.event_id, "v3");
     backend
         .outbox
@@ -526,7 +530,7 @@ async fn records_replay_a_dead_letter_once(backend: &Backend) {
         vec![delivery(id, None, None, Strategy::None)]
     })
     .await;
-    let row = due_now(backend).await.remove(0);
+    let row = pending_rows(backend).await.remove(0);
     backend
         .outbox
         .record_attempt(attempt(&row, Next::Dead, 410))
@@ -565,7 +569,7 @@ async fn records_replay_a_dead_letter_once(backend: &Backend) {
         "{again:?}"
     );
     // Pending again, with a fresh round.
-    let row = due_now(backend).await.remove(0);
+    let row = pending_rows(backend).await.remove(0);
     assert_eq!((row.attempts, row.round_attempts), (1, 0));
     let listed = backend
         .records

@@ -4,7 +4,7 @@
 //! | --- | --- | --- |
 //! | [`Intake`] | the listeners | commit an accepted event (deduplicated), prove writes land |
 //! | [`WorkQueue`] | the processor | read pending events, commit what processing made |
-//! | [`Outbox`] | the dispatcher | due deliveries in per-key order, attempts, conflict state |
+//! | [`Outbox`] | the dispatcher | pending deliveries (after a restart or a replay), attempts, conflict state |
 //! | [`PluginStore`] | the registry | plugin versions and activations |
 //! | [`Records`] | the admin API, metrics | dead letters and replay, event history, backlog |
 //!
@@ -72,8 +72,9 @@ pub trait WorkQueue: Send + Sync {
     fn pending(&self, after_seq: i64, limit: usize) -> StoreFuture<Vec<PendingEvent>>;
 
     /// Records the runs of a processed event and its outbox rows, and marks it processed, in
-    /// one transaction.
-    fn complete(&self, processed: Processed) -> StoreFuture<()>;
+    /// one transaction. Answers the rows it queued for delivery, with their ids, which the
+    /// processor hands to the dispatcher (none when the event was already processed).
+    fn complete(&self, processed: Processed) -> StoreFuture<Vec<OutboxRow>>;
 
     /// Notified after new events are committed.
     fn accepted(&self) -> Arc<Notify>;
@@ -85,18 +86,23 @@ pub trait WorkQueue: Send + Sync {
 
 /// The deliveries waiting to be sent, and what their destinations hold.
 pub trait Outbox: Send + Sync {
-    /// Pending rows due by `query.now`, soonest first, skipping `query.skip` and the targets in
-    /// `query.busy`. A row with an entity key is due only when it is the oldest pending row of
-    /// its entity by event acceptance order, and every event accepted before its own has been
-    /// processed (so no older row for its entity can still appear).
-    fn due(&self, query: DueQuery) -> StoreFuture<Vec<OutboxRow>>;
+    /// The lanes with pending rows: each destination's name, and [`CORE_TARGET`] for emitted
+    /// events (as [`OutboxAction::target_name`] names them).
+    fn lanes(&self) -> StoreFuture<Vec<String>>;
 
-    /// When the first pending row due after `after` (Unix ms) is due, if any is.
-    fn next_due(&self, after: i64) -> StoreFuture<Option<i64>>;
+    /// Up to `limit` pending rows of a lane, in event acceptance order (`event_seq`, then
+    /// `id`), after the row `after` in that order: how the dispatcher learns of rows it was not
+    /// handed (after a start, a replay, or while its queue is full).
+    fn load(
+        &self,
+        lane: &str,
+        after: Option<(i64, i64)>,
+        limit: usize,
+    ) -> StoreFuture<Vec<OutboxRow>>;
 
-    /// Records one delivery attempt and what follows it; answers how many pending deliveries a
+    /// Records one delivery attempt and what follows it; answers the pending deliveries a
     /// delivered version superseded (see [`crate::conflict`]).
-    fn record_attempt(&self, attempt: AttemptRecord) -> StoreFuture<usize>;
+    fn record_attempt(&self, attempt: AttemptRecord) -> StoreFuture<Vec<i64>>;
 
     /// Marks a pending row superseded.
     fn supersede(&self, record: SupersedeRecord) -> StoreFuture<()>;
@@ -104,8 +110,8 @@ pub trait Outbox: Send + Sync {
     /// What the target last got for an entity, if anything.
     fn entity_state(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>>;
 
-    /// Notified after outbox rows are added or change state.
-    fn changed(&self) -> Arc<Notify>;
+    /// Notified after dead deliveries are replayed: pending rows the dispatcher was not handed.
+    fn requeued(&self) -> Arc<Notify>;
 }
 
 /// Plugin versions and which one is active.

@@ -175,19 +175,6 @@ pub struct OutboxRow {
     pub superseded_by: Option<String>,
 }
 
-/// Which due rows to fetch.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DueQuery {
-    /// The time they must be due by (Unix ms).
-    pub now: i64,
-    /// At most this many.
-    pub limit: usize,
-    /// Rows not to return (in flight, or cooling down).
-    pub skip: Vec<i64>,
-    /// Targets at their concurrency limit (their names as [`OutboxAction::target_name`] gives).
-    pub busy: Vec<String>,
-}
-
 /// What follows a delivery attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {

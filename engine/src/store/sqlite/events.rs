@@ -8,7 +8,8 @@ use super::columns::{
 use super::{dead_letters, outbox};
 use crate::sandbox::event::Event;
 use crate::store::{
-    Accepted, DeadLetterKind, NewEvent, PendingEvent, Processed, Route, StoreError, StoredEvent,
+    Accepted, DeadLetterKind, NewEvent, OutboxRow, PendingEvent, Processed, Route, StoreError,
+    StoredEvent,
 };
 use rusqlite::{Connection, Row, params};
 
@@ -18,8 +19,8 @@ pub(super) fn insert(conn: &Connection, new: &NewEvent) -> Result<Accepted, Stor
     let inserted = conn
         .prepare_cached(
             "INSERT INTO events (id, route, dedupe_key, event_type, origin, entity_key, version,
-                 timestamp, content_type, headers, payload, accepted_at, hops, path)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 timestamp, content_type, headers, accepted_at, hops, path)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (dedupe_key) DO NOTHING",
         )?
         .execute(params![
@@ -33,12 +34,13 @@ pub(super) fn insert(conn: &Connection, new: &NewEvent) -> Result<Accepted, Stor
             e.timestamp,
             e.content_type,
             headers_json(&e.headers),
-            e.payload,
             new.accepted_at,
             e.hops,
             path_text(&e.path),
         ])?;
     if inserted == 1 {
+        conn.prepare_cached("INSERT INTO payloads (event_seq, payload) VALUES (?1, ?2)")?
+            .execute(params![conn.last_insert_rowid(), e.payload])?;
         return Ok(Accepted {
             id: e.id.clone(),
             duplicate: false,
@@ -60,9 +62,16 @@ pub(super) fn probe(conn: &Connection, now: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The columns [`stored_event`] reads.
-pub(super) const EVENT_COLUMNS: &str = "seq, route, id, event_type, origin, entity_key, version,
-    timestamp, content_type, headers, payload, accepted_at, processed_at, hops, path";
+/// The columns [`stored_event`] reads, from [`EVENTS`].
+pub(super) const EVENT_COLUMNS: &str = "e.seq AS seq, e.route AS route, e.id AS id,
+    e.event_type AS event_type, e.origin AS origin, e.entity_key AS entity_key,
+    e.version AS version, e.timestamp AS timestamp, e.content_type AS content_type,
+    e.headers AS headers, p.payload AS payload, e.accepted_at AS accepted_at,
+    e.processed_at AS processed_at, e.hops AS hops, e.path AS path,
+    e.generation AS generation";
+
+/// Events with their payloads.
+pub(super) const EVENTS: &str = "events e JOIN payloads p ON p.event_seq = e.seq";
 
 /// An event row, read by column name.
 pub(super) fn stored_event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
@@ -100,8 +109,8 @@ pub(super) fn pending(
     limit: usize,
 ) -> Result<Vec<PendingEvent>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS}, generation FROM events
-         WHERE processed_at IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2"
+        "SELECT {EVENT_COLUMNS} FROM {EVENTS}
+         WHERE e.processed_at IS NULL AND e.seq > ?1 ORDER BY e.seq LIMIT ?2"
     ))?;
     let mut rows = stmt.query(params![after_seq, from_usize(limit)])?;
     let mut events = Vec::new();
@@ -135,8 +144,8 @@ pub(super) fn pending(
 }
 
 /// Records a processed event's runs and outbox rows and marks it processed. A failed run also
-/// leaves a dead letter.
-pub(super) fn complete(conn: &Connection, p: &Processed) -> Result<(), StoreError> {
+/// leaves a dead letter. Returns the rows queued for delivery.
+pub(super) fn complete(conn: &Connection, p: &Processed) -> Result<Vec<OutboxRow>, StoreError> {
     let (processed_at, generation): (Option<i64>, i64) = conn
         .prepare_cached("SELECT processed_at, generation FROM events WHERE id = ?1")?
         .query_row([&p.event_id], |row| {
@@ -145,12 +154,13 @@ pub(super) fn complete(conn: &Connection, p: &Processed) -> Result<(), StoreErro
     if processed_at.is_some() {
         // Already processed (this result came twice): keep the first, so an event is never
         // processed twice.
-        return Ok(());
+        return Ok(Vec::new());
     }
     if generation == p.generation {
         conn.prepare_cached("UPDATE events SET processed_at = ?2 WHERE id = ?1")?
             .execute(params![p.event_id, p.processed_at])?;
     }
+    let mut queued = Vec::new();
     for record in &p.runs {
         let run = &record.run;
         conn.prepare_cached(
@@ -184,8 +194,8 @@ pub(super) fn complete(conn: &Connection, p: &Processed) -> Result<(), StoreErro
             )?;
         }
         for action in &record.actions {
-            outbox::insert(conn, p, run_id, action)?;
+            queued.extend(outbox::insert(conn, p, run_id, action)?);
         }
     }
-    Ok(())
+    Ok(queued)
 }

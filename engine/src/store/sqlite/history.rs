@@ -3,7 +3,7 @@
 
 use super::columns::{named, read_all, to_usize};
 use super::dead_letters::{self, DEAD_LETTER_COLUMNS};
-use super::events::{EVENT_COLUMNS, stored_event};
+use super::events::{EVENT_COLUMNS, EVENTS, stored_event};
 use super::outbox::{self, OUTBOX_COLUMNS};
 use crate::store::{Attempt, AttemptOutcome, Backlog, EventHistory, Run, RunOutcome, StoreError};
 use rusqlite::{Connection, OptionalExtension};
@@ -14,7 +14,9 @@ pub(super) fn event_history(
     id: &str,
 ) -> Result<Option<EventHistory>, StoreError> {
     let event = conn
-        .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM {EVENTS} WHERE e.id = ?1"
+        ))?
         .query_row([id], |row| Ok(stored_event(row)))
         .optional()?
         .transpose()?;

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 
 /// The schema version this engine writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Opens the database for writing (WAL, `synchronous = FULL`) or reading.
 pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -41,7 +41,8 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let steps: &[&str] = match version {
         0 => &[include_str!("schema.sql")],
-        1 => &[TO_2],
+        1 => &[TO_2, TO_3],
+        2 => &[TO_3],
         SCHEMA_VERSION => return Ok(()),
         newer => {
             return Err(StoreError::Io(format!(
@@ -67,45 +68,100 @@ const TO_2: &str = "
         WHERE kind != 'drop' AND state IN ('dropped', 'superseded');
 ";
 
+/// Version 2 to 3: payloads move to their own table, so marking an event processed rewrites
+/// only its small row; the dispatcher loads pending rows by event order, not by due time.
+const TO_3: &str = "
+    CREATE TABLE payloads (
+        event_seq INTEGER PRIMARY KEY REFERENCES events (seq),
+        payload   BLOB    NOT NULL
+    );
+    INSERT INTO payloads (event_seq, payload) SELECT seq, payload FROM events;
+    ALTER TABLE events DROP COLUMN payload;
+    DROP INDEX outbox_due;
+    CREATE INDEX outbox_lane ON outbox ((CASE kind WHEN 'emit' THEN 'hms-core' ELSE target END),
+        event_seq, id) WHERE state = 'pending';
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_version_1_database_is_upgraded_keeping_its_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v1.db");
-        let mut conn = open_connection(&path, false).unwrap();
-        // The version 1 outbox, as far as the upgrade touches it.
+    /// A database as version 1 of the engine wrote it: an event, a delivered row, a drop
+    /// action and an echo that was not sent.
+    fn version_1_database(path: &Path) {
+        let conn = open_connection(path, false).unwrap();
+        conn.execute_batch(include_str!("testdata/schema-v1.sql"))
+            .unwrap();
         conn.execute_batch(
-            "CREATE TABLE outbox (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, target TEXT NOT NULL,
-                 state TEXT NOT NULL, last_error TEXT);
-             INSERT INTO outbox VALUES (1, 'drop', 'not for us', 'dropped', NULL);
-             INSERT INTO outbox VALUES (2, 'deliver', 'state-api', 'dropped', 'echo: ...');
-             INSERT INTO outbox VALUES (3, 'deliver', 'state-api', 'dead', 'HTTP 500');
-             PRAGMA user_version = 1;",
+            "PRAGMA user_version = 1;
+             INSERT INTO events (seq, id, route, event_type, origin, timestamp, content_type,
+                 headers, payload, accepted_at, processed_at)
+             VALUES (1, 'e1', 'bus:tax.rate.updated', 'tax.rate.updated', 'hms', 5,
+                 'application/json', '[]', X'7B7D', 6, 7);
+             INSERT INTO runs (id, event_id, handler, plugin, plugin_hash, outcome, duration_us,
+                 ran_at) VALUES (1, 'e1', 0, 'p', 'h', 'ok', 1, 7);
+             INSERT INTO outbox (id, event_id, event_seq, run_id, kind, target, idempotency_key,
+                 origin, content_type, headers, body, timestamp, state, round_started_at,
+                 next_attempt_at, created_at, last_error)
+             VALUES
+                 (1, 'e1', 1, 1, 'deliver', 'state-api', 'e1.0.0', 'hms', 'application/json',
+                  '[]', X'7B7D', 5, 'dead', 7, 7, 7, 'HTTP 500'),
+                 (2, 'e1', 1, 1, 'drop', 'not for us', 'e1.0.1', 'hms', 'application/json',
+                  '[]', X'', 5, 'dropped', 7, 7, 7, NULL),
+                 (3, 'e1', 1, 1, 'deliver', 'irs', 'e1.0.2', 'hms', 'application/json', '[]',
+                  X'7B7D', 5, 'dropped', 7, 7, 7, 'echo: ...');",
         )
         .unwrap();
-        migrate(&mut conn).unwrap();
-        let rows: Vec<(String, Option<String>, Option<String>)> = conn
-            .prepare("SELECT target, reason, last_error FROM outbox ORDER BY id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_is_upgraded_keeping_its_rows() {
+        use crate::store::{Records, SqliteStore};
+        let dir = tempfile::tempdir().unwrap();
+        version_1_database(&dir.path().join(super::super::DATABASE_FILE));
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let history = store.event_history("e1").await.unwrap().unwrap();
+        assert_eq!(history.event.event.payload, b"{}");
+        assert_eq!(history.event.processed_at, Some(7));
+        let rows: Vec<(&str, Option<&str>, Option<&str>)> = history
+            .outbox
+            .iter()
+            .map(|(row, _)| {
+                (
+                    row.action.target.as_str(),
+                    row.action.reason.as_deref(),
+                    row.last_error.as_deref(),
+                )
+            })
+            .collect();
         assert_eq!(
             rows,
             [
-                (String::new(), Some("not for us".into()), None),
-                ("state-api".into(), Some("echo: ...".into()), None),
-                ("state-api".into(), None, Some("HTTP 500".into())),
+                ("state-api", None, Some("HTTP 500")),
+                ("", Some("not for us"), None),
+                ("irs", Some("echo: ..."), None),
             ]
         );
+        store.close().await;
+        // Opening it again finds it current.
+        let mut conn =
+            open_connection(&dir.path().join(super::super::DATABASE_FILE), false).unwrap();
+        migrate(&mut conn).unwrap();
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        migrate(&mut conn).unwrap();
+    }
+
+    #[test]
+    fn a_database_from_a_newer_engine_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("newer.db"), false).unwrap();
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        let refused = migrate(&mut conn).unwrap_err();
+        assert!(
+            refused.to_string().contains("schema version 99"),
+            "{refused}"
+        );
     }
 }

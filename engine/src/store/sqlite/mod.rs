@@ -28,10 +28,10 @@ mod plugins;
 mod writer;
 
 use super::{
-    Accepted, Activation, AttemptRecord, Backlog, DeadLetter, DeadLetterFilter, DueQuery,
-    EntityRef, EntityState, EventHistory, Intake, NewEvent, Outbox, OutboxRow, PendingEvent,
-    PluginStore, PluginVersion, PluginVersionInfo, PluginWrite, Processed, Records, ReplayOutcome,
-    StoreError, StoreFuture, SupersedeRecord, WorkQueue,
+    Accepted, Activation, AttemptRecord, Backlog, DeadLetter, DeadLetterFilter, EntityRef,
+    EntityState, EventHistory, Intake, NewEvent, Outbox, OutboxRow, PendingEvent, PluginStore,
+    PluginVersion, PluginVersionInfo, PluginWrite, Processed, Records, ReplayOutcome, StoreError,
+    StoreFuture, SupersedeRecord, WorkQueue,
 };
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -165,7 +165,7 @@ impl WorkQueue for SqliteStore {
         self.read(move |conn| events::pending(conn, after_seq, limit))
     }
 
-    fn complete(&self, processed: Processed) -> StoreFuture<()> {
+    fn complete(&self, processed: Processed) -> StoreFuture<Vec<OutboxRow>> {
         self.queue(|reply| writer::Command::Processed(processed, reply))
     }
 
@@ -179,15 +179,21 @@ impl WorkQueue for SqliteStore {
 }
 
 impl Outbox for SqliteStore {
-    fn due(&self, query: DueQuery) -> StoreFuture<Vec<OutboxRow>> {
-        self.read(move |conn| outbox::due(conn, &query))
+    fn lanes(&self) -> StoreFuture<Vec<String>> {
+        self.read(outbox::lanes)
     }
 
-    fn next_due(&self, after: i64) -> StoreFuture<Option<i64>> {
-        self.read(move |conn| outbox::next_due(conn, after))
+    fn load(
+        &self,
+        lane: &str,
+        after: Option<(i64, i64)>,
+        limit: usize,
+    ) -> StoreFuture<Vec<OutboxRow>> {
+        let lane = lane.to_owned();
+        self.read(move |conn| outbox::pending(conn, &lane, after, limit))
     }
 
-    fn record_attempt(&self, attempt: AttemptRecord) -> StoreFuture<usize> {
+    fn record_attempt(&self, attempt: AttemptRecord) -> StoreFuture<Vec<i64>> {
         self.queue(|reply| writer::Command::Attempt(attempt, reply))
     }
 
@@ -199,8 +205,8 @@ impl Outbox for SqliteStore {
         self.read(move |conn| outbox::entity_state(conn, &entity))
     }
 
-    fn changed(&self) -> Arc<Notify> {
-        self.inner.signals.outbox_changed.clone()
+    fn requeued(&self) -> Arc<Notify> {
+        self.inner.signals.outbox_requeued.clone()
     }
 }
 
@@ -345,6 +351,31 @@ mod tests {
                 .is_empty()
         );
         store.close().await;
+    }
+
+    #[test]
+    fn loading_a_lane_uses_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        let mut conn = migrate::open_connection(&path, false).unwrap();
+        migrate::migrate(&mut conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT id FROM outbox
+                 WHERE state = 'pending' AND {} = 'x' AND (event_seq, id) > (0, 0)
+                 ORDER BY event_seq, id LIMIT 10",
+                outbox::LANE
+            ))
+            .unwrap()
+            .query_map([], |row| row.get::<_, String>("detail"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step.contains("outbox_lane")),
+            "{plan:?}"
+        );
+        assert!(outbox::LANE.contains(&format!("'{}'", crate::store::CORE_TARGET)));
     }
 
     #[tokio::test]

@@ -9,19 +9,19 @@ use super::dead_letters;
 use crate::config::Strategy;
 use crate::conflict::sql as conflict_sql;
 use crate::store::{
-    AttemptRecord, CORE_TARGET, DeadLetterKind, DueQuery, EntityRef, EntityState, Next,
-    OutboxAction, OutboxKind, OutboxRow, OutboxState, Processed, StoreError, SupersedeRecord,
+    AttemptRecord, CORE_TARGET, DeadLetterKind, EntityRef, EntityState, Next, OutboxAction,
+    OutboxKind, OutboxRow, OutboxState, Processed, StoreError, SupersedeRecord,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// Inserts the row for one action of a processed event's run. A drop action, or an action
-/// with a reason not to send it, is stored as dropped.
+/// with a reason not to send it, is stored as dropped. Returns the row when it is pending.
 pub(super) fn insert(
     conn: &Connection,
     p: &Processed,
     run_id: i64,
     action: &OutboxAction,
-) -> Result<(), StoreError> {
+) -> Result<Option<OutboxRow>, StoreError> {
     let state = match (action.kind, &action.reason) {
         (OutboxKind::Drop, _) | (_, Some(_)) => OutboxState::Dropped,
         (OutboxKind::Deliver | OutboxKind::Emit, None) => OutboxState::Pending,
@@ -58,7 +58,21 @@ pub(super) fn insert(
         action.reason,
         path_text(&action.path),
     ])?;
-    Ok(())
+    Ok((state == OutboxState::Pending).then(|| OutboxRow {
+        id: conn.last_insert_rowid(),
+        event_id: p.event_id.clone(),
+        event_seq: p.event_seq,
+        action: action.clone(),
+        state,
+        attempts: 0,
+        round_attempts: 0,
+        round_started_at: p.processed_at,
+        next_attempt_at: p.processed_at,
+        last_error: None,
+        created_at: p.processed_at,
+        finished_at: None,
+        superseded_by: None,
+    }))
 }
 
 /// The columns [`row`] reads.
@@ -102,52 +116,36 @@ pub(super) fn row(row: &Row<'_>) -> Result<OutboxRow, StoreError> {
     })
 }
 
-/// Pending rows due by `q.now`, soonest first, skipping `q.skip` and the targets in `q.busy`
-/// (destination names; `hms-core` for emitted events). A row with an entity key is due only
-/// when it is the oldest pending row of its (kind, target, key) by event acceptance order,
-/// and when every event accepted before its own has been processed (so no older row for its
-/// key can still appear).
-pub(super) fn due(conn: &Connection, q: &DueQuery) -> Result<Vec<OutboxRow>, StoreError> {
-    // The busy targets are few (at most one per destination); they go into the query so one
-    // saturated destination's backlog cannot hide every other destination's due rows.
-    let marks = vec!["?"; q.busy.len()].join(", ");
+/// A row's lane, as SQL: the expression of the `outbox_lane` index.
+pub(super) const LANE: &str = "(CASE kind WHEN 'emit' THEN 'hms-core' ELSE target END)";
+
+/// The lanes with pending rows.
+pub(super) fn lanes(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {OUTBOX_COLUMNS} FROM outbox o
-         WHERE o.state = 'pending' AND o.next_attempt_at <= ?
-           AND o.id NOT IN (SELECT value FROM json_each(?))
-           AND (CASE o.kind WHEN 'emit' THEN '{CORE_TARGET}' ELSE o.target END) NOT IN ({marks})
-           AND (o.entity_key IS NULL OR (
-                o.event_seq < (SELECT COALESCE(MIN(seq), 9223372036854775807)
-                               FROM events WHERE processed_at IS NULL)
-                AND NOT EXISTS (
-                    SELECT 1 FROM outbox p
-                    WHERE p.state = 'pending' AND p.kind = o.kind AND p.target = o.target
-                      AND p.entity_key = o.entity_key
-                      AND (p.event_seq < o.event_seq OR (p.event_seq = o.event_seq AND p.id < o.id)))))
-         ORDER BY o.next_attempt_at, o.id LIMIT ?"
+        "SELECT DISTINCT {LANE} AS lane FROM outbox WHERE state = 'pending'"
     ))?;
-    let skip = serde_json::to_string(&q.skip).unwrap_or_else(|_| "[]".to_owned());
-    let mut values: Vec<rusqlite::types::Value> = vec![q.now.into(), skip.into()];
-    values.extend(q.busy.iter().map(|b| b.clone().into()));
-    values.push(from_usize(q.limit).into());
-    read_all(stmt.query(rusqlite::params_from_iter(values))?, row)
+    read_all(stmt.query([])?, |row| Ok(row.get("lane")?))
 }
 
-/// When the first pending row due after `after` (Unix ms) is due, if any is.
-pub(super) fn next_due(conn: &Connection, after: i64) -> Result<Option<i64>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT MIN(next_attempt_at) AS next FROM outbox
-             WHERE state = 'pending' AND next_attempt_at > ?1",
-        )?
-        .query_row([after], |row| row.get::<_, Option<i64>>("next"))
-        .optional()?
-        .flatten())
+/// Up to `limit` pending rows of `lane` after `after` in (event_seq, id) order.
+pub(super) fn pending(
+    conn: &Connection,
+    lane: &str,
+    after: Option<(i64, i64)>,
+    limit: usize,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let (seq, id) = after.unwrap_or((i64::MIN, i64::MIN));
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {OUTBOX_COLUMNS} FROM outbox
+         WHERE state = 'pending' AND {LANE} = ?1 AND (event_seq, id) > (?2, ?3)
+         ORDER BY event_seq, id LIMIT ?4"
+    ))?;
+    read_all(stmt.query(params![lane, seq, id, from_usize(limit)])?, row)
 }
 
 /// Records an attempt and moves its outbox row on; a row that gives up becomes a dead letter.
-/// Returns how many pending rows a delivered version superseded.
-pub(super) fn record_attempt(conn: &Connection, a: &AttemptRecord) -> Result<usize, StoreError> {
+/// Returns the pending rows a delivered version superseded.
+pub(super) fn record_attempt(conn: &Connection, a: &AttemptRecord) -> Result<Vec<i64>, StoreError> {
     let attempt = &a.attempt;
     conn.prepare_cached(
         "INSERT INTO attempts (outbox_id, attempt, started_at, duration_ms, status, error, outcome)
@@ -188,7 +186,7 @@ pub(super) fn record_attempt(conn: &Connection, a: &AttemptRecord) -> Result<usi
             |row| row.get("keeps_state"),
         )
         .optional()?;
-    let mut superseded = 0;
+    let mut superseded = Vec::new();
     if updated == Some(true) && a.next == Next::Delivered {
         superseded = record_entity_state(conn, a, finished)?;
     }
@@ -227,9 +225,13 @@ pub(super) fn record_attempt(conn: &Connection, a: &AttemptRecord) -> Result<usi
 /// After a delivery with a conflict strategy and an entity key succeeds: remembers what the
 /// destination now holds (only ever forward), and supersedes the pending rows for the same
 /// entity that this version makes stale (they would only be refused when their turn came).
-/// Returns how many. The conditions are [`crate::conflict`]'s, kept in agreement with its
+/// Returns them. The conditions are [`crate::conflict`]'s, kept in agreement with its
 /// `decide`.
-fn record_entity_state(conn: &Connection, a: &AttemptRecord, at: i64) -> Result<usize, StoreError> {
+fn record_entity_state(
+    conn: &Connection,
+    a: &AttemptRecord,
+    at: i64,
+) -> Result<Vec<i64>, StoreError> {
     let delivered = conn
         .prepare_cached(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1"
@@ -237,10 +239,10 @@ fn record_entity_state(conn: &Connection, a: &AttemptRecord, at: i64) -> Result<
         .query_row([a.outbox_id], |r| Ok(row(r)))??;
     let action = &delivered.action;
     let Some(key) = &action.key else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
     if action.conflict == Strategy::None {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let body = match action.conflict {
         Strategy::Plugin => Some(a.merged_body.as_ref().unwrap_or(&action.body)),
@@ -271,25 +273,30 @@ fn record_entity_state(conn: &Connection, a: &AttemptRecord, at: i64) -> Result<
         at,
     ])?;
     let Some(stale) = conflict_sql::row_is_stale(action.conflict, action.version.is_some()) else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
-    let superseded = conn
-        .prepare_cached(&format!(
-            "UPDATE outbox SET state = 'superseded', superseded_by = ?6, finished_at = ?8,
-                 reason = 'the destination already holds a newer version'
-             WHERE state = 'pending' AND kind = ?1 AND target = ?2 AND entity_key = ?3
-               AND id != ?4 AND {stale}"
-        ))?
-        .execute(params![
-            action.kind.as_str(),
-            action.target,
-            key,
-            a.outbox_id,
-            action.timestamp,
-            delivered.event_id,
-            from_u64(action.version),
-            at,
-        ])?;
+    let mut update = conn.prepare_cached(&format!(
+        "UPDATE outbox SET state = 'superseded', superseded_by = ?6, finished_at = ?8,
+             reason = 'the destination already holds a newer version'
+         WHERE state = 'pending' AND kind = ?1 AND target = ?2 AND entity_key = ?3
+           AND id != ?4 AND {stale}
+         RETURNING id"
+    ))?;
+    let superseded = update
+        .query_map(
+            params![
+                action.kind.as_str(),
+                action.target,
+                key,
+                a.outbox_id,
+                action.timestamp,
+                delivered.event_id,
+                from_u64(action.version),
+                at,
+            ],
+            |row| row.get::<_, i64>("id"),
+        )?
+        .collect::<Result<Vec<i64>, _>>()?;
     Ok(superseded)
 }
 

@@ -1,4 +1,4 @@
--- The engine's durable state. Version 2 (`migrate.rs` upgrades older databases).
+-- The engine's durable state. Version 3 (`migrate.rs` upgrades older databases).
 --
 -- An event is stored when it is accepted; processing it records one `runs` row per route
 -- handler and turns the handler's actions into `outbox` rows, in the same transaction that
@@ -17,7 +17,6 @@ CREATE TABLE events (
     timestamp    INTEGER NOT NULL,                   -- Unix ms
     content_type TEXT    NOT NULL,
     headers      TEXT    NOT NULL,                   -- JSON [[name, value], ...]
-    payload      BLOB    NOT NULL,
     accepted_at  INTEGER NOT NULL,                   -- Unix ms
     processed_at INTEGER,                            -- NULL while some handler has yet to run
     generation   INTEGER NOT NULL DEFAULT 0,         -- bumped by each replay of a failed run
@@ -25,6 +24,13 @@ CREATE TABLE events (
     path         TEXT    NOT NULL DEFAULT ''         -- those systems, comma-separated, oldest first
 );
 CREATE INDEX events_pending ON events (seq) WHERE processed_at IS NULL;
+
+-- Each event's payload, apart from the event's row: marking an event processed rewrites only
+-- its small row, never a large payload.
+CREATE TABLE payloads (
+    event_seq INTEGER PRIMARY KEY REFERENCES events (seq),
+    payload   BLOB    NOT NULL
+);
 
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
@@ -73,9 +79,13 @@ CREATE TABLE outbox (
     created_at       INTEGER NOT NULL,
     finished_at      INTEGER
 );
-CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
+-- The pending rows of each lane (a destination, or `hms-core` for emitted events) in the order
+-- the dispatcher loads them: by event acceptance order.
+CREATE INDEX outbox_lane ON outbox ((CASE kind WHEN 'emit' THEN 'hms-core' ELSE target END),
+    event_seq, id) WHERE state = 'pending';
 CREATE INDEX outbox_event ON outbox (event_id);
--- Per-key ordering: the pending rows of one (kind, target, key), oldest event first.
+-- The pending rows of one (kind, target, key), oldest event first: what a delivered version
+-- supersedes.
 CREATE INDEX outbox_key_order ON outbox (kind, target, entity_key, event_seq, id)
     WHERE state = 'pending';
 

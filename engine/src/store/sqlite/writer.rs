@@ -2,8 +2,8 @@
 
 use super::{dead_letters, events, outbox, plugins};
 use crate::store::{
-    Accepted, AttemptRecord, DeadLetterFilter, NewEvent, PluginWrite, Processed, ReplayOutcome,
-    StoreError, SupersedeRecord, now_ms,
+    Accepted, AttemptRecord, DeadLetterFilter, NewEvent, OutboxRow, PluginWrite, Processed,
+    ReplayOutcome, StoreError, SupersedeRecord, now_ms,
 };
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -19,8 +19,8 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// One write, with where to send its result.
 pub(super) enum Command {
     Accept(NewEvent, Reply<Accepted>),
-    Processed(Processed, Reply<()>),
-    Attempt(AttemptRecord, Reply<usize>),
+    Processed(Processed, Reply<Vec<OutboxRow>>),
+    Attempt(AttemptRecord, Reply<Vec<i64>>),
     Replay(DeadLetterFilter, Reply<ReplayOutcome>),
     Supersede(SupersedeRecord, Reply<()>),
     Plugin(PluginWrite, Reply<()>),
@@ -34,7 +34,6 @@ pub(super) enum Command {
 #[derive(Default)]
 struct Changes {
     accepted: bool,
-    outbox: bool,
     requeued: bool,
 }
 
@@ -43,7 +42,7 @@ struct Changes {
 pub(super) struct Signals {
     pub(super) events_accepted: Arc<Notify>,
     pub(super) events_requeued: Arc<Notify>,
-    pub(super) outbox_changed: Arc<Notify>,
+    pub(super) outbox_requeued: Arc<Notify>,
     pub(super) commits: Arc<AtomicU64>,
 }
 
@@ -62,7 +61,8 @@ enum Outcome {
     Accept(Result<Accepted, StoreError>),
     Unit(Result<(), StoreError>),
     Replay(Result<ReplayOutcome, StoreError>),
-    Count(Result<usize, StoreError>),
+    Rows(Result<Vec<OutboxRow>, StoreError>),
+    Ids(Result<Vec<i64>, StoreError>),
     Close,
 }
 
@@ -72,7 +72,8 @@ impl Outcome {
             Outcome::Accept(r) => r.is_err(),
             Outcome::Unit(r) => r.is_err(),
             Outcome::Replay(r) => r.is_err(),
-            Outcome::Count(r) => r.is_err(),
+            Outcome::Rows(r) => r.is_err(),
+            Outcome::Ids(r) => r.is_err(),
             Outcome::Close => false,
         }
     }
@@ -82,11 +83,11 @@ impl Outcome {
         let error = || StoreError::Io(message.to_owned());
         match command {
             Command::Accept(..) => Outcome::Accept(Err(error())),
-            Command::Processed(..)
-            | Command::Probe(..)
-            | Command::Supersede(..)
-            | Command::Plugin(..) => Outcome::Unit(Err(error())),
-            Command::Attempt(..) => Outcome::Count(Err(error())),
+            Command::Probe(..) | Command::Supersede(..) | Command::Plugin(..) => {
+                Outcome::Unit(Err(error()))
+            }
+            Command::Processed(..) => Outcome::Rows(Err(error())),
+            Command::Attempt(..) => Outcome::Ids(Err(error())),
             Command::Replay(..) => Outcome::Replay(Err(error())),
             Command::Close => Outcome::Close,
         }
@@ -114,9 +115,7 @@ fn run(mut conn: Connection, mut commands: mpsc::UnboundedReceiver<Command>, sig
         }
         if changes.requeued {
             signals.events_requeued.notify_one();
-        }
-        if changes.outbox {
-            signals.outbox_changed.notify_one();
+            signals.outbox_requeued.notify_one();
         }
     }
 }
@@ -186,8 +185,8 @@ fn run_batch(conn: &mut Connection, batch: &[Command], isolated: bool) -> Option
 fn apply(c: &Connection, command: &Command, now: i64) -> Outcome {
     match command {
         Command::Accept(event, _) => Outcome::Accept(events::insert(c, event)),
-        Command::Processed(processed, _) => Outcome::Unit(events::complete(c, processed)),
-        Command::Attempt(attempt, _) => Outcome::Count(outbox::record_attempt(c, attempt)),
+        Command::Processed(processed, _) => Outcome::Rows(events::complete(c, processed)),
+        Command::Attempt(attempt, _) => Outcome::Ids(outbox::record_attempt(c, attempt)),
         Command::Replay(filter, _) => Outcome::Replay(dead_letters::replay(c, filter, now)),
         Command::Supersede(record, _) => Outcome::Unit(outbox::supersede(c, record)),
         Command::Plugin(write, _) => Outcome::Unit(plugins::write(c, write)),
@@ -225,20 +224,20 @@ fn answer(command: Command, outcome: Outcome, changes: &mut Changes) -> bool {
             changes.accepted |= result.as_ref().is_ok_and(|a| !a.duplicate);
             drop(reply.send(result));
         }
-        (Command::Processed(_, reply) | Command::Supersede(_, reply), Outcome::Unit(result)) => {
-            changes.outbox |= result.is_ok();
+        (
+            Command::Probe(reply) | Command::Plugin(_, reply) | Command::Supersede(_, reply),
+            Outcome::Unit(result),
+        ) => {
             drop(reply.send(result));
         }
-        (Command::Probe(reply) | Command::Plugin(_, reply), Outcome::Unit(result)) => {
+        (Command::Processed(_, reply), Outcome::Rows(result)) => {
             drop(reply.send(result));
         }
-        (Command::Attempt(_, reply), Outcome::Count(result)) => {
-            changes.outbox |= result.is_ok();
+        (Command::Attempt(_, reply), Outcome::Ids(result)) => {
             drop(reply.send(result));
         }
         (Command::Replay(_, reply), Outcome::Replay(result)) => {
             if result.as_ref().is_ok_and(|o| !o.replayed.is_empty()) {
-                changes.outbox = true;
                 changes.requeued = true;
             }
             drop(reply.send(result));
