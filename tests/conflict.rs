@@ -76,18 +76,23 @@ async fn post_version(
     answer["id"].as_str().unwrap().to_owned()
 }
 
+/// The engine's metrics page.
+async fn metrics(engine: &TestEngine) -> String {
+    http()
+        .get(engine.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Waits until the engine has nothing left to process or send.
 async fn settle(engine: &TestEngine) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let page = http()
-            .get(engine.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = metrics(engine).await;
         let idle = [
             r#"sync_queue_depth{queue="events"} 0"#,
             r#"sync_queue_depth{queue="deliveries"} 0"#,
@@ -100,6 +105,22 @@ async fn settle(engine: &TestEngine) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the engine did not settle:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the metrics page shows `line`.
+async fn metric_reaches(engine: &TestEngine, line: &str, context: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let page = metrics(engine).await;
+        if page.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{context}: no `{line}` in\n{page}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -170,20 +191,14 @@ async fn out_of_order_versions_leave_the_newest_under_each_strategy() {
             assert_eq!(row["supersededBy"], ids[&3].as_str(), "{name} v{version}");
         }
         assert_eq!(first_row(&engine, &ids[&3]).await["state"], "delivered");
-        let page = http()
-            .get(engine.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            page.contains(
-                r#"sync_deliveries_total{destination="state-api",outcome="superseded"} 2"#
-            ),
-            "{name}: {page}"
-        );
+        // Counted by the delivery task once the store has recorded it, so maybe just after
+        // the store shows the engine idle.
+        metric_reaches(
+            &engine,
+            r#"sync_deliveries_total{destination="state-api",outcome="superseded"} 2"#,
+            name,
+        )
+        .await;
         engine.stop().await;
     }
 }

@@ -6,6 +6,7 @@ use super::Dispatcher;
 use super::events::{AttemptEnded, Superseded};
 use super::request;
 use super::retry::Verdict;
+use super::slots::SlotRelease;
 use crate::config::Strategy;
 use crate::conflict::{self, Decision};
 use crate::sandbox::{Entity, Resolution};
@@ -81,8 +82,9 @@ impl Ended {
 }
 
 impl Dispatcher {
-    /// Makes one attempt at a row and records it: the delivery stage.
-    pub(super) async fn deliver(&self, row: OutboxRow) -> Finished {
+    /// Makes one attempt at a row and records it: the delivery stage. `slot` is given back as
+    /// soon as the request has ended (or none is made), before the attempt is recorded.
+    pub(super) async fn deliver(&self, row: OutboxRow, slot: SlotRelease) -> Finished {
         let destination = row.action.target_name().to_owned();
         let number = row.attempts + 1;
         let span = tracing::debug_span!(
@@ -100,6 +102,7 @@ impl Dispatcher {
             };
             let ended = match (plan, self.endpoint_of(row.action.kind, &row.action.target)) {
                 (Plan::Supersede { winner, reason }, _) => {
+                    drop(slot);
                     return if self.supersede(&row, &destination, winner, reason).await {
                         Finished::done(Vec::new())
                     } else {
@@ -146,6 +149,7 @@ impl Dispatcher {
                 }
             };
             let elapsed = started.elapsed();
+            drop(slot);
             AttemptEnded {
                 event_id: &row.event_id,
                 destination: &destination,
@@ -287,7 +291,9 @@ impl Dispatcher {
         })
     }
 
-    /// Records a row as superseded; returns whether that was recorded.
+    /// Records a row as superseded; returns whether that was recorded. A row a delivered
+    /// version superseded already (it reached the queue after that delivery) is not counted
+    /// twice.
     async fn supersede(
         &self,
         row: &OutboxRow,
@@ -303,10 +309,10 @@ impl Dispatcher {
         };
         let (winner, reason) = (record.winner.clone(), record.reason.clone());
         match self.outbox.supersede(record).await {
-            Ok(()) => {
+            Ok(changed) => {
                 Superseded {
                     destination,
-                    count: 1,
+                    count: usize::from(changed),
                     decided: Some((&row.event_id, &winner, &reason)),
                 }
                 .emit(&self.metrics);

@@ -5,7 +5,7 @@
 use super::Dispatcher;
 use super::attempt::Finished;
 use super::queue::{Capacity, LOAD_PAGE, Order, Queue};
-use super::slots::Slots;
+use super::slots::{Held, SlotRelease, Slots};
 use crate::pipeline::handoff::Handed;
 use crate::store::{StoreError, now_ms};
 use std::sync::Arc;
@@ -31,6 +31,10 @@ impl Dispatcher {
         let mut queue = Queue::new(Capacity::default());
         let mut slots = Slots::default();
         let mut inflight: JoinSet<Finished> = JoinSet::new();
+        // Tasks tell when their request has ended, freeing its slot before they record it.
+        let (request_ended, mut requests_ended) = tokio::sync::mpsc::unbounded_channel();
+        // Tasks recording an attempt hold their row, not a slot; at most this many in all.
+        let max_tasks = self.concurrency.saturating_mul(2);
         // Whether to read the store's pending rows anew (at the start, after a replay).
         let mut reload = true;
         // When reading may be tried again, after the store could not be read.
@@ -50,17 +54,16 @@ impl Dispatcher {
             }
             queue.set_watermark(*handed.watermark.borrow_and_update());
             queue.advance(now_ms());
-            while slots.len() < self.concurrency {
+            while slots.requests() < self.concurrency && slots.tasks() < max_tasks {
                 let Some(row) = queue.take(|target| slots.has_room(target, self.limit_of(target)))
                 else {
                     break;
                 };
                 let this = self.clone();
-                let task = inflight.spawn({
-                    let row = row.clone();
-                    async move { this.deliver(row).await }
-                });
-                slots.hold(task.id(), row);
+                let held = Held::of(&row);
+                let slot = SlotRelease::new(request_ended.clone());
+                let task = inflight.spawn(async move { this.deliver(row, slot).await });
+                slots.hold(task.id(), held);
             }
             let mut wake = queue.next_time().map_or(IDLE_POLL, |at| {
                 Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
@@ -78,9 +81,20 @@ impl Dispatcher {
                             (e.id(), Finished::default())
                         }
                     };
-                    if let Some(row) = slots.release(task) {
+                    if let Some(held) = slots.finished(task) {
                         // A task that failed outright leaves its row to the next load.
-                        queue.finished(&row, finished.again, &finished.superseded);
+                        queue.finished(
+                            held.id,
+                            held.entity.as_ref(),
+                            finished.again,
+                            &finished.superseded,
+                        );
+                    }
+                }
+                Some(task) = requests_ended.recv() => {
+                    slots.request_ended(task);
+                    while let Ok(task) = requests_ended.try_recv() {
+                        slots.request_ended(task);
                     }
                 }
                 Some(rows) = handed.rows.recv() => {

@@ -346,17 +346,18 @@ impl Queue {
         row
     }
 
-    /// A delivery ended. `again` is the row when it must be tried again (with its next attempt
-    /// time); `superseded` the rows its delivered version made stale, which leave the queue.
+    /// The delivery of row `id` (of `entity`) ended. `again` is the row when it must be tried
+    /// again (with its next attempt time); `superseded` the rows its delivered version made
+    /// stale, which leave the queue.
     pub(super) fn finished(
         &mut self,
-        row: &OutboxRow,
+        id: i64,
+        entity: Option<&EntityRef>,
         again: Option<OutboxRow>,
         superseded: &[i64],
     ) {
-        self.in_flight.remove(&row.id);
-        let entity = row.action.entity();
-        if let Some(entity) = &entity {
+        self.in_flight.remove(&id);
+        if let Some(entity) = entity {
             self.busy.remove(entity);
         }
         for id in superseded {
@@ -368,7 +369,7 @@ impl Queue {
             self.insert(again);
         }
         if let Some(entity) = entity
-            && let Some((_, id)) = self.head(&entity)
+            && let Some((_, id)) = self.head(entity)
         {
             self.place(id);
         }
@@ -415,6 +416,11 @@ mod tests {
         q
     }
 
+    /// The delivery of `row` ended.
+    fn done(q: &mut Queue, row: &OutboxRow, again: Option<OutboxRow>, superseded: &[i64]) {
+        q.finished(row.id, row.action.entity().as_ref(), again, superseded);
+    }
+
     fn take_all(q: &mut Queue) -> Vec<i64> {
         std::iter::from_fn(|| q.take(|_| true))
             .map(|r| r.id)
@@ -436,7 +442,7 @@ mod tests {
             "a's next row waits for the one in flight"
         );
         let nine = row(9, 10, "api", Some("a"), 0);
-        q.finished(&nine, None, &[]);
+        done(&mut q, &nine, None, &[]);
         assert_eq!(take_all(&mut q), [2]);
     }
 
@@ -450,8 +456,8 @@ mod tests {
         assert_eq!(taken, [1, 3]);
         let mut again = row(1, 1, "api", Some("a"), 5_000);
         again.attempts = 1;
-        q.finished(&row(1, 1, "api", Some("a"), 0), Some(again), &[]);
-        q.finished(&row(3, 3, "api", Some("b"), 0), None, &[]);
+        done(&mut q, &row(1, 1, "api", Some("a"), 0), Some(again), &[]);
+        done(&mut q, &row(3, 3, "api", Some("b"), 0), None, &[]);
         assert!(
             q.take(|_| true).is_none(),
             "a waits for its retry; b is done"
@@ -459,7 +465,7 @@ mod tests {
         assert_eq!(q.next_time(), Some(5_000));
         q.advance(5_000);
         assert_eq!(take_all(&mut q), [1]);
-        q.finished(&row(1, 1, "api", Some("a"), 5_000), None, &[]);
+        done(&mut q, &row(1, 1, "api", Some("a"), 5_000), None, &[]);
         assert_eq!(
             take_all(&mut q),
             [2],
@@ -502,7 +508,7 @@ mod tests {
         q.handed(row(2, 2, "api", Some("a"), 0));
         q.handed(row(3, 3, "api", Some("a"), 0));
         assert_eq!(take_all(&mut q), [1]);
-        q.finished(&row(1, 1, "api", Some("a"), 0), None, &[2]);
+        done(&mut q, &row(1, 1, "api", Some("a"), 0), None, &[2]);
         assert_eq!(take_all(&mut q), [3]);
         assert_eq!(q.len(), 0);
     }

@@ -1,16 +1,47 @@
-//! The dispatcher's view of what is in flight: one slot per request, within each target's
-//! concurrency, and which row each delivery task holds.
+//! The dispatcher's view of what is in flight. A delivery task holds two things: a *slot* of its
+//! target (one request in flight, within the target's concurrency) from its start until the
+//! request has ended, and its *row* (and with it the row's entity) until the attempt is
+//! recorded. A task gives its slot back through [`SlotRelease`] as soon as the answer is in, so
+//! the next request to the target starts while the store records this one.
 
-use crate::store::OutboxRow;
+use crate::store::{EntityRef, OutboxRow};
 use std::collections::HashMap;
+use tokio::sync::mpsc;
+
+/// What the dispatcher keeps of a row in flight: enough to put it back in its queue's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Held {
+    /// The row's id.
+    pub(super) id: i64,
+    /// Its entity, when it has a key.
+    pub(super) entity: Option<EntityRef>,
+    /// Its target (a destination, or `hms-core`).
+    target: String,
+    /// Whether its request may still be in flight (the task holds a slot of the target).
+    requesting: bool,
+}
+
+impl Held {
+    /// What to keep of `row` while it is in flight.
+    pub(super) fn of(row: &OutboxRow) -> Held {
+        Held {
+            id: row.id,
+            entity: row.action.entity(),
+            target: row.action.target_name().to_owned(),
+            requesting: true,
+        }
+    }
+}
 
 /// What is in flight.
 #[derive(Debug, Default)]
 pub(super) struct Slots {
-    /// The row each task is sending, so a finished (or panicked) task gives it back.
-    tasks: HashMap<tokio::task::Id, OutboxRow>,
+    /// The row each task holds, so a finished (or panicked) task gives it back.
+    tasks: HashMap<tokio::task::Id, Held>,
     /// Requests in flight per target.
     per_target: HashMap<String, usize>,
+    /// Requests in flight in all.
+    requests: usize,
 }
 
 impl Slots {
@@ -19,27 +50,65 @@ impl Slots {
         self.per_target.get(target).copied().unwrap_or(0) < limit
     }
 
-    /// Remembers that `task` sends `row`, taking a slot of its target.
-    pub(super) fn hold(&mut self, task: tokio::task::Id, row: OutboxRow) {
-        *self
-            .per_target
-            .entry(row.action.target_name().to_owned())
-            .or_default() += 1;
-        self.tasks.insert(task, row);
+    /// Remembers that `task` sends the row it `held`, taking a slot of its target.
+    pub(super) fn hold(&mut self, task: tokio::task::Id, held: Held) {
+        *self.per_target.entry(held.target.clone()).or_default() += 1;
+        self.requests += 1;
+        self.tasks.insert(task, held);
     }
 
-    /// Gives back the slot a finished task held, and the row it was sending.
-    pub(super) fn release(&mut self, task: tokio::task::Id) -> Option<OutboxRow> {
-        let row = self.tasks.remove(&task)?;
-        if let Some(busy) = self.per_target.get_mut(row.action.target_name()) {
+    /// The request of `task` has ended: its slot is free, its row still held.
+    pub(super) fn request_ended(&mut self, task: tokio::task::Id) {
+        if let Some(held) = self.tasks.get_mut(&task) {
+            Self::free(&mut self.per_target, &mut self.requests, held);
+        }
+    }
+
+    /// Gives back what a finished task held: its slot, if it still had it, and its row.
+    pub(super) fn finished(&mut self, task: tokio::task::Id) -> Option<Held> {
+        let mut held = self.tasks.remove(&task)?;
+        Self::free(&mut self.per_target, &mut self.requests, &mut held);
+        Some(held)
+    }
+
+    fn free(per_target: &mut HashMap<String, usize>, requests: &mut usize, held: &mut Held) {
+        if !std::mem::take(&mut held.requesting) {
+            return;
+        }
+        if let Some(busy) = per_target.get_mut(&held.target) {
             *busy = busy.saturating_sub(1);
         }
-        Some(row)
+        *requests = requests.saturating_sub(1);
     }
 
     /// How many requests are in flight.
-    pub(super) fn len(&self) -> usize {
+    pub(super) fn requests(&self) -> usize {
+        self.requests
+    }
+
+    /// How many tasks are in flight: requesting, or recording what their request got.
+    pub(super) fn tasks(&self) -> usize {
         self.tasks.len()
+    }
+}
+
+/// A delivery task's hold on its slot: dropping it (when the request has ended, or the task
+/// ends early) tells the dispatcher the slot is free.
+pub(super) struct SlotRelease(Option<mpsc::UnboundedSender<tokio::task::Id>>);
+
+impl SlotRelease {
+    /// A release that tells `ended`; it must be dropped inside the task that holds the slot.
+    pub(super) fn new(ended: mpsc::UnboundedSender<tokio::task::Id>) -> SlotRelease {
+        SlotRelease(Some(ended))
+    }
+}
+
+impl Drop for SlotRelease {
+    fn drop(&mut self) {
+        if let (Some(ended), Some(task)) = (self.0.take(), tokio::task::try_id()) {
+            // The dispatcher gone means nothing is left to tell.
+            let _ = ended.send(task);
+        }
     }
 }
 
@@ -58,14 +127,45 @@ mod tests {
     async fn a_target_gets_no_more_slots_than_its_limit() {
         let ids = task_ids(3).await;
         let mut slots = Slots::default();
-        slots.hold(ids[0], samples::row(1, "e1", "api", None));
+        slots.hold(ids[0], Held::of(&samples::row(1, "e1", "api", None)));
         assert!(slots.has_room("api", 2));
-        slots.hold(ids[1], samples::row(2, "e2", "api", None));
+        slots.hold(ids[1], Held::of(&samples::row(2, "e2", "api", None)));
         assert!(!slots.has_room("api", 2));
         assert!(slots.has_room("other", 2));
-        assert_eq!(slots.len(), 2);
-        assert_eq!(slots.release(ids[0]).map(|r| r.id), Some(1));
+        assert_eq!(slots.requests(), 2);
+        assert_eq!(slots.finished(ids[0]).map(|h| h.id), Some(1));
         assert!(slots.has_room("api", 2));
-        assert!(slots.release(ids[2]).is_none(), "a task it never held");
+        assert!(slots.finished(ids[2]).is_none(), "a task it never held");
+    }
+
+    #[tokio::test]
+    async fn an_ended_request_frees_its_slot_but_not_its_row() {
+        let ids = task_ids(2).await;
+        let mut slots = Slots::default();
+        slots.hold(ids[0], Held::of(&samples::row(1, "e1", "api", Some("k"))));
+        slots.hold(ids[1], Held::of(&samples::row(2, "e2", "api", None)));
+        slots.request_ended(ids[0]);
+        slots.request_ended(ids[0]);
+        assert_eq!((slots.requests(), slots.tasks()), (1, 2));
+        assert!(slots.has_room("api", 2));
+        let held = slots.finished(ids[0]).unwrap();
+        assert_eq!(held.entity.map(|e| e.key), Some("k".to_owned()));
+        assert_eq!(
+            (slots.requests(), slots.tasks()),
+            (1, 1),
+            "a finished task whose request had ended frees no second slot"
+        );
+        slots.finished(ids[1]);
+        assert_eq!((slots.requests(), slots.tasks()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn dropping_a_release_inside_a_task_names_that_task() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let release = SlotRelease::new(tx);
+        let task = tokio::spawn(async move { drop(release) });
+        let id = task.id();
+        task.await.unwrap();
+        assert_eq!(rx.recv().await, Some(id));
     }
 }

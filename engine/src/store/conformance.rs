@@ -447,6 +447,36 @@ async fn outbox_entity_state_only_moves_forward(backend: &Backend) {
     assert_eq!(v1.superseded_by.as_deref(), Some("v2"));
     let state = backend.outbox.entity_state(entity).await.unwrap().unwrap();
     assert_eq!(state.version, Some(3));
+    // Superseding a row that is no longer pending changes nothing, and says so.
+    let again = SupersedeRecord {
+        outbox_id: v1.id,
+        winner: "v3".into(),
+        reason: "late".into(),
+        at: 2,
+    };
+    assert!(!backend.outbox.supersede(again).await.unwrap());
+    let history = backend.records.event_history("v1").await.unwrap().unwrap();
+    assert_eq!(history.outbox[0].0.superseded_by.as_deref(), Some("v2"));
+    // A pending row is superseded, once.
+    accept_and_process(backend, &[("v0", Some("k"))], |id| {
+        vec![delivery(id, Some("k"), Some(0), Strategy::Version)]
+    })
+    .await;
+    let v0 = pending_rows(backend).await.remove(0);
+    let record = |at| SupersedeRecord {
+        outbox_id: v0.id,
+        winner: "v3".into(),
+        reason: "older than the version held".into(),
+        at,
+    };
+    assert!(backend.outbox.supersede(record(3)).await.unwrap());
+    assert!(!backend.outbox.supersede(record(4)).await.unwrap());
+    let history = backend.records.event_history("v0").await.unwrap().unwrap();
+    let v0 = &history.outbox[0].0;
+    assert_eq!(
+        (v0.state, v0.superseded_by.as_deref()),
+        (OutboxState::Superseded, Some("v3"))
+    );
 }
 
 async fn plugin_store_keeps_versions_and_their_activations(backend: &Backend) {

@@ -104,10 +104,12 @@ pub trait Outbox: Send + Sync {
     /// delivered version superseded (see [`crate::conflict`]).
     fn record_attempt(&self, attempt: AttemptRecord) -> StoreFuture<Vec<i64>>;
 
-    /// Marks a pending row superseded.
-    fn supersede(&self, record: SupersedeRecord) -> StoreFuture<()>;
+    /// Marks a pending row superseded. Answers whether it was still pending (a delivered
+    /// version may have superseded it already).
+    fn supersede(&self, record: SupersedeRecord) -> StoreFuture<bool>;
 
-    /// What the target last got for an entity, if anything.
+    /// What the target last got for an entity, if anything. Asked before every keyed delivery,
+    /// so it must be cheap.
     fn entity_state(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>>;
 
     /// Notified after dead deliveries are replayed: pending rows the dispatcher was not handed.

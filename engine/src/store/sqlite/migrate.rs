@@ -20,7 +20,8 @@ pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
         .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     if !read_only {
-        // WAL lets readers run beside the writer; FULL makes every commit durable.
+        // WAL lets readers run beside the writer; FULL makes every commit durable (the writer
+        // relaxes it for batches the engine can redo: see `writer::Sync`).
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Io(format!(

@@ -5,7 +5,10 @@
 //! events and delivery attempts share one `fsync`, and nobody is answered before their write
 //! is on disk (`synchronous = FULL`). One failing command does not undo the others: a batch in
 //! which a command fails is rolled back and run again with each command in its own savepoint.
-//! Reads use their own connection; WAL lets them run beside the writer.
+//! Reads use their own connection, on a blocking thread; WAL lets them run beside the writer.
+//! The one read made per delivery (an entity's conflict state, by primary key) takes
+//! microseconds and runs inline on a third connection: a hop to a blocking thread and back
+//! would cost more than the read.
 //!
 //! # Layout
 //!
@@ -58,6 +61,8 @@ struct Inner {
     path: PathBuf,
     writer: mpsc::UnboundedSender<writer::Command>,
     reader: Arc<Mutex<Connection>>,
+    /// For point reads made inline (see the module's documentation).
+    lookup: Mutex<Connection>,
     signals: writer::Signals,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -75,6 +80,7 @@ impl SqliteStore {
         let mut write = migrate::open_connection(&path, false)?;
         migrate::migrate(&mut write)?;
         let reader = migrate::open_connection(&path, true)?;
+        let lookup = migrate::open_connection(&path, true)?;
         let signals = writer::Signals::default();
         let (tx, rx) = mpsc::unbounded_channel();
         let thread = writer::spawn(write, rx, signals.clone())
@@ -84,6 +90,7 @@ impl SqliteStore {
                 path,
                 writer: tx,
                 reader: Arc::new(Mutex::new(reader)),
+                lookup: Mutex::new(lookup),
                 signals,
                 writer_thread: Mutex::new(Some(thread)),
             }),
@@ -197,12 +204,20 @@ impl Outbox for SqliteStore {
         self.queue(|reply| writer::Command::Attempt(attempt, reply))
     }
 
-    fn supersede(&self, record: SupersedeRecord) -> StoreFuture<()> {
+    fn supersede(&self, record: SupersedeRecord) -> StoreFuture<bool> {
         self.queue(|reply| writer::Command::Supersede(record, reply))
     }
 
     fn entity_state(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>> {
-        self.read(move |conn| outbox::entity_state(conn, &entity))
+        let state = {
+            let conn = self
+                .inner
+                .lookup
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            outbox::entity_state(&conn, &entity)
+        };
+        Box::pin(std::future::ready(state))
     }
 
     fn requeued(&self) -> Arc<Notify> {

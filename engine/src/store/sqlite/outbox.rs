@@ -300,15 +300,16 @@ fn record_entity_state(
     Ok(superseded)
 }
 
-/// Marks a pending row superseded.
-pub(super) fn supersede(conn: &Connection, s: &SupersedeRecord) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE outbox SET state = 'superseded', superseded_by = ?2, reason = ?3,
-             finished_at = ?4
-         WHERE id = ?1 AND state = 'pending'",
-    )?
-    .execute(params![s.outbox_id, s.winner, s.reason, s.at])?;
-    Ok(())
+/// Marks a pending row superseded; returns whether it was still pending.
+pub(super) fn supersede(conn: &Connection, s: &SupersedeRecord) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE outbox SET state = 'superseded', superseded_by = ?2, reason = ?3,
+                 finished_at = ?4
+             WHERE id = ?1 AND state = 'pending'",
+        )?
+        .execute(params![s.outbox_id, s.winner, s.reason, s.at])?;
+    Ok(changed == 1)
 }
 
 /// What a target last got for an entity.

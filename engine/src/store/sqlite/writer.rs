@@ -22,7 +22,7 @@ pub(super) enum Command {
     Processed(Processed, Reply<Vec<OutboxRow>>),
     Attempt(AttemptRecord, Reply<Vec<i64>>),
     Replay(DeadLetterFilter, Reply<ReplayOutcome>),
-    Supersede(SupersedeRecord, Reply<()>),
+    Supersede(SupersedeRecord, Reply<bool>),
     Plugin(PluginWrite, Reply<()>),
     /// Rewrites the probe row, proving writes reach the disk.
     Probe(Reply<()>),
@@ -60,6 +60,7 @@ pub(super) fn spawn(
 enum Outcome {
     Accept(Result<Accepted, StoreError>),
     Unit(Result<(), StoreError>),
+    Flag(Result<bool, StoreError>),
     Replay(Result<ReplayOutcome, StoreError>),
     Rows(Result<Vec<OutboxRow>, StoreError>),
     Ids(Result<Vec<i64>, StoreError>),
@@ -71,6 +72,7 @@ impl Outcome {
         match self {
             Outcome::Accept(r) => r.is_err(),
             Outcome::Unit(r) => r.is_err(),
+            Outcome::Flag(r) => r.is_err(),
             Outcome::Replay(r) => r.is_err(),
             Outcome::Rows(r) => r.is_err(),
             Outcome::Ids(r) => r.is_err(),
@@ -83,9 +85,8 @@ impl Outcome {
         let error = || StoreError::Io(message.to_owned());
         match command {
             Command::Accept(..) => Outcome::Accept(Err(error())),
-            Command::Probe(..) | Command::Supersede(..) | Command::Plugin(..) => {
-                Outcome::Unit(Err(error()))
-            }
+            Command::Probe(..) | Command::Plugin(..) => Outcome::Unit(Err(error())),
+            Command::Supersede(..) => Outcome::Flag(Err(error())),
             Command::Processed(..) => Outcome::Rows(Err(error())),
             Command::Attempt(..) => Outcome::Ids(Err(error())),
             Command::Replay(..) => Outcome::Replay(Err(error())),
@@ -97,12 +98,20 @@ impl Outcome {
 fn run(mut conn: Connection, mut commands: mpsc::UnboundedReceiver<Command>, signals: &Signals) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut closing = false;
+    let mut sync = Sync::Full;
     while !closing {
         let Some(first) = commands.blocking_recv() else {
             break;
         };
         batch.push(first);
         gather(&mut commands, &mut batch);
+        let wanted = Sync::for_batch(&batch);
+        if wanted != sync {
+            match conn.execute_batch(wanted.pragma()) {
+                Ok(()) => sync = wanted,
+                Err(e) => tracing::error!(error = %e, "cannot set the store's sync level"),
+            }
+        }
         let outcomes = commit(&mut conn, &batch);
         signals.commits.fetch_add(1, Ordering::Relaxed);
         let mut changes = Changes::default();
@@ -116,6 +125,46 @@ fn run(mut conn: Connection, mut commands: mpsc::UnboundedReceiver<Command>, sig
         if changes.requeued {
             signals.events_requeued.notify_one();
             signals.outbox_requeued.notify_one();
+        }
+    }
+}
+
+/// How a batch's commit reaches the disk. Every commit is in the write-ahead log before it is
+/// answered, and the log is written in order, so a commit that waits for the disk (`fsync`)
+/// takes every earlier one with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    /// The commit waits for the disk: what was accepted, replayed or uploaded survives a power
+    /// loss the moment it is answered.
+    Full,
+    /// The commit is in the log but may not be on the disk yet (it gets there with the next
+    /// `Full` commit or checkpoint): for what the engine can redo after a power loss from what
+    /// is on the disk. Losing a processing result runs the event again; losing an attempt's
+    /// record sends the row again (deliveries are at least once, with the same idempotency
+    /// key).
+    Normal,
+}
+
+impl Sync {
+    /// The level a batch needs: `Full` when any of its commands must be durable when answered.
+    fn for_batch(batch: &[Command]) -> Sync {
+        let durable = batch.iter().any(|command| match command {
+            Command::Accept(..)
+            | Command::Replay(..)
+            | Command::Plugin(..)
+            | Command::Probe(..) => true,
+            Command::Processed(..)
+            | Command::Attempt(..)
+            | Command::Supersede(..)
+            | Command::Close => false,
+        });
+        if durable { Sync::Full } else { Sync::Normal }
+    }
+
+    fn pragma(self) -> &'static str {
+        match self {
+            Sync::Full => "PRAGMA synchronous = FULL",
+            Sync::Normal => "PRAGMA synchronous = NORMAL",
         }
     }
 }
@@ -188,7 +237,7 @@ fn apply(c: &Connection, command: &Command, now: i64) -> Outcome {
         Command::Processed(processed, _) => Outcome::Rows(events::complete(c, processed)),
         Command::Attempt(attempt, _) => Outcome::Ids(outbox::record_attempt(c, attempt)),
         Command::Replay(filter, _) => Outcome::Replay(dead_letters::replay(c, filter, now)),
-        Command::Supersede(record, _) => Outcome::Unit(outbox::supersede(c, record)),
+        Command::Supersede(record, _) => Outcome::Flag(outbox::supersede(c, record)),
         Command::Plugin(write, _) => Outcome::Unit(plugins::write(c, write)),
         Command::Probe(_) => Outcome::Unit(events::probe(c, now)),
         Command::Close => Outcome::Close,
@@ -224,10 +273,10 @@ fn answer(command: Command, outcome: Outcome, changes: &mut Changes) -> bool {
             changes.accepted |= result.as_ref().is_ok_and(|a| !a.duplicate);
             drop(reply.send(result));
         }
-        (
-            Command::Probe(reply) | Command::Plugin(_, reply) | Command::Supersede(_, reply),
-            Outcome::Unit(result),
-        ) => {
+        (Command::Probe(reply) | Command::Plugin(_, reply), Outcome::Unit(result)) => {
+            drop(reply.send(result));
+        }
+        (Command::Supersede(_, reply), Outcome::Flag(result)) => {
             drop(reply.send(result));
         }
         (Command::Processed(_, reply), Outcome::Rows(result)) => {
