@@ -171,7 +171,11 @@ impl Dispatcher {
                     outcome: ended.next.outcome(),
                 },
                 next: ended.next,
-                merged_body: ended.merged,
+                holds: if ended.next == Next::Delivered {
+                    row.holds(ended.merged)
+                } else {
+                    None
+                },
             };
             match self.outbox.record_attempt(record).await {
                 Ok(superseded) => {

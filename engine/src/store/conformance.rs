@@ -138,7 +138,7 @@ fn attempt(row: &OutboxRow, next: Next, status: u16) -> AttemptRecord {
             outcome: next.outcome(),
         },
         next,
-        merged_body: None,
+        holds: (next == Next::Delivered).then(|| row.holds(None)).flatten(),
     }
 }
 

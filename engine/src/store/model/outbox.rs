@@ -256,8 +256,48 @@ pub struct AttemptRecord {
     pub attempt: Attempt,
     /// What follows (its outcome is the attempt's).
     pub next: Next,
-    /// The body actually delivered, when a resolver merged it (kept as the entity's state).
-    pub merged_body: Option<Vec<u8>>,
+    /// When the row was delivered and has a key and a conflict strategy: the state its entity
+    /// now holds at the destination (recorded if newer than the state recorded before).
+    pub holds: Option<EntityHolds>,
+}
+
+/// The conflict state a delivered row leaves its entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityHolds {
+    /// The entity.
+    pub entity: EntityRef,
+    /// The route's conflict strategy (what "newer" means).
+    pub strategy: Strategy,
+    /// The state: the row's version, with the body only where the strategy keeps it.
+    pub state: EntityState,
+}
+
+impl OutboxRow {
+    /// The conflict state this row leaves its entity once delivered, with `merged` as the
+    /// body when a resolver merged it. `None` for rows without a key or a strategy.
+    pub fn holds(&self, merged: Option<Vec<u8>>) -> Option<EntityHolds> {
+        let action = &self.action;
+        let entity = action.entity()?;
+        if action.conflict == Strategy::None {
+            return None;
+        }
+        let body = match action.conflict {
+            Strategy::Plugin => Some(merged.unwrap_or_else(|| action.body.clone())),
+            _ => None,
+        };
+        Some(EntityHolds {
+            entity,
+            strategy: action.conflict,
+            state: EntityState {
+                version: action.version,
+                timestamp: action.timestamp,
+                event_id: self.event_id.clone(),
+                outbox_id: self.id,
+                content_type: action.content_type.clone(),
+                body,
+            },
+        })
+    }
 }
 
 /// Marks an outbox row superseded: the destination holds a newer version of its entity.

@@ -39,8 +39,9 @@ use super::{
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "sync-engine.db";
@@ -59,7 +60,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    writer: mpsc::UnboundedSender<writer::Command>,
+    writer: mpsc::Sender<writer::Command>,
     reader: Arc<Mutex<Connection>>,
     /// For point reads made inline (see the module's documentation).
     lookup: Mutex<Connection>,
@@ -82,7 +83,7 @@ impl SqliteStore {
         let reader = migrate::open_connection(&path, true)?;
         let lookup = migrate::open_connection(&path, true)?;
         let signals = writer::Signals::default();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel();
         let thread = writer::spawn(write, rx, signals.clone())
             .map_err(|e| StoreError::Io(format!("cannot start the store's writer thread: {e}")))?;
         Ok(SqliteStore {
@@ -338,7 +339,7 @@ mod tests {
                 outcome: Next::Delivered.outcome(),
             },
             next: Next::Delivered,
-            merged_body: None,
+            holds: None,
         };
         let accept = |n: usize| store.accept(new_event(&format!("event-{n}"), None, None));
         let first: Vec<_> = (0..100).map(accept).collect();

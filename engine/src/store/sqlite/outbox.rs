@@ -9,8 +9,8 @@ use super::dead_letters;
 use crate::config::Strategy;
 use crate::conflict::sql as conflict_sql;
 use crate::store::{
-    AttemptRecord, CORE_TARGET, DeadLetterKind, EntityRef, EntityState, Next, OutboxAction,
-    OutboxKind, OutboxRow, OutboxState, Processed, StoreError, SupersedeRecord,
+    AttemptRecord, CORE_TARGET, DeadLetterKind, EntityHolds, EntityRef, EntityState, Next,
+    OutboxAction, OutboxKind, OutboxRow, OutboxState, Processed, StoreError, SupersedeRecord,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -166,31 +166,29 @@ pub(super) fn record_attempt(conn: &Connection, a: &AttemptRecord) -> Result<Vec
         Next::RetryAt(at) => (OutboxState::Pending, at, None),
         Next::Dead => (OutboxState::Dead, finished, Some(finished)),
     };
-    // Whether the row was still pending, and whether it has conflict state to keep.
-    let updated: Option<bool> = conn
-        .prepare_cached(
+    // Whether the row was still pending.
+    let updated =
+        conn.prepare_cached(
             "UPDATE outbox SET state = ?2, attempts = attempts + 1,
                  round_attempts = round_attempts + 1, next_attempt_at = ?3, last_error = ?4,
                  finished_at = ?5
-             WHERE id = ?1 AND state = 'pending'
-             RETURNING entity_key IS NOT NULL AND conflict != 'none' AS keeps_state",
+             WHERE id = ?1 AND state = 'pending'",
         )?
-        .query_row(
-            params![
-                a.outbox_id,
-                state.as_str(),
-                next_at,
-                attempt.error,
-                finished_at
-            ],
-            |row| row.get("keeps_state"),
-        )
-        .optional()?;
+        .execute(params![
+            a.outbox_id,
+            state.as_str(),
+            next_at,
+            attempt.error,
+            finished_at
+        ])? == 1;
     let mut superseded = Vec::new();
-    if updated == Some(true) && a.next == Next::Delivered {
-        superseded = record_entity_state(conn, a, finished)?;
+    if updated
+        && a.next == Next::Delivered
+        && let Some(holds) = &a.holds
+    {
+        superseded = record_entity_state(conn, holds, finished)?;
     }
-    if updated.is_some() && a.next == Next::Dead {
+    if updated && a.next == Next::Dead {
         let (event_id, run_id, kind, target): (String, i64, String, String) = conn
             .prepare_cached("SELECT event_id, run_id, kind, target FROM outbox WHERE id = ?1")?
             .query_row([a.outbox_id], |row| {
@@ -229,26 +227,11 @@ pub(super) fn record_attempt(conn: &Connection, a: &AttemptRecord) -> Result<Vec
 /// `decide`.
 fn record_entity_state(
     conn: &Connection,
-    a: &AttemptRecord,
+    holds: &EntityHolds,
     at: i64,
 ) -> Result<Vec<i64>, StoreError> {
-    let delivered = conn
-        .prepare_cached(&format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1"
-        ))?
-        .query_row([a.outbox_id], |r| Ok(row(r)))??;
-    let action = &delivered.action;
-    let Some(key) = &action.key else {
-        return Ok(Vec::new());
-    };
-    if action.conflict == Strategy::None {
-        return Ok(Vec::new());
-    }
-    let body = match action.conflict {
-        Strategy::Plugin => Some(a.merged_body.as_ref().unwrap_or(&action.body)),
-        _ => None,
-    };
-    let newer = conflict_sql::state_is_newer(action.conflict);
+    let (entity, state) = (&holds.entity, &holds.state);
+    let newer = conflict_sql::state_is_newer(holds.strategy);
     conn.prepare_cached(&format!(
         "INSERT INTO entity_state (kind, target, entity_key, version, timestamp, event_id,
              outbox_id, content_type, body, updated_at)
@@ -261,18 +244,18 @@ fn record_entity_state(
          WHERE {newer}"
     ))?
     .execute(params![
-        action.kind.as_str(),
-        action.target,
-        key,
-        from_u64(action.version),
-        action.timestamp,
-        delivered.event_id,
-        a.outbox_id,
-        action.content_type,
-        body,
+        entity.kind.as_str(),
+        entity.target,
+        entity.key,
+        from_u64(state.version),
+        state.timestamp,
+        state.event_id,
+        state.outbox_id,
+        state.content_type,
+        state.body,
         at,
     ])?;
-    let Some(stale) = conflict_sql::row_is_stale(action.conflict, action.version.is_some()) else {
+    let Some(stale) = conflict_sql::row_is_stale(holds.strategy, state.version.is_some()) else {
         return Ok(Vec::new());
     };
     let mut update = conn.prepare_cached(&format!(
@@ -285,13 +268,13 @@ fn record_entity_state(
     let superseded = update
         .query_map(
             params![
-                action.kind.as_str(),
-                action.target,
-                key,
-                a.outbox_id,
-                action.timestamp,
-                delivered.event_id,
-                from_u64(action.version),
+                entity.kind.as_str(),
+                entity.target,
+                entity.key,
+                state.outbox_id,
+                state.timestamp,
+                state.event_id,
+                from_u64(state.version),
                 at,
             ],
             |row| row.get::<_, i64>("id"),

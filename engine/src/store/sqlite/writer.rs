@@ -8,10 +8,17 @@ use crate::store::{
 use rusqlite::Connection;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{Notify, mpsc, oneshot};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, oneshot};
 
 /// At most this many commands share one transaction.
 const MAX_BATCH: usize = 1024;
+/// How long a batch nobody waits on for durability (processing results, attempts) waits for
+/// more commands before it commits: a commit costs about the same for one command as for a
+/// hundred, and under load these arrive one by one. A command that must be durable ends the
+/// wait at once.
+const LINGER: Duration = Duration::from_millis(1);
 
 /// Where a command's result goes.
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -48,12 +55,12 @@ pub(super) struct Signals {
 
 pub(super) fn spawn(
     conn: Connection,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: Receiver<Command>,
     signals: Signals,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, commands, &signals))
+        .spawn(move || run(conn, &commands, &signals))
 }
 
 /// A command's result, held until the transaction commits.
@@ -95,17 +102,16 @@ impl Outcome {
     }
 }
 
-fn run(mut conn: Connection, mut commands: mpsc::UnboundedReceiver<Command>, signals: &Signals) {
+fn run(mut conn: Connection, commands: &Receiver<Command>, signals: &Signals) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut closing = false;
     let mut sync = Sync::Full;
     while !closing {
-        let Some(first) = commands.blocking_recv() else {
+        let Ok(first) = commands.recv() else {
             break;
         };
         batch.push(first);
-        gather(&mut commands, &mut batch);
-        let wanted = Sync::for_batch(&batch);
+        let wanted = gather(commands, &mut batch);
         if wanted != sync {
             match conn.execute_batch(wanted.pragma()) {
                 Ok(()) => sync = wanted,
@@ -129,6 +135,34 @@ fn run(mut conn: Connection, mut commands: mpsc::UnboundedReceiver<Command>, sig
     }
 }
 
+/// Adds the commands already waiting to `batch`, up to [`MAX_BATCH`]; a batch nobody waits on
+/// for durability waits up to [`LINGER`] for more. Returns the level the batch commits at.
+fn gather(commands: &Receiver<Command>, batch: &mut Vec<Command>) -> Sync {
+    let mut sync = Sync::for_batch(batch);
+    let deadline = Instant::now() + LINGER;
+    while batch.len() < MAX_BATCH {
+        let next = match commands.try_recv() {
+            Ok(command) => Ok(command),
+            Err(_) if sync == Sync::Full => break,
+            Err(_) => commands.recv_timeout(deadline.saturating_duration_since(Instant::now())),
+        };
+        match next {
+            Ok(command) => {
+                if Sync::of(&command) == Sync::Full {
+                    sync = Sync::Full;
+                }
+                let close = matches!(command, Command::Close);
+                batch.push(command);
+                if close {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    sync
+}
+
 /// How a batch's commit reaches the disk. Every commit is in the write-ahead log before it is
 /// answered, and the log is written in order, so a commit that waits for the disk (`fsync`)
 /// takes every earlier one with it.
@@ -148,33 +182,31 @@ enum Sync {
 impl Sync {
     /// The level a batch needs: `Full` when any of its commands must be durable when answered.
     fn for_batch(batch: &[Command]) -> Sync {
-        let durable = batch.iter().any(|command| match command {
+        if batch.iter().any(|command| Sync::of(command) == Sync::Full) {
+            Sync::Full
+        } else {
+            Sync::Normal
+        }
+    }
+
+    /// The level one command needs.
+    fn of(command: &Command) -> Sync {
+        match command {
             Command::Accept(..)
             | Command::Replay(..)
             | Command::Plugin(..)
-            | Command::Probe(..) => true,
+            | Command::Probe(..) => Sync::Full,
             Command::Processed(..)
             | Command::Attempt(..)
             | Command::Supersede(..)
-            | Command::Close => false,
-        });
-        if durable { Sync::Full } else { Sync::Normal }
+            | Command::Close => Sync::Normal,
+        }
     }
 
     fn pragma(self) -> &'static str {
         match self {
             Sync::Full => "PRAGMA synchronous = FULL",
             Sync::Normal => "PRAGMA synchronous = NORMAL",
-        }
-    }
-}
-
-/// Adds the commands already waiting to `batch`, up to [`MAX_BATCH`].
-fn gather(commands: &mut mpsc::UnboundedReceiver<Command>, batch: &mut Vec<Command>) {
-    while batch.len() < MAX_BATCH {
-        match commands.try_recv() {
-            Ok(command) => batch.push(command),
-            Err(_) => break,
         }
     }
 }
