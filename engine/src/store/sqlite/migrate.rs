@@ -5,7 +5,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 
 /// The schema version this engine writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Opens the database for writing (WAL, `synchronous = FULL`) or reading.
 pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -42,8 +42,9 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let steps: &[&str] = match version {
         0 => &[include_str!("schema.sql")],
-        1 => &[TO_2, TO_3],
-        2 => &[TO_3],
+        1 => &[TO_2, TO_3, TO_4],
+        2 => &[TO_3, TO_4],
+        3 => &[TO_4],
         SCHEMA_VERSION => return Ok(()),
         newer => {
             return Err(StoreError::Io(format!(
@@ -81,6 +82,16 @@ const TO_3: &str = "
     DROP INDEX outbox_due;
     CREATE INDEX outbox_lane ON outbox ((CASE kind WHEN 'emit' THEN 'hms-core' ELSE target END),
         event_seq, id) WHERE state = 'pending';
+";
+
+/// Version 3 to 4: what a delivered version supersedes is found by a range over the stale
+/// rows of its entity, not by a scan of every pending row of it.
+const TO_4: &str = "
+    DROP INDEX outbox_key_order;
+    CREATE INDEX outbox_stale_lww ON outbox (kind, target, entity_key, timestamp, event_id, id)
+        WHERE state = 'pending' AND conflict = 'last-write-wins';
+    CREATE INDEX outbox_stale_version ON outbox (kind, target, entity_key, version)
+        WHERE state = 'pending' AND conflict = 'version';
 ";
 
 #[cfg(test)]
@@ -152,6 +163,91 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// Every table's columns and every index's columns and condition, in a comparable form.
+    fn shape(conn: &Connection) -> Vec<String> {
+        let mut objects: Vec<(String, String, Option<String>)> = conn
+            .prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        objects.sort();
+        let mut shape = Vec::new();
+        for (kind, name, sql) in objects {
+            let pragma = if kind == "table" {
+                "table_info"
+            } else {
+                "index_xinfo"
+            };
+            let mut columns: Vec<String> = conn
+                .prepare(&format!("SELECT name FROM pragma_{pragma}(?1)"))
+                .unwrap()
+                .query_map([&name], |r| r.get::<_, Option<String>>(0))
+                .unwrap()
+                .map(|c| c.unwrap().unwrap_or_else(|| "<expression>".into()))
+                .collect();
+            if kind == "table" {
+                // Columns added by a migration come last; their order does not matter.
+                columns.sort();
+            }
+            // An index's condition, whitespace aside.
+            let condition = sql
+                .as_deref()
+                .and_then(|sql| sql.split_once(" WHERE "))
+                .map(|(_, w)| w.split_whitespace().collect::<Vec<_>>().join(" "));
+            shape.push(format!("{kind} {name} {columns:?} {condition:?}"));
+        }
+        shape
+    }
+
+    #[tokio::test]
+    async fn an_upgraded_database_has_the_shape_of_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.db");
+        version_1_database(&old);
+        let mut upgraded = open_connection(&old, false).unwrap();
+        migrate(&mut upgraded).unwrap();
+        let mut new = open_connection(&dir.path().join("new.db"), false).unwrap();
+        migrate(&mut new).unwrap();
+        assert_eq!(shape(&upgraded), shape(&new));
+    }
+
+    #[test]
+    fn the_stale_rows_of_an_entity_are_found_by_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("plan.db"), false).unwrap();
+        migrate(&mut conn).unwrap();
+        for (strategy, index) in [
+            (crate::config::Strategy::LastWriteWins, "outbox_stale_lww"),
+            (crate::config::Strategy::Version, "outbox_stale_version"),
+        ] {
+            let stale = crate::conflict::sql::row_is_stale(strategy, true).unwrap();
+            let mut explain = conn
+                .prepare(&format!(
+                    "EXPLAIN QUERY PLAN SELECT id FROM outbox
+                     WHERE state = 'pending' AND kind = ?1 AND target = ?2 AND entity_key = ?3
+                       AND id != ?4 AND {stale}"
+                ))
+                .unwrap();
+            let parameters = (1..=explain.parameter_count()).map(|n| n as i64);
+            let plan: Vec<String> = explain
+                .query_map(rusqlite::params_from_iter(parameters), |r| {
+                    r.get::<_, String>("detail")
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(
+                plan.starts_with("SEARCH outbox USING")
+                    && plan.contains(&format!("INDEX {index} "))
+                    && plan.contains('<'),
+                "{strategy:?}: {plan}"
+            );
+        }
     }
 
     #[test]

@@ -84,10 +84,13 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_lane ON outbox ((CASE kind WHEN 'emit' THEN 'hms-core' ELSE target END),
     event_seq, id) WHERE state = 'pending';
 CREATE INDEX outbox_event ON outbox (event_id);
--- The pending rows of one (kind, target, key), oldest event first: what a delivered version
--- supersedes.
-CREATE INDEX outbox_key_order ON outbox (kind, target, entity_key, event_seq, id)
-    WHERE state = 'pending';
+-- The pending rows of one (kind, target, key) a delivered version makes stale, found by range:
+-- for last-write-wins those with an earlier (timestamp, event, row), for version those with a
+-- version no greater. Rows without a strategy are in neither.
+CREATE INDEX outbox_stale_lww ON outbox (kind, target, entity_key, timestamp, event_id, id)
+    WHERE state = 'pending' AND conflict = 'last-write-wins';
+CREATE INDEX outbox_stale_version ON outbox (kind, target, entity_key, version)
+    WHERE state = 'pending' AND conflict = 'version';
 
 -- Conflict state: per (kind, target, entity key), what was last delivered. Written in the
 -- transaction that records the delivery's success.
