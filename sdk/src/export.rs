@@ -10,11 +10,28 @@ use crate::{
 };
 use std::marker::PhantomData;
 
+/// On `wasm32-unknown-unknown` a panic message has nowhere to go (there is no stderr): this
+/// sends it to the engine as an error log line, which the engine puts in the crash's reason.
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+fn report_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            crate::host::log(crate::log::Level::Error, &info.to_string());
+        }));
+    });
+}
+
+/// Elsewhere the standard hook prints panics to stderr, which the engine captures.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+fn report_panics() {}
+
 /// Implements the generated transformer export for a [`Transformer`].
 pub struct TransformAdapter<T>(PhantomData<T>);
 
 impl<T: Transformer> transformer::exports::hms::sync::transform::Guest for TransformAdapter<T> {
     fn transform(event: wit::Event) -> Result<Vec<u8>, wit::Error> {
+        report_panics();
         T::transform(event.into()).map_err(Into::into)
     }
 }
@@ -24,6 +41,7 @@ pub struct HandleAdapter<T>(PhantomData<T>);
 
 impl<T: Handler> handler::exports::hms::sync::handle::Guest for HandleAdapter<T> {
     fn handle(event: wit::Event) -> Result<Vec<wit::Action>, wit::Error> {
+        report_panics();
         T::handle(event.into())
             .map(|actions| actions.into_iter().map(Into::into).collect())
             .map_err(Into::into)
@@ -38,6 +56,7 @@ impl<T: Resolver> resolver::exports::hms::sync::resolve::Guest for ResolveAdapte
         current: wit_resolve::Entity,
         incoming: wit_resolve::Entity,
     ) -> Result<wit_resolve::Resolution, wit::Error> {
+        report_panics();
         T::resolve(current.into(), incoming.into())
             .map(|resolution| match resolution {
                 Resolution::Keep => wit_resolve::Resolution::Keep,
@@ -50,7 +69,7 @@ impl<T: Resolver> resolver::exports::hms::sync::resolve::Guest for ResolveAdapte
 
 /// Exports a [`Resolver`] as the component's `hms:sync/resolve` interface.
 ///
-/// Call it once, at the crate root of a `cdylib` crate built for `wasm32-wasip2`. On other
+/// Call it once, at the crate root of a `cdylib` crate built for WebAssembly. On other
 /// targets (your `cargo test`) it only checks that the type implements [`Resolver`].
 #[macro_export]
 macro_rules! export_resolver {
@@ -61,7 +80,7 @@ macro_rules! export_resolver {
 
 /// Exports a [`Transformer`] as the component's `hms:sync/transform` interface.
 ///
-/// Call it once, at the crate root of a `cdylib` crate built for `wasm32-wasip2`. On other
+/// Call it once, at the crate root of a `cdylib` crate built for WebAssembly. On other
 /// targets (your `cargo test`) it only checks that the type implements [`Transformer`].
 #[macro_export]
 macro_rules! export_transformer {
@@ -72,7 +91,7 @@ macro_rules! export_transformer {
 
 /// Exports a [`Handler`] as the component's `hms:sync/handle` interface.
 ///
-/// Call it once, at the crate root of a `cdylib` crate built for `wasm32-wasip2`. On other
+/// Call it once, at the crate root of a `cdylib` crate built for WebAssembly. On other
 /// targets (your `cargo test`) it only checks that the type implements [`Handler`].
 #[macro_export]
 macro_rules! export_handler {

@@ -1,7 +1,9 @@
 //! Write plugins for the HMS Synchronization Engine in plain Rust.
 //!
-//! A plugin is a WebAssembly component built for `wasm32-wasip2` against the engine's WIT
-//! package `hms:sync`. This crate hides the component model: you implement one trait with
+//! A plugin is a WebAssembly component built against the engine's WIT package `hms:sync`: build
+//! it for `wasm32-unknown-unknown` (a module carrying its world, which the engine makes a
+//! component at load; it imports nothing but `hms:sync`) or for `wasm32-wasip2` (a component
+//! that also imports WASI). This crate hides the component model: you implement one trait with
 //! ordinary Rust and serde types, call one macro, and test the logic with `cargo test` on your
 //! own machine, without WebAssembly and without the engine.
 //!
@@ -48,6 +50,8 @@
 //! a fresh instance for every event, so globals never carry over from one event to the next.
 
 mod action;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod arena;
 #[doc(hidden)]
 pub mod bindings;
 pub mod config;

@@ -2,8 +2,7 @@
 //! stands in for destinations and the HMS core, and engines run in-process or as a process.
 //!
 //! The `test-components` crate (`tests/components`) compiles every crate under `plugins/` and
-//! `tests/plugins/` to `wasm32-wasip2` before these tests compile; [`component`] reads the
-//! result.
+//! `tests/plugins/` to WebAssembly before these tests compile; [`component`] reads the result.
 
 use axum::Router;
 use axum::body::Bytes;

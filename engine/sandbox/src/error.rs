@@ -8,12 +8,14 @@ pub enum LoadError {
     /// The bytes are not WebAssembly at all.
     #[error("not a WebAssembly component: {0}")]
     NotWasm(String),
-    /// The bytes are a core module, not a component.
+    /// The bytes are a core module that does not say which world it implements, so it cannot
+    /// be made a component.
     #[error(
-        "this is a core WebAssembly module, not a component: build the plugin for the \
-         `wasm32-wasip2` target (or wrap the module with `wasm-tools component new`)"
+        "this is a core WebAssembly module without a plugin world, so it cannot be made a \
+         component: build the plugin with the SDK (or `wit-bindgen`), for `wasm32-unknown-unknown` \
+         or `wasm32-wasip2` ({0})"
     )]
-    CoreModule,
+    CoreModule(String),
     /// The component failed to validate or compile.
     #[error("the component does not compile: {0}")]
     Compile(String),

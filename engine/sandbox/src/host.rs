@@ -20,6 +20,9 @@ pub(crate) struct RunState {
     version: Arc<str>,
     event_id: String,
     log_lines: usize,
+    /// The last line logged at error level (where the SDK reports a panic on a target without
+    /// stderr).
+    pub(crate) last_error: Option<String>,
 }
 
 /// The linker every plugin is instantiated against: WASI 0.2 (with an empty context per store)
@@ -79,6 +82,10 @@ impl wit::Host for RunState {}
 impl log::Host for RunState {
     fn log(&mut self, level: log::Level, message: String) {
         use hms_sync_rules::MAX_LOG_LINES;
+        if matches!(level, log::Level::Error) {
+            // Kept even past the line limit: a crash's reason ends with it.
+            self.last_error = Some(hms_sync_rules::truncate_log_line(message.clone()));
+        }
         self.log_lines += 1;
         if self.log_lines > MAX_LOG_LINES {
             if self.log_lines == MAX_LOG_LINES + 1 {
@@ -196,6 +203,7 @@ pub(crate) fn new_store(
             version: caller.version.clone(),
             event_id: caller.event_id.to_owned(),
             log_lines: 0,
+            last_error: None,
         },
     );
     store.limiter(|state| &mut state.limiter);

@@ -6,6 +6,7 @@ use super::bindings::transformer::{TransformerIndices, TransformerPre};
 use super::host::{Caller, RunState, new_store};
 use super::{LoadError, PluginSetup, Shared};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use wasmtime::component::{Component, InstancePre};
@@ -142,8 +143,8 @@ impl Plugin {
     }
 
     pub(crate) fn load(shared: Arc<Shared>, name: &str, bytes: &[u8]) -> Result<Self, LoadError> {
-        check_is_component(bytes)?;
-        let component = Component::new(&shared.engine, bytes)
+        let component = as_component(bytes)?;
+        let component = Component::new(&shared.engine, &component)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let ty = component.component_type();
         let exports: Vec<String> = ty
@@ -230,19 +231,40 @@ fn wrong_shape(world: World, err: &wasmtime::Error) -> LoadError {
     ))
 }
 
-fn check_is_component(bytes: &[u8]) -> Result<(), LoadError> {
+/// The component in `bytes`: the bytes themselves, or, for a core module that carries its
+/// world (what `wit-bindgen` embeds when a plugin is built for `wasm32-unknown-unknown`), that
+/// module wrapped into a component. Such a plugin imports nothing but `hms:sync`, which makes
+/// its instances cheaper to create than those of a `wasm32-wasip2` build (docs/performance.md).
+fn as_component(bytes: &[u8]) -> Result<Cow<'_, [u8]>, LoadError> {
     use wasmtime::wasmparser::{Encoding, Parser, Payload};
     match Parser::new(0).parse(bytes, true) {
         Ok(wasmtime::wasmparser::Chunk::Parsed {
             payload: Payload::Version { encoding, .. },
             ..
         }) => match encoding {
-            Encoding::Component => Ok(()),
-            Encoding::Module => Err(LoadError::CoreModule),
+            Encoding::Component => Ok(Cow::Borrowed(bytes)),
+            Encoding::Module if !carries_world(bytes) => Err(LoadError::CoreModule(
+                "it has no `component-type` custom section".into(),
+            )),
+            Encoding::Module => wit_component::ComponentEncoder::default()
+                .module(bytes)
+                .and_then(|encoder| encoder.validate(true).encode())
+                .map(Cow::Owned)
+                .map_err(|e| LoadError::CoreModule(format!("{e:#}"))),
         },
         Ok(_) => Err(LoadError::NotWasm("the file is too short".into())),
         Err(e) => Err(LoadError::NotWasm(e.message().to_owned())),
     }
+}
+
+/// Whether a core module carries the world it implements: the `component-type` custom section
+/// `wit-bindgen` embeds.
+fn carries_world(module: &[u8]) -> bool {
+    use wasmtime::wasmparser::{Parser, Payload};
+    Parser::new(0).parse_all(module).any(|payload| {
+        matches!(payload, Ok(Payload::CustomSection(section))
+            if section.name().starts_with("component-type"))
+    })
 }
 
 fn world_of(exports: &[String]) -> Result<World, LoadError> {

@@ -134,6 +134,7 @@ impl Plugin {
         let result = call(&mut store, &inner.pre);
         let refused = store.data().limiter.refused;
         let memory = store.data().limiter.memory;
+        let last_error = store.data_mut().last_error.take();
         drop(store);
 
         let stderr_text = output.flush(&caller);
@@ -146,7 +147,10 @@ impl Plugin {
                 refused,
                 memory,
                 &setup.limits,
-                &stderr_text,
+                &Said {
+                    stderr: &stderr_text,
+                    last_error: last_error.as_deref(),
+                },
             )),
         }
     }
@@ -248,7 +252,7 @@ fn classify(
     refused: Option<usize>,
     memory: usize,
     limits: &Limits,
-    stderr: &str,
+    said: &Said<'_>,
 ) -> RunError {
     if let Some(requested) = refused {
         return RunError::MemoryLimit {
@@ -261,7 +265,7 @@ fn classify(
             limit: limits.timeout,
         },
         Some(trap) => RunError::Trap {
-            reason: with_stderr(trap.to_string(), stderr),
+            reason: said.explain(trap.to_string()),
         },
         None => match stage {
             Stage::Instantiate => RunError::Instantiate {
@@ -271,25 +275,38 @@ fn classify(
                     .is_some(),
             },
             Stage::Call => RunError::Trap {
-                reason: with_stderr(format!("{error:#}"), stderr),
+                reason: said.explain(format!("{error:#}")),
             },
         },
     }
 }
 
-/// Appends the tail of what the plugin wrote to stderr (where a Rust panic message goes).
-fn with_stderr(reason: String, stderr: &str) -> String {
-    const TAIL: usize = 1024;
-    let stderr = stderr.trim();
-    if stderr.is_empty() {
-        return reason;
+/// What a plugin said before it failed: where a Rust panic message goes.
+struct Said<'a> {
+    /// Everything it wrote to stderr (a `wasm32-wasip2` build's panics).
+    stderr: &'a str,
+    /// Its last error log line (a `wasm32-unknown-unknown` build's panics, through the SDK).
+    last_error: Option<&'a str>,
+}
+
+impl Said<'_> {
+    /// `reason`, followed by the tail of stderr, or else the last error log line.
+    fn explain(&self, reason: String) -> String {
+        const TAIL: usize = 1024;
+        let tail = |text: &str| {
+            let start = text.len().saturating_sub(TAIL);
+            let start = (start..=text.len())
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(text.len());
+            text[start..].to_owned()
+        };
+        let stderr = self.stderr.trim();
+        if !stderr.is_empty() {
+            format!("{reason}; the plugin's stderr ends with: {}", tail(stderr))
+        } else if let Some(line) = self.last_error.map(str::trim).filter(|l| !l.is_empty()) {
+            format!("{reason}; the plugin's last error log line: {}", tail(line))
+        } else {
+            reason
+        }
     }
-    let start = stderr.len().saturating_sub(TAIL);
-    let start = (start..=stderr.len())
-        .find(|&i| stderr.is_char_boundary(i))
-        .unwrap_or(stderr.len());
-    format!(
-        "{reason}; the plugin's stderr ends with: {}",
-        &stderr[start..]
-    )
 }

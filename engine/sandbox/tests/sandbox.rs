@@ -406,8 +406,8 @@ fn bytes_that_are_not_a_component_are_refused() {
     assert!(matches!(err, LoadError::NotWasm(_)), "{err:?}");
     // The smallest valid core module: magic and version, nothing else.
     let err = sandbox().load("core", b"\0asm\x01\0\0\0").unwrap_err();
-    assert!(matches!(err, LoadError::CoreModule), "{err:?}");
-    assert!(err.to_string().contains("wasm32-wasip2"), "{err}");
+    assert!(matches!(err, LoadError::CoreModule(_)), "{err:?}");
+    assert!(err.to_string().contains("without a plugin world"), "{err}");
 }
 
 #[test]
@@ -428,6 +428,29 @@ fn a_plugin_version_is_the_sha256_of_its_bytes() {
         other.imports()
     );
     assert!(other.imports().iter().any(|i| i == "hms:sync/config@0.1.0"));
+}
+
+#[test]
+fn a_plugin_built_for_wasm32_unknown_unknown_is_made_a_component_that_imports_only_hms_sync() {
+    for package in ["tax-rate-outbound", "tax-rate-inbound", "fan-out"] {
+        let bytes = component(package);
+        // What the SDK builds for that target: a core module (version 1), not a component.
+        assert_eq!(&bytes[..8], b"\0asm\x01\0\0\0", "{package}");
+        let plugin = load(sandbox(), package);
+        assert_eq!(plugin.size(), bytes.len());
+        assert!(
+            plugin.imports().iter().all(|i| i.starts_with("hms:sync/")),
+            "{package}: {:?}",
+            plugin.imports()
+        );
+    }
+    // A plugin that needs WASI still builds as a component and keeps its imports.
+    let wasi = load(sandbox(), "misbehave");
+    assert!(
+        wasi.imports().iter().any(|i| i.starts_with("wasi:")),
+        "{:?}",
+        wasi.imports()
+    );
 }
 
 #[test]
