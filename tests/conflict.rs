@@ -16,7 +16,7 @@ use sync_engine_tests::{
 };
 
 const WAIT: Duration = Duration::from_secs(20);
-const ADMIN: &str = "admin-secret";
+const ADMIN: &str = "admin-secret-for-tests";
 
 /// The outbound route to `state-api` at `url` with a conflict section (YAML lines indented six
 /// spaces), the test resolver as `resolver` (mode `resolver_mode`), and the misbehaving

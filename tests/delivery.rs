@@ -10,7 +10,7 @@ use sync_engine_tests::{
 };
 
 const WAIT: Duration = Duration::from_secs(20);
-const ADMIN: &str = "admin-secret";
+const ADMIN: &str = "admin-secret-for-tests";
 /// A Standard Webhooks secret for the tests.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const OTHER_SECRET: &str = "whsec_dGhlIG90aGVyIHNlY3JldA==";
@@ -569,8 +569,25 @@ externalWebhooks:
         assert_eq!(status, 401, "{what}: {answer}");
         assert_eq!(answer["error"]["code"], "bad-signature", "{what}");
     }
-    let (status, answer) = send("msg_ok", now, sign(SECRET, "msg_ok", now, body), body).await;
+    let signature = sign(SECRET, "msg_ok", now, body);
+    let (status, answer) = send("msg_ok", now, signature.clone(), body).await;
     assert_eq!(status, 202, "{answer}");
+    // The same signed request captured and sent again with an unsigned idempotency key of the
+    // replayer's choosing: the signed `webhook-id` decides, so it is a duplicate.
+    let (status, again) = post_json(
+        &engine.url("/webhook/tax-rate"),
+        body,
+        &[
+            ("webhook-id", "msg_ok"),
+            ("webhook-timestamp", now.to_string().as_str()),
+            ("webhook-signature", signature.as_str()),
+            ("idempotency-key", "a-fresh-key"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["status"], "duplicate", "{again}");
+    assert_eq!(again["id"], answer["id"]);
     let received = core.wait_for(1, WAIT).await;
     assert_eq!(received[0].body, br#"{"rate":0.07,"year":2025}"#);
     let dir = engine.stop().await;

@@ -13,7 +13,7 @@ use sync_engine_tests::{
 };
 
 const WAIT: Duration = Duration::from_secs(30);
-const ADMIN: &str = "admin-secret";
+const ADMIN: &str = "admin-secret-for-tests";
 
 /// The plugin `rates` (first `swap-one`) routed to the receiver at `url`, with `extra` appended.
 fn config(url: &str, extra: &str) -> String {

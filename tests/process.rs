@@ -204,6 +204,31 @@ fn validate_names_the_bad_key_of_every_broken_config() {
 }
 
 #[test]
+fn run_refuses_to_listen_beyond_loopback_while_anyone_could_write_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), free_port(), "http://127.0.0.1:9/rates");
+    let output = Command::new(ENGINE)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--listen")
+        .arg(format!("0.0.0.0:{}", free_port()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("bus.token: required"), "{stderr}");
+    assert!(
+        stderr.contains("externalWebhooks[0].secrets: required"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing was started: {stderr}"
+    );
+}
+
+#[test]
 fn validate_accepts_the_example_configuration() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let example = root.join("examples/tax-rate.yaml");
@@ -219,7 +244,7 @@ fn validate_accepts_the_example_configuration() {
         .arg("validate")
         .arg(&config)
         .env("HMS_CORE_TOKEN", "test")
-        .env("SYNC_ENGINE_ADMIN_TOKEN", "test")
+        .env("SYNC_ENGINE_ADMIN_TOKEN", "an-admin-token-for-tests")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -282,7 +307,7 @@ async fn dlq_and_events_commands_list_show_and_replay_through_the_admin_api() {
     let config = write_config(dir.path(), port, &state_api.url("/rates"));
     let mut yaml = std::fs::read_to_string(&config).unwrap();
     yaml = yaml.replace("maxAttempts: 1000", "maxAttempts: 2");
-    yaml.push_str("admin:\n  token: cli-secret\n");
+    yaml.push_str("admin:\n  token: cli-secret-for-tests\n");
     std::fs::write(&config, yaml).unwrap();
     let log = dir.path().join("engine.log");
     let url = format!("http://127.0.0.1:{port}");
@@ -342,7 +367,7 @@ async fn dlq_and_events_commands_list_show_and_replay_through_the_admin_api() {
         "--url",
         &url,
         "--token",
-        "cli-secret",
+        "cli-secret-for-tests",
     ]);
     assert_eq!(code, 0, "{replayed}");
     assert!(
@@ -416,7 +441,7 @@ async fn plugin_commands_upload_list_show_and_roll_back_through_the_admin_api() 
     let port = free_port();
     let config = write_config(dir.path(), port, &state_api.url("/rates"));
     let mut yaml = std::fs::read_to_string(&config).unwrap();
-    yaml.push_str("admin:\n  token: cli-secret\n");
+    yaml.push_str("admin:\n  token: cli-secret-for-tests\n");
     std::fs::write(&config, yaml).unwrap();
     let log = dir.path().join("engine.log");
     let engine = start_engine(&config, &log, &format!("http://127.0.0.1:{port}")).await;

@@ -4,7 +4,7 @@
 use serde_json::json;
 use std::time::Duration;
 use sync_engine::store::{OutboxKind, OutboxState, Records};
-use sync_engine_tests::{Receiver, TestEngine, open_store, post_json, seed_config};
+use sync_engine_tests::{Receiver, TestEngine, http, open_store, post_json, seed_config};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -310,7 +310,7 @@ async fn bad_input_gets_its_status_and_a_json_error_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn the_bus_can_require_a_token() {
-    let (_state_api, _core, engine) = seed_engine("bus:\n  token: bus-secret\n").await;
+    let (_state_api, _core, engine) = seed_engine("bus:\n  token: bus-secret-for-tests\n").await;
     let url = engine.url("/events/tax.rate.updated");
     let body = r#"{"rate": 1, "year": 2020}"#;
     let (status, answer) = post_json(&url, body, &[]).await;
@@ -318,12 +318,74 @@ async fn the_bus_can_require_a_token() {
         (status, answer["error"]["code"].as_str()),
         (401, Some("unauthorized"))
     );
-    let (status, _) = post_json(&url, body, &[("authorization", "Bearer wrong")]).await;
-    assert_eq!(status, 401);
-    let (status, _) = post_json(&url, body, &[("authorization", "Bearer bus-secret")]).await;
-    assert_eq!(status, 202);
+    // The scheme is case-insensitive; the token is not.
+    for (authorization, expected) in [
+        ("Bearer wrong", 401),
+        ("Bearer bus-secret-for-tests", 202),
+        ("bearer bus-secret-for-tests", 202),
+        ("Bearer BUS-SECRET-FOR-TESTS", 401),
+    ] {
+        let (status, _) = post_json(&url, body, &[("authorization", authorization)]).await;
+        assert_eq!(status, expected, "{authorization}");
+    }
     let dir = engine.stop().await;
-    assert_eq!(open_store(dir.path()).event_count().await.unwrap(), 1);
+    assert_eq!(open_store(dir.path()).event_count().await.unwrap(), 2);
+}
+
+/// Sends only the head of a POST announcing a large body, and returns the first line of the
+/// answer, which must come before any of the body is sent.
+async fn answer_to_headers_alone(engine: &TestEngine, path: &str, extra: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = engine.url("").trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+         content-length: 50000000\r\n{extra}\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 512];
+    let n = tokio::time::timeout(WAIT, stream.read(&mut answer))
+        .await
+        .expect("an answer before the body")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_request_without_its_token_is_refused_before_its_body_is_read() {
+    let (_state_api, _core, engine) = seed_engine(
+        "bus:\n  token: bus-secret-for-tests\nadmin:\n  token: admin-secret-for-tests\n",
+    )
+    .await;
+    for path in [
+        "/events/tax.rate.updated",
+        "/admin/dead-letters/replay",
+        "/admin/plugins/tax-rate-outbound/activate",
+    ] {
+        let status = answer_to_headers_alone(&engine, path, "").await;
+        assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{path}");
+        let status =
+            answer_to_headers_alone(&engine, path, "authorization: Bearer wrong-token-value\r\n")
+                .await;
+        assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{path}");
+    }
+    // With the token, an admin JSON body is limited to 256 KiB: a larger one is refused.
+    let too_large = format!(r#"{{"ids": [{}]}}"#, vec!["1"; 150_000].join(","));
+    let response = http()
+        .post(engine.url("/admin/dead-letters/replay"))
+        .bearer_auth("admin-secret-for-tests")
+        .header("content-type", "application/json")
+        .body(too_large)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let dir = engine.stop().await;
+    assert_eq!(open_store(dir.path()).event_count().await.unwrap(), 0);
 }
 
 #[tokio::test]

@@ -14,8 +14,21 @@ const SECRET_PREFIX: &str = "whsec_";
 
 /// Checks a secret: `whsec_` followed by base64.
 pub fn parse_secret(secret: &str) -> Result<Webhook, String> {
-    if !secret.starts_with(SECRET_PREFIX) {
+    use base64::Engine as _;
+    let Some(encoded) = secret.strip_prefix(SECRET_PREFIX) else {
         return Err("a signing secret starts with `whsec_` (Standard Webhooks)".into());
+    };
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| {
+            format!("not a Standard Webhooks secret: after `whsec_` comes base64 ({e})")
+        })?;
+    let min = crate::config::MIN_SECRET_BYTES;
+    if key.len() < min {
+        return Err(format!(
+            "the key is {} bytes; a signing key must be at least {min} (24 or more is usual)",
+            key.len()
+        ));
     }
     Webhook::new(secret).map_err(|e| format!("not a Standard Webhooks secret: {e}"))
 }

@@ -7,7 +7,7 @@ use crate::store::DeadLetterFilter;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use std::sync::Arc;
 
 impl Selection {
@@ -33,10 +33,8 @@ impl Selection {
 
 pub(super) async fn list(
     State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
     query: Result<Query<Selection>, QueryRejection>,
 ) -> Result<Json<DeadLetters>, ApiError> {
-    admin.authorize(&headers)?;
     let Query(selection) = query.map_err(ApiError::bad_request)?;
     let mut filter = selection.filter()?;
     filter.include_replayed = selection.all;
@@ -52,10 +50,8 @@ pub(super) async fn list(
 
 pub(super) async fn show(
     State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<DeadLetterDetail>, ApiError> {
-    admin.authorize(&headers)?;
     let Path(id) = id.map_err(ApiError::bad_request)?;
     let filter = DeadLetterFilter {
         ids: vec![id],
@@ -87,11 +83,9 @@ pub(super) async fn show(
 
 pub(super) async fn replay(
     State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
     body: Result<Json<Selection>, JsonRejection>,
 ) -> Result<Json<Replayed>, ApiError> {
-    admin.authorize(&headers)?;
-    let Json(selection) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(selection) = body.map_err(|e| ApiError::from_json_rejection(&e))?;
     if selection.is_empty() && !selection.all {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -16,10 +16,25 @@ use crate::http::auth::check_bearer;
 use crate::registry::Registry;
 use crate::store::Records;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use std::sync::Arc;
+
+/// The largest JSON body an admin request may send (a replay selection, an activation).
+pub const MAX_JSON_BODY: usize = 256 * 1024;
+
+/// Refuses a request without the admin token before its handler reads anything.
+async fn guard(
+    State(admin): State<Arc<Admin>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    admin.authorize(request.headers())?;
+    Ok(next.run(request).await)
+}
 
 /// What the admin API needs.
 pub struct Admin {
@@ -52,7 +67,8 @@ impl Admin {
     }
 
     /// The admin routes, to merge into the engine's router; uploads may be up to `max_upload`
-    /// bytes.
+    /// bytes, other bodies [`MAX_JSON_BODY`]. The token is checked before anything else runs,
+    /// so a request without it is refused before its body is read.
     pub fn router(self: Arc<Self>, max_upload: usize) -> Router {
         Router::new()
             .route("/admin/dead-letters", get(dead_letters::list))
@@ -62,7 +78,9 @@ impl Admin {
             .route("/admin/plugins", get(plugins::list))
             .route(
                 "/admin/plugins/{name}",
-                get(plugins::show).put(plugins::upload),
+                get(plugins::show)
+                    .put(plugins::upload)
+                    .layer(DefaultBodyLimit::max(max_upload)),
             )
             .route("/admin/plugins/{name}/activate", post(plugins::activate))
             .route("/admin/plugins/{name}/rollback", post(plugins::rollback))
@@ -70,10 +88,12 @@ impl Admin {
                 "/admin/plugins/{name}/versions/{hash}",
                 delete(plugins::delete_version),
             )
-            .layer(DefaultBodyLimit::max(max_upload))
+            .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+            .route_layer(middleware::from_fn_with_state(self.clone(), guard))
             .with_state(self)
     }
 
+    /// Whether a request may use the admin API.
     fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(token) = &self.token else {
             return Err(ApiError::new(

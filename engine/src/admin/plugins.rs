@@ -31,11 +31,7 @@ fn swapped(swap: Swap) -> Json<Swapped> {
     Json(Swapped { plugin: swap })
 }
 
-pub(super) async fn list(
-    State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
-) -> Result<Json<Plugins>, ApiError> {
-    admin.authorize(&headers)?;
+pub(super) async fn list(State(admin): State<Arc<Admin>>) -> Result<Json<Plugins>, ApiError> {
     let plugins = admin
         .registry
         .names()
@@ -54,10 +50,8 @@ pub(super) async fn list(
 
 pub(super) async fn show(
     State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<PluginDetail>, ApiError> {
-    admin.authorize(&headers)?;
     let Path(name) = name.map_err(ApiError::bad_request)?;
     let Some(active) = admin.registry.get(&name) else {
         return Err(ApiError::new(
@@ -88,7 +82,6 @@ pub(super) async fn upload(
     name: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Json<Swapped>, ApiError> {
-    admin.authorize(&headers)?;
     let Path(name) = name.map_err(ApiError::bad_request)?;
     let multipart = headers
         .get(http::header::CONTENT_TYPE)
@@ -166,13 +159,11 @@ async fn read_form(request: Request) -> Result<(Vec<u8>, Option<String>), ApiErr
 
 pub(super) async fn activate(
     State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
     body: Result<Json<ActivateRequest>, JsonRejection>,
 ) -> Result<Json<Swapped>, ApiError> {
-    admin.authorize(&headers)?;
     let Path(name) = name.map_err(ApiError::bad_request)?;
-    let Json(request) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(request) = body.map_err(|e| ApiError::from_json_rejection(&e))?;
     let swap = admin
         .registry
         .activate(&name, &request.hash, &admin.identity, "activate")
@@ -183,10 +174,8 @@ pub(super) async fn activate(
 
 pub(super) async fn rollback(
     State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Swapped>, ApiError> {
-    admin.authorize(&headers)?;
     let Path(name) = name.map_err(ApiError::bad_request)?;
     let swap = admin
         .registry
@@ -198,10 +187,8 @@ pub(super) async fn rollback(
 
 pub(super) async fn delete_version(
     State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Deleted>, ApiError> {
-    admin.authorize(&headers)?;
     let Path((name, hash)) = path.map_err(ApiError::bad_request)?;
     admin
         .registry

@@ -33,9 +33,16 @@ impl Config {
         p.0
     }
 
-    /// The checks serde cannot make: references between sections, URLs, names.
+    /// The checks serde cannot make: references between sections, URLs, names, secrets.
     pub(super) fn check(&self) -> Vec<Problem> {
         let mut p = Problems::default();
+        p.0.extend(self.exposure_problems());
+        if let Some(token) = &self.bus.token {
+            check_token(token, "bus.token", &mut p);
+        }
+        if let Some(token) = &self.admin.token {
+            check_token(token, "admin.token", &mut p);
+        }
         if let Some(core) = &self.core {
             if let Err(e) = check_url(&core.url) {
                 p.add("core.url", e);
@@ -48,6 +55,7 @@ impl Config {
             if let Err(e) = check_name(name) {
                 p.add(&key, e);
             }
+            check_secrets(&destination.secrets, &format!("{key}.secrets"), &mut p);
             if let Err(e) = check_url(&destination.url) {
                 p.add(format!("{key}.url"), e);
             }
@@ -153,6 +161,43 @@ impl Config {
         p.0
     }
 
+    /// What must hold when `listen` is not a loopback address, where anyone who reaches the
+    /// port could otherwise write events: a bus token when HMS event routes exist, and secrets
+    /// (or an explicit `unauthenticated: true`) on every webhook. Checked again when the
+    /// command line changes `listen`.
+    pub fn exposure_problems(&self) -> Vec<Problem> {
+        let mut p = Problems::default();
+        if self.listen.ip().is_loopback() {
+            return p.0;
+        }
+        let listen = self.listen;
+        if self.bus.token.is_none() && !self.hms_events.is_empty() {
+            p.add(
+                "bus.token",
+                format!(
+                    "required: the engine listens on {listen}, beyond this machine, and anyone \
+                     who reaches it could post HMS events; set a token of at least \
+                     {MIN_SECRET_BYTES} bytes (or listen on a loopback address)"
+                ),
+            );
+        }
+        for (i, route) in self.external_webhooks.iter().enumerate() {
+            if route.secrets.is_empty() && !route.unauthenticated {
+                p.add(
+                    format!("externalWebhooks[{i}].secrets"),
+                    format!(
+                        "required: the engine listens on {listen}, beyond this machine, and \
+                         anyone who reaches it could call `{}`; set the partner's Standard \
+                         Webhooks secrets, or `unauthenticated: true` to accept unsigned \
+                         requests on purpose",
+                        route.path
+                    ),
+                );
+            }
+        }
+        p.0
+    }
+
     fn check_conflict(&self, conflict: &ConflictConfig, key: &str, p: &mut Problems) {
         match (conflict.strategy, &conflict.resolver) {
             (Strategy::Plugin, Some(resolver)) => {
@@ -251,6 +296,22 @@ fn check_retry(retry: &RetryConfig, key: &str, p: &mut Problems) {
         p.add(
             format!("{key}.maxDelay"),
             "is shorter than the initial delay",
+        );
+    }
+}
+
+/// The fewest bytes a token or a signing key may have.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+fn check_token(token: &str, key: &str, p: &mut Problems) {
+    if token.len() < MIN_SECRET_BYTES {
+        p.add(
+            key,
+            format!(
+                "a token must be at least {MIN_SECRET_BYTES} bytes (this one has {}): a short \
+                 one can be guessed",
+                token.len()
+            ),
         );
     }
 }

@@ -19,6 +19,7 @@ mod reference;
 mod schema;
 mod values;
 
+pub use checks::MIN_SECRET_BYTES;
 pub use schema::*;
 pub use values::{Expanded, ExpandedPath};
 

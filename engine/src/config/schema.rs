@@ -66,7 +66,8 @@ pub struct Config {
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BusConfig {
-    /// When set, `POST /events/{type}` requires `Authorization: Bearer <token>`.
+    /// When set, `POST /events/{type}` requires `Authorization: Bearer <token>` (at least 16
+    /// bytes). Required when `listen` is not a loopback address and HMS event routes exist.
     pub token: Option<Expanded>,
 }
 
@@ -75,7 +76,8 @@ pub struct BusConfig {
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdminConfig {
-    /// The bearer token every admin request must present. Without one the admin API is off.
+    /// The bearer token every admin request must present (at least 16 bytes). Without one the
+    /// admin API is off.
     pub token: Option<Expanded>,
     /// The largest plugin upload accepted, in bytes.
     #[serde(default = "default_max_upload", deserialize_with = "values::size")]
@@ -470,6 +472,10 @@ pub struct WebhookRoute {
     /// `webhook-signature` by one of them, with a `webhook-timestamp` within five minutes.
     #[serde(default)]
     pub secrets: Vec<Expanded>,
+    /// Accept unsigned requests on a listener that is not loopback: without it (and without
+    /// `secrets`) such a webhook is a configuration error.
+    #[serde(default)]
+    pub unauthenticated: bool,
     /// How conflicts between versions of one entity are settled for this route's actions.
     #[serde(default)]
     pub conflict: ConflictConfig,
@@ -562,6 +568,7 @@ mod tests {
             emit: None,
             headers: vec![],
             secrets: vec![],
+            unauthenticated: false,
             conflict: ConflictConfig::default(),
         };
         assert_eq!(route.event_type(), "webhook.tax-rate");

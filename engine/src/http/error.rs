@@ -60,6 +60,18 @@ impl ApiError {
         )
     }
 
+    /// A JSON body that could not be read: 413 when it is larger than the route allows, else
+    /// 400 (or the status axum gives, such as 415 for another content type).
+    pub fn from_json_rejection(rejection: &axum::extract::rejection::JsonRejection) -> Self {
+        let status = rejection.status();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+            _ => "invalid-request",
+        };
+        ApiError::new(status, code, rejection.body_text())
+    }
+
     /// A 503 for a store that cannot answer.
     pub fn store_unavailable(error: &crate::store::StoreError) -> Self {
         ApiError::new(

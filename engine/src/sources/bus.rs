@@ -7,10 +7,23 @@ use crate::sandbox::event::{Event, HMS_ORIGIN, check_event_type};
 use crate::store::{Route, now_ms};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::Response;
 use std::sync::Arc;
+
+/// Refuses a request without the bus token (when one is configured) before its body is read.
+pub(super) async fn guard(
+    State(sources): State<Arc<Sources>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &sources.bus_token {
+        check_bearer(request.headers(), token)?;
+    }
+    Ok(next.run(request).await)
+}
 
 /// Accepts an event of type `event_type` from the HMS bus.
 pub(super) async fn receive(
@@ -19,9 +32,6 @@ pub(super) async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if let Some(token) = &sources.bus_token {
-        check_bearer(&headers, token)?;
-    }
     if check_event_type(&event_type).is_err() || !sources.routes.has_bus_route(&event_type) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -50,5 +60,5 @@ pub(super) async fn receive(
         hops,
         path,
     };
-    sources.accept(event, route, &headers, now).await
+    sources.accept(event, route, &headers, false, now).await
 }

@@ -178,10 +178,16 @@ pub(super) fn provenance(
 }
 
 /// The route-scoped dedupe key from `idempotency-key` or `webhook-id`, if the sender sent one.
-pub(super) fn dedupe_key(headers: &HeaderMap, route: &str) -> Result<Option<String>, ApiError> {
+/// On a `signed` route only `webhook-id` counts: the signature covers it, so a captured request
+/// sent again is a duplicate whatever unsigned key it carries.
+pub(super) fn dedupe_key(
+    headers: &HeaderMap,
+    route: &str,
+    signed: bool,
+) -> Result<Option<String>, ApiError> {
     let key = match header(headers, "idempotency-key")? {
-        Some(key) => Some(key),
-        None => header(headers, "webhook-id")?,
+        Some(key) if !signed => Some(key),
+        _ => header(headers, "webhook-id")?,
     };
     key.map(|key| {
         if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
@@ -247,23 +253,33 @@ mod tests {
 
     #[test]
     fn dedupe_keys_are_scoped_to_their_route() {
-        assert_eq!(dedupe_key(&headers(&[]), "bus:t").unwrap(), None);
+        assert_eq!(dedupe_key(&headers(&[]), "bus:t", false).unwrap(), None);
+        let both = headers(&[("idempotency-key", "k1"), ("webhook-id", "w")]);
         assert_eq!(
-            dedupe_key(
-                &headers(&[("idempotency-key", "k1"), ("webhook-id", "w")]),
-                "bus:t"
-            )
-            .unwrap()
-            .as_deref(),
+            dedupe_key(&both, "bus:t", false).unwrap().as_deref(),
             Some("bus:t\nk1")
         );
         assert_eq!(
-            dedupe_key(&headers(&[("webhook-id", "w")]), "webhook:/x")
+            dedupe_key(&headers(&[("webhook-id", "w")]), "webhook:/x", false)
                 .unwrap()
                 .as_deref(),
             Some("webhook:/x\nw")
         );
         let long = "k".repeat(MAX_IDEMPOTENCY_KEY + 1);
-        assert!(dedupe_key(&headers(&[("idempotency-key", &long)]), "bus:t").is_err());
+        assert!(dedupe_key(&headers(&[("idempotency-key", &long)]), "bus:t", false).is_err());
+    }
+
+    #[test]
+    fn a_signed_route_dedupes_on_the_signed_webhook_id_only() {
+        let both = headers(&[("idempotency-key", "k1"), ("webhook-id", "w")]);
+        assert_eq!(
+            dedupe_key(&both, "webhook:/x", true).unwrap().as_deref(),
+            Some("webhook:/x\nw")
+        );
+        let unsigned_only = headers(&[("idempotency-key", "k1")]);
+        assert_eq!(
+            dedupe_key(&unsigned_only, "webhook:/x", true).unwrap(),
+            None
+        );
     }
 }

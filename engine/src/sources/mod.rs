@@ -25,6 +25,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
@@ -66,7 +67,12 @@ impl Sources {
 
     /// The bus endpoint and every webhook path; bodies are limited to `max_body` bytes.
     pub fn router(self: Arc<Self>, max_body: usize) -> Router {
-        let mut router = Router::new().route("/events/{event_type}", post(bus::receive));
+        // The bus token is checked before the body is read.
+        let mut router = Router::new().route(
+            "/events/{event_type}",
+            post(bus::receive)
+                .route_layer(middleware::from_fn_with_state(self.clone(), bus::guard)),
+        );
         for path in self.webhooks.keys() {
             router = router.route(path, post(webhook::receive));
         }
@@ -75,19 +81,22 @@ impl Sources {
             .with_state(self)
     }
 
-    /// Stores an event that arrived on `route` and answers for it: the accept stage.
+    /// Stores an event that arrived on `route` and answers for it: the accept stage. On a
+    /// `signed` route (a webhook with secrets) the sender's dedupe key is the signed
+    /// `webhook-id` only.
     async fn accept(
         &self,
         event: Event,
         route: Route,
         headers: &HeaderMap,
+        signed: bool,
         accepted_at: i64,
     ) -> Result<Response, ApiError> {
         let span = tracing::debug_span!("accept", event_id = %event.id, route = %route);
         async move {
             let labels = crate::metrics::EventLabels::new(&route, &event.event_type);
             let new = NewEvent {
-                dedupe_key: headers::dedupe_key(headers, &route.to_string())?,
+                dedupe_key: headers::dedupe_key(headers, &route.to_string(), signed)?,
                 event,
                 route,
                 accepted_at,

@@ -83,5 +83,6 @@ pub(super) async fn receive(
         path,
     };
     let route = Route::Webhook(uri.path().to_owned());
-    sources.accept(event, route, &headers, now).await
+    let signed = source.verifier.is_some();
+    sources.accept(event, route, &headers, signed, now).await
 }
