@@ -439,3 +439,48 @@ async fn bus_headers_describe_the_event_to_the_plugin_and_its_deliveries() {
     assert_eq!(row.action.version, Some(7));
     assert_eq!(row.action.origin, "irs-policy");
 }
+
+#[tokio::test]
+async fn the_admin_api_and_metrics_can_have_their_own_listener_and_metrics_a_token() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_state_api, _core, engine) = seed_engine(&format!(
+        "admin:\n  token: admin-secret-for-tests\n  listen: 127.0.0.1:{port}\n  \
+         metricsToken: metrics-secret-for-tests\n"
+    ))
+    .await;
+    let admin = format!("http://127.0.0.1:{port}");
+    let get = |url: String, token: Option<&'static str>| async move {
+        let mut request = http().get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().status().as_u16()
+    };
+    let admin_token = Some("admin-secret-for-tests");
+    let metrics_token = Some("metrics-secret-for-tests");
+    // The public listener: events and health, no admin API, no metrics.
+    assert_eq!(get(engine.url("/admin/plugins"), admin_token).await, 404);
+    assert_eq!(get(engine.url("/metrics"), metrics_token).await, 404);
+    assert_eq!(get(engine.url("/healthz"), None).await, 200);
+    let body = r#"{"rate": 1, "year": 2020}"#;
+    let (status, _) = post_json(&engine.url("/events/tax.rate.updated"), body, &[]).await;
+    assert_eq!(status, 202);
+    // The admin listener: the admin API and metrics, each behind its token, and health.
+    assert_eq!(
+        get(format!("{admin}/admin/plugins"), admin_token).await,
+        200
+    );
+    assert_eq!(get(format!("{admin}/admin/plugins"), None).await, 401);
+    assert_eq!(get(format!("{admin}/metrics"), None).await, 401);
+    assert_eq!(get(format!("{admin}/metrics"), admin_token).await, 401);
+    assert_eq!(get(format!("{admin}/metrics"), metrics_token).await, 200);
+    assert_eq!(get(format!("{admin}/healthz"), None).await, 200);
+    let (status, _) = post_json(&format!("{admin}/events/tax.rate.updated"), body, &[]).await;
+    assert_eq!(status, 404);
+    let dir = engine.stop().await;
+    assert_eq!(open_store(dir.path()).event_count().await.unwrap(), 1);
+}

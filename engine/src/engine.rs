@@ -113,7 +113,18 @@ pub async fn run(
         intake: backend.intake.clone(),
         records: backend.records.clone(),
         metrics: metrics.clone(),
+        metrics_token: config.admin.metrics_token.as_ref().map(|t| t.0.clone()),
     });
+    // The admin API and /metrics on their own listener, when configured; bound before anything
+    // runs, so a taken port stops the start.
+    let admin_listener = match config.admin.listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (admin.listen)"))?,
+        ),
+        None => None,
+    };
 
     let (handoff, handed) = crate::pipeline::handoff::channel();
     let processor = tokio::spawn(run_processor(
@@ -136,14 +147,49 @@ pub async fn run(
 
     let address = listener.local_addr()?;
     tracing::info!(%address, store = %store.path().display(), "sync engine listening");
-    let router = crate::http::router(
-        sources.router(config.max_body_size),
-        admin.router(config.admin.max_upload_size),
-        health.router(),
-    );
-    let server = axum::serve(listener, router)
+    let sources = sources.router(config.max_body_size);
+    let admin = admin
+        .router(config.admin.max_upload_size)
+        .merge(health.clone().metrics_router());
+    let health = health.router();
+    let (main, admin_server) = match admin_listener {
+        None => (
+            crate::http::router(sources.merge(admin).merge(health)),
+            None,
+        ),
+        Some(admin_listener) => {
+            let address = admin_listener.local_addr()?;
+            tracing::info!(%address, "admin API and metrics listening");
+            let router = crate::http::router(admin.merge(health.clone()));
+            let server = axum::serve(admin_listener, router)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future();
+            (crate::http::router(sources.merge(health)), Some(server))
+        }
+    };
+    let main_server = axum::serve(listener, main)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+        .into_future();
+    let server = match admin_server {
+        None => main_server.await,
+        // Either server ending ends both (the shutdown below).
+        Some(admin_server) => {
+            let shutdown = shutdown.clone();
+            let (main, admin) = tokio::join!(
+                async {
+                    let ended = main_server.await;
+                    shutdown.cancel();
+                    ended
+                },
+                async {
+                    let ended = admin_server.await;
+                    shutdown.cancel();
+                    ended
+                }
+            );
+            main.and(admin)
+        }
+    };
     // However the server ended, stop the rest and let it finish cleanly.
     shutdown.cancel();
     let (processed, delivered) = tokio::join!(processor, delivery);

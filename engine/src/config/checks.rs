@@ -43,6 +43,15 @@ impl Config {
         if let Some(token) = &self.admin.token {
             check_token(token, "admin.token", &mut p);
         }
+        if let Some(token) = &self.admin.metrics_token {
+            check_token(token, "admin.metricsToken", &mut p);
+        }
+        if self.admin.listen.is_some_and(|admin| admin == self.listen) {
+            p.add(
+                "admin.listen",
+                "the same address as `listen`: leave it out to serve the admin API there",
+            );
+        }
         if let Some(core) = &self.core {
             if let Err(e) = check_url(&core.url) {
                 p.add("core.url", e);

@@ -82,6 +82,11 @@ pub struct AdminConfig {
     /// The largest plugin upload accepted, in bytes.
     #[serde(default = "default_max_upload", deserialize_with = "values::size")]
     pub max_upload_size: usize,
+    /// Serve the admin API and `/metrics` on this address instead of `listen` (which then
+    /// serves neither).
+    pub listen: Option<SocketAddr>,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <token>` (at least 16 bytes).
+    pub metrics_token: Option<Expanded>,
 }
 
 impl Default for AdminConfig {
@@ -89,6 +94,8 @@ impl Default for AdminConfig {
         AdminConfig {
             token: None,
             max_upload_size: default_max_upload(),
+            listen: None,
+            metrics_token: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `GET /healthz` (the process answers), `GET /readyz` (the store takes writes) and
-//! `GET /metrics` (Prometheus, with the backlog read at each scrape).
+//! `GET /metrics` (Prometheus, with the backlog read at each scrape; behind a bearer token when
+//! `admin.metricsToken` is set).
 
 use super::error::ApiError;
 use crate::metrics::Metrics;
@@ -7,7 +8,7 @@ use crate::store::{Intake, Records, now_ms};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -22,14 +23,22 @@ pub struct Health {
     pub records: Arc<dyn Records>,
     /// The counters and histograms.
     pub metrics: Arc<Metrics>,
+    /// The bearer token `/metrics` requires, if any.
+    pub metrics_token: Option<String>,
 }
 
 impl Health {
-    /// The routes.
+    /// `/healthz` and `/readyz`, served on every listener.
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .with_state(self)
+    }
+
+    /// `/metrics`, served with the admin API.
+    pub fn metrics_router(self: Arc<Self>) -> Router {
+        Router::new()
             .route("/metrics", get(metrics))
             .with_state(self)
     }
@@ -58,7 +67,13 @@ async fn readyz(State(health): State<Arc<Health>>) -> Response {
     }
 }
 
-async fn metrics(State(health): State<Arc<Health>>) -> Result<Response, ApiError> {
+async fn metrics(
+    State(health): State<Arc<Health>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &health.metrics_token {
+        super::auth::check_bearer(&headers, token)?;
+    }
     let backlog = health
         .records
         .backlog()

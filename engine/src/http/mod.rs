@@ -11,12 +11,10 @@ pub use error::ApiError;
 use axum::Router;
 use axum::http::{StatusCode, Uri};
 
-/// Everything the engine serves on its listener, with JSON answers for unknown paths and
-/// methods.
-pub fn router(sources: Router, admin: Router, health: Router) -> Router {
-    sources
-        .merge(admin)
-        .merge(health)
+/// What the engine serves on a listener (the sources, the admin API, health, merged as the
+/// configuration places them), with JSON answers for unknown paths and methods.
+pub fn router(routes: Router) -> Router {
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
