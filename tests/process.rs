@@ -203,20 +203,55 @@ fn validate_names_the_bad_key_of_every_broken_config() {
     assert!(checked >= 8, "{checked} fixtures");
 }
 
+/// Runs `sync-engine run` on `config` at `listen`, expects it to refuse to start, and returns
+/// what it said.
+fn run_expecting_refusal(config: &Path, listen: &str) -> String {
+    let output = Command::new(ENGINE)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--listen")
+        .arg(listen)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{stderr}");
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_engine_on_the_same_data_directory_refuses_to_start_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, "http://127.0.0.1:9/rates");
+    let log = dir.path().join("engine.log");
+    let first = start_engine(&config, &log, &format!("http://127.0.0.1:{port}")).await;
+    let stderr = run_expecting_refusal(&config, &format!("127.0.0.1:{}", free_port()));
+    assert!(
+        stderr.contains(&format!(
+            "in use by another engine (process {})",
+            first.id()
+        )),
+        "{stderr}"
+    );
+    // The first one serves on, and once it is gone the directory is free again.
+    let (status, _) = post_json(
+        &format!("http://127.0.0.1:{port}/events/tax.rate.updated"),
+        r#"{"rate": 1, "year": 2020}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    kill(first);
+    let again = start_engine(&config, &log, &format!("http://127.0.0.1:{port}")).await;
+    kill(again);
+}
+
 #[test]
 fn run_refuses_to_listen_beyond_loopback_while_anyone_could_write_to_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), free_port(), "http://127.0.0.1:9/rates");
-    let output = Command::new(ENGINE)
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .arg("--listen")
-        .arg(format!("0.0.0.0:{}", free_port()))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let stderr = run_expecting_refusal(&config, &format!("0.0.0.0:{}", free_port()));
     assert!(stderr.contains("bus.token: required"), "{stderr}");
     assert!(
         stderr.contains("externalWebhooks[0].secrets: required"),

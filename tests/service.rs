@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use std::time::Duration;
-use sync_engine::store::{OutboxKind, OutboxState, Records};
+use sync_engine::store::{OutboxKind, OutboxState, Records, now_ms};
 use sync_engine_tests::{Receiver, TestEngine, http, open_store, post_json, seed_config};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -280,6 +280,17 @@ async fn bad_input_gets_its_status_and_a_json_error_and_nothing_is_stored() {
             400,
             "invalid-header",
             "hms-version",
+        ),
+        (
+            // An hour ahead: past the default `maxClockSkew` of five minutes.
+            client
+                .post(engine.url("/events/tax.rate.updated"))
+                .header("content-type", "application/json")
+                .header("hms-timestamp", (now_ms() + 3_600_000).to_string())
+                .body("{}"),
+            400,
+            "invalid-header",
+            "`hms-timestamp",
         ),
         (
             client.get(engine.url("/webhook/tax-rate")),

@@ -9,6 +9,7 @@ use crate::pipeline::{Routes, load_plugins, run_processor};
 use crate::registry::Registry;
 use crate::sandbox::{Plugin, Sandbox, SandboxOptions};
 use crate::sources::Sources;
+use crate::store::dir_lock::DirLock;
 use crate::store::{Backend, SqliteStore};
 use anyhow::Context;
 use std::collections::BTreeMap;
@@ -76,6 +77,8 @@ pub async fn run(
         tracing::warn!(key = %warning.key, "{}", warning.message);
     }
     let store_dir = &config.store.path.0;
+    // Held until the engine has stopped: one engine per data directory.
+    let dir_lock = DirLock::acquire(store_dir)?;
     let compiled = store_dir.join("compiled");
     std::fs::create_dir_all(&compiled)
         .with_context(|| format!("cannot create {}", compiled.display()))?;
@@ -200,6 +203,7 @@ pub async fn run(
     server.context("the HTTP server failed")?;
     processed.context("the processor panicked")?;
     delivered.context("the dispatcher panicked")?;
+    drop(dir_lock);
     tracing::info!("sync engine stopped");
     Ok(())
 }

@@ -23,6 +23,14 @@ pub struct Config {
     /// The embedded HMS bus endpoint, `POST /events/{type}`.
     #[serde(default)]
     pub bus: BusConfig,
+    /// How far ahead of the engine's clock an event's `hms-timestamp` may be; one further
+    /// ahead is refused (a far-future time would win every later last-write-wins comparison).
+    #[serde(
+        default = "default_max_clock_skew",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
+    pub max_clock_skew: Duration,
     /// The admin API (`/admin/...`): dead letters, event history.
     #[serde(default)]
     pub admin: AdminConfig,
@@ -506,6 +514,9 @@ impl WebhookRoute {
     }
 }
 
+pub(super) fn default_max_clock_skew() -> Duration {
+    Duration::from_secs(300)
+}
 pub(super) fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 6000))
 }

@@ -44,7 +44,7 @@ pub(super) async fn receive(
     let key = headers::header(&headers, "hms-key")?.map(str::to_owned);
     let version = headers::version(&headers)?;
     let now = now_ms();
-    let timestamp = headers::timestamp(&headers, now)?;
+    let timestamp = headers::timestamp(&headers, now, sources.max_clock_skew_ms)?;
     let hops = headers::hops(&headers)?;
     let route = Route::Bus(event_type.clone());
     let event = Event {

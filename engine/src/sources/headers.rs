@@ -120,17 +120,27 @@ pub(super) fn version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 }
 
 /// The `hms-timestamp` header (Unix ms), or `now`.
-pub(super) fn timestamp(headers: &HeaderMap, now: i64) -> Result<i64, ApiError> {
-    Ok(header(headers, "hms-timestamp")?
-        .map(|v| {
-            v.parse::<i64>().map_err(|_| {
-                invalid_header(format!(
-                    "`hms-timestamp: {v}` is not a time in Unix milliseconds"
-                ))
-            })
-        })
-        .transpose()?
-        .unwrap_or(now))
+/// The `hms-timestamp` header (default: `now`). One further ahead of `now` than `max_skew_ms`
+/// is refused: under last-write-wins a far-future time would make every later update of its
+/// entity stale.
+pub(super) fn timestamp(headers: &HeaderMap, now: i64, max_skew_ms: i64) -> Result<i64, ApiError> {
+    let Some(value) = header(headers, "hms-timestamp")? else {
+        return Ok(now);
+    };
+    let at = value.parse::<i64>().map_err(|_| {
+        invalid_header(format!(
+            "`hms-timestamp: {value}` is not a time in Unix milliseconds"
+        ))
+    })?;
+    if at > now.saturating_add(max_skew_ms) {
+        return Err(invalid_header(format!(
+            "`hms-timestamp: {value}` is {} s ahead of the engine's clock, more than the \
+             {} s `maxClockSkew` allows",
+            (at - now) / 1000,
+            max_skew_ms / 1000
+        )));
+    }
+    Ok(at)
 }
 
 fn check_system(header: &str, name: &str) -> Result<String, ApiError> {
@@ -247,8 +257,14 @@ mod tests {
         assert!(hops(&headers(&[("hms-hops", "-1")])).is_err());
         assert_eq!(version(&headers(&[("hms-version", "7")])).unwrap(), Some(7));
         assert!(version(&headers(&[("hms-version", "9223372036854775808")])).is_err());
-        assert_eq!(timestamp(&headers(&[]), 42).unwrap(), 42);
-        assert!(timestamp(&headers(&[("hms-timestamp", "soon")]), 42).is_err());
+        assert_eq!(timestamp(&headers(&[]), 42, 1000).unwrap(), 42);
+        assert!(timestamp(&headers(&[("hms-timestamp", "soon")]), 42, 1000).is_err());
+        assert_eq!(
+            timestamp(&headers(&[("hms-timestamp", "1042")]), 42, 1000).unwrap(),
+            1042
+        );
+        let ahead = timestamp(&headers(&[("hms-timestamp", "1043")]), 42, 1000).unwrap_err();
+        assert!(format!("{ahead:?}").contains("maxClockSkew"), "{ahead:?}");
     }
 
     #[test]

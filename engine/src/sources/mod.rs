@@ -40,6 +40,8 @@ pub struct Sources {
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
     bus_token: Option<String>,
+    /// How far ahead of the engine's clock an `hms-timestamp` may be.
+    max_clock_skew_ms: i64,
     webhooks: HashMap<String, WebhookSource>,
 }
 
@@ -61,6 +63,7 @@ impl Sources {
             routes,
             metrics,
             bus_token: config.bus.token.as_ref().map(|t| t.0.clone()),
+            max_clock_skew_ms: i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
             webhooks,
         })
     }

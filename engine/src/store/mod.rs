@@ -15,6 +15,7 @@
 //!
 //! The records every backend keeps and returns are in [`model`].
 
+pub mod dir_lock;
 pub mod model;
 pub mod sqlite;
 
