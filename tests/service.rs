@@ -296,7 +296,7 @@ async fn bad_input_gets_its_status_and_a_json_error_and_nothing_is_stored() {
             client.get(engine.url("/webhook/tax-rate")),
             405,
             "method-not-allowed",
-            "POST",
+            "does not accept GET",
         ),
     ];
     for (request, status, code, message) in cases {
@@ -313,6 +313,13 @@ async fn bad_input_gets_its_status_and_a_json_error_and_nothing_is_stored() {
         let text = body["error"]["message"].as_str().unwrap();
         assert!(text.contains(message), "{code}: {text}");
     }
+    // The 405 names what the path does accept.
+    let response = client
+        .get(engine.url("/webhook/tax-rate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["allow"], "POST");
     let dir = engine.stop().await;
     assert_eq!(open_store(dir.path()).event_count().await.unwrap(), 0);
     assert!(state_api.received().is_empty());

@@ -72,12 +72,14 @@ impl ApiError {
         ApiError::new(status, code, rejection.body_text())
     }
 
-    /// A 503 for a store that cannot answer.
+    /// A 503 for a store that cannot answer. The store's own error goes to the log, not to
+    /// the caller.
     pub fn store_unavailable(error: &crate::store::StoreError) -> Self {
+        tracing::error!(%error, "the store cannot answer a request");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store-unavailable",
-            error.to_string(),
+            "the store cannot answer right now; try again shortly",
         )
     }
 
@@ -87,8 +89,36 @@ impl ApiError {
     }
 }
 
+/// How long a 503 asks the caller to wait before trying again, in seconds.
+const RETRY_AFTER_SECONDS: &str = "1";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorAnswer { error: self.detail })).into_response()
+        let mut response = (self.status, Json(ErrorAnswer { error: self.detail })).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_503_says_when_to_try_again_and_keeps_the_stores_error_to_the_log() {
+        let error = ApiError::store_unavailable(&crate::store::StoreError::Io(
+            "disk I/O error at /secret/path".into(),
+        ));
+        assert!(!error.detail.message.contains("/secret/path"));
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "1");
+        let other = ApiError::bad_request("no").into_response();
+        assert!(other.headers().get(http::header::RETRY_AFTER).is_none());
     }
 }

@@ -9,7 +9,7 @@ pub mod health;
 pub use error::ApiError;
 
 use axum::Router;
-use axum::http::{StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 
 /// What the engine serves on a listener (the sources, the admin API, health, merged as the
 /// configuration places them), with JSON answers for unknown paths and methods.
@@ -27,10 +27,13 @@ async fn not_found(uri: Uri) -> ApiError {
     )
 }
 
-async fn method_not_allowed(uri: Uri) -> ApiError {
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",
-        format!("`{}` accepts POST only", uri.path()),
+        format!(
+            "`{}` does not accept {method} (the `allow` header lists what it does)",
+            uri.path()
+        ),
     )
 }

@@ -109,9 +109,7 @@ impl Sources {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store-unavailable",
-                    format!(
-                        "the event could not be stored, so it was not accepted; send it again ({e})"
-                    ),
+                    "the event could not be stored, so it was not accepted; send it again",
                 )
             })?;
             let status = if accepted.duplicate {
