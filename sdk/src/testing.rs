@@ -63,6 +63,7 @@ pub struct Outcome<T> {
 pub struct TestHost {
     config: BTreeMap<String, String>,
     output_limit: usize,
+    action_limit: usize,
 }
 
 impl Default for TestHost {
@@ -70,6 +71,7 @@ impl Default for TestHost {
         TestHost {
             config: BTreeMap::new(),
             output_limit: rules::DEFAULT_OUTPUT_LIMIT,
+            action_limit: rules::DEFAULT_ACTION_LIMIT,
         }
     }
 }
@@ -99,6 +101,13 @@ impl TestHost {
     /// (default: the engine's, 1 MiB).
     pub fn with_output_limit(mut self, bytes: usize) -> Self {
         self.output_limit = bytes;
+        self
+    }
+
+    /// Sets how many actions a handler may return for one event, as the plugin's
+    /// `limits.actions` does in the engine (default: the engine's, 256).
+    pub fn with_action_limit(mut self, actions: usize) -> Self {
+        self.action_limit = actions;
         self
     }
 
@@ -148,7 +157,11 @@ impl TestHost {
     ) -> std::result::Result<Outcome<Vec<Action>>, Refusal> {
         let outcome = self.run(|| H::handle(event));
         if let Ok(actions) = &outcome.result {
-            rules::check_actions(actions.iter().map(view), self.output_limit)?;
+            rules::check_actions(
+                actions.iter().map(view),
+                self.output_limit,
+                self.action_limit,
+            )?;
         }
         Ok(outcome)
     }

@@ -71,6 +71,6 @@ impl Reused {
                 reason: format!("{e:#}"),
             })?
             .map_err(guest_error)?;
-        checked_output(raw, self.limits.output)
+        checked_output(raw, &self.limits)
     }
 }

@@ -97,6 +97,14 @@ pub enum RunError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// A handler returned more actions than its limit.
+    #[error("the plugin returned {count} actions, over its limit of {limit} per event")]
+    TooManyActions {
+        /// How many it returned.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The plugin trapped: a panic, an `unreachable`, a stack overflow, a bad memory access.
     #[error("the plugin crashed: {reason}")]
     Trap {
@@ -127,7 +135,7 @@ impl RunError {
             RunError::Plugin { kind, .. } => kind.as_str(),
             RunError::Timeout { .. } => "timeout",
             RunError::MemoryLimit { .. } => "memory-limit",
-            RunError::OutputTooLarge { .. } => "output-too-large",
+            RunError::OutputTooLarge { .. } | RunError::TooManyActions { .. } => "output-too-large",
             RunError::Trap { .. } => "trap",
             RunError::Malformed(_) => "malformed-output",
             RunError::WrongWorld(_) => "wrong-world",
@@ -147,6 +155,9 @@ impl From<hms_sync_rules::Refusal> for RunError {
         match refusal {
             hms_sync_rules::Refusal::TooLarge { size, limit } => {
                 RunError::OutputTooLarge { size, limit }
+            }
+            hms_sync_rules::Refusal::TooManyActions { count, limit } => {
+                RunError::TooManyActions { count, limit }
             }
             hms_sync_rules::Refusal::Malformed(reason) => RunError::Malformed(reason),
         }

@@ -79,8 +79,10 @@ pub struct Limits {
     /// [`SandboxOptions::max_memory`].
     pub memory: usize,
     /// Bytes of output the plugin may return: the payload, or the sum of the actions' bodies,
-    /// payloads, headers and strings.
+    /// payloads, headers and strings, plus [`hms_sync_rules::ACTION_OVERHEAD`] per action.
     pub output: usize,
+    /// Actions a handler may return for one event.
+    pub actions: usize,
 }
 
 impl Default for Limits {
@@ -89,6 +91,7 @@ impl Default for Limits {
             timeout: Duration::from_secs(1),
             memory: 32 << 20,
             output: hms_sync_rules::DEFAULT_OUTPUT_LIMIT,
+            actions: hms_sync_rules::DEFAULT_ACTION_LIMIT,
         }
     }
 }

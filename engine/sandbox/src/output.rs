@@ -1,9 +1,9 @@
 //! A plugin's result, checked against the output rules (`hms-sync-rules`, which the SDK's test
 //! harness applies too) and converted to the engine's types.
 
-use super::RunError;
 use super::bindings::wit;
 use super::run::Output;
+use super::{Limits, RunError};
 use crate::event::{Action, Delivery, Emission, Header};
 use hms_sync_rules as rules;
 
@@ -16,15 +16,15 @@ pub(crate) enum Raw {
 }
 
 /// Checks what the plugin returned against the output limit and the rules, then converts it.
-pub(crate) fn checked_output(raw: Raw, limit: usize) -> Result<Output, RunError> {
+pub(crate) fn checked_output(raw: Raw, limits: &Limits) -> Result<Output, RunError> {
     match raw {
         Raw::NotCallable => Err(RunError::Malformed("no output".into())),
         Raw::Payload(payload) => {
-            rules::check_size(payload.len(), limit)?;
+            rules::check_size(payload.len(), limits.output)?;
             Ok(Output::Payload(payload))
         }
         Raw::Actions(actions) => {
-            rules::check_actions(actions.iter().map(view), limit)?;
+            rules::check_actions(actions.iter().map(view), limits.output, limits.actions)?;
             Ok(Output::Actions(actions.into_iter().map(convert).collect()))
         }
     }

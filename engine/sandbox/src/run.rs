@@ -74,7 +74,7 @@ impl Plugin {
         if matches!(raw, Raw::NotCallable) {
             return Err(self.wrong_world("run on events"));
         }
-        checked_output(raw, setup.limits.output)
+        checked_output(raw, &setup.limits)
     }
 
     /// Runs a resolver plugin on two versions of an entity, in a fresh instance, under

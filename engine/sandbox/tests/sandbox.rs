@@ -28,6 +28,7 @@ fn limits() -> Limits {
         timeout: Duration::from_millis(200),
         memory: 16 << 20,
         output: 1 << 20,
+        actions: hms_sync_rules::DEFAULT_ACTION_LIMIT,
     }
 }
 
@@ -180,6 +181,36 @@ fn a_plugin_that_returns_a_huge_output_is_refused() {
     };
     assert_eq!(limit, 1 << 20);
     assert!(size >= 4 << 20, "{size}");
+    assert_still_serves(misbehave());
+}
+
+#[test]
+fn a_handler_that_floods_actions_is_refused_by_count_and_empty_actions_still_count_bytes() {
+    // Up to the default limit of actions per event is fine.
+    let Output::Actions(actions) = run(misbehave(), "flood", "256").unwrap() else {
+        panic!("actions")
+    };
+    assert_eq!(actions.len(), 256);
+    let err = run(misbehave(), "flood", "1000").unwrap_err();
+    let RunError::TooManyActions { count, limit } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((count, limit), (1000, 256));
+    assert_eq!(err.code(), "output-too-large");
+    // With a higher action limit, empty drops still weigh on the output limit.
+    let mut generous = setup();
+    generous.limits.actions = 100_000;
+    generous.limits.output = 64 * 1024;
+    let err = misbehave()
+        .run(&event("flood", "2000"), &generous)
+        .unwrap_err();
+    let RunError::OutputTooLarge { size, limit } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (size, limit),
+        (2000 * hms_sync_rules::ACTION_OVERHEAD, 64 * 1024)
+    );
     assert_still_serves(misbehave());
 }
 

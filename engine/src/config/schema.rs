@@ -192,6 +192,8 @@ pub struct LimitsConfig {
     /// Bytes of output per event.
     #[serde(default, deserialize_with = "values::opt_size")]
     pub output: Option<usize>,
+    /// Actions a handler may return per event.
+    pub actions: Option<NonZeroUsize>,
 }
 
 impl LimitsConfig {
@@ -203,6 +205,10 @@ impl LimitsConfig {
             timeout: self.timeout.or(defaults.timeout).unwrap_or(builtin.timeout),
             memory: self.memory.or(defaults.memory).unwrap_or(builtin.memory),
             output: self.output.or(defaults.output).unwrap_or(builtin.output),
+            actions: self
+                .actions
+                .or(defaults.actions)
+                .map_or(builtin.actions, NonZeroUsize::get),
         }
     }
 }

@@ -23,6 +23,12 @@ pub const MAX_NAME_LEN: usize = 1024;
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
 /// The output limit a plugin runs under unless its configuration sets another, in bytes.
 pub const DEFAULT_OUTPUT_LIMIT: usize = 1 << 20;
+/// How many actions a handler may return for one event, unless its limits say otherwise: each
+/// becomes a row the engine stores in the event's transaction.
+pub const DEFAULT_ACTION_LIMIT: usize = 256;
+/// What each action counts against the output limit beyond its own bytes: the row the engine
+/// stores for it. So a flood of empty actions (`drop("")`) is bounded by the output limit too.
+pub const ACTION_OVERHEAD: usize = 64;
 /// The longest single log line a plugin may write, in bytes; longer ones are cut.
 pub const MAX_LOG_LINE: usize = 4096;
 /// How many log lines a plugin may write per event; later ones are dropped.
@@ -61,6 +67,13 @@ pub enum Refusal {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// A handler returned more actions than its action limit.
+    TooManyActions {
+        /// How many it returned.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// An action breaks a rule; the message names the action and the rule.
     Malformed(String),
 }
@@ -69,7 +82,7 @@ impl Refusal {
     /// The error code the engine records: `output-too-large` or `malformed-output`.
     pub fn code(&self) -> &'static str {
         match self {
-            Refusal::TooLarge { .. } => "output-too-large",
+            Refusal::TooLarge { .. } | Refusal::TooManyActions { .. } => "output-too-large",
             Refusal::Malformed(_) => "malformed-output",
         }
     }
@@ -81,6 +94,10 @@ impl fmt::Display for Refusal {
             Refusal::TooLarge { size, limit } => write!(
                 f,
                 "the plugin returned {size} bytes of output, over its limit of {limit} bytes"
+            ),
+            Refusal::TooManyActions { count, limit } => write!(
+                f,
+                "the plugin returned {count} actions, over its limit of {limit} per event"
             ),
             Refusal::Malformed(reason) => {
                 write!(f, "the plugin returned a malformed result: {reason}")
@@ -139,37 +156,38 @@ pub enum Action<'a> {
 }
 
 impl Action<'_> {
-    /// What the action counts against the output limit: its bodies, names, keys, content type
-    /// and headers, in bytes.
+    /// What the action counts against the output limit: [`ACTION_OVERHEAD`] plus its bodies,
+    /// names, keys, content type and headers, in bytes.
     pub fn size(&self) -> usize {
         let opt = |s: &Option<&str>| s.map_or(0, str::len);
-        match self {
-            Action::Deliver {
-                destination,
-                body,
-                content_type,
-                headers,
-                key,
-                ..
-            } => {
-                destination.len()
-                    + body.len()
-                    + opt(content_type)
-                    + opt(key)
-                    + headers
-                        .iter()
-                        .map(|h| h.name.len() + h.value.len())
-                        .sum::<usize>()
+        ACTION_OVERHEAD
+            + match self {
+                Action::Deliver {
+                    destination,
+                    body,
+                    content_type,
+                    headers,
+                    key,
+                    ..
+                } => {
+                    destination.len()
+                        + body.len()
+                        + opt(content_type)
+                        + opt(key)
+                        + headers
+                            .iter()
+                            .map(|h| h.name.len() + h.value.len())
+                            .sum::<usize>()
+                }
+                Action::Emit {
+                    event_type,
+                    payload,
+                    content_type,
+                    key,
+                    ..
+                } => event_type.len() + payload.len() + opt(content_type) + opt(key),
+                Action::Drop { reason } => reason.len(),
             }
-            Action::Emit {
-                event_type,
-                payload,
-                content_type,
-                key,
-                ..
-            } => event_type.len() + payload.len() + opt(content_type) + opt(key),
-            Action::Drop { reason } => reason.len(),
-        }
     }
 
     /// Checks the action against every rule; the error says which it breaks.
@@ -224,12 +242,20 @@ impl Action<'_> {
     }
 }
 
-/// Checks a handler's actions: their total size against `limit` first, then each action.
+/// Checks a handler's actions: their count against `max_actions`, their total size against
+/// `limit`, then each action.
 pub fn check_actions<'a>(
     actions: impl IntoIterator<Item = Action<'a>>,
     limit: usize,
+    max_actions: usize,
 ) -> Result<(), Refusal> {
     let actions: Vec<Action<'a>> = actions.into_iter().collect();
+    if actions.len() > max_actions {
+        return Err(Refusal::TooManyActions {
+            count: actions.len(),
+            limit: max_actions,
+        });
+    }
     let size = actions.iter().map(Action::size).sum();
     check_size(size, limit)?;
     for (i, action) in actions.iter().enumerate() {
@@ -472,19 +498,33 @@ mod tests {
             key: Some("k"),
             version: Some(1),
         };
-        assert_eq!(deliver("state").size(), 5 + 2 + 1 + 3 + 1);
-        assert!(check_actions([deliver("state")], 100).is_ok());
+        assert_eq!(deliver("state").size(), ACTION_OVERHEAD + 5 + 2 + 1 + 3 + 1);
+        assert!(check_actions([deliver("state")], 1000, 10).is_ok());
         assert_eq!(
-            check_actions([deliver("state")], 5),
-            Err(Refusal::TooLarge { size: 12, limit: 5 })
+            check_actions([deliver("state")], 5, 10),
+            Err(Refusal::TooLarge {
+                size: ACTION_OVERHEAD + 12,
+                limit: 5
+            })
         );
-        let refused = check_actions([deliver("state"), deliver("")], 100).unwrap_err();
+        let refused = check_actions([deliver("state"), deliver("")], 1000, 10).unwrap_err();
         assert_eq!(refused.code(), "malformed-output");
         assert!(
             refused
                 .to_string()
                 .contains("action 1: the destination is empty")
         );
+        // Too many, even when each is tiny: counted before anything else.
+        let drops = (0..11).map(|_| Action::Drop { reason: "" });
+        let refused = check_actions(drops, usize::MAX, 10).unwrap_err();
+        assert_eq!(
+            refused,
+            Refusal::TooManyActions {
+                count: 11,
+                limit: 10
+            }
+        );
+        assert_eq!(refused.code(), "output-too-large");
         let emit = Action::Emit {
             event_type: "..",
             payload: b"{}",

@@ -16,6 +16,7 @@
 //! | `reject`    | fails with a `rejected` error                                |
 //! | `log`       | logs through the import and prints to stdout and stderr      |
 //! | `config`    | reports the route config's `greeting` and its entry count    |
+//! | `flood`     | returns as many empty drops as the payload's number says     |
 
 use hms_sync_sdk::{Action, Delivery, Emission, Error, Event, Handler, Result};
 use std::hint::black_box;
@@ -96,6 +97,13 @@ impl Handler for Misbehave {
                 let greeting = hms_sync_sdk::config::get("greeting").unwrap_or_default();
                 let entries = hms_sync_sdk::config::entries().len();
                 vec![Action::drop(format!("{greeting}/{entries}"))]
+            }
+            "flood" => {
+                let n: usize = String::from_utf8_lossy(&event.payload)
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::invalid_input("`flood` takes a number"))?;
+                (0..n).map(|_| Action::drop("")).collect()
             }
             other => return Err(Error::invalid_input(format!("unknown mode `{other}`"))),
         })
