@@ -24,7 +24,8 @@ struct Arena {
     next: UnsafeCell<usize>,
 }
 
-// SAFETY: a `wasm32-unknown-unknown` module without the `atomics` feature has one thread.
+// SAFETY: a `wasm32-unknown-unknown` module without the `atomics` feature (the only build this
+// module is compiled for) has one thread.
 unsafe impl Sync for Arena {}
 
 static ARENA: Arena = Arena {

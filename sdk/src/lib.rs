@@ -50,7 +50,11 @@
 //! a fresh instance for every event, so globals never carry over from one event to the next.
 
 mod action;
-#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+#[cfg(all(
+    target_arch = "wasm32",
+    target_os = "unknown",
+    not(target_feature = "atomics")
+))]
 mod arena;
 #[doc(hidden)]
 pub mod bindings;

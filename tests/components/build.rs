@@ -55,6 +55,8 @@ fn main() {
         .unwrap_or_else(|| root.join("target"))
         .join("wasm-plugins");
     let artifacts = target_dir.join("plugins");
+    // Rebuilt whole each time, so a plugin crate removed or renamed leaves nothing behind.
+    let _ = fs::remove_dir_all(&artifacts);
     fs::create_dir_all(&artifacts)
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", artifacts.display()));
 

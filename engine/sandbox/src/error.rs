@@ -8,12 +8,12 @@ pub enum LoadError {
     /// The bytes are not WebAssembly at all.
     #[error("not a WebAssembly component: {0}")]
     NotWasm(String),
-    /// The bytes are a core module that does not say which world it implements, so it cannot
-    /// be made a component.
+    /// The bytes are a core module that cannot be made a component: it does not say which
+    /// world it implements, or it imports what a component cannot (a `wasm32-wasip1` build).
     #[error(
-        "this is a core WebAssembly module without a plugin world, so it cannot be made a \
-         component: build the plugin with the SDK (or `wit-bindgen`), for `wasm32-unknown-unknown` \
-         or `wasm32-wasip2` ({0})"
+        "this is a core WebAssembly module that cannot be made a component ({0}): build the \
+         plugin with the SDK (or `wit-bindgen`) for `wasm32-unknown-unknown`, or as a component \
+         for `wasm32-wasip2`"
     )]
     CoreModule(String),
     /// The component failed to validate or compile.

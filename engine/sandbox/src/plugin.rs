@@ -244,7 +244,7 @@ fn as_component(bytes: &[u8]) -> Result<Cow<'_, [u8]>, LoadError> {
         }) => match encoding {
             Encoding::Component => Ok(Cow::Borrowed(bytes)),
             Encoding::Module if !carries_world(bytes) => Err(LoadError::CoreModule(
-                "it has no `component-type` custom section".into(),
+                "it carries no plugin world: no `component-type` custom section".into(),
             )),
             Encoding::Module => wit_component::ComponentEncoder::default()
                 .module(bytes)

@@ -438,7 +438,7 @@ fn bytes_that_are_not_a_component_are_refused() {
     // The smallest valid core module: magic and version, nothing else.
     let err = sandbox().load("core", b"\0asm\x01\0\0\0").unwrap_err();
     assert!(matches!(err, LoadError::CoreModule(_)), "{err:?}");
-    assert!(err.to_string().contains("without a plugin world"), "{err}");
+    assert!(err.to_string().contains("carries no plugin world"), "{err}");
 }
 
 #[test]

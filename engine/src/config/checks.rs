@@ -9,9 +9,21 @@ const RESERVED_PATHS: &[&str] = &["/events", "/healthz", "/readyz", "/metrics", 
 
 impl Config {
     /// What is valid but probably not meant: a webhook without `system` (so echo prevention
-    /// cannot recognise its partner's destination), while destinations exist.
+    /// cannot recognise its partner's destination), while destinations exist; metrics open to
+    /// anyone on an address beyond loopback.
     pub fn warnings(&self) -> Vec<Problem> {
         let mut p = Problems::default();
+        let metrics_at = self.admin.listen.unwrap_or(self.listen);
+        if self.admin.metrics_token.is_none() && !metrics_at.ip().is_loopback() {
+            p.add(
+                "admin.metricsToken",
+                format!(
+                    "not set, so anyone who reaches {metrics_at} can read /metrics (event \
+                     types, destinations, rates): set one, or serve the admin API and metrics \
+                     on a loopback `admin.listen`"
+                ),
+            );
+        }
         let systems: BTreeSet<&str> = self
             .destinations
             .iter()
@@ -382,4 +394,30 @@ fn check_webhook_path(path: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn warned_keys(yaml: &str) -> Vec<String> {
+        Config::parse(yaml, Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .warnings()
+            .into_iter()
+            .map(|w| w.key)
+            .collect()
+    }
+
+    #[test]
+    fn metrics_open_beyond_loopback_are_warned_about() {
+        let exposed = "listen: 0.0.0.0:6000\n";
+        assert_eq!(warned_keys(exposed), ["admin.metricsToken"]);
+        let with_token = "listen: 0.0.0.0:6000\nadmin:\n  metricsToken: a-metrics-token-value\n";
+        assert!(warned_keys(with_token).is_empty());
+        let admin_on_loopback = "listen: 0.0.0.0:6000\nadmin:\n  listen: 127.0.0.1:6001\n";
+        assert!(warned_keys(admin_on_loopback).is_empty());
+        assert!(warned_keys("listen: 127.0.0.1:6000\n").is_empty());
+    }
 }

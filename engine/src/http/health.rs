@@ -54,13 +54,18 @@ async fn readyz(State(health): State<Arc<Health>>) -> Response {
     let probe = tokio::time::timeout(Duration::from_secs(2), health.intake.probe()).await;
     let problem = match probe {
         Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("the store does not take writes: {e}")),
+        Ok(Err(e)) => {
+            // The store's own error is for the log, not for whoever asks.
+            tracing::error!(error = %e, "readiness: the store does not take writes");
+            Some("the store does not take writes".to_owned())
+        }
         Err(_) => Some("the store did not take a write within 2 seconds".to_owned()),
     };
     match problem {
         None => Json(json!({"status": "ready"})).into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
+            [(http::header::RETRY_AFTER, "1")],
             Json(json!({"status": "not-ready", "reason": reason})),
         )
             .into_response(),
