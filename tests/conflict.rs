@@ -242,6 +242,41 @@ async fn versions_can_come_from_the_payload_by_json_pointer() {
     engine.stop().await;
 }
 
+#[tokio::test]
+async fn a_timestamp_far_ahead_of_the_clock_cannot_pin_an_entity() {
+    let state_api = Receiver::start().await;
+    // Last-write-wins with the time read from the payload's `rate` (Unix ms here).
+    let conflict = "      strategy: last-write-wins\n      key: /year\n      timestamp: /rate";
+    let engine = TestEngine::start(&config(&state_api.url("/rates"), conflict, "newest")).await;
+    let now = sync_engine::store::now_ms();
+    let post = |at: i64| {
+        let url = engine.url("/events/tax.rate.updated");
+        async move {
+            let body = json!({"rate": at, "year": 2031}).to_string();
+            post_json(&url, &body, &[]).await
+        }
+    };
+    // A day ahead: the run fails (a dead letter naming the reason) instead of pinning 2031.
+    let (status, pinned) = post(now + 86_400_000).await;
+    assert_eq!(status, 202);
+    let (status, _) = post(now).await;
+    assert_eq!(status, 202);
+    state_api.wait_for(1, WAIT).await;
+    assert_eq!(delivered(&state_api.received()), [now as u64]);
+    let (_, dead) = admin_call(&engine, ADMIN, "GET", "/admin/dead-letters", None).await;
+    let dead = dead["deadLetters"].as_array().unwrap().clone();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["eventId"], pinned["id"], "{dead:?}");
+    assert!(
+        dead[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("ahead of the engine's clock"),
+        "{dead:?}"
+    );
+    engine.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_updates_for_many_keys_end_at_each_keys_highest_version() {
     const KEYS: u64 = 20;

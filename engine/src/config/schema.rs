@@ -23,8 +23,9 @@ pub struct Config {
     /// The embedded HMS bus endpoint, `POST /events/{type}`.
     #[serde(default)]
     pub bus: BusConfig,
-    /// How far ahead of the engine's clock an event's `hms-timestamp` may be; one further
-    /// ahead is refused (a far-future time would win every later last-write-wins comparison).
+    /// How far ahead of the engine's clock a timestamp may be: an `hms-timestamp` further ahead
+    /// is refused, an action's or payload pointer's fails its run (a far-future time would win
+    /// every later last-write-wins comparison).
     #[serde(
         default = "default_max_clock_skew",
         deserialize_with = "values::duration::deserialize"

@@ -12,13 +12,18 @@ use crate::store::{OutboxAction, OutboxKind};
 /// (the action's, else the route's pointers', else the event's), the route's conflict strategy,
 /// and the hop count it will arrive with. An action that would send an update back to the
 /// system it came from, or past the hop limit, gets the reason it is not sent.
+///
+/// A timestamp (the action's or the route pointer's) further ahead of the engine's clock than
+/// `maxClockSkew` fails the run (`timestamp-ahead`, a dead letter that can be replayed): under
+/// last-write-wins it would make every later update of its entity stale.
 pub(super) fn outbox_rows(
     event: &Event,
     handler_index: usize,
     handler: &RouteHandler,
     actions: Vec<Action>,
     routes: &Routes,
-) -> Vec<OutboxAction> {
+) -> Result<Vec<OutboxAction>, (String, String)> {
+    let latest = crate::store::now_ms().saturating_add(routes.max_clock_skew_ms);
     let extracted = handler.conflict.extract(&event.payload);
     let key = |own: Option<String>| {
         own.or_else(|| extracted.key.clone())
@@ -84,7 +89,19 @@ pub(super) fn outbox_rows(
             {
                 tracing::debug!(event_id = %event.id, target = %row.target, reason = %reason, "not sent");
             }
-            row
+            if row.kind != OutboxKind::Drop && row.timestamp > latest {
+                return Err((
+                    "timestamp-ahead".to_owned(),
+                    format!(
+                        "action {j} has the timestamp {}, {} s ahead of the engine's clock, \
+                         more than `maxClockSkew` allows: under last-write-wins it would make \
+                         every later update of its entity stale",
+                        row.timestamp,
+                        (row.timestamp - crate::store::now_ms()) / 1000
+                    ),
+                ));
+            }
+            Ok(row)
         })
         .collect()
 }

@@ -99,7 +99,7 @@ fn run_handler(
     let outcome = result
         .map_err(|e| (e.code().to_owned(), e.to_string()))
         .and_then(|output| actions(event, handler, output, routes))
-        .map(|actions| outbox_rows(event, index, handler, actions, routes));
+        .and_then(|actions| outbox_rows(event, index, handler, actions, routes));
     let run = |outcome: RunOutcome, error: Option<String>| Run {
         handler: index,
         plugin: plugin.name().to_owned(),

@@ -69,6 +69,8 @@ pub struct Routes {
     pub(super) destinations: BTreeMap<String, DestinationInfo>,
     resolvers: HashMap<String, Configured>,
     pub(super) max_hops: u32,
+    /// How far ahead of the engine's clock a row's timestamp may be (`maxClockSkew`).
+    pub(super) max_clock_skew_ms: i64,
 }
 
 impl Routes {
@@ -111,6 +113,7 @@ impl Routes {
                 .collect(),
             resolvers: HashMap::new(),
             max_hops: config.max_hops,
+            max_clock_skew_ms: i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
         };
         let mut problems = Vec::new();
         let mut problem = |key: String, message: String| problems.push(Problem { key, message });
