@@ -502,3 +502,98 @@ async fn the_admin_api_and_metrics_can_have_their_own_listener_and_metrics_a_tok
     let dir = engine.stop().await;
     assert_eq!(open_store(dir.path()).event_count().await.unwrap(), 1);
 }
+
+/// A raw connection to an engine.
+async fn connect(engine: &TestEngine) -> tokio::net::TcpStream {
+    let address = engine.url("").trim_start_matches("http://").to_owned();
+    tokio::net::TcpStream::connect(address).await.unwrap()
+}
+
+/// What the engine answers on `stream` within `wait`: the bytes read (empty when it closed
+/// the connection), or `None` when it said nothing.
+async fn answer_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = vec![0; 1024];
+    match tokio::time::timeout(wait, stream.read(&mut answer)).await {
+        Ok(Ok(n)) => Some(answer[..n].to_vec()),
+        Ok(Err(_)) => Some(Vec::new()),
+        Err(_) => None,
+    }
+}
+
+const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: engine\r\n\r\n";
+
+#[tokio::test]
+async fn a_client_that_drips_its_headers_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let (_state_api, _core, engine) = seed_engine("http:\n  headerTimeout: 500ms\n").await;
+    let mut slow = connect(&engine).await;
+    slow.write_all(b"POST /events/tax.rate.updated HTTP/1.1\r\nhost: engine\r\n")
+        .await
+        .unwrap();
+    // The rest of the headers never comes: the engine closes the connection (with a 408 or
+    // without a word), well before the test gives up.
+    let answer = answer_within(&mut slow, WAIT)
+        .await
+        .expect("the connection is closed");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    // Others are served as ever.
+    let mut other = connect(&engine).await;
+    other.write_all(HEALTH).await.unwrap();
+    let answer = answer_within(&mut other, WAIT).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    use tokio::io::AsyncWriteExt;
+    let (_state_api, _core, engine) = seed_engine("http:\n  maxConnections: 2\n").await;
+    let first = connect(&engine).await;
+    let mut second = connect(&engine).await;
+    second.write_all(HEALTH).await.unwrap();
+    assert!(
+        answer_within(&mut second, WAIT)
+            .await
+            .unwrap()
+            .starts_with(b"HTTP/1.1 200")
+    );
+    // Two connections are open (the second kept alive): a third waits, unanswered.
+    let mut third = connect(&engine).await;
+    third.write_all(HEALTH).await.unwrap();
+    assert_eq!(
+        answer_within(&mut third, Duration::from_millis(500)).await,
+        None,
+        "the third connection was served while two were open"
+    );
+    drop(first);
+    let answer = answer_within(&mut third, WAIT).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    drop(second);
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_body_does_not_hold_up_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let (_state_api, _core, engine) = seed_engine("http:\n  shutdownTimeout: 500ms\n").await;
+    let mut stuck = connect(&engine).await;
+    stuck
+        .write_all(
+            b"POST /events/tax.rate.updated HTTP/1.1\r\nhost: engine\r\n\
+              content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"rate\":",
+        )
+        .await
+        .unwrap();
+    // The request is in flight (headers in, body unfinished) when the engine is told to stop.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let dir = tokio::time::timeout(WAIT, engine.stop())
+        .await
+        .expect("the engine stops despite the unfinished request");
+    assert_eq!(open_store(dir.path()).event_count().await.unwrap(), 0);
+    drop(stuck);
+}

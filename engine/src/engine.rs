@@ -155,44 +155,26 @@ pub async fn run(
         .router(config.admin.max_upload_size)
         .merge(health.clone().metrics_router());
     let health = health.router();
-    let (main, admin_server) = match admin_listener {
-        None => (
-            crate::http::router(sources.merge(admin).merge(health)),
-            None,
-        ),
+    let limits = crate::http::serve::Limits {
+        header_timeout: config.http.header_timeout,
+        max_connections: config.http.max_connections.get(),
+        shutdown_timeout: config.http.shutdown_timeout,
+    };
+    let serve =
+        |listener, router| crate::http::serve::serve(listener, router, limits, shutdown.clone());
+    match admin_listener {
+        None => {
+            let router = crate::http::router(sources.merge(admin).merge(health));
+            serve(listener, router).await;
+        }
         Some(admin_listener) => {
             let address = admin_listener.local_addr()?;
             tracing::info!(%address, "admin API and metrics listening");
-            let router = crate::http::router(admin.merge(health.clone()));
-            let server = axum::serve(admin_listener, router)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .into_future();
-            (crate::http::router(sources.merge(health)), Some(server))
+            let admin = crate::http::router(admin.merge(health.clone()));
+            let main = crate::http::router(sources.merge(health));
+            tokio::join!(serve(listener, main), serve(admin_listener, admin));
         }
-    };
-    let main_server = axum::serve(listener, main)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
-    let server = match admin_server {
-        None => main_server.await,
-        // Either server ending ends both (the shutdown below).
-        Some(admin_server) => {
-            let shutdown = shutdown.clone();
-            let (main, admin) = tokio::join!(
-                async {
-                    let ended = main_server.await;
-                    shutdown.cancel();
-                    ended
-                },
-                async {
-                    let ended = admin_server.await;
-                    shutdown.cancel();
-                    ended
-                }
-            );
-            main.and(admin)
-        }
-    };
+    }
     // However the server ended, stop the rest and let it finish cleanly.
     shutdown.cancel();
     let (processed, delivered) = tokio::join!(processor, delivery);
@@ -200,7 +182,6 @@ pub async fn run(
         let _ = watcher.await;
     }
     store.close().await;
-    server.context("the HTTP server failed")?;
     processed.context("the processor panicked")?;
     delivered.context("the dispatcher panicked")?;
     drop(dir_lock);

@@ -20,6 +20,9 @@ pub struct Config {
     /// The largest request body accepted, in bytes (`1MiB`, `512KiB` or a number).
     #[serde(default = "default_max_body", deserialize_with = "values::size")]
     pub max_body_size: usize,
+    /// The HTTP listeners' limits.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// The embedded HMS bus endpoint, `POST /events/{type}`.
     #[serde(default)]
     pub bus: BusConfig,
@@ -68,6 +71,40 @@ pub struct Config {
     /// Routes for external webhooks: run `handler` on every request to `path`.
     #[serde(default)]
     pub external_webhooks: Vec<WebhookRoute>,
+}
+
+/// The HTTP listeners' limits.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpConfig {
+    /// How long a client may take to send a request's headers before its connection is closed.
+    #[serde(
+        default = "default_header_timeout",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
+    pub header_timeout: Duration,
+    /// Connections open at once, per listener; beyond it new ones wait until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: NonZeroUsize,
+    /// How long shutdown waits for requests in flight before closing their connections.
+    #[serde(
+        default = "default_shutdown_timeout",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout: default_header_timeout(),
+            max_connections: default_max_connections(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
 }
 
 /// The embedded HMS bus endpoint.
@@ -521,6 +558,15 @@ impl WebhookRoute {
     }
 }
 
+pub(super) fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+pub(super) fn default_max_connections() -> NonZeroUsize {
+    NonZeroUsize::new(1024).expect("not zero")
+}
+pub(super) fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 pub(super) fn default_max_clock_skew() -> Duration {
     Duration::from_secs(300)
 }
