@@ -124,22 +124,10 @@ async fn sigterm_stops_the_engine_cleanly_and_pending_work_resumes_on_restart() 
     assert_eq!(status, 202);
     state_api.wait_for(1, Duration::from_secs(20)).await;
 
-    let term = Command::new("kill")
-        .args(["-TERM", &engine.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(status) = engine.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the engine did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    signal(&engine, "TERM");
+    let exit = exit_within(&mut engine, Duration::from_secs(30))
+        .await
+        .expect("the engine stops on SIGTERM");
     assert!(exit.success(), "{exit:?}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("SIGTERM: shutting down"), "{text}");
@@ -201,6 +189,70 @@ fn validate_names_the_bad_key_of_every_broken_config() {
         checked += 1;
     }
     assert!(checked >= 8, "{checked} fixtures");
+}
+
+/// Sends `signal` (`TERM`, `INT`) to a process.
+fn signal(engine: &EngineProcess, signal: &str) {
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), engine.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Waits up to `limit` for a process to exit.
+async fn exit_within(
+    engine: &mut EngineProcess,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = engine.try_wait().unwrap() {
+            return Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once_when_a_request_holds_up_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, "http://127.0.0.1:9/rates");
+    let mut yaml = std::fs::read_to_string(&config).unwrap();
+    yaml.push_str("http:\n  shutdownTimeout: 60s\n");
+    std::fs::write(&config, yaml).unwrap();
+    let log = dir.path().join("engine.log");
+    let mut engine = start_engine(&config, &log, &format!("http://127.0.0.1:{port}")).await;
+    // A request whose body never finishes.
+    let mut stuck = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stuck
+        .write_all(
+            b"POST /events/tax.rate.updated HTTP/1.1\r\nhost: engine\r\n\
+              content-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&engine, "TERM");
+    assert!(
+        exit_within(&mut engine, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "the first signal waits for the request (up to http.shutdownTimeout)"
+    );
+    signal(&engine, "TERM");
+    let exit = exit_within(&mut engine, Duration::from_secs(20))
+        .await
+        .expect("the second signal exits at once");
+    assert!(!exit.success(), "{exit:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("SIGTERM again: exiting now"), "{text}");
+    drop(stuck);
 }
 
 /// Runs `sync-engine run` on `config` at `listen`, expects it to refuse to start, and returns

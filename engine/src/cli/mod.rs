@@ -308,20 +308,37 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.
 async fn cancel_on_signal(shutdown: CancellationToken) {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &str| {
+        signal(kind)
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot listen for {name}"))
+            .ok()
+    };
+    let mut terminate = listen(SignalKind::terminate(), "SIGTERM");
+    let mut interrupt = listen(SignalKind::interrupt(), "SIGINT");
+    let first = next_signal(&mut terminate, &mut interrupt).await;
+    tracing::info!("{first}: shutting down (a second signal exits at once)");
+    shutdown.cancel();
+    let second = next_signal(&mut terminate, &mut interrupt).await;
+    tracing::warn!("{second} again: exiting now; what was accepted is in the store");
+    std::process::exit(1);
+}
+
+/// The name of the next of these signals to arrive.
+async fn next_signal(
+    terminate: &mut Option<tokio::signal::unix::Signal>,
+    interrupt: &mut Option<tokio::signal::unix::Signal>,
+) -> &'static str {
+    async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+        match signal {
+            Some(signal) => {
                 signal.recv().await;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+            None => std::future::pending().await,
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        () = terminate => tracing::info!("SIGTERM: shutting down"),
     }
-    shutdown.cancel();
+    tokio::select! {
+        () = recv(terminate) => "SIGTERM",
+        () = recv(interrupt) => "SIGINT",
+    }
 }
