@@ -137,6 +137,51 @@ async fn a_redirect_is_a_failed_attempt_and_is_never_followed() {
     engine.stop().await;
 }
 
+#[tokio::test]
+async fn dead_letters_are_listed_page_by_page() {
+    let state_api = Receiver::start().await;
+    state_api.set_default_status(400);
+    let engine = TestEngine::start(&config(
+        &format!("    url: {}", state_api.url("/rates")),
+        3,
+        "",
+    ))
+    .await;
+    for year in 2020..2023 {
+        post_rate(&engine, 1, year, None).await;
+    }
+    let all = wait_dead_letters(&engine, 3).await;
+    assert_eq!(
+        all["next"],
+        Value::Null,
+        "one default page holds them: {all}"
+    );
+    let ids = |page: &Value| -> Vec<i64> {
+        page["deadLetters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_i64().unwrap())
+            .collect()
+    };
+    let (status, first) = admin(&engine, "GET", "/admin/dead-letters?limit=2", None).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(ids(&first).len(), 2);
+    let next = first["next"]
+        .as_i64()
+        .expect("a full page says where the next starts");
+    let path = format!("/admin/dead-letters?limit=2&after={next}");
+    let (_, second) = admin(&engine, "GET", &path, None).await;
+    assert_eq!([ids(&first), ids(&second)].concat(), ids(&all));
+    assert_eq!(second["next"], Value::Null);
+    for limit in ["0", "1001"] {
+        let path = format!("/admin/dead-letters?limit={limit}");
+        let (status, answer) = admin(&engine, "GET", &path, None).await;
+        assert_eq!(status, 400, "{answer}");
+    }
+    engine.stop().await;
+}
+
 /// Waits until the engine lists `n` dead letters.
 async fn wait_dead_letters(engine: &TestEngine, n: usize) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -15,6 +15,9 @@ pub use crate::http::error::{ErrorAnswer, ErrorDetail};
 pub struct DeadLetters {
     /// The dead letters, oldest first.
     pub dead_letters: Vec<DeadLetter>,
+    /// When the page is full: the `after` that asks for the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<i64>,
 }
 
 /// A dead letter.
@@ -96,9 +99,12 @@ pub struct Selection {
     /// Listing: replayed ones too. Replay: every dead letter, when nothing else is given.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all: bool,
-    /// Listing: at most this many.
+    /// Listing: at most this many (default 100, at most 1,000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// Listing: the page after this id (the `next` of the page before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<i64>,
 }
 
 /// `POST /admin/dead-letters/replay`.

@@ -10,6 +10,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use std::sync::Arc;
 
+/// Dead letters per page when the request does not say.
+const DEFAULT_PAGE: usize = 100;
+/// The most a page may hold.
+const MAX_PAGE: usize = 1000;
+
 impl Selection {
     /// The store's filter for this selection (`all` is the caller's to interpret).
     fn filter(&self) -> Result<DeadLetterFilter, ApiError> {
@@ -19,7 +24,8 @@ impl Selection {
             since: self.since.as_deref().map(parse_time).transpose()?,
             until: self.until.as_deref().map(parse_time).transpose()?,
             include_replayed: false,
-            limit: self.limit.unwrap_or(0),
+            limit: 0,
+            after: None,
         })
     }
 
@@ -38,13 +44,25 @@ pub(super) async fn list(
     let Query(selection) = query.map_err(ApiError::bad_request)?;
     let mut filter = selection.filter()?;
     filter.include_replayed = selection.all;
+    let limit = selection.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` is 1 to {MAX_PAGE} (default {DEFAULT_PAGE})"
+        )));
+    }
+    filter.limit = limit;
+    filter.after = selection.after;
     let dead = admin
         .records
         .dead_letters(filter)
         .await
         .map_err(|e| ApiError::store_unavailable(&e))?;
+    let next = (dead.len() == limit)
+        .then(|| dead.last().map(|d| d.id))
+        .flatten();
     Ok(Json(DeadLetters {
         dead_letters: dead.into_iter().map(Into::into).collect(),
+        next,
     }))
 }
 

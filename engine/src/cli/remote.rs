@@ -247,18 +247,35 @@ fn print<T: Serialize>(remote: &Remote, answer: &T, text: impl FnOnce(&T) -> Str
 
 pub(super) fn dlq(remote: &Remote, command: DlqCommand) -> anyhow::Result<()> {
     let client = remote.client()?;
+    /// Dead letters asked for per request.
+    const PAGE: usize = 1000;
     match command {
         DlqCommand::List {
             selection,
             all,
             limit,
         } => {
-            let query = Selection {
-                all,
-                limit,
-                ..selection.selection()
+            // Page by page, until the end or `limit`.
+            let mut answer = DeadLetters {
+                dead_letters: Vec::new(),
+                next: None,
             };
-            let answer: DeadLetters = client.get("/admin/dead-letters", &query)?;
+            loop {
+                let wanted = limit.map(|l| l.saturating_sub(answer.dead_letters.len()));
+                let query = Selection {
+                    all,
+                    limit: wanted.map(|w| w.min(PAGE)).or(Some(PAGE)),
+                    after: answer.next,
+                    ..selection.selection()
+                };
+                let page: DeadLetters = client.get("/admin/dead-letters", &query)?;
+                answer.dead_letters.extend(page.dead_letters);
+                answer.next = page.next;
+                let enough = limit.is_some_and(|l| answer.dead_letters.len() >= l);
+                if answer.next.is_none() || enough {
+                    break;
+                }
+            }
             print(remote, &answer, |a| {
                 if a.dead_letters.is_empty() {
                     return "no dead letters\n".into();

@@ -85,6 +85,8 @@ pub struct DeadLetterFilter {
     pub include_replayed: bool,
     /// At most this many (listing only); 0 means no limit.
     pub limit: usize,
+    /// Only those with a greater id (listing only): the page after the one that ended there.
+    pub after: Option<i64>,
 }
 
 /// What a replay did.

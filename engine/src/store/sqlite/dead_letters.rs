@@ -87,6 +87,10 @@ pub(super) fn list(
         sql.push_str(" AND d.created_at < ?");
         values.push(until.into());
     }
+    if let Some(after) = filter.after {
+        sql.push_str(" AND d.id > ?");
+        values.push(after.into());
+    }
     sql.push_str(" ORDER BY d.id");
     if filter.limit > 0 {
         sql.push_str(&format!(" LIMIT {}", filter.limit));
@@ -107,6 +111,7 @@ pub(super) fn replay(
     let selection = DeadLetterFilter {
         include_replayed: true,
         limit: 0,
+        after: None,
         ..filter.clone()
     };
     let selected = list(conn, &selection)?;
