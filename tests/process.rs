@@ -251,7 +251,10 @@ async fn a_second_signal_exits_at_once_when_a_request_holds_up_shutdown() {
         .expect("the second signal exits at once");
     assert!(!exit.success(), "{exit:?}");
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("SIGTERM again: exiting now"), "{text}");
+    assert!(
+        text.contains("SIGTERM, a second signal: exiting now"),
+        "{text}"
+    );
     drop(stuck);
 }
 

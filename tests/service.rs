@@ -595,5 +595,7 @@ async fn a_client_that_never_finishes_its_body_does_not_hold_up_shutdown() {
         .await
         .expect("the engine stops despite the unfinished request");
     assert_eq!(open_store(dir.path()).event_count().await.unwrap(), 0);
-    drop(stuck);
+    // And its connection was closed, not left open behind the stopped engine.
+    let closed = answer_within(&mut stuck, WAIT).await;
+    assert!(closed.is_some(), "the connection is still open");
 }

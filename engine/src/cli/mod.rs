@@ -320,7 +320,7 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     tracing::info!("{first}: shutting down (a second signal exits at once)");
     shutdown.cancel();
     let second = next_signal(&mut terminate, &mut interrupt).await;
-    tracing::warn!("{second} again: exiting now; what was accepted is in the store");
+    tracing::warn!("{second}, a second signal: exiting now; what was accepted is in the store");
     std::process::exit(1);
 }
 

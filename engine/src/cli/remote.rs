@@ -255,7 +255,8 @@ pub(super) fn dlq(remote: &Remote, command: DlqCommand) -> anyhow::Result<()> {
             all,
             limit,
         } => {
-            // Page by page, until the end or `limit`.
+            // Page by page, until the end or `limit` (0, as before, means no limit).
+            let limit = limit.filter(|l| *l > 0);
             let mut answer = DeadLetters {
                 dead_letters: Vec::new(),
                 next: None,

@@ -58,6 +58,14 @@ impl Config {
         if let Some(token) = &self.admin.metrics_token {
             check_token(token, "admin.metricsToken", &mut p);
         }
+        for (key, value) in [
+            ("http.headerTimeout", self.http.header_timeout),
+            ("http.shutdownTimeout", self.http.shutdown_timeout),
+        ] {
+            if value.is_zero() {
+                p.add(key, "must be more than zero");
+            }
+        }
         if self.admin.listen.is_some_and(|admin| admin == self.listen) {
             p.add(
                 "admin.listen",

@@ -33,8 +33,12 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let permits = Arc::new(Semaphore::new(
+        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     let connections = TaskTracker::new();
+    // Cancelled when the shutdown timeout has passed: connections still open are dropped.
+    let force = CancellationToken::new();
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit {
@@ -59,6 +63,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
         let shutdown = shutdown.clone();
+        let force = force.clone();
         connections.spawn(async move {
             let _permit = permit;
             let mut builder = hyper::server::conn::http1::Builder::new();
@@ -76,7 +81,10 @@ pub async fn serve(
                 }
                 () = shutdown.cancelled() => {
                     connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+                    tokio::select! {
+                        _ = connection.as_mut() => {}
+                        () = force.cancelled() => {}
+                    }
                 }
             }
         });
@@ -91,5 +99,7 @@ pub async fn serve(
             open = connections.len(),
             "connections still open after the shutdown timeout; they are closed unanswered"
         );
+        force.cancel();
+        connections.wait().await;
     }
 }

@@ -89,7 +89,8 @@ pub(super) fn outbox_rows(
             {
                 tracing::debug!(event_id = %event.id, target = %row.target, reason = %reason, "not sent");
             }
-            if row.kind != OutboxKind::Drop && row.timestamp > latest {
+            // Only a row that will be sent can pin anything.
+            if row.kind != OutboxKind::Drop && row.reason.is_none() && row.timestamp > latest {
                 return Err((
                     "timestamp-ahead".to_owned(),
                     format!(
