@@ -353,20 +353,17 @@ async fn the_bus_can_require_a_token() {
 /// Sends only the head of a POST announcing a large body, and returns the first line of the
 /// answer, which must come before any of the body is sent.
 async fn answer_to_headers_alone(engine: &TestEngine, path: &str, extra: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let address = engine.url("").trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stream = connect(engine).await;
     let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nhost: engine\r\ncontent-type: application/json\r\n\
          content-length: 50000000\r\n{extra}\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = vec![0; 512];
-    let n = tokio::time::timeout(WAIT, stream.read(&mut answer))
+    let answer = answer_within(&mut stream, WAIT)
         .await
-        .expect("an answer before the body")
-        .unwrap();
-    String::from_utf8_lossy(&answer[..n])
+        .expect("an answer before the body");
+    String::from_utf8_lossy(&answer)
         .lines()
         .next()
         .unwrap_or_default()

@@ -68,6 +68,11 @@ impl fmt::Display for ConfigError {
 }
 
 impl Config {
+    /// [`Config::max_clock_skew`] in milliseconds, as timestamps are compared.
+    pub fn max_clock_skew_ms(&self) -> i64 {
+        i64::try_from(self.max_clock_skew.as_millis()).unwrap_or(i64::MAX)
+    }
+
     /// How the plugin `name` runs: its `config` settings and its limits (its own, else the
     /// sandbox's defaults, else the built-in ones). The one place a plugin's setup is built
     /// from the configuration. `name` must be a configured plugin.

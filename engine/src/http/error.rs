@@ -90,7 +90,7 @@ impl ApiError {
 }
 
 /// How long a 503 asks the caller to wait before trying again, in seconds.
-const RETRY_AFTER_SECONDS: &str = "1";
+pub(crate) const RETRY_AFTER_SECONDS: &str = "1";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

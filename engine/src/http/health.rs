@@ -65,7 +65,7 @@ async fn readyz(State(health): State<Arc<Health>>) -> Response {
         None => Json(json!({"status": "ready"})).into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            [(http::header::RETRY_AFTER, "1")],
+            [(http::header::RETRY_AFTER, super::error::RETRY_AFTER_SECONDS)],
             Json(json!({"status": "not-ready", "reason": reason})),
         )
             .into_response(),

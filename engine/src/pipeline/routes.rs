@@ -113,7 +113,7 @@ impl Routes {
                 .collect(),
             resolvers: HashMap::new(),
             max_hops: config.max_hops,
-            max_clock_skew_ms: i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
+            max_clock_skew_ms: config.max_clock_skew_ms(),
         };
         let mut problems = Vec::new();
         let mut problem = |key: String, message: String| problems.push(Problem { key, message });

@@ -63,7 +63,7 @@ impl Sources {
             routes,
             metrics,
             bus_token: config.bus.token.as_ref().map(|t| t.0.clone()),
-            max_clock_skew_ms: i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
+            max_clock_skew_ms: config.max_clock_skew_ms(),
             webhooks,
         })
     }
