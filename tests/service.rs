@@ -520,6 +520,26 @@ async fn answer_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> Op
 
 const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: engine\r\n\r\n";
 
+/// A regular (not spare) connection, kept alive after one health check. The engine may still
+/// hold a connection that is closing (the test client's health check at start): until it is
+/// gone, connections beyond the cap are spare ones, which say they close; those are retried.
+async fn regular(engine: &TestEngine) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let started = std::time::Instant::now();
+    loop {
+        let mut stream = connect(engine).await;
+        stream.write_all(HEALTH).await.unwrap();
+        let answer = answer_within(&mut stream, WAIT).await.unwrap();
+        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(text.starts_with("http/1.1 200"), "{text}");
+        if !text.contains("connection: close") {
+            return stream;
+        }
+        assert!(started.elapsed() < WAIT, "no regular connection came free");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_client_that_drips_its_headers_is_cut_off() {
     use tokio::io::AsyncWriteExt;
@@ -547,31 +567,119 @@ async fn a_client_that_drips_its_headers_is_cut_off() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_cap_wait_until_one_closes() {
+async fn an_idle_kept_alive_connection_is_closed_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let (_state_api, _core, engine) = seed_engine("http:\n  headerTimeout: 500ms\n").await;
+    let mut idle = connect(&engine).await;
+    idle.write_all(HEALTH).await.unwrap();
+    let answer = answer_within(&mut idle, WAIT).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    // Kept alive, then silent: the wait for a next request counts as its header time.
+    let answer = answer_within(&mut idle, WAIT)
+        .await
+        .expect("the idle connection is closed");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_drips_its_body_gets_408_and_nothing_is_accepted() {
+    use tokio::io::AsyncWriteExt;
+    let (_state_api, _core, engine) = seed_engine("http:\n  bodyTimeout: 1s\n").await;
+    let mut slow = connect(&engine).await;
+    slow.write_all(
+        b"POST /events/tax.rate.updated HTTP/1.1\r\nhost: engine\r\n\
+          content-type: application/json\r\ncontent-length: 100\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // A byte every 100 ms: each read is quick, the body as a whole is not.
+    let started = std::time::Instant::now();
+    let answer = loop {
+        if slow.write_all(b" ").await.is_err() {
+            break answer_within(&mut slow, WAIT).await.unwrap_or_default();
+        }
+        if let Some(answer) = answer_within(&mut slow, Duration::from_millis(100)).await {
+            break answer;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the dripping body was never cut off"
+        );
+    };
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("body-timeout"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    // A whole body on a new connection is accepted as ever.
+    let (status, _) = post_json(
+        &engine.url("/events/tax.rate.updated"),
+        r#"{"rate": 1, "year": 2020}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let dir = engine.stop().await;
+    assert_eq!(open_store(dir.path()).event_count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn beyond_the_cap_health_still_answers_others_get_503_and_then_connections_wait() {
     use tokio::io::AsyncWriteExt;
     let (_state_api, _core, engine) = seed_engine("http:\n  maxConnections: 2\n").await;
-    let first = connect(&engine).await;
-    let mut second = connect(&engine).await;
-    second.write_all(HEALTH).await.unwrap();
-    assert!(
-        answer_within(&mut second, WAIT)
-            .await
-            .unwrap()
-            .starts_with(b"HTTP/1.1 200")
-    );
-    // Two connections are open (the second kept alive): a third waits, unanswered.
+    // Both regular connections held (kept alive): the next one is a spare one, served one
+    // request by the health router: health answers, and the connection is closed after it.
+    let (first, second) = (regular(&engine).await, regular(&engine).await);
     let mut third = connect(&engine).await;
     third.write_all(HEALTH).await.unwrap();
+    let answer = answer_within(&mut third, WAIT).await.unwrap();
+    let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
     assert_eq!(
-        answer_within(&mut third, Duration::from_millis(500)).await,
+        answer_within(&mut third, WAIT).await,
+        Some(Vec::new()),
+        "the spare connection is closed after one answer"
+    );
+    // An event on a spare connection is refused with a time to come back, and not accepted.
+    let mut fourth = connect(&engine).await;
+    fourth
+        .write_all(
+            b"POST /events/tax.rate.updated HTTP/1.1\r\nhost: engine\r\n\
+              content-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+        )
+        .await
+        .unwrap();
+    let answer = answer_within(&mut fourth, WAIT).await.unwrap();
+    let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 503"), "{text}");
+    assert!(text.contains("retry-after: 1"), "{text}");
+    assert!(text.contains("too-many-connections"), "{text}");
+    drop((third, fourth));
+    // Two spare connections held open (as many as the cap): the next one waits, unanswered,
+    // until a connection closes.
+    let spares = (connect(&engine).await, connect(&engine).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut waiting = connect(&engine).await;
+    waiting.write_all(HEALTH).await.unwrap();
+    assert_eq!(
+        answer_within(&mut waiting, Duration::from_millis(500)).await,
         None,
-        "the third connection was served while two were open"
+        "a connection was served beyond the cap and the spares"
     );
     drop(first);
-    let answer = answer_within(&mut third, WAIT).await.unwrap();
+    let answer = answer_within(&mut waiting, WAIT).await.unwrap();
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
-    drop(second);
-    engine.stop().await;
+    drop((second, spares));
+    let dir = engine.stop().await;
+    assert_eq!(open_store(dir.path()).event_count().await.unwrap(), 0);
 }
 
 #[tokio::test]

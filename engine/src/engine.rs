@@ -157,21 +157,23 @@ pub async fn run(
     let health = health.router();
     let limits = crate::http::serve::Limits {
         header_timeout: config.http.header_timeout,
+        body_timeout: config.http.body_timeout,
         max_connections: config.http.max_connections.get(),
         shutdown_timeout: config.http.shutdown_timeout,
     };
-    let serve =
-        |listener, router| crate::http::serve::serve(listener, router, limits, shutdown.clone());
+    let serve = |listener, router| {
+        crate::http::serve::serve(listener, router, health.clone(), limits, shutdown.clone())
+    };
     match admin_listener {
         None => {
-            let router = crate::http::router(sources.merge(admin).merge(health));
+            let router = crate::http::router(sources.merge(admin).merge(health.clone()));
             serve(listener, router).await;
         }
         Some(admin_listener) => {
             let address = admin_listener.local_addr()?;
             tracing::info!(%address, "admin API and metrics listening");
             let admin = crate::http::router(admin.merge(health.clone()));
-            let main = crate::http::router(sources.merge(health));
+            let main = crate::http::router(sources.merge(health.clone()));
             tokio::join!(serve(listener, main), serve(admin_listener, admin));
         }
     }

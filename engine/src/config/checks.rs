@@ -60,6 +60,7 @@ impl Config {
         }
         for (key, value) in [
             ("http.headerTimeout", self.http.header_timeout),
+            ("http.bodyTimeout", self.http.body_timeout),
             ("http.shutdownTimeout", self.http.shutdown_timeout),
         ] {
             if value.is_zero() {

@@ -85,7 +85,15 @@ pub struct HttpConfig {
     )]
     #[cfg_attr(test, schemars(with = "String"))]
     pub header_timeout: Duration,
-    /// Connections open at once, per listener; beyond it new ones wait until one closes.
+    /// How long a client may take to send a request's body, from its headers to its last byte.
+    #[serde(
+        default = "default_body_timeout",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
+    pub body_timeout: Duration,
+    /// Connections open at once, per listener; beyond it a few more are served health only,
+    /// and new ones wait until one closes.
     #[serde(default = "default_max_connections")]
     pub max_connections: NonZeroUsize,
     /// How long shutdown waits for requests in flight before closing their connections.
@@ -101,6 +109,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
             max_connections: default_max_connections(),
             shutdown_timeout: default_shutdown_timeout(),
         }
@@ -560,6 +569,9 @@ impl WebhookRoute {
 
 pub(super) fn default_header_timeout() -> Duration {
     Duration::from_secs(10)
+}
+pub(super) fn default_body_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 pub(super) fn default_max_connections() -> NonZeroUsize {
     NonZeroUsize::new(1024).expect("not zero")

@@ -3,6 +3,7 @@
 //! ([`error`]) and bearer tokens ([`auth`]).
 
 pub mod auth;
+pub mod body_deadline;
 pub mod error;
 pub mod health;
 pub mod serve;
