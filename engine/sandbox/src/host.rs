@@ -170,6 +170,11 @@ pub(crate) struct Caller<'a> {
     pub(crate) event_id: &'a str,
 }
 
+/// The most random bytes one WASI call may ask for. The host fills them before the plugin's
+/// memory (and its limit) sees them, so without a cap one call could make the engine allocate
+/// 64 MiB; runtimes ask for a few dozen bytes to seed themselves.
+pub const MAX_RANDOM_BYTES: u64 = 64 << 10;
+
 /// A fresh store for one call: an empty WASI context whose stdout and stderr are captured, the
 /// memory limiter and the epoch deadline for the setup's limits (memory capped at the sandbox's
 /// maximum).
@@ -188,6 +193,7 @@ pub(crate) fn new_store(
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
+        .max_random_size(MAX_RANDOM_BYTES)
         .build();
     let mut store = Store::new(
         &shared.engine,

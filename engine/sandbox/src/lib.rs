@@ -48,6 +48,7 @@ mod run;
 pub use bench::Reused;
 pub use error::{GuestErrorKind, LoadError, RunError};
 pub use event::{Action, Delivery, Emission, Event, Header};
+pub use host::MAX_RANDOM_BYTES;
 pub use plugin::{Plugin, World};
 pub use run::{Entity, Output, Resolution};
 

@@ -163,6 +163,24 @@ fn a_plugin_cannot_wait_past_its_deadline() {
 }
 
 #[test]
+fn random_bytes_are_capped_per_call() {
+    let output = run(misbehave(), "random", "32").unwrap();
+    let Output::Actions(actions) = output else {
+        panic!("{output:?}")
+    };
+    assert_eq!(actions, [Action::Drop("got 32 random bytes".into())]);
+    let cap = sync_engine_sandbox::MAX_RANDOM_BYTES;
+    run(misbehave(), "random", cap.to_string()).expect("up to the cap is served");
+    // Past it the call traps before the host allocates anything.
+    let err = run(misbehave(), "random", (64u64 << 20).to_string()).unwrap_err();
+    let RunError::Trap { reason } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("exceeds limit 65536"), "{reason}");
+    assert_still_serves(misbehave());
+}
+
+#[test]
 fn a_plugin_that_allocates_without_bound_hits_its_memory_limit() {
     let err = run(misbehave(), "alloc", "").unwrap_err();
     let RunError::MemoryLimit { requested, limit } = err else {

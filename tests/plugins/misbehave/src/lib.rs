@@ -17,6 +17,7 @@
 //! | `log`       | logs through the import and prints to stdout and stderr      |
 //! | `config`    | reports the route config's `greeting` and its entry count    |
 //! | `flood`     | returns as many empty drops as the payload's number says     |
+//! | `random`    | asks WASI for as many random bytes as the payload's number says |
 
 use hms_sync_sdk::{Action, Delivery, Emission, Error, Event, Handler, Result};
 use std::hint::black_box;
@@ -105,9 +106,34 @@ impl Handler for Misbehave {
                     .map_err(|_| Error::invalid_input("`flood` takes a number"))?;
                 (0..n).map(|_| Action::drop("")).collect()
             }
+            "random" => {
+                let n: u64 = String::from_utf8_lossy(&event.payload)
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::invalid_input("`random` takes a number"))?;
+                let bytes = wasi_random::wasi::random::random::get_random_bytes(n);
+                vec![Action::drop(format!("got {} random bytes", bytes.len()))]
+            }
             other => return Err(Error::invalid_input(format!("unknown mode `{other}`"))),
         })
     }
+}
+
+/// `wasi:random/random`, imported directly (the SDK does not use it).
+mod wasi_random {
+    wit_bindgen::generate!({
+        inline: "
+            package wasi:random@0.2.0;
+            interface random {
+                get-random-bytes: func(len: u64) -> list<u8>;
+                get-random-u64: func() -> u64;
+            }
+            world imports {
+                import random;
+            }
+        ",
+        world: "imports",
+    });
 }
 
 fn recurse(depth: u64) -> u64 {
