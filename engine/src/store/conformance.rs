@@ -601,6 +601,14 @@ async fn records_replay_a_dead_letter_once(backend: &Backend) {
     // Pending again, with a fresh round.
     let row = pending_rows(backend).await.remove(0);
     assert_eq!((row.attempts, row.round_attempts), (1, 0));
+    // More ids than SQLite takes parameters: each one is answered.
+    let many = DeadLetterFilter {
+        ids: (1..=40_000).collect(),
+        ..DeadLetterFilter::default()
+    };
+    let outcome = backend.records.replay(many).await.unwrap();
+    assert!(outcome.replayed.is_empty());
+    assert_eq!(outcome.skipped.len(), 40_000);
     let listed = backend
         .records
         .dead_letters(DeadLetterFilter {

@@ -71,9 +71,10 @@ pub(super) fn list(
         sql.push_str(" AND d.state = 'dead'");
     }
     if !filter.ids.is_empty() {
-        let marks = vec!["?"; filter.ids.len()].join(", ");
-        sql.push_str(&format!(" AND d.id IN ({marks})"));
-        values.extend(filter.ids.iter().map(|id| (*id).into()));
+        // One parameter however many ids (SQLite takes at most 32,766 parameters).
+        sql.push_str(" AND d.id IN (SELECT value FROM json_each(?))");
+        let ids: Vec<String> = filter.ids.iter().map(i64::to_string).collect();
+        values.push(format!("[{}]", ids.join(",")).into());
     }
     if let Some(target) = &filter.target {
         sql.push_str(" AND d.target = ?");
@@ -116,8 +117,9 @@ pub(super) fn replay(
     };
     let selected = list(conn, &selection)?;
     let mut outcome = ReplayOutcome::default();
+    let found: std::collections::HashSet<i64> = selected.iter().map(|d| d.id).collect();
     for id in &filter.ids {
-        if !selected.iter().any(|d| d.id == *id) {
+        if !found.contains(id) {
             outcome
                 .skipped
                 .push((*id, "no dead letter has this id".into()));
