@@ -4,7 +4,9 @@
 use serde_json::json;
 use std::time::Duration;
 use sync_engine::store::{OutboxKind, OutboxState, Records, now_ms};
-use sync_engine_tests::{Receiver, TestEngine, http, open_store, post_json, seed_config};
+use sync_engine_tests::{
+    Receiver, TestEngine, component_path, http, open_store, post_json, seed_config,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -703,4 +705,37 @@ async fn a_client_that_never_finishes_its_body_does_not_hold_up_shutdown() {
     // And its connection was closed, not left open behind the stopped engine.
     let closed = answer_within(&mut stuck, WAIT).await;
     assert!(closed.is_some(), "the connection is still open");
+}
+
+#[tokio::test]
+async fn on_shutdown_the_processor_finishes_the_events_running_and_leaves_the_rest_pending() {
+    // Twenty events for a plugin that burns its whole second, on one worker: the batch would
+    // take twenty seconds.
+    let yaml = format!(
+        "plugins:\n  misbehave:\n    path: {}\n    limits:\n      timeout: 1s\n\
+         sandbox:\n  workers: 1\n\
+         hmsEvents:\n  - event: loop\n    handler: misbehave\n",
+        component_path("misbehave").display()
+    );
+    let engine = TestEngine::start(&yaml).await;
+    for _ in 0..20 {
+        let (status, answer) = post_json(&engine.url("/events/loop"), "{}", &[]).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let dir = engine.stop().await;
+    let stopping = started.elapsed();
+    // The running event ends at its deadline; the events not started are not run first.
+    assert!(stopping < Duration::from_secs(10), "{stopping:?}");
+    let store = open_store(dir.path());
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(store.event_count().await.unwrap(), 20);
+    assert!(backlog.pending_events >= 15, "{backlog:?}");
+    // Each event either ran (a dead letter: it timed out) or is still pending: none is lost.
+    assert_eq!(
+        backlog.pending_events + backlog.dead_letters,
+        20,
+        "{backlog:?}"
+    );
 }

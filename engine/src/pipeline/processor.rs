@@ -17,9 +17,10 @@ const BATCH: usize = 256;
 /// How often the store may refuse an event's result before the event is recorded as failed.
 const MAX_REFUSALS: u32 = 3;
 
-/// Reads pending events and processes them on `workers` threads until `shutdown`; the batch in
-/// hand when it is cancelled is finished and committed first. Committed rows and the
-/// watermark go to `handoff`.
+/// Reads pending events and processes them on `workers` threads until `shutdown`. When it is
+/// cancelled, the events already running finish and are committed; the rest of the batch is
+/// not started and stays pending for the next start. Committed rows and the watermark go to
+/// `handoff`.
 pub async fn run_processor(
     queue: Arc<dyn WorkQueue>,
     routes: Arc<Routes>,
@@ -72,7 +73,7 @@ pub async fn run_processor(
             handoff.watermark(first_seq);
         }
         let (results, thread_failed) =
-            process_batch(batch, &routes, &registry, &metrics, workers).await;
+            process_batch(batch, &routes, &registry, &metrics, workers, &shutdown).await;
         let mut incomplete = thread_failed;
         // The first event of the batch left unprocessed.
         let mut unprocessed = i64::MAX;
@@ -143,14 +144,15 @@ fn take_permit(notify: &tokio::sync::Notify) -> bool {
 
 /// Processes a batch on up to `workers` blocking threads, keeping the batch's order. Each
 /// event comes back with its result: `None` when it must run again later (the sandbox was
-/// busy). A panic while processing an event fails that event alone. The flag says whether a
-/// thread failed outright (its events stay pending).
+/// busy, or `shutdown` came before it started). A panic while processing an event fails that
+/// event alone. The flag says whether a thread failed outright (its events stay pending).
 async fn process_batch(
     batch: Vec<PendingEvent>,
     routes: &Arc<Routes>,
     registry: &Arc<Registry>,
     metrics: &Arc<Metrics>,
     workers: usize,
+    shutdown: &CancellationToken,
 ) -> (Vec<(PendingEvent, Option<Processed>)>, bool) {
     let chunk = batch.len().div_ceil(workers.max(1));
     let mut tasks = Vec::new();
@@ -161,9 +163,13 @@ async fn process_batch(
         let routes = routes.clone();
         let registry = registry.clone();
         let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
             part.into_iter()
                 .map(|pending| {
+                    if shutdown.is_cancelled() {
+                        return (pending, None);
+                    }
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         process(&pending, &routes, &registry, &metrics)
                     }));
