@@ -3,7 +3,7 @@
 use crate::admin::Admin;
 use crate::config::{Config, ConfigError};
 use crate::delivery::Dispatcher;
-use crate::http::health::Health;
+use crate::http::health::{Health, Stage};
 use crate::metrics::Metrics;
 use crate::pipeline::{Routes, load_plugins, run_processor};
 use crate::registry::Registry;
@@ -112,11 +112,13 @@ pub async fn run(
         registry.clone(),
         config.admin.token.as_ref().map(|t| t.0.clone()),
     ));
+    let (processor_stage, dispatcher_stage) = (Stage::new("processor"), Stage::new("dispatcher"));
     let health = Arc::new(Health {
         intake: backend.intake.clone(),
         records: backend.records.clone(),
         metrics: metrics.clone(),
         metrics_token: config.admin.metrics_token.as_ref().map(|t| t.0.clone()),
+        stages: vec![processor_stage.clone(), dispatcher_stage.clone()],
     });
     // The admin API and /metrics on their own listener, when configured; bound before anything
     // runs, so a taken port stops the start.
@@ -130,16 +132,20 @@ pub async fn run(
     };
 
     let (handoff, handed) = crate::pipeline::handoff::channel();
-    let processor = tokio::spawn(run_processor(
-        backend.queue.clone(),
-        prepared.routes.clone(),
-        registry.clone(),
-        metrics,
-        handoff,
-        config.sandbox.workers.get(),
+    let processor = processor_stage.spawn(
+        run_processor(
+            backend.queue.clone(),
+            prepared.routes.clone(),
+            registry.clone(),
+            metrics,
+            handoff,
+            config.sandbox.workers.get(),
+            shutdown.clone(),
+        ),
         shutdown.clone(),
-    ));
-    let delivery = tokio::spawn(dispatcher.run(handed, shutdown.clone()));
+    );
+    let delivery =
+        dispatcher_stage.spawn(dispatcher.run(handed, shutdown.clone()), shutdown.clone());
     let watcher = config.plugin_dir.as_ref().map(|dir| {
         tokio::spawn(crate::registry::watch(
             registry.clone(),

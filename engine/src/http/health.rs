@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process answers), `GET /readyz` (the store takes writes) and
+//! `GET /healthz` (the process answers), `GET /readyz` (the processor and the dispatcher run
+//! and the store takes writes) and
 //! `GET /metrics` (Prometheus, with the backlog read at each scrape; behind a bearer token when
 //! `admin.metricsToken` is set).
 
@@ -13,7 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// What the health endpoints read.
 pub struct Health {
@@ -25,6 +28,68 @@ pub struct Health {
     pub metrics: Arc<Metrics>,
     /// The bearer token `/metrics` requires, if any.
     pub metrics_token: Option<String>,
+    /// The engine's background stages; `/readyz` fails while one is not running.
+    pub stages: Vec<Stage>,
+}
+
+/// One of the engine's background tasks (the processor, the dispatcher), and whether it runs.
+#[derive(Clone)]
+pub struct Stage {
+    name: &'static str,
+    running: Arc<AtomicBool>,
+}
+
+impl Stage {
+    /// A stage that has not started.
+    pub fn new(name: &'static str) -> Self {
+        Stage {
+            name,
+            running: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether the stage runs.
+    pub fn running(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// Runs `task` as this stage. When it ends before `shutdown` (a panic, or a bug that lets
+    /// it return), the engine cannot do its work: that is logged and the whole engine shuts
+    /// down (what was accepted stays in the store), so a supervisor can start it again.
+    pub fn spawn<F>(&self, task: F, shutdown: CancellationToken) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.running.store(true, Ordering::Relaxed);
+        let ended = Ended {
+            stage: self.clone(),
+            shutdown,
+        };
+        tokio::spawn(async move {
+            let _ended = ended;
+            task.await;
+        })
+    }
+}
+
+/// Marks its stage stopped when dropped: when the task returns, and when it panics.
+struct Ended {
+    stage: Stage,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.stage.running.store(false, Ordering::Relaxed);
+        if !self.shutdown.is_cancelled() {
+            tracing::error!(
+                stage = self.stage.name,
+                "the {} stopped unexpectedly; the engine shuts down",
+                self.stage.name
+            );
+            self.shutdown.cancel();
+        }
+    }
 }
 
 impl Health {
@@ -51,6 +116,9 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Ready when the store takes a write within two seconds; every plugin was loaded and checked
 /// before the listeners started.
 async fn readyz(State(health): State<Arc<Health>>) -> Response {
+    if let Some(stopped) = health.stages.iter().find(|stage| !stage.running()) {
+        return not_ready(&format!("the {} is not running", stopped.name));
+    }
     let probe = tokio::time::timeout(Duration::from_secs(2), health.intake.probe()).await;
     let problem = match probe {
         Ok(Ok(())) => None,
@@ -63,13 +131,17 @@ async fn readyz(State(health): State<Arc<Health>>) -> Response {
     };
     match problem {
         None => Json(json!({"status": "ready"})).into_response(),
-        Some(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(http::header::RETRY_AFTER, super::error::RETRY_AFTER_SECONDS)],
-            Json(json!({"status": "not-ready", "reason": reason})),
-        )
-            .into_response(),
+        Some(reason) => not_ready(&reason),
     }
+}
+
+fn not_ready(reason: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(http::header::RETRY_AFTER, super::error::RETRY_AFTER_SECONDS)],
+        Json(json!({"status": "not-ready", "reason": reason})),
+    )
+        .into_response()
 }
 
 async fn metrics(
@@ -93,4 +165,71 @@ async fn metrics(
         body,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Backend, SqliteStore};
+
+    async fn ready(stages: Vec<Stage>) -> (StatusCode, serde_json::Value) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let backend = Backend::sqlite(&store);
+        let health = Arc::new(Health {
+            intake: backend.intake,
+            records: backend.records,
+            metrics: Arc::new(Metrics::default()),
+            metrics_token: None,
+            stages,
+        });
+        let response = readyz(State(health)).await;
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        store.close().await;
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_stage_that_panics_stops_the_engine_and_readiness_names_it() {
+        let shutdown = CancellationToken::new();
+        let (processor, dispatcher) = (Stage::new("processor"), Stage::new("dispatcher"));
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let running = processor.spawn(
+            async move {
+                let _ = wait.await;
+                panic!("a bug in the processor");
+            },
+            shutdown.clone(),
+        );
+        let idle = shutdown.clone();
+        let waiting = dispatcher.spawn(async move { idle.cancelled().await }, shutdown.clone());
+        assert!(processor.running() && dispatcher.running());
+        let (status, body) = ready(vec![processor.clone(), dispatcher.clone()]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        release.send(()).unwrap();
+        assert!(running.await.unwrap_err().is_panic());
+        assert!(!processor.running());
+        // The engine is told to stop; the other stage ends with it, as in a shutdown.
+        assert!(shutdown.is_cancelled());
+        waiting.await.unwrap();
+        assert!(!dispatcher.running());
+        let (status, body) = ready(vec![processor, dispatcher]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["reason"], "the processor is not running");
+    }
+
+    #[tokio::test]
+    async fn a_stage_that_ends_with_the_shutdown_is_marked_stopped() {
+        let shutdown = CancellationToken::new();
+        let stage = Stage::new("dispatcher");
+        let token = shutdown.clone();
+        let task = stage.spawn(async move { token.cancelled().await }, shutdown.clone());
+        shutdown.cancel();
+        task.await.unwrap();
+        assert!(!stage.running());
+    }
 }
