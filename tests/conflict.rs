@@ -277,6 +277,78 @@ async fn a_timestamp_far_ahead_of_the_clock_cannot_pin_an_entity() {
     engine.stop().await;
 }
 
+#[tokio::test]
+async fn an_operator_resets_an_entity_pinned_by_a_far_future_version() {
+    let state_api = Receiver::start().await;
+    let engine = TestEngine::start(&config(
+        &state_api.url("/rates"),
+        "      strategy: version",
+        "newest",
+    ))
+    .await;
+    let key = "tax-rate/2025";
+    // A sender's bug: a version far ahead pins the entity; every later update loses to it.
+    let pinned = post_version(
+        &engine,
+        key,
+        9_000_000_000,
+        &[("hms-version", "9000000000")],
+    )
+    .await;
+    settle(&engine).await;
+    let stuck = post_version(&engine, key, 7, &[("hms-version", "7")]).await;
+    settle(&engine).await;
+    assert_eq!(first_row(&engine, &stuck).await["state"], "superseded");
+
+    let entity = |method: &'static str, query: &str| {
+        let path = format!("/admin/entities?{query}");
+        let engine = &engine;
+        async move { admin_call(engine, ADMIN, method, &path, None).await }
+    };
+    let (status, held) = entity("GET", "destination=state-api&key=tax-rate%2F2025").await;
+    assert_eq!(status, 200, "{held}");
+    assert_eq!(held["entity"]["version"], 9_000_000_000u64, "{held}");
+    assert_eq!(held["entity"]["eventId"], pinned.as_str(), "{held}");
+    // Asking badly is a 400 that says what to send; an entity nothing holds is a 404.
+    let (status, answer) = entity("DELETE", "destination=state-api&emit=x&key=k").await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not both")
+    );
+    let (status, _) = entity("DELETE", "destination=state-api&key=tax-rate%2F1999").await;
+    assert_eq!(status, 404);
+    // Without the admin token, nothing changes.
+    let (status, _) = admin_call(
+        &engine,
+        "not-the-admin-token-at-all",
+        "DELETE",
+        "/admin/entities?destination=state-api&key=tax-rate%2F2025",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let (status, reset) = entity("DELETE", "destination=state-api&key=tax-rate%2F2025").await;
+    assert_eq!(status, 200, "{reset}");
+    assert_eq!(reset["reset"]["version"], 9_000_000_000u64, "{reset}");
+    assert!(
+        reset["by"].as_str().unwrap().starts_with("admin:"),
+        "{reset}"
+    );
+    let (status, _) = entity("GET", "destination=state-api&key=tax-rate%2F2025").await;
+    assert_eq!(status, 404);
+    // The next update goes through, and is held from then on.
+    post_version(&engine, key, 8, &[("hms-version", "8")]).await;
+    settle(&engine).await;
+    assert_eq!(delivered(&state_api.received()), [9_000_000_000, 8]);
+    let (_, held) = entity("GET", "destination=state-api&key=tax-rate%2F2025").await;
+    assert_eq!(held["entity"]["version"], 8, "{held}");
+    engine.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_updates_for_many_keys_end_at_each_keys_highest_version() {
     const KEYS: u64 = 20;

@@ -476,6 +476,26 @@ async fn dlq_and_events_commands_list_show_and_replay_through_the_admin_api() {
     let (code, refused) = run_command(&["dlq", "list", "--url", &url, "--token", "wrong"]);
     assert_eq!(code, 1);
     assert!(refused.contains("401"), "{refused}");
+
+    // No conflict strategy on this route: the destination holds nothing for the entity.
+    let (code, none) = run_command(&[
+        "entities",
+        "show",
+        "--destination",
+        "state-api",
+        "--key",
+        "2031",
+        "--config",
+        config,
+    ]);
+    assert_eq!(code, 1, "{none}");
+    assert!(
+        none.contains("404") && none.contains("holds nothing"),
+        "{none}"
+    );
+    let (code, usage) = run_command(&["entities", "reset", "--key", "2031", "--config", config]);
+    assert_eq!(code, 2, "{usage}");
+    assert!(usage.contains("--destination"), "{usage}");
     kill(engine);
 }
 

@@ -529,3 +529,68 @@ pub struct VersionRef {
 fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
+
+/// Which entity, for `GET` and `DELETE /admin/entities`: a destination's or an emitted event
+/// type's, by key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityQuery {
+    /// The destination the entity is delivered to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// Or the event type it is emitted as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emit: Option<String>,
+    /// The entity key.
+    pub key: String,
+}
+
+/// What a target holds for an entity: the last version it was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entity {
+    /// `deliver` or `emit`.
+    pub kind: String,
+    /// The destination or the event type.
+    pub target: String,
+    /// The entity key.
+    pub key: String,
+    /// The version held, when the updates carry versions.
+    pub version: Option<u64>,
+    /// Its timestamp (Unix ms).
+    pub timestamp: i64,
+    /// The event that carried it.
+    pub event_id: String,
+}
+
+impl Entity {
+    /// The state `entity` holds, as the API shows it.
+    pub(crate) fn new(entity: &store::EntityRef, state: store::EntityState) -> Self {
+        Entity {
+            kind: entity.kind.as_str().to_owned(),
+            target: entity.target.clone(),
+            key: entity.key.clone(),
+            version: state.version,
+            timestamp: state.timestamp,
+            event_id: state.event_id,
+        }
+    }
+}
+
+/// `GET /admin/entities`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityAnswer {
+    /// What the target holds.
+    pub entity: Entity,
+}
+
+/// `DELETE /admin/entities`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityReset {
+    /// What the target held, now forgotten.
+    pub reset: Entity,
+    /// Who reset it, as the logs and records name the admin token.
+    pub by: String,
+}

@@ -1,6 +1,6 @@
 //! The admin API, behind the bearer token `admin.token`: dead letters (list, show, replay), the
-//! whole history of an event, and plugin versions (list, show, upload, activate, roll back,
-//! delete). Every request without the token is refused before anything else is read; without a
+//! whole history of an event, an entity's conflict state (show, reset), and plugin versions
+//! (list, show, upload, activate, roll back, delete). Every request without the token is refused before anything else is read; without a
 //! configured token the admin API is off. Answers are the types of [`api`], camelCase; the
 //! operations reference lists every endpoint.
 //!
@@ -8,6 +8,7 @@
 
 pub mod api;
 mod dead_letters;
+mod entities;
 mod events;
 mod plugins;
 
@@ -75,6 +76,10 @@ impl Admin {
             .route("/admin/dead-letters/replay", post(dead_letters::replay))
             .route("/admin/dead-letters/{id}", get(dead_letters::show))
             .route("/admin/events/{id}", get(events::show))
+            .route(
+                "/admin/entities",
+                get(entities::show).delete(entities::reset),
+            )
             .route("/admin/plugins", get(plugins::list))
             .route(
                 "/admin/plugins/{name}",

@@ -67,6 +67,14 @@ enum Command {
         #[command(flatten)]
         remote: remote::Remote,
     },
+    /// Shows or resets what a destination holds for an entity under its conflict strategy
+    /// (through the admin API of a running engine).
+    Entities {
+        #[command(subcommand)]
+        command: remote::EntitiesCommand,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
     /// Runs a receiver that logs every request and answers with a fixed status: a stand-in
     /// destination or HMS core for trying the engine out.
     Sink {
@@ -287,6 +295,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Events { command, remote } => {
             remote::events(&remote, command)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Entities { command, remote } => {
+            remote::entities(&remote, command)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sink { listen, status } => {

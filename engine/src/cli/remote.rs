@@ -1,10 +1,10 @@
-//! The commands that talk to a running engine's admin API: `dlq`, `events` and the plugin
-//! lifecycle commands. They read the API's own types ([`crate::admin::api`]).
+//! The commands that talk to a running engine's admin API: `dlq`, `events`, `entities` and the
+//! plugin lifecycle commands. They read the API's own types ([`crate::admin::api`]).
 
 use super::text::{dead_letter_line, history_text, plugin_text, short, swap_text};
 use crate::admin::api::{
-    ActivateRequest, DeadLetterDetail, DeadLetters, Deleted, ErrorAnswer, EventAnswer,
-    PluginDetail, Plugins, Replayed, Selection, Swapped,
+    ActivateRequest, DeadLetterDetail, DeadLetters, Deleted, Entity, EntityAnswer, EntityQuery,
+    EntityReset, ErrorAnswer, EventAnswer, PluginDetail, Plugins, Replayed, Selection, Swapped,
 };
 use crate::config::Config;
 use anyhow::{Context, bail};
@@ -146,6 +146,35 @@ pub(super) enum EventsCommand {
         /// The event's id.
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum EntitiesCommand {
+    /// Shows the last version a destination (or the core, for an emitted type) was sent of an
+    /// entity.
+    Show {
+        #[command(flatten)]
+        entity: EntityArgs,
+    },
+    /// Forgets it, so the entity's next update is sent whatever its version or timestamp (an
+    /// entity pinned by a far-future version). Logged with who did it.
+    Reset {
+        #[command(flatten)]
+        entity: EntityArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(super) struct EntityArgs {
+    /// The destination the entity is delivered to.
+    #[arg(long, required_unless_present = "emit", conflicts_with = "emit")]
+    destination: Option<String>,
+    /// Or the event type it is emitted as.
+    #[arg(long)]
+    emit: Option<String>,
+    /// The entity key.
+    #[arg(long)]
+    key: String,
 }
 
 struct Client {
@@ -419,6 +448,44 @@ pub(super) fn events(remote: &Remote, command: EventsCommand) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+pub(super) fn entities(remote: &Remote, command: EntitiesCommand) -> anyhow::Result<()> {
+    let client = remote.client()?;
+    let line = |e: &Entity| {
+        let version = e.version.map_or_else(|| "-".to_owned(), |v| v.to_string());
+        format!(
+            "{} {} key {}: version {version}, timestamp {}, event {}",
+            e.kind, e.target, e.key, e.timestamp, e.event_id
+        )
+    };
+    match command {
+        EntitiesCommand::Show { entity } => {
+            let answer: EntityAnswer = client.get("/admin/entities", &entity.query())?;
+            print(remote, &answer, |a| format!("{}\n", line(&a.entity)));
+        }
+        EntitiesCommand::Reset { entity } => {
+            let answer: EntityReset = client.call(
+                client
+                    .request(reqwest::Method::DELETE, "/admin/entities")
+                    .query(&entity.query()),
+            )?;
+            print(remote, &answer, |a| {
+                format!("reset ({}) {}\n", a.by, line(&a.reset))
+            });
+        }
+    }
+    Ok(())
+}
+
+impl EntityArgs {
+    fn query(&self) -> EntityQuery {
+        EntityQuery {
+            destination: self.destination.clone(),
+            emit: self.emit.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 impl SelectionArgs {

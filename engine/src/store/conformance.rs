@@ -394,6 +394,17 @@ async fn outbox_keeps_the_retry_schedule_and_dead_letters_once(backend: &Backend
     assert_eq!(outcomes, [AttemptOutcome::Retry, AttemptOutcome::Dead]);
 }
 
+/// Delivers the first pending row, which must be `event_id`'s.
+async fn deliver_first_pending(backend: &Backend, event_id: &str) {
+    let row = pending_rows(backend).await.remove(0);
+    assert_eq!(row.event_id, event_id);
+    backend
+        .outbox
+        .record_attempt(attempt(&row, Next::Delivered, 200))
+        .await
+        .unwrap();
+}
+
 async fn outbox_entity_state_only_moves_forward(backend: &Backend) {
     let events = [("v2", Some("k")), ("v1", Some("k")), ("v3", Some("k"))];
     let version = |id: &str| id[1..].parse::<u64>().unwrap();
@@ -433,19 +444,18 @@ async fn outbox_entity_state_only_moves_forward(backend: &Backend) {
         .unwrap()
         .unwrap();
     assert_eq!((state.version, state.event_id.as_str()), (Some(2), "v2"));
-    let v3 = pending_rows(backend).await.remove(0);
-    assert_eq!(v3.event_id, "v3");
-    backend
-        .outbox
-        .record_attempt(attempt(&v3, Next::Delivered, 200))
-        .await
-        .unwrap();
+    deliver_first_pending(backend, "v3").await;
     // A version older than the one held never replaces it, whatever order it is recorded in.
     let history = backend.records.event_history("v1").await.unwrap().unwrap();
     let v1 = &history.outbox[0].0;
     assert_eq!(v1.state, OutboxState::Superseded);
     assert_eq!(v1.superseded_by.as_deref(), Some("v2"));
-    let state = backend.outbox.entity_state(entity).await.unwrap().unwrap();
+    let state = backend
+        .outbox
+        .entity_state(entity.clone())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(state.version, Some(3));
     // Superseding a row that is no longer pending changes nothing, and says so.
     let again = SupersedeRecord {
@@ -477,6 +487,26 @@ async fn outbox_entity_state_only_moves_forward(backend: &Backend) {
         (v0.state, v0.superseded_by.as_deref()),
         (OutboxState::Superseded, Some("v3"))
     );
+    // An operator's reset forgets the state held (answering it); the next version delivered,
+    // however old, is held from then on.
+    let held = backend.records.entity(entity.clone()).await.unwrap();
+    assert_eq!(held.as_ref().and_then(|s| s.version), Some(3));
+    assert_eq!(
+        backend.records.reset_entity(entity.clone()).await.unwrap(),
+        held
+    );
+    assert_eq!(backend.records.entity(entity.clone()).await.unwrap(), None);
+    assert_eq!(
+        backend.records.reset_entity(entity.clone()).await.unwrap(),
+        None
+    );
+    accept_and_process(backend, &[("v1b", Some("k"))], |id| {
+        vec![delivery(id, Some("k"), Some(1), Strategy::Version)]
+    })
+    .await;
+    deliver_first_pending(backend, "v1b").await;
+    let state = backend.records.entity(entity).await.unwrap().unwrap();
+    assert_eq!((state.version, state.event_id.as_str()), (Some(1), "v1b"));
 }
 
 async fn plugin_store_keeps_versions_and_their_activations(backend: &Backend) {

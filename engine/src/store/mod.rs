@@ -153,6 +153,13 @@ pub trait Records: Send + Sync {
 
     /// How many events the store holds.
     fn event_count(&self) -> StoreFuture<u64>;
+
+    /// What a target holds for an entity (the conflict strategies' state), if anything.
+    fn entity(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>>;
+
+    /// Forgets what a target holds for an entity, so its next update is sent whatever its
+    /// version or timestamp (an entity pinned by a far-future version); answers what it held.
+    fn reset_entity(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>>;
 }
 
 /// One backend: a handle on each seam.

@@ -270,6 +270,14 @@ impl Records for SqliteStore {
         self.read(history::backlog)
     }
 
+    fn entity(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>> {
+        self.read(move |conn| outbox::entity_state(conn, &entity))
+    }
+
+    fn reset_entity(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>> {
+        self.queue(|reply| writer::Command::ResetEntity(entity, reply))
+    }
+
     fn event_count(&self) -> StoreFuture<u64> {
         self.read(history::event_count)
     }

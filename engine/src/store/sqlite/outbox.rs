@@ -320,3 +320,17 @@ pub(super) fn entity_state(
         )
         .optional()?)
 }
+
+/// Forgets what the target holds for an entity, so the next update of it is sent whatever its
+/// version or timestamp; answers what was held.
+pub(super) fn reset_entity_state(
+    conn: &Connection,
+    entity: &EntityRef,
+) -> Result<Option<EntityState>, StoreError> {
+    let held = entity_state(conn, entity)?;
+    conn.prepare_cached(
+        "DELETE FROM entity_state WHERE kind = ?1 AND target = ?2 AND entity_key = ?3",
+    )?
+    .execute(params![entity.kind.as_str(), entity.target, entity.key])?;
+    Ok(held)
+}

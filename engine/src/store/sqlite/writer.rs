@@ -2,8 +2,8 @@
 
 use super::{dead_letters, events, outbox, plugins};
 use crate::store::{
-    Accepted, AttemptRecord, DeadLetterFilter, NewEvent, OutboxRow, PluginWrite, Processed,
-    ReplayOutcome, StoreError, SupersedeRecord, now_ms,
+    Accepted, AttemptRecord, DeadLetterFilter, EntityRef, EntityState, NewEvent, OutboxRow,
+    PluginWrite, Processed, ReplayOutcome, StoreError, SupersedeRecord, now_ms,
 };
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ pub(super) enum Command {
     Attempt(AttemptRecord, Reply<Vec<i64>>),
     Replay(DeadLetterFilter, Reply<ReplayOutcome>),
     Supersede(SupersedeRecord, Reply<bool>),
+    /// Forgets what a target holds for an entity; answers what it held.
+    ResetEntity(EntityRef, Reply<Option<EntityState>>),
     Plugin(PluginWrite, Reply<()>),
     /// Rewrites the probe row, proving writes reach the disk.
     Probe(Reply<()>),
@@ -71,6 +73,7 @@ enum Outcome {
     Replay(Result<ReplayOutcome, StoreError>),
     Rows(Result<Vec<OutboxRow>, StoreError>),
     Ids(Result<Vec<i64>, StoreError>),
+    Entity(Result<Option<EntityState>, StoreError>),
     Close,
 }
 
@@ -83,6 +86,7 @@ impl Outcome {
             Outcome::Replay(r) => r.is_err(),
             Outcome::Rows(r) => r.is_err(),
             Outcome::Ids(r) => r.is_err(),
+            Outcome::Entity(r) => r.is_err(),
             Outcome::Close => false,
         }
     }
@@ -97,6 +101,7 @@ impl Outcome {
             Command::Processed(..) => Outcome::Rows(Err(error())),
             Command::Attempt(..) => Outcome::Ids(Err(error())),
             Command::Replay(..) => Outcome::Replay(Err(error())),
+            Command::ResetEntity(..) => Outcome::Entity(Err(error())),
             Command::Close => Outcome::Close,
         }
     }
@@ -194,6 +199,7 @@ impl Sync {
         match command {
             Command::Accept(..)
             | Command::Replay(..)
+            | Command::ResetEntity(..)
             | Command::Plugin(..)
             | Command::Probe(..) => Sync::Full,
             Command::Processed(..)
@@ -270,6 +276,7 @@ fn apply(c: &Connection, command: &Command, now: i64) -> Outcome {
         Command::Attempt(attempt, _) => Outcome::Ids(outbox::record_attempt(c, attempt)),
         Command::Replay(filter, _) => Outcome::Replay(dead_letters::replay(c, filter, now)),
         Command::Supersede(record, _) => Outcome::Flag(outbox::supersede(c, record)),
+        Command::ResetEntity(entity, _) => Outcome::Entity(outbox::reset_entity_state(c, entity)),
         Command::Plugin(write, _) => Outcome::Unit(plugins::write(c, write)),
         Command::Probe(_) => Outcome::Unit(events::probe(c, now)),
         Command::Close => Outcome::Close,
@@ -315,6 +322,9 @@ fn answer(command: Command, outcome: Outcome, changes: &mut Changes) -> bool {
             drop(reply.send(result));
         }
         (Command::Attempt(_, reply), Outcome::Ids(result)) => {
+            drop(reply.send(result));
+        }
+        (Command::ResetEntity(_, reply), Outcome::Entity(result)) => {
             drop(reply.send(result));
         }
         (Command::Replay(_, reply), Outcome::Replay(result)) => {
