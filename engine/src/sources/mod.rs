@@ -20,7 +20,8 @@ use crate::http::ApiError;
 use crate::metrics::Metrics;
 use crate::pipeline::Routes;
 use crate::sandbox::event::Event;
-use crate::store::{Intake, NewEvent, Route};
+use crate::store::{Intake, NewEvent, Route, StoreError};
+use crate::throttle::Throttle;
 use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -30,7 +31,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
 use tracing::Instrument;
 use webhook::WebhookSource;
 
@@ -104,14 +106,7 @@ impl Sources {
                 route,
                 accepted_at,
             };
-            let accepted = self.intake.accept(new).await.map_err(|e| {
-                tracing::error!(error = %e, "cannot store an event; the sender was told to retry");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store-unavailable",
-                    "the event could not be stored, so it was not accepted; send it again",
-                )
-            })?;
+            let accepted = self.intake.accept(new).await.map_err(|e| not_stored(&e))?;
             let status = if accepted.duplicate {
                 "duplicate"
             } else {
@@ -128,4 +123,30 @@ impl Sources {
         .instrument(span)
         .await
     }
+}
+
+/// Refusals to store an event, logged at most once a second each kind.
+static REFUSALS: LazyLock<Throttle> = LazyLock::new(Throttle::default);
+
+/// The answer for an event the store did not take: 503 either way (the sender sends it again),
+/// `store-busy` when acceptance is shedding load, else `store-unavailable`.
+fn not_stored(error: &StoreError) -> ApiError {
+    if matches!(error, StoreError::Busy(_)) {
+        if let Some(left_out) = REFUSALS.check("busy", Instant::now()) {
+            tracing::warn!(reason = %error, left_out, "acceptance is shedding load; senders are told to retry");
+        }
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-busy",
+            "more accepted events are waiting for the store than the engine holds; send it again shortly",
+        );
+    }
+    if let Some(left_out) = REFUSALS.check("error", Instant::now()) {
+        tracing::error!(%error, left_out, "cannot store an event; the sender was told to retry");
+    }
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store-unavailable",
+        "the event could not be stored, so it was not accepted; send it again",
+    )
 }

@@ -20,7 +20,7 @@ pub mod model;
 pub mod sqlite;
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 
 pub use model::*;
 pub use sqlite::SqliteStore;
@@ -51,6 +51,10 @@ pub enum StoreError {
     /// The write names something that is not stored.
     #[error("{0}")]
     NotFound(String),
+    /// More accepted events are waiting for the store than it holds in memory: the sender
+    /// should try again shortly.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// A store call in flight. Writes are queued when the call is made, not when this is awaited.

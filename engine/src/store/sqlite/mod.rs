@@ -5,7 +5,9 @@
 //! events and delivery attempts share one `fsync`, and nobody is answered before their write
 //! is on disk (`synchronous = FULL`). One failing command does not undo the others: a batch in
 //! which a command fails is rolled back and run again with each command in its own savepoint.
-//! Reads use their own connection, on a blocking thread; WAL lets them run beside the writer.
+//! Reads use their own connections, on blocking threads; WAL lets them run beside the writer.
+//! The engine's own reads (pending events and deliveries) have one to themselves; operators'
+//! reads (the admin API, metrics) share two more (`readers`).
 //! The one read made per delivery (an entity's conflict state, by primary key) takes
 //! microseconds and runs inline on a third connection: a hop to a blocking thread and back
 //! would cost more than the read.
@@ -19,6 +21,7 @@
 //! - `dead_letters`: listing and replay;
 //! - `history`: one event's whole story, and the backlog;
 //! - `plugins`: plugin versions and activations;
+//! - `readers`: the read-only connections;
 //! - `columns`: how values are written to columns and read back (by name).
 
 mod columns;
@@ -28,6 +31,7 @@ mod history;
 mod migrate;
 mod outbox;
 mod plugins;
+mod readers;
 mod writer;
 
 use super::{
@@ -36,15 +40,55 @@ use super::{
     PluginVersion, PluginVersionInfo, PluginWrite, Processed, Records, ReplayOutcome, StoreError,
     StoreFuture, SupersedeRecord, WorkQueue,
 };
+use readers::Readers;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{Notify, oneshot};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "sync-engine.db";
+
+/// Read-only connections for operators' reads.
+const RECORDS_READERS: usize = 2;
+
+/// How many bytes of accepted events may wait for the store at once (their payloads, and
+/// [`ACCEPT_OVERHEAD`] each); beyond it acceptance answers "busy" (503) until commits catch
+/// up, so a burst cannot fill the engine's memory.
+pub const MAX_ACCEPTING: usize = 64 << 20;
+
+/// What one waiting accepted event counts besides its payload (its headers and bookkeeping).
+pub const ACCEPT_OVERHEAD: usize = 1024;
+
+/// Bytes taken from a budget, given back when dropped.
+struct Held {
+    budget: Arc<AtomicUsize>,
+    weight: usize,
+}
+
+impl Held {
+    /// Takes `weight` from `budget` (bytes in use), unless that would pass [`MAX_ACCEPTING`].
+    fn take(budget: &Arc<AtomicUsize>, weight: usize) -> Option<Held> {
+        budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(weight)
+                    .filter(|total| *total <= MAX_ACCEPTING)
+            })
+            .ok()?;
+        Some(Held {
+            budget: budget.clone(),
+            weight,
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.weight, Ordering::AcqRel);
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -61,7 +105,12 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     writer: mpsc::Sender<writer::Command>,
-    reader: Arc<Mutex<Connection>>,
+    /// For the processor's and the dispatcher's reads.
+    work: Arc<Readers>,
+    /// For operators' reads: the admin API, metrics, plugin versions.
+    records: Arc<Readers>,
+    /// Bytes of accepted events waiting for their commit.
+    accepting: Arc<AtomicUsize>,
     /// For point reads made inline (see the module's documentation).
     lookup: Mutex<Connection>,
     signals: writer::Signals,
@@ -80,7 +129,8 @@ impl SqliteStore {
         let path = dir.join(DATABASE_FILE);
         let mut write = migrate::open_connection(&path, false)?;
         migrate::migrate(&mut write)?;
-        let reader = migrate::open_connection(&path, true)?;
+        let work = Arc::new(Readers::open(&path, 1)?);
+        let records = Arc::new(Readers::open(&path, RECORDS_READERS)?);
         let lookup = migrate::open_connection(&path, true)?;
         let signals = writer::Signals::default();
         let (tx, rx) = mpsc::channel();
@@ -90,7 +140,9 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 writer: tx,
-                reader: Arc::new(Mutex::new(reader)),
+                work,
+                records,
+                accepting: Arc::default(),
                 lookup: Mutex::new(lookup),
                 signals,
                 writer_thread: Mutex::new(Some(thread)),
@@ -141,26 +193,48 @@ impl SqliteStore {
         })
     }
 
-    /// Runs a read on the reader connection, on a blocking thread.
+    /// Runs one of the engine's own reads, on a blocking thread.
     fn read<T: Send + 'static>(
         &self,
         query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<T> {
-        let reader = self.inner.reader.clone();
+        Self::read_on(self.inner.work.clone(), query)
+    }
+
+    /// Runs an operator's read, on a blocking thread.
+    fn read_records<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<T> {
+        Self::read_on(self.inner.records.clone(), query)
+    }
+
+    fn read_on<T: Send + 'static>(
+        readers: Arc<Readers>,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<T> {
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let conn = reader.lock().unwrap_or_else(PoisonError::into_inner);
-                query(&conn)
-            })
-            .await
-            .map_err(|e| StoreError::Io(format!("a store read panicked: {e}")))?
+            tokio::task::spawn_blocking(move || readers.run(query))
+                .await
+                .map_err(|e| StoreError::Io(format!("a store read panicked: {e}")))?
         })
     }
 }
 
 impl Intake for SqliteStore {
     fn accept(&self, event: NewEvent) -> StoreFuture<Accepted> {
-        self.queue(|reply| writer::Command::Accept(event, reply))
+        let weight = event.event.payload.len() + ACCEPT_OVERHEAD;
+        let Some(held) = Held::take(&self.inner.accepting, weight) else {
+            return Box::pin(std::future::ready(Err(StoreError::Busy(format!(
+                "more than {} MiB of accepted events are waiting for the store",
+                MAX_ACCEPTING >> 20
+            )))));
+        };
+        let committed = self.queue(|reply| writer::Command::Accept(event, reply));
+        Box::pin(async move {
+            let _held = held;
+            committed.await
+        })
     }
 
     fn probe(&self) -> StoreFuture<()> {
@@ -233,28 +307,28 @@ impl PluginStore for SqliteStore {
 
     fn active(&self, name: &str) -> StoreFuture<Option<String>> {
         let name = name.to_owned();
-        self.read(move |conn| plugins::active(conn, &name))
+        self.read_records(move |conn| plugins::active(conn, &name))
     }
 
     fn version(&self, name: &str, hash: &str) -> StoreFuture<Option<PluginVersion>> {
         let (name, hash) = (name.to_owned(), hash.to_owned());
-        self.read(move |conn| plugins::version(conn, &name, &hash))
+        self.read_records(move |conn| plugins::version(conn, &name, &hash))
     }
 
     fn versions(&self, name: &str) -> StoreFuture<Vec<PluginVersionInfo>> {
         let name = name.to_owned();
-        self.read(move |conn| plugins::versions(conn, &name))
+        self.read_records(move |conn| plugins::versions(conn, &name))
     }
 
     fn activations(&self, name: &str) -> StoreFuture<Vec<Activation>> {
         let name = name.to_owned();
-        self.read(move |conn| plugins::activations(conn, &name))
+        self.read_records(move |conn| plugins::activations(conn, &name))
     }
 }
 
 impl Records for SqliteStore {
     fn dead_letters(&self, filter: DeadLetterFilter) -> StoreFuture<Vec<DeadLetter>> {
-        self.read(move |conn| dead_letters::list(conn, &filter))
+        self.read_records(move |conn| dead_letters::list(conn, &filter))
     }
 
     fn replay(&self, filter: DeadLetterFilter) -> StoreFuture<ReplayOutcome> {
@@ -263,15 +337,15 @@ impl Records for SqliteStore {
 
     fn event_history(&self, id: &str) -> StoreFuture<Option<EventHistory>> {
         let id = id.to_owned();
-        self.read(move |conn| history::event_history(conn, &id))
+        self.read_records(move |conn| history::event_history(conn, &id))
     }
 
     fn backlog(&self) -> StoreFuture<Backlog> {
-        self.read(history::backlog)
+        self.read_records(history::backlog)
     }
 
     fn entity(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>> {
-        self.read(move |conn| outbox::entity_state(conn, &entity))
+        self.read_records(move |conn| outbox::entity_state(conn, &entity))
     }
 
     fn reset_entity(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>> {
@@ -279,7 +353,7 @@ impl Records for SqliteStore {
     }
 
     fn event_count(&self) -> StoreFuture<u64> {
-        self.read(history::event_count)
+        self.read_records(history::event_count)
     }
 }
 
@@ -299,6 +373,34 @@ mod tests {
             std::future::ready(Backend::sqlite(&store))
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn accepts_beyond_the_bytes_waiting_for_the_store_are_refused_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let big = |n: usize| {
+            let mut event = new_event(&format!("big-{n}"), None, None);
+            event.event.payload = vec![b' '; 1 << 20];
+            event
+        };
+        // Queued, none awaited: each holds its bytes until its answer is taken.
+        let fits = MAX_ACCEPTING / ((1 << 20) + ACCEPT_OVERHEAD);
+        let waiting: Vec<_> = (0..fits + 5).map(|n| store.accept(big(n))).collect();
+        let mut answers = Vec::new();
+        for write in waiting {
+            answers.push(write.await);
+        }
+        let busy = answers
+            .iter()
+            .filter(|a| matches!(a, Err(StoreError::Busy(_))))
+            .count();
+        assert_eq!(busy, 5, "{answers:?}");
+        assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), fits);
+        // Answered, they hold nothing: the next one is taken.
+        assert!(store.accept(big(fits + 5)).await.is_ok());
+        assert_eq!(store.event_count().await.unwrap(), fits as u64 + 1);
+        store.close().await;
     }
 
     #[tokio::test]
