@@ -119,6 +119,7 @@ pub async fn run(
         metrics: metrics.clone(),
         metrics_token: config.admin.metrics_token.as_ref().map(|t| t.0.clone()),
         stages: vec![processor_stage.clone(), dispatcher_stage.clone()],
+        backlog: crate::http::health::BacklogCache::default(),
     });
     // The admin API and /metrics on their own listener, when configured; bound before anything
     // runs, so a taken port stops the start.

@@ -1,11 +1,11 @@
 //! `GET /healthz` (the process answers), `GET /readyz` (the processor and the dispatcher run
-//! and the store takes writes) and
-//! `GET /metrics` (Prometheus, with the backlog read at each scrape; behind a bearer token when
-//! `admin.metricsToken` is set).
+//! and the store takes writes) and `GET /metrics` (Prometheus, with the backlog counted for
+//! each scrape, but at most 1% of the time however often it is scraped; behind a bearer token
+//! when `admin.metricsToken` is set).
 
 use super::error::ApiError;
 use crate::metrics::Metrics;
-use crate::store::{Intake, Records, now_ms};
+use crate::store::{Backlog, Intake, Records, now_ms};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,60 @@ pub struct Health {
     pub metrics_token: Option<String>,
     /// The engine's background stages; `/readyz` fails while one is not running.
     pub stages: Vec<Stage>,
+    /// The backlog last read, and when.
+    pub backlog: BacklogCache,
+}
+
+/// How much time `/metrics` may spend counting the backlog: after a count that took `t`, the
+/// next starts `t * COUNT_SPACING` later at the soonest (never more than [`MAX_COUNT_WAIT`]).
+/// A small backlog is counted in microseconds, so a scrape hardly waits; a backlog of millions
+/// is counted at most 1% of the time however often `/metrics` is scraped, and a scrape always
+/// shows a count that started after it arrived.
+pub const COUNT_SPACING: u32 = 100;
+
+/// The longest a scrape waits for its turn to count.
+pub const MAX_COUNT_WAIT: Duration = Duration::from_secs(1);
+
+/// The backlog last counted for `/metrics`: when the count started, and how long it took.
+/// Scrapes count one at a time; a scrape that waited while another counted uses that count.
+#[derive(Default)]
+pub struct BacklogCache {
+    last: tokio::sync::Mutex<Option<Counted>>,
+    /// Counts started so far.
+    started: AtomicU64,
+}
+
+struct Counted {
+    /// Which count it was (1 for the first).
+    number: u64,
+    at: tokio::time::Instant,
+    took: Duration,
+    backlog: Backlog,
+}
+
+impl BacklogCache {
+    /// The backlog as counted by `records` after this call began.
+    async fn get(&self, records: &dyn Records) -> Result<Backlog, crate::store::StoreError> {
+        let seen = self.started.load(Ordering::Acquire);
+        let mut last = self.last.lock().await;
+        if let Some(counted) = &*last {
+            if counted.number > seen {
+                return Ok(counted.backlog);
+            }
+            let spacing = (counted.took * COUNT_SPACING).min(MAX_COUNT_WAIT);
+            tokio::time::sleep_until(counted.at + counted.took + spacing).await;
+        }
+        let number = self.started.fetch_add(1, Ordering::AcqRel) + 1;
+        let at = tokio::time::Instant::now();
+        let backlog = records.backlog().await?;
+        *last = Some(Counted {
+            number,
+            at,
+            took: at.elapsed(),
+            backlog,
+        });
+        Ok(backlog)
+    }
 }
 
 /// One of the engine's background tasks (the processor, the dispatcher), and whether it runs.
@@ -152,8 +206,8 @@ async fn metrics(
         super::auth::check_bearer(&headers, token)?;
     }
     let backlog = health
-        .records
-        .backlog()
+        .backlog
+        .get(&*health.records)
         .await
         .map_err(|e| ApiError::store_unavailable(&e))?;
     let body = health.metrics.render(&backlog, now_ms());
@@ -182,6 +236,7 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             metrics_token: None,
             stages,
+            backlog: BacklogCache::default(),
         });
         let response = readyz(State(health)).await;
         let status = response.status();
@@ -220,6 +275,50 @@ mod tests {
         let (status, body) = ready(vec![processor, dispatcher]).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["reason"], "the processor is not running");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scrapes_count_the_backlog_fresh_but_at_most_one_percent_of_the_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let backend = Backend::sqlite(&store);
+        let cache = BacklogCache::default();
+        let accept = |id: &str| {
+            backend
+                .intake
+                .accept(crate::store::conformance::new_event(id, None, None))
+        };
+        let pending = || async { cache.get(&*backend.records).await.unwrap().pending_events };
+        accept("e1").await.unwrap();
+        // The clock stands still here, so a count takes no time and the next one may start
+        // at once: every scrape sees what is stored.
+        assert_eq!(pending().await, 1);
+        accept("e2").await.unwrap();
+        assert_eq!(pending().await, 2);
+        // After a count that took 5 ms, the next starts 500 ms after it ended, and is fresh.
+        cache.last.lock().await.as_mut().unwrap().took = Duration::from_millis(5);
+        accept("e3").await.unwrap();
+        let started = tokio::time::Instant::now();
+        // Two scrapes at once: the second uses the count the first waited for.
+        let (first, second) = tokio::join!(pending(), pending());
+        assert_eq!((first, second), (3, 3));
+        assert_eq!(started.elapsed(), Duration::from_millis(505));
+        // However long a count took, a scrape waits at most a second.
+        {
+            // As if the last count had run for a minute, ending now.
+            let mut last = cache.last.lock().await;
+            let counted = last.as_mut().unwrap();
+            counted.took = Duration::from_secs(60);
+            counted.at = tokio::time::Instant::now() - counted.took;
+        }
+        let started = tokio::time::Instant::now();
+        assert_eq!(pending().await, 3);
+        assert!(
+            started.elapsed() <= MAX_COUNT_WAIT,
+            "{:?}",
+            started.elapsed()
+        );
+        store.close().await;
     }
 
     #[tokio::test]

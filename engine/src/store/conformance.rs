@@ -25,7 +25,7 @@ where
 }
 
 /// An event of type `tax.rate.updated` with the entity key `key`.
-pub(super) fn new_event(id: &str, key: Option<&str>, dedupe: Option<&str>) -> NewEvent {
+pub(crate) fn new_event(id: &str, key: Option<&str>, dedupe: Option<&str>) -> NewEvent {
     NewEvent {
         event: Event {
             id: id.to_owned(),
