@@ -399,6 +399,14 @@ impl TestEngine {
         format!("{}{path}", self.url)
     }
 
+    /// The engine's database file.
+    pub fn database(&self) -> std::path::PathBuf {
+        self.dir
+            .path()
+            .join("data")
+            .join(sync_engine::store::sqlite::DATABASE_FILE)
+    }
+
     /// Stops the engine gracefully, checks it stopped cleanly, and returns its directory.
     pub async fn stop(self) -> tempfile::TempDir {
         self.shutdown.cancel();

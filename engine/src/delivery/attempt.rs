@@ -16,9 +16,13 @@ use crate::store::{
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-/// How long a row whose attempt could not be recorded waits before it is sent again (the store
-/// is failing; hammering the receiver would not help).
+/// How long a row whose attempt could not be recorded (for a reason other than an outage, or
+/// while its conflict state could not be read) waits before it is sent again.
 const RECORD_COOLDOWN: Duration = Duration::from_secs(5);
+/// The first pause before recording an attempt again while the store is unavailable.
+const RECORD_PAUSE: Duration = Duration::from_millis(100);
+/// The longest such pause.
+const MAX_RECORD_PAUSE: Duration = Duration::from_secs(5);
 
 /// What became of a row after one attempt, for the dispatcher's queue.
 #[derive(Debug, Default)]
@@ -82,6 +86,26 @@ impl Ended {
 }
 
 impl Dispatcher {
+    /// Records an attempt. While the store is unavailable (a full or failing disk, a lock held
+    /// elsewhere) the same record is tried again, after pauses that double up to
+    /// [`MAX_RECORD_PAUSE`]: the request is not made again, and the row, still in flight, keeps
+    /// its entity's later rows waiting. Other failures are answered at once.
+    async fn record(&self, record: AttemptRecord) -> Result<Vec<i64>, StoreError> {
+        let mut pause = RECORD_PAUSE;
+        loop {
+            match self.outbox.record_attempt(record.clone()).await {
+                Err(e) if e.is_transient() => {
+                    if let Some(left_out) = self.throttle.check("record-attempt", Instant::now()) {
+                        tracing::error!(error = %e, left_out, "cannot record a delivery attempt; trying again until the store takes it");
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_RECORD_PAUSE);
+                }
+                answer => return answer,
+            }
+        }
+    }
+
     /// Makes one attempt at a row and records it: the delivery stage. `slot` is given back as
     /// soon as the request has ended (or none is made), before the attempt is recorded.
     pub(super) async fn deliver(&self, row: OutboxRow, slot: SlotRelease) -> Finished {
@@ -177,7 +201,7 @@ impl Dispatcher {
                     None
                 },
             };
-            match self.outbox.record_attempt(record).await {
+            match self.record(record).await {
                 Ok(superseded) => {
                     Superseded {
                         destination: &destination,

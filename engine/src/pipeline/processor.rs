@@ -14,8 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 /// How many pending events the processor reads at a time.
 const BATCH: usize = 256;
-/// How often the store may refuse an event's result before the event is recorded as failed.
+/// How often the store may refuse an event's result (for a reason about the write, not an
+/// outage) before the event is recorded as failed.
 const MAX_REFUSALS: u32 = 3;
+/// The pause after a batch left events unprocessed; doubled while the store stays unavailable.
+const PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest pause.
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Reads pending events and processes them on `workers` threads until `shutdown`. When it is
 /// cancelled, the events already running finish and are committed; the rest of the batch is
@@ -35,6 +40,8 @@ pub async fn run_processor(
     let mut cursor = 0;
     // Events whose result the store refused, and how often.
     let mut refused: HashMap<String, u32> = HashMap::new();
+    // The pause before trying an incomplete batch again.
+    let mut pause = PAUSE;
     loop {
         if shutdown.is_cancelled() {
             break;
@@ -75,6 +82,8 @@ pub async fn run_processor(
         let (results, thread_failed) =
             process_batch(batch, &routes, &registry, &metrics, workers, &shutdown).await;
         let mut incomplete = thread_failed;
+        // Whether the store was unavailable (a full or failing disk, a lock held elsewhere).
+        let mut outage = false;
         // The first event of the batch left unprocessed.
         let mut unprocessed = i64::MAX;
         // Queue every result before waiting, so they share one commit.
@@ -109,7 +118,12 @@ pub async fn run_processor(
                 Err(e) => {
                     incomplete = true;
                     unprocessed = unprocessed.min(pending.stored.seq);
-                    *refused.entry(pending.stored.event.id.clone()).or_default() += 1;
+                    if e.is_transient() {
+                        // An outage is waited out: it never makes the event a dead letter.
+                        outage = true;
+                    } else {
+                        *refused.entry(pending.stored.event.id.clone()).or_default() += 1;
+                    }
                     tracing::error!(event_id = %pending.stored.event.id, error = %e, "cannot record a processed event; it will run again");
                 }
             }
@@ -122,15 +136,21 @@ pub async fn run_processor(
             (true, false) => unprocessed,
         });
         if incomplete {
-            // Start again from this batch after a pause: committed events are skipped, the
-            // rest run again.
+            // Start again from this batch after a pause (longer while the store stays
+            // unavailable): committed events are skipped, the rest run again.
             cursor = first_seq - 1;
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                () = tokio::time::sleep(pause) => {}
             }
+            pause = if outage {
+                (pause * 2).min(MAX_PAUSE)
+            } else {
+                PAUSE
+            };
         } else {
             cursor = last_seq;
+            pause = PAUSE;
         }
     }
 }

@@ -57,6 +57,15 @@ pub enum StoreError {
     Busy(String),
 }
 
+impl StoreError {
+    /// Whether the same write may pass when tried again later: the disk or the database was
+    /// unavailable (full, failing, locked by another process), or acceptance was shedding load.
+    /// Such a failure is waited out, never made a dead letter.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Io(_) | StoreError::Busy(_))
+    }
+}
+
 /// A store call in flight. Writes are queued when the call is made, not when this is awaited.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 

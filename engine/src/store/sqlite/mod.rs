@@ -91,8 +91,22 @@ impl Drop for Held {
 }
 
 impl From<rusqlite::Error> for StoreError {
+    /// What the disk or another process does (full, failing, locked) passes: an I/O error,
+    /// to try again. The rest is about the write itself.
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(e.to_string())
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(
+                ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::CannotOpen
+                | ErrorCode::OutOfMemory
+                | ErrorCode::FileLockingProtocolFailed,
+            ) => StoreError::Io(e.to_string()),
+            _ => StoreError::Database(e.to_string()),
+        }
     }
 }
 
@@ -373,6 +387,32 @@ mod tests {
             std::future::ready(Backend::sqlite(&store))
         })
         .await;
+    }
+
+    #[test]
+    fn a_database_locked_elsewhere_is_a_transient_error_a_broken_constraint_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let holder = Connection::open(&path).unwrap();
+        holder
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER PRIMARY KEY);")
+            .unwrap();
+        let writer = Connection::open(&path).unwrap();
+        writer.busy_timeout(std::time::Duration::ZERO).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let locked: StoreError = writer
+            .execute("INSERT INTO t VALUES (1)", [])
+            .unwrap_err()
+            .into();
+        assert!(locked.is_transient(), "{locked:?}");
+        holder
+            .execute_batch("INSERT INTO t VALUES (1); COMMIT")
+            .unwrap();
+        let duplicate: StoreError = writer
+            .execute("INSERT INTO t VALUES (1)", [])
+            .unwrap_err()
+            .into();
+        assert!(!duplicate.is_transient(), "{duplicate:?}");
     }
 
     #[tokio::test]
