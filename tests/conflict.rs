@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use sync_engine_tests::{
-    Received, Receiver, TestEngine, admin_call, component_path, http, post_json,
+    Received, Receiver, TestEngine, admin_call, component_path, http, post_json, scrape,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -76,23 +76,11 @@ async fn post_version(
     answer["id"].as_str().unwrap().to_owned()
 }
 
-/// The engine's metrics page.
-async fn metrics(engine: &TestEngine) -> String {
-    http()
-        .get(engine.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// Waits until the engine has nothing left to process or send.
 async fn settle(engine: &TestEngine) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let page = metrics(engine).await;
+        let page = scrape(engine).await;
         let idle = [
             r#"sync_queue_depth{queue="events"} 0"#,
             r#"sync_queue_depth{queue="deliveries"} 0"#,
@@ -114,7 +102,7 @@ async fn settle(engine: &TestEngine) {
 async fn metric_reaches(engine: &TestEngine, line: &str, context: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let page = metrics(engine).await;
+        let page = scrape(engine).await;
         if page.lines().any(|l| l == line) {
             return;
         }

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use sync_engine::store::Records;
 use sync_engine_tests::{
     Received, Receiver, Reply, TestEngine, admin_call, component_path, http, open_store, post_json,
+    sample, scrape,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -640,24 +641,6 @@ externalWebhooks:
 }
 
 /// The value of one sample in a Prometheus text page, 0 when absent.
-fn sample(page: &str, series: &str) -> f64 {
-    page.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn scrape(engine: &TestEngine) -> String {
-    let response = http().get(engine.url("/metrics")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/openmetrics-text")
-    );
-    response.text().await.unwrap()
-}
-
 #[tokio::test]
 async fn metrics_count_what_happens_and_readiness_checks_the_store() {
     let state_api = Receiver::start().await;

@@ -112,13 +112,21 @@ pub async fn run(
         registry.clone(),
         config.admin.token.as_ref().map(|t| t.0.clone()),
     ));
-    let (processor_stage, dispatcher_stage) = (Stage::new("processor"), Stage::new("dispatcher"));
+    let (processor_stage, dispatcher_stage, housekeeping_stage) = (
+        Stage::new("processor"),
+        Stage::new("dispatcher"),
+        Stage::new("housekeeping"),
+    );
     let health = Arc::new(Health {
         intake: backend.intake.clone(),
         records: backend.records.clone(),
         metrics: metrics.clone(),
         metrics_token: config.admin.metrics_token.as_ref().map(|t| t.0.clone()),
-        stages: vec![processor_stage.clone(), dispatcher_stage.clone()],
+        stages: vec![
+            processor_stage.clone(),
+            dispatcher_stage.clone(),
+            housekeeping_stage.clone(),
+        ],
         backlog: crate::http::health::BacklogCache::default(),
     });
     // The admin API and /metrics on their own listener, when configured; bound before anything
@@ -132,6 +140,15 @@ pub async fn run(
         None => None,
     };
 
+    let housekeeping = housekeeping_stage.spawn(
+        crate::store::housekeeping::run(
+            backend.retention.clone(),
+            config.store.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ),
+        shutdown.clone(),
+    );
     let (handoff, handed) = crate::pipeline::handoff::channel();
     let processor = processor_stage.spawn(
         run_processor(
@@ -186,13 +203,14 @@ pub async fn run(
     }
     // However the server ended, stop the rest and let it finish cleanly.
     shutdown.cancel();
-    let (processed, delivered) = tokio::join!(processor, delivery);
+    let (processed, delivered, housekept) = tokio::join!(processor, delivery, housekeeping);
     if let Some(watcher) = watcher {
         let _ = watcher.await;
     }
     store.close().await;
     processed.context("the processor panicked")?;
     delivered.context("the dispatcher panicked")?;
+    housekept.context("housekeeping panicked")?;
     drop(dir_lock);
     tracing::info!("sync engine stopped");
     Ok(())

@@ -1,8 +1,9 @@
 //! Prometheus metrics, served at `GET /metrics` in the OpenMetrics text format.
 //!
 //! Counters and histograms are updated where things happen; the backlog gauges (queue depth,
-//! oldest pending age, dead letters) are read from the store at each scrape, so they are right
-//! even just after a restart.
+//! oldest pending age, dead letters) are counted by the store for each scrape (at most 1% of
+//! the time), so they are right even just after a restart; the store's size and free space are
+//! read by housekeeping every few seconds.
 
 use crate::store::Backlog;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -67,6 +68,13 @@ pub struct DestinationLabels {
     pub destination: String,
 }
 
+/// The labels of the pruning counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrunedLabels {
+    /// `events` (removed with everything recorded about them) or `dedupe-keys` (forgotten).
+    pub what: String,
+}
+
 /// The labels of the queue depth gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
@@ -91,6 +99,12 @@ pub struct Metrics {
     pub deliveries: Family<DeliveryLabels, Counter>,
     /// How long delivery attempts take, in seconds, by destination.
     pub attempt_seconds: HistogramFamily<DestinationLabels>,
+    /// What retention removed.
+    pub pruned: Family<PrunedLabels, Counter>,
+    /// Bytes of the store's files.
+    pub store_bytes: Gauge,
+    /// Bytes free on the store's file system.
+    pub store_free_bytes: Gauge,
     queue_depth: Family<QueueLabels, Gauge>,
     oldest_pending_age: Gauge<f64, AtomicU64>,
     dead_letters: Gauge,
@@ -116,6 +130,9 @@ impl Default for Metrics {
             plugin_run_seconds: Family::new_with_constructor(plugin_buckets),
             deliveries: Family::default(),
             attempt_seconds: Family::new_with_constructor(attempt_buckets),
+            pruned: Family::default(),
+            store_bytes: Gauge::default(),
+            store_free_bytes: Gauge::default(),
             queue_depth: Family::default(),
             oldest_pending_age: Gauge::default(),
             dead_letters: Gauge::default(),
@@ -150,6 +167,21 @@ impl Default for Metrics {
             "delivery_attempt_seconds",
             "Time delivery attempts take",
             metrics.attempt_seconds.clone(),
+        );
+        registry.register(
+            "pruned",
+            "What retention removed: events (with everything recorded about them), dedupe keys",
+            metrics.pruned.clone(),
+        );
+        registry.register(
+            "store_bytes",
+            "Bytes of the store's files (database and write-ahead log)",
+            metrics.store_bytes.clone(),
+        );
+        registry.register(
+            "store_free_bytes",
+            "Bytes free on the store's file system",
+            metrics.store_free_bytes.clone(),
         );
         registry.register(
             "queue_depth",

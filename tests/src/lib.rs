@@ -475,6 +475,26 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// An engine's `GET /metrics` page (which must answer 200 in the OpenMetrics text format).
+pub async fn scrape(engine: &TestEngine) -> String {
+    let response = http().get(engine.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    response.text().await.unwrap()
+}
+
+/// The value of `series` (a metric name with its labels) on a metrics page; 0 when absent.
+pub fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Waits until `GET {url}/healthz` answers 200, or panics after `timeout`.
 pub async fn wait_healthy(url: &str, timeout: Duration) {
     let client = http();

@@ -61,6 +61,13 @@ impl Config {
         for (key, value) in [
             ("http.headerTimeout", self.http.header_timeout),
             ("http.bodyTimeout", self.http.body_timeout),
+            ("store.retention.finished", self.store.retention.finished),
+            (
+                "store.retention.deadLetters",
+                self.store.retention.dead_letters,
+            ),
+            ("store.retention.dedupe", self.store.retention.dedupe),
+            ("store.retention.interval", self.store.retention.interval),
             ("http.shutdownTimeout", self.http.shutdown_timeout),
         ] {
             if value.is_zero() {

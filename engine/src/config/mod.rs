@@ -9,7 +9,8 @@
 //!
 //! # Layout
 //!
-//! - `schema`: the sections of the file, as serde structs with their defaults;
+//! - `schema`: the sections of the file, as serde structs with their defaults (`store`: the
+//!   store's section);
 //! - `values`: `${ENV}` expansion, durations, sizes, paths;
 //! - `checks`: what serde cannot check, and warnings.
 
@@ -17,10 +18,12 @@ mod checks;
 #[cfg(test)]
 mod reference;
 mod schema;
+mod store;
 mod values;
 
 pub use checks::MIN_SECRET_BYTES;
 pub use schema::*;
+pub use store::{RetentionConfig, StoreConfig};
 pub use values::{Expanded, ExpandedPath};
 
 use std::fmt;

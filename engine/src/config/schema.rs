@@ -1,12 +1,12 @@
 //! The configuration's shape: one struct per section of the YAML file, with its named defaults.
 //! Unknown keys are errors (`deny_unknown_fields`); keys are camelCase.
 
+use super::StoreConfig;
 use super::values::{self, Expanded, ExpandedPath};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// The whole configuration file.
@@ -174,24 +174,6 @@ pub struct CoreConfig {
     /// Overrides of the default retry policy for the core.
     #[serde(default)]
     pub retry: RetryOverride,
-}
-
-/// The durable store.
-#[derive(Debug, Clone, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct StoreConfig {
-    /// The data directory; the SQLite database lives inside it.
-    #[serde(default = "default_store_path")]
-    pub path: ExpandedPath,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            path: default_store_path(),
-        }
-    }
 }
 
 /// The plugin sandbox.
@@ -587,9 +569,6 @@ pub(super) fn default_listen() -> SocketAddr {
 }
 pub(super) fn default_max_body() -> usize {
     1 << 20
-}
-pub(super) fn default_store_path() -> ExpandedPath {
-    ExpandedPath(PathBuf::from("data"))
 }
 pub(super) fn default_max_instances() -> NonZeroU32 {
     NonZeroU32::new(256).expect("non-zero")

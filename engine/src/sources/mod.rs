@@ -129,8 +129,16 @@ impl Sources {
 static REFUSALS: LazyLock<Throttle> = LazyLock::new(Throttle::default);
 
 /// The answer for an event the store did not take: 503 either way (the sender sends it again),
-/// `store-busy` when acceptance is shedding load, else `store-unavailable`.
+/// `disk-low` while the data directory is nearly full, `store-busy` when acceptance is
+/// shedding load, else `store-unavailable`.
 fn not_stored(error: &StoreError) -> ApiError {
+    if let StoreError::Full(why) = error {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "disk-low",
+            format!("the engine is not accepting events: {why}; send it again later"),
+        );
+    }
     if matches!(error, StoreError::Busy(_)) {
         if let Some(left_out) = REFUSALS.check("busy", Instant::now()) {
             tracing::warn!(reason = %error, left_out, "acceptance is shedding load; senders are told to retry");

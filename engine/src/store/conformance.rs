@@ -22,6 +22,7 @@ where
     outbox_entity_state_only_moves_forward(&open().await).await;
     plugin_store_keeps_versions_and_their_activations(&open().await).await;
     records_replay_a_dead_letter_once(&open().await).await;
+    retention_removes_only_finished_work_and_forgets_old_dedupe_keys(&open().await).await;
 }
 
 /// An event of type `tax.rate.updated` with the entity key `key`.
@@ -648,4 +649,102 @@ async fn records_replay_a_dead_letter_once(backend: &Backend) {
         .await
         .unwrap();
     assert!(listed[0].replayed_at.is_some());
+}
+
+async fn retention_removes_only_finished_work_and_forgets_old_dedupe_keys(backend: &Backend) {
+    accept_and_process(
+        backend,
+        &[("done", None), ("waiting", None), ("dead", None)],
+        |id| vec![delivery(id, None, None, Strategy::None)],
+    )
+    .await;
+    let rows = pending_rows(backend).await;
+    for (row, next, status) in [
+        (&rows[0], Next::Delivered, 200),
+        (&rows[2], Next::Dead, 410),
+    ] {
+        backend
+            .outbox
+            .record_attempt(attempt(row, next, status))
+            .await
+            .unwrap();
+    }
+    // Accepted, not processed yet, with a sender's idempotency key.
+    backend
+        .intake
+        .accept(new_event("unprocessed", None, Some("key-1")))
+        .await
+        .unwrap();
+    let history = |id: &'static str| async move {
+        backend.records.event_history(id).await.unwrap().is_some()
+    };
+    // Every event was accepted at 1 (Unix ms); dead letters are kept for now.
+    let keep_dead = Cutoffs {
+        finished: 2,
+        dead_letters: 0,
+        dedupe: 2,
+    };
+    let round = |cutoffs, after, limit| {
+        backend.retention.prune(Prune {
+            cutoffs,
+            after,
+            limit,
+        })
+    };
+    let pruned = round(keep_dead, 0, 500).await.unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            events: 1,
+            dedupe_keys: 1,
+            next: None
+        }
+    );
+    assert!(!history("done").await, "finished work is removed");
+    for kept in ["waiting", "dead", "unprocessed"] {
+        assert!(history(kept).await, "{kept} is kept");
+    }
+    // The forgotten key is new again.
+    let again = backend
+        .intake
+        .accept(new_event("again", None, Some("key-1")))
+        .await
+        .unwrap();
+    assert!(!again.duplicate);
+    // Once its dead letter is old enough, the dead event goes too, dead letter and all.
+    let forget_dead = Cutoffs {
+        dead_letters: i64::MAX,
+        ..keep_dead
+    };
+    let pruned = round(forget_dead, 0, 500).await.unwrap();
+    assert_eq!((pruned.events, pruned.dedupe_keys), (1, 1));
+    assert!(!history("dead").await);
+    let dead = backend
+        .records
+        .dead_letters(DeadLetterFilter::default())
+        .await
+        .unwrap();
+    assert!(dead.is_empty(), "{dead:?}");
+    // A round stops at its limit and says where to go on. (Processing these two processes
+    // every pending event: now only `waiting`, with its pending delivery, is not finished.)
+    accept_and_process(backend, &[("a", None), ("b", None)], |_| Vec::new()).await;
+    let (mut after, mut removed, mut rounds) = (0, 0, 0);
+    loop {
+        let pruned = round(forget_dead, after, 1).await.unwrap();
+        assert!(pruned.events <= 1);
+        removed += pruned.events;
+        rounds += 1;
+        match pruned.next {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!((removed, rounds), (4, 5));
+    assert!(history("waiting").await);
+    assert_eq!(backend.records.event_count().await.unwrap(), 1);
+    let footprint = backend.retention.footprint().unwrap();
+    assert!(
+        footprint.bytes > 0 && footprint.free_bytes > 0,
+        "{footprint:?}"
+    );
 }

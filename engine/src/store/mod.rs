@@ -1,4 +1,4 @@
-//! The durable store, behind five small seams, one per thing a stage asks of it:
+//! The durable store, behind six small seams, one per thing a stage asks of it:
 //!
 //! | seam | asked by | what |
 //! | --- | --- | --- |
@@ -6,7 +6,8 @@
 //! | [`WorkQueue`] | the processor | read pending events, commit what processing made |
 //! | [`Outbox`] | the dispatcher | pending deliveries (after a restart or a replay), attempts, conflict state |
 //! | [`PluginStore`] | the registry | plugin versions and activations |
-//! | [`Records`] | the admin API, metrics | dead letters and replay, event history, backlog |
+//! | [`Records`] | the admin API, metrics | dead letters and replay, event history, backlog, entity state |
+//! | [`Retention`] | [`housekeeping`] | prune finished work, size and free space, refuse events while space is low |
 //!
 //! Each seam is an object-safe trait; a [`Backend`] holds one of each. A write returns a future
 //! that was queued when the method was called, so a caller can queue many writes and then await
@@ -16,6 +17,7 @@
 //! The records every backend keeps and returns are in [`model`].
 
 pub mod dir_lock;
+pub mod housekeeping;
 pub mod model;
 pub mod sqlite;
 
@@ -55,6 +57,10 @@ pub enum StoreError {
     /// should try again shortly.
     #[error("{0}")]
     Busy(String),
+    /// The data directory's file system is nearly full: new events are refused until there is
+    /// room again (retention frees some; an operator may have to free more).
+    #[error("{0}")]
+    Full(String),
 }
 
 impl StoreError {
@@ -62,7 +68,10 @@ impl StoreError {
     /// unavailable (full, failing, locked by another process), or acceptance was shedding load.
     /// Such a failure is waited out, never made a dead letter.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Io(_) | StoreError::Busy(_))
+        matches!(
+            self,
+            StoreError::Io(_) | StoreError::Busy(_) | StoreError::Full(_)
+        )
     }
 }
 
@@ -175,6 +184,22 @@ pub trait Records: Send + Sync {
     fn reset_entity(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>>;
 }
 
+/// Keeping the store's size bounded: removing finished work, watching free space.
+pub trait Retention: Send + Sync {
+    /// One round of pruning: removes events whose work is finished (processed, every action
+    /// delivered, dropped or superseded, no dead letter younger than its cut-off) and that were
+    /// accepted before the cut-off, with their payloads, runs, actions, attempts and dead
+    /// letters; forgets old dedupe keys; gives freed space back to the file system. Small, so
+    /// other writes wait little for it.
+    fn prune(&self, prune: Prune) -> StoreFuture<Pruned>;
+
+    /// The store's size and the free space beside it.
+    fn footprint(&self) -> std::io::Result<Footprint>;
+
+    /// Refuses new events with `why` (the disk is low), or, with `None`, takes them again.
+    fn refuse_accepts(&self, why: Option<String>);
+}
+
 /// One backend: a handle on each seam.
 #[derive(Clone)]
 pub struct Backend {
@@ -188,6 +213,8 @@ pub struct Backend {
     pub plugins: Arc<dyn PluginStore>,
     /// For the admin API and metrics.
     pub records: Arc<dyn Records>,
+    /// For housekeeping.
+    pub retention: Arc<dyn Retention>,
 }
 
 impl Backend {
@@ -199,6 +226,7 @@ impl Backend {
             outbox: Arc::new(store.clone()),
             plugins: Arc::new(store.clone()),
             records: Arc::new(store.clone()),
+            retention: Arc::new(store.clone()),
         }
     }
 }

@@ -112,6 +112,49 @@ pub struct Backlog {
     pub dead_letters: u64,
 }
 
+/// What is old enough to remove, as Unix ms cut-offs: everything strictly older goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Events accepted before this whose work is finished.
+    pub finished: i64,
+    /// Dead letters (not replayed) created before this no longer keep their event.
+    pub dead_letters: i64,
+    /// Dedupe keys of events accepted before this are forgotten.
+    pub dedupe: i64,
+}
+
+/// One round of pruning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prune {
+    /// What is old enough.
+    pub cutoffs: Cutoffs,
+    /// Look at events accepted after this one (its `seq`): where the last round stopped.
+    pub after: i64,
+    /// Remove at most this many events, and forget at most this many dedupe keys.
+    pub limit: usize,
+}
+
+/// What one round of pruning removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Events removed, with everything recorded about them.
+    pub events: u64,
+    /// Dedupe keys forgotten.
+    pub dedupe_keys: u64,
+    /// Where the next round should go on from, when this one stopped before the cut-off (at
+    /// its limit); `None` when every event old enough has been looked at.
+    pub next: Option<i64>,
+}
+
+/// How much room the store takes, and has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Bytes of the store's files.
+    pub bytes: u64,
+    /// Bytes free for the store on its file system.
+    pub free_bytes: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

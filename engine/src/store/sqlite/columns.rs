@@ -37,6 +37,13 @@ pub(super) fn path_from_text(stored: &str) -> Vec<String> {
         .collect()
 }
 
+/// Integers as a JSON array: a list for one `json_each(?)` parameter (SQLite takes at most
+/// 32,766 parameters; one array holds any number).
+pub(super) fn json_ints(values: &[i64]) -> String {
+    let values: Vec<String> = values.iter().map(i64::to_string).collect();
+    format!("[{}]", values.join(","))
+}
+
 /// A version as SQLite keeps it (a signed integer; versions over 2^63 - 1 are refused earlier).
 pub(super) fn from_u64(v: Option<u64>) -> Option<i64> {
     v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))

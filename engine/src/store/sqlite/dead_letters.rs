@@ -73,8 +73,7 @@ pub(super) fn list(
     if !filter.ids.is_empty() {
         // One parameter however many ids (SQLite takes at most 32,766 parameters).
         sql.push_str(" AND d.id IN (SELECT value FROM json_each(?))");
-        let ids: Vec<String> = filter.ids.iter().map(i64::to_string).collect();
-        values.push(format!("[{}]", ids.join(",")).into());
+        values.push(super::columns::json_ints(&filter.ids).into());
     }
     if let Some(target) = &filter.target {
         sql.push_str(" AND d.target = ?");

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 
 /// The schema version this engine writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Opens the database for writing (WAL, `synchronous = FULL`) or reading.
 pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -29,9 +29,11 @@ pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
                 path.display()
             )));
         }
-        // Statement journals (and temporary tables) in memory, not in a file per statement.
+        // Statement journals (and temporary tables) in memory, not in a file per statement;
+        // the write-ahead log cut back to 64 MiB after each checkpoint that empties it.
         conn.execute_batch(
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
+             PRAGMA journal_size_limit = 67108864;",
         )?;
     }
     Ok(conn)
@@ -40,11 +42,13 @@ pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
 /// Creates the schema in a new database, or upgrades an older one, in one transaction.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    incremental_vacuum(conn, version)?;
     let steps: &[&str] = match version {
         0 => &[include_str!("schema.sql")],
-        1 => &[TO_2, TO_3, TO_4],
-        2 => &[TO_3, TO_4],
-        3 => &[TO_4],
+        1 => &[TO_2, TO_3, TO_4, TO_5],
+        2 => &[TO_3, TO_4, TO_5],
+        3 => &[TO_4, TO_5],
+        4 => &[TO_5],
         SCHEMA_VERSION => return Ok(()),
         newer => {
             return Err(StoreError::Io(format!(
@@ -58,6 +62,23 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Makes the database give the pages retention frees back to the file system a few at a
+/// time (`PRAGMA incremental_vacuum`, run after each pruning). A new database is created so; an
+/// older one is rewritten once (`VACUUM`), which takes a while for a large one.
+fn incremental_vacuum(conn: &Connection, version: i64) -> Result<(), StoreError> {
+    const INCREMENTAL: i64 = 2;
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?;
+    if mode == INCREMENTAL {
+        return Ok(());
+    }
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
+    if version != 0 {
+        tracing::info!("rewriting the database once so that pruned space can be given back");
+        conn.execute_batch("VACUUM")?;
+    }
     Ok(())
 }
 
@@ -92,6 +113,13 @@ const TO_4: &str = "
         WHERE state = 'pending' AND conflict = 'last-write-wins';
     CREATE INDEX outbox_stale_version ON outbox (kind, target, entity_key, version)
         WHERE state = 'pending' AND conflict = 'version';
+";
+
+/// Version 4 to 5: retention finds an event's dead letters by the event, and the oldest
+/// dedupe keys in acceptance order.
+const TO_5: &str = "
+    CREATE INDEX dead_letters_event ON dead_letters (event_id);
+    CREATE INDEX events_dedupe_age ON events (seq) WHERE dedupe_key IS NOT NULL;
 ";
 
 #[cfg(test)]

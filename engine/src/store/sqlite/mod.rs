@@ -22,6 +22,7 @@
 //! - `history`: one event's whole story, and the backlog;
 //! - `plugins`: plugin versions and activations;
 //! - `readers`: the read-only connections;
+//! - `retention`: pruning finished work;
 //! - `columns`: how values are written to columns and read back (by name).
 
 mod columns;
@@ -32,13 +33,14 @@ mod migrate;
 mod outbox;
 mod plugins;
 mod readers;
+mod retention;
 mod writer;
 
 use super::{
     Accepted, Activation, AttemptRecord, Backlog, DeadLetter, DeadLetterFilter, EntityRef,
-    EntityState, EventHistory, Intake, NewEvent, Outbox, OutboxRow, PendingEvent, PluginStore,
-    PluginVersion, PluginVersionInfo, PluginWrite, Processed, Records, ReplayOutcome, StoreError,
-    StoreFuture, SupersedeRecord, WorkQueue,
+    EntityState, EventHistory, Footprint, Intake, NewEvent, Outbox, OutboxRow, PendingEvent,
+    PluginStore, PluginVersion, PluginVersionInfo, PluginWrite, Processed, Prune, Pruned, Records,
+    ReplayOutcome, Retention, StoreError, StoreFuture, SupersedeRecord, WorkQueue,
 };
 use readers::Readers;
 use rusqlite::Connection;
@@ -125,6 +127,8 @@ struct Inner {
     records: Arc<Readers>,
     /// Bytes of accepted events waiting for their commit.
     accepting: Arc<AtomicUsize>,
+    /// Why new events are refused, while they are (the disk is low).
+    refusing: Mutex<Option<String>>,
     /// For point reads made inline (see the module's documentation).
     lookup: Mutex<Connection>,
     signals: writer::Signals,
@@ -157,6 +161,7 @@ impl SqliteStore {
                 work,
                 records,
                 accepting: Arc::default(),
+                refusing: Mutex::new(None),
                 lookup: Mutex::new(lookup),
                 signals,
                 writer_thread: Mutex::new(Some(thread)),
@@ -237,6 +242,14 @@ impl SqliteStore {
 
 impl Intake for SqliteStore {
     fn accept(&self, event: NewEvent) -> StoreFuture<Accepted> {
+        if let Some(why) = &*self
+            .inner
+            .refusing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            return Box::pin(std::future::ready(Err(StoreError::Full(why.clone()))));
+        }
         let weight = event.event.payload.len() + ACCEPT_OVERHEAD;
         let Some(held) = Held::take(&self.inner.accepting, weight) else {
             return Box::pin(std::future::ready(Err(StoreError::Busy(format!(
@@ -311,6 +324,39 @@ impl Outbox for SqliteStore {
 
     fn requeued(&self) -> Arc<Notify> {
         self.inner.signals.outbox_requeued.clone()
+    }
+}
+
+impl Retention for SqliteStore {
+    fn prune(&self, prune: Prune) -> StoreFuture<Pruned> {
+        self.queue(|reply| writer::Command::Prune(prune, reply))
+    }
+
+    fn footprint(&self) -> std::io::Result<Footprint> {
+        let mut bytes = 0;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = self.inner.path.clone().into_os_string();
+            name.push(suffix);
+            match std::fs::metadata(&name) {
+                Ok(meta) => bytes += meta.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let dir = self.inner.path.parent().unwrap_or(Path::new("."));
+        let stats = rustix::fs::statvfs(dir)?;
+        Ok(Footprint {
+            bytes,
+            free_bytes: stats.f_bavail.saturating_mul(stats.f_frsize),
+        })
+    }
+
+    fn refuse_accepts(&self, why: Option<String>) {
+        *self
+            .inner
+            .refusing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = why;
     }
 }
 

@@ -1,4 +1,4 @@
--- The engine's durable state. Version 3 (`migrate.rs` upgrades older databases).
+-- The engine's durable state. Version 5 (`migrate.rs` upgrades older databases).
 --
 -- An event is stored when it is accepted; processing it records one `runs` row per route
 -- handler and turns the handler's actions into `outbox` rows, in the same transaction that
@@ -24,6 +24,7 @@ CREATE TABLE events (
     path         TEXT    NOT NULL DEFAULT ''         -- those systems, comma-separated, oldest first
 );
 CREATE INDEX events_pending ON events (seq) WHERE processed_at IS NULL;
+CREATE INDEX events_dedupe_age ON events (seq) WHERE dedupe_key IS NOT NULL;
 
 -- Each event's payload, apart from the event's row: marking an event processed rewrites only
 -- its small row, never a large payload.
@@ -133,6 +134,7 @@ CREATE TABLE dead_letters (
     replayed_at INTEGER
 );
 CREATE INDEX dead_letters_state ON dead_letters (state, created_at);
+CREATE INDEX dead_letters_event ON dead_letters (event_id);
 
 -- One row, rewritten by readiness checks to prove the store takes writes.
 CREATE TABLE probe (

@@ -1,9 +1,9 @@
 //! The writer thread: group commit of everything the engine writes.
 
-use super::{dead_letters, events, outbox, plugins};
+use super::{dead_letters, events, outbox, plugins, retention};
 use crate::store::{
     Accepted, AttemptRecord, DeadLetterFilter, EntityRef, EntityState, NewEvent, OutboxRow,
-    PluginWrite, Processed, ReplayOutcome, StoreError, SupersedeRecord, now_ms,
+    PluginWrite, Processed, Prune, Pruned, ReplayOutcome, StoreError, SupersedeRecord, now_ms,
 };
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -32,6 +32,8 @@ pub(super) enum Command {
     Supersede(SupersedeRecord, Reply<bool>),
     /// Forgets what a target holds for an entity; answers what it held.
     ResetEntity(EntityRef, Reply<Option<EntityState>>),
+    /// One round of retention.
+    Prune(Prune, Reply<Pruned>),
     Plugin(PluginWrite, Reply<()>),
     /// Rewrites the probe row, proving writes reach the disk.
     Probe(Reply<()>),
@@ -74,6 +76,7 @@ enum Outcome {
     Rows(Result<Vec<OutboxRow>, StoreError>),
     Ids(Result<Vec<i64>, StoreError>),
     Entity(Result<Option<EntityState>, StoreError>),
+    Pruned(Result<Pruned, StoreError>),
     Close,
 }
 
@@ -87,6 +90,7 @@ impl Outcome {
             Outcome::Rows(r) => r.is_err(),
             Outcome::Ids(r) => r.is_err(),
             Outcome::Entity(r) => r.is_err(),
+            Outcome::Pruned(r) => r.is_err(),
             Outcome::Close => false,
         }
     }
@@ -102,6 +106,7 @@ impl Outcome {
             Command::Attempt(..) => Outcome::Ids(Err(error())),
             Command::Replay(..) => Outcome::Replay(Err(error())),
             Command::ResetEntity(..) => Outcome::Entity(Err(error())),
+            Command::Prune(..) => Outcome::Pruned(Err(error())),
             Command::Close => Outcome::Close,
         }
     }
@@ -203,6 +208,7 @@ impl Sync {
             | Command::Plugin(..)
             | Command::Probe(..) => Sync::Full,
             Command::Processed(..)
+            | Command::Prune(..)
             | Command::Attempt(..)
             | Command::Supersede(..)
             | Command::Close => Sync::Normal,
@@ -277,6 +283,7 @@ fn apply(c: &Connection, command: &Command, now: i64) -> Outcome {
         Command::Replay(filter, _) => Outcome::Replay(dead_letters::replay(c, filter, now)),
         Command::Supersede(record, _) => Outcome::Flag(outbox::supersede(c, record)),
         Command::ResetEntity(entity, _) => Outcome::Entity(outbox::reset_entity_state(c, entity)),
+        Command::Prune(prune, _) => Outcome::Pruned(retention::prune(c, prune)),
         Command::Plugin(write, _) => Outcome::Unit(plugins::write(c, write)),
         Command::Probe(_) => Outcome::Unit(events::probe(c, now)),
         Command::Close => Outcome::Close,
@@ -325,6 +332,9 @@ fn answer(command: Command, outcome: Outcome, changes: &mut Changes) -> bool {
             drop(reply.send(result));
         }
         (Command::ResetEntity(_, reply), Outcome::Entity(result)) => {
+            drop(reply.send(result));
+        }
+        (Command::Prune(_, reply), Outcome::Pruned(result)) => {
             drop(reply.send(result));
         }
         (Command::Replay(_, reply), Outcome::Replay(result)) => {
