@@ -116,9 +116,13 @@ const TO_4: &str = "
 ";
 
 /// Version 4 to 5: retention finds an event's dead letters by the event, and the oldest
-/// dedupe keys in acceptance order.
+/// dedupe keys in acceptance order; removing a run or an outbox row finds the rows that refer to
+/// it by index (the foreign key checks of a delete), not by a scan of their tables.
 const TO_5: &str = "
     CREATE INDEX dead_letters_event ON dead_letters (event_id);
+    CREATE INDEX dead_letters_refs ON dead_letters (run_id, outbox_id);
+    CREATE INDEX dead_letters_outbox ON dead_letters (outbox_id);
+    CREATE INDEX outbox_run ON outbox (run_id);
     CREATE INDEX events_dedupe_age ON events (seq) WHERE dedupe_key IS NOT NULL;
 ";
 

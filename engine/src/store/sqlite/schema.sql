@@ -85,6 +85,7 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_lane ON outbox ((CASE kind WHEN 'emit' THEN 'hms-core' ELSE target END),
     event_seq, id) WHERE state = 'pending';
 CREATE INDEX outbox_event ON outbox (event_id);
+CREATE INDEX outbox_run ON outbox (run_id);
 -- The pending rows of one (kind, target, key) a delivered version makes stale, found by range:
 -- for last-write-wins those with an earlier (timestamp, event, row), for version those with a
 -- version no greater. Rows without a strategy are in neither.
@@ -135,6 +136,8 @@ CREATE TABLE dead_letters (
 );
 CREATE INDEX dead_letters_state ON dead_letters (state, created_at);
 CREATE INDEX dead_letters_event ON dead_letters (event_id);
+CREATE INDEX dead_letters_refs ON dead_letters (run_id, outbox_id);
+CREATE INDEX dead_letters_outbox ON dead_letters (outbox_id);
 
 -- One row, rewritten by readiness checks to prove the store takes writes.
 CREATE TABLE probe (
