@@ -35,6 +35,8 @@ pub fn prepare(config: &Config, cache_dir: Option<PathBuf>) -> Result<Prepared, 
     let sandbox = Sandbox::new(SandboxOptions {
         max_instances: config.sandbox.max_instances.get(),
         max_memory: config.sandbox.max_memory,
+        max_core_instances_per_plugin: config.sandbox.max_core_instances_per_plugin.get(),
+        max_memories_per_plugin: config.sandbox.max_memories_per_plugin.get(),
         cache_dir,
         ..SandboxOptions::default()
     })

@@ -132,7 +132,11 @@ impl config::Host for RunState {
 /// Caps each linear memory and table of one instance, and remembers a refused growth so a
 /// trap that follows it is reported as the memory limit, not as a crash.
 pub(crate) struct MemoryLimiter {
+    /// The limit, for all of the instance's memories together.
     pub(crate) memory: usize,
+    /// Bytes the instance's memories hold.
+    pub(crate) used: usize,
+    /// What the instance asked for in all when it was refused.
     pub(crate) refused: Option<usize>,
 }
 
@@ -140,16 +144,20 @@ pub(crate) struct MemoryLimiter {
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl ResourceLimiter for MemoryLimiter {
+    /// Called for each memory as it is created (from 0) and as it grows: the limit holds for
+    /// the sum, however many memories the component has.
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory {
-            self.refused = Some(desired);
+        let total = self.used.saturating_add(desired.saturating_sub(current));
+        if total > self.memory {
+            self.refused = Some(total);
             return Ok(false);
         }
+        self.used = total;
         Ok(true)
     }
 
@@ -202,6 +210,7 @@ pub(crate) fn new_store(
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 memory: setup.limits.memory.min(shared.options.max_memory),
+                used: 0,
                 refused: None,
             },
             settings: setup.settings.clone(),
@@ -255,5 +264,33 @@ impl GuestStreams {
             );
         }
         err
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_limit_holds_for_all_of_an_instances_memories_together() {
+        let mib = 1 << 20;
+        let mut limiter = MemoryLimiter {
+            memory: 16 * mib,
+            used: 0,
+            refused: None,
+        };
+        // Two memories created at 6 MiB each, then each grown by 2 MiB: 16 MiB in all.
+        assert!(limiter.memory_growing(0, 6 * mib, None).unwrap());
+        assert!(limiter.memory_growing(0, 6 * mib, None).unwrap());
+        assert!(limiter.memory_growing(6 * mib, 8 * mib, None).unwrap());
+        assert!(limiter.memory_growing(6 * mib, 8 * mib, None).unwrap());
+        // One more page of either is past the limit, though each memory is half of it.
+        assert!(
+            !limiter
+                .memory_growing(8 * mib, 8 * mib + 65536, None)
+                .unwrap()
+        );
+        assert_eq!(limiter.refused, Some(16 * mib + 65536));
+        assert_eq!(limiter.used, 16 * mib);
     }
 }

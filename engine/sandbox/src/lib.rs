@@ -110,6 +110,13 @@ pub struct SandboxOptions {
     /// Where compiled components are cached (an absolute path), so a restart or a reload of
     /// the same component does not compile it again. No cache when `None`.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Core instances (and tables) one plugin instance may hold; a component with more is
+    /// refused at load. The pool holds this many for every one of `max_instances`, so no
+    /// plugin can take another's.
+    pub max_core_instances_per_plugin: u32,
+    /// Linear memories one plugin instance may hold; a component with more is refused at load.
+    /// Its memory limit counts all of them together.
+    pub max_memories_per_plugin: u32,
 }
 
 impl Default for SandboxOptions {
@@ -119,6 +126,8 @@ impl Default for SandboxOptions {
             max_memory: 256 << 20,
             epoch_tick: Duration::from_millis(5),
             cache_dir: None,
+            max_core_instances_per_plugin: 32,
+            max_memories_per_plugin: 2,
         }
     }
 }
@@ -186,12 +195,20 @@ impl Sandbox {
 
 fn engine_config(sandbox: &SandboxOptions) -> Config {
     let n = sandbox.max_instances;
+    let (cores, memories) = (
+        sandbox.max_core_instances_per_plugin,
+        sandbox.max_memories_per_plugin,
+    );
     let mut pool = PoolingAllocationConfig::new();
-    // A Rust component is one main module plus small shim modules; leave room for larger ones.
+    // Every plugin instance may hold its caps whatever the others hold: the totals are the caps
+    // times the instances, so a plugin that uses many slots cannot leave another without.
     pool.total_component_instances(n)
-        .total_core_instances(n.saturating_mul(8))
-        .total_memories(n.saturating_mul(2))
-        .total_tables(n.saturating_mul(8))
+        .max_core_instances_per_component(cores)
+        .max_tables_per_component(cores)
+        .max_memories_per_component(memories)
+        .total_core_instances(n.saturating_mul(cores))
+        .total_tables(n.saturating_mul(cores))
+        .total_memories(n.saturating_mul(memories))
         .max_memory_size(sandbox.max_memory)
         // Measured on this project's machines (docs/performance.md): keeping the first pages of a
         // slot resident, with the kernel reporting which pages were dirtied, makes a fresh

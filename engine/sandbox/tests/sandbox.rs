@@ -163,6 +163,37 @@ fn a_plugin_cannot_wait_past_its_deadline() {
 }
 
 #[test]
+fn a_component_with_more_core_instances_or_memories_than_a_plugin_may_hold_is_refused_at_load() {
+    for (options, what) in [
+        (
+            SandboxOptions {
+                max_core_instances_per_plugin: 1,
+                ..SandboxOptions::default()
+            },
+            "3 core module instances, which exceeds the configured maximum of 1",
+        ),
+        (
+            SandboxOptions {
+                max_memories_per_plugin: 0,
+                ..SandboxOptions::default()
+            },
+            "memories",
+        ),
+    ] {
+        let small = Sandbox::new(options).expect("sandbox");
+        let err = small
+            .load("misbehave", &component("misbehave"))
+            .expect_err("refused");
+        let LoadError::Compile(message) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(message.contains(what), "{message}");
+    }
+    // The same component under the default caps loads.
+    assert_still_serves(misbehave());
+}
+
+#[test]
 fn random_bytes_are_capped_per_call() {
     let output = run(misbehave(), "random", "32").unwrap();
     let Output::Actions(actions) = output else {

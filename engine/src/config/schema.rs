@@ -190,6 +190,13 @@ pub struct SandboxConfig {
     /// The largest memory limit any plugin may be given.
     #[serde(default = "default_max_memory", deserialize_with = "values::size")]
     pub max_memory: usize,
+    /// Core instances (and tables) one plugin instance may hold; a component with more is
+    /// refused at load.
+    #[serde(default = "default_max_core_instances_per_plugin")]
+    pub max_core_instances_per_plugin: NonZeroU32,
+    /// Linear memories one plugin instance may hold; a component with more is refused at load.
+    #[serde(default = "default_max_memories_per_plugin")]
+    pub max_memories_per_plugin: NonZeroU32,
     /// The default limits of every plugin.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -201,6 +208,8 @@ impl Default for SandboxConfig {
             max_instances: default_max_instances(),
             workers: default_workers(),
             max_memory: default_max_memory(),
+            max_core_instances_per_plugin: default_max_core_instances_per_plugin(),
+            max_memories_per_plugin: default_max_memories_per_plugin(),
             limits: LimitsConfig::default(),
         }
     }
@@ -569,6 +578,12 @@ pub(super) fn default_listen() -> SocketAddr {
 }
 pub(super) fn default_max_body() -> usize {
     1 << 20
+}
+pub(super) fn default_max_core_instances_per_plugin() -> NonZeroU32 {
+    NonZeroU32::new(32).expect("non-zero")
+}
+pub(super) fn default_max_memories_per_plugin() -> NonZeroU32 {
+    NonZeroU32::new(2).expect("non-zero")
 }
 pub(super) fn default_max_instances() -> NonZeroU32 {
     NonZeroU32::new(256).expect("non-zero")
