@@ -418,3 +418,34 @@ async fn a_rollback_is_checked_against_the_old_versions_own_fixtures_only() {
     assert_eq!(with_fixtures, [false, true]);
     engine.stop().await;
 }
+
+#[tokio::test]
+async fn a_version_whose_check_runs_past_its_deadline_or_is_too_large_is_refused() {
+    let receiver = Receiver::start().await;
+    // A deadline no compilation meets, and a small size cap.
+    let engine = TestEngine::start(&config(
+        &receiver.url("/rates"),
+        "sandbox:\n  compileTimeout: 1ms\n",
+    ))
+    .await;
+    let before = active(&engine).await;
+    let (status, answer) = upload(&engine, component("swap-two"), None).await;
+    assert_eq!(status, 422, "{answer}");
+    let message = answer["error"]["failures"][0].as_str().unwrap_or_default();
+    assert!(message.contains("sandbox.compileTimeout"), "{answer}");
+    // Nothing changed: the active version serves.
+    assert_eq!(active(&engine).await, before);
+    assert_eq!(version_serving(&engine, &receiver, 2031).await, "one");
+    engine.stop().await;
+
+    let small = config(&receiver.url("/rates"), "").replace(
+        &format!("admin:\n  token: {ADMIN}\n"),
+        &format!("admin:\n  token: {ADMIN}\n  maxUploadSize: 200KiB\n"),
+    );
+    let engine = TestEngine::start(&small).await;
+    let mut big = component("swap-two");
+    big.resize(300 << 10, 0);
+    let (status, answer) = upload_raw(&engine, big).await;
+    assert_eq!(status, 413, "{answer}");
+    engine.stop().await;
+}

@@ -68,6 +68,7 @@ impl Config {
             ),
             ("store.retention.dedupe", self.store.retention.dedupe),
             ("store.retention.interval", self.store.retention.interval),
+            ("sandbox.compileTimeout", self.sandbox.compile_timeout),
             ("http.shutdownTimeout", self.http.shutdown_timeout),
         ] {
             if value.is_zero() {

@@ -197,6 +197,14 @@ pub struct SandboxConfig {
     /// Linear memories one plugin instance may hold; a component with more is refused at load.
     #[serde(default = "default_max_memories_per_plugin")]
     pub max_memories_per_plugin: NonZeroU32,
+    /// How long checking a new version (compiling it, running its fixtures) may take before it
+    /// is refused.
+    #[serde(
+        default = "default_compile_timeout",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
+    pub compile_timeout: Duration,
     /// The default limits of every plugin.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -210,6 +218,7 @@ impl Default for SandboxConfig {
             max_memory: default_max_memory(),
             max_core_instances_per_plugin: default_max_core_instances_per_plugin(),
             max_memories_per_plugin: default_max_memories_per_plugin(),
+            compile_timeout: default_compile_timeout(),
             limits: LimitsConfig::default(),
         }
     }
@@ -581,6 +590,9 @@ pub(super) fn default_max_body() -> usize {
 }
 pub(super) fn default_max_core_instances_per_plugin() -> NonZeroU32 {
     NonZeroU32::new(32).expect("non-zero")
+}
+pub(super) fn default_compile_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 pub(super) fn default_max_memories_per_plugin() -> NonZeroU32 {
     NonZeroU32::new(2).expect("non-zero")

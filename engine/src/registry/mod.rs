@@ -22,7 +22,7 @@ use crate::store::{
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Why a version was not activated: every reason found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,9 +79,24 @@ pub struct Registry {
     store: Arc<dyn PluginStore>,
     settings: BTreeMap<String, PluginSetup>,
     active: ArcSwap<HashMap<String, Plugin>>,
-    /// One change at a time: a check and its swap are not interleaved with another's.
-    changing: tokio::sync::Mutex<()>,
+    /// One change at a time per plugin: a check and its swap are not interleaved with another
+    /// of the same plugin's; different plugins change independently.
+    changing: HashMap<String, tokio::sync::Mutex<()>>,
+    /// Components being compiled and checked at once (a check that ran past its deadline holds
+    /// its slot until it ends), so uploads cannot take every core or unbounded memory.
+    compiling: Arc<tokio::sync::Semaphore>,
+    /// How long a new version's check (compiling it, running its fixtures) may take, once the
+    /// engine has started: the configuration's own files are checked at start without one (the
+    /// engine cannot start without them).
+    check_timeout: Duration,
+    /// Whether [`Registry::bootstrap`] is done.
+    started: std::sync::atomic::AtomicBool,
+    /// The largest component accepted, from any source.
+    max_component_size: usize,
 }
+
+/// Components compiled and checked at once.
+const COMPILE_SLOTS: usize = 2;
 
 impl Registry {
     /// A registry for the configured plugins, with no version active yet:
@@ -92,12 +107,37 @@ impl Registry {
             .keys()
             .map(|name| (name.clone(), config.plugin_setup(name)))
             .collect();
+        let changing = config
+            .plugins
+            .keys()
+            .map(|name| (name.clone(), tokio::sync::Mutex::new(())))
+            .collect();
         Registry {
             sandbox,
             store,
             settings,
             active: ArcSwap::from_pointee(HashMap::new()),
-            changing: tokio::sync::Mutex::new(()),
+            changing,
+            compiling: Arc::new(tokio::sync::Semaphore::new(COMPILE_SLOTS)),
+            check_timeout: config.sandbox.compile_timeout,
+            started: std::sync::atomic::AtomicBool::new(false),
+            max_component_size: config.admin.max_upload_size,
+        }
+    }
+
+    /// The largest component taken as a new version (`admin.maxUploadSize`), uploaded or
+    /// watched.
+    pub fn max_component_size(&self) -> usize {
+        self.max_component_size
+    }
+
+    /// Waits for the right to change `name` (one change at a time per plugin).
+    async fn lock_for(&self, name: &str) -> Result<tokio::sync::MutexGuard<'_, ()>, Refused> {
+        match self.changing.get(name) {
+            Some(lock) => Ok(lock.lock().await),
+            None => Err(Refused::missing(format!(
+                "no plugin is named `{name}` in the configuration (`plugins`)"
+            ))),
         }
     }
 
@@ -161,6 +201,8 @@ impl Registry {
                 Err(refused) => anyhow::bail!("plugins.{name}: {refused}"),
             }
         }
+        self.started
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -205,7 +247,7 @@ impl Registry {
             reason.to_owned(),
         );
         detached(async move {
-            let _changing = this.changing.lock().await;
+            let _changing = this.lock_for(&name).await?;
             this.check_and_swap(&name, component, fixtures, true, &by, &reason)
                 .await
         })
@@ -229,7 +271,7 @@ impl Registry {
             reason.to_owned(),
         );
         detached(async move {
-            let _changing = this.changing.lock().await;
+            let _changing = this.lock_for(&name).await?;
             this.activate_stored(&name, &hash, &by, &reason).await
         })
         .await
@@ -241,7 +283,7 @@ impl Registry {
     pub async fn rollback(self: &Arc<Self>, name: &str, by: &str) -> Result<Swap, Refused> {
         let (this, name, by) = (self.clone(), name.to_owned(), by.to_owned());
         detached(async move {
-            let _changing = this.changing.lock().await;
+            let _changing = this.lock_for(&name).await?;
             let current = this
                 .get(&name)
                 .ok_or_else(|| Refused::missing(format!("no plugin is named `{name}`")))?;
@@ -275,7 +317,8 @@ impl Registry {
     ) -> Result<(), crate::store::StoreError> {
         let (this, name, hash) = (self.clone(), name.to_owned(), hash.to_owned());
         detached(async move {
-            let _changing = this.changing.lock().await;
+            // Not configured: nothing can be swapping it; the store says what it holds.
+            let _changing = this.lock_for(&name).await.ok();
             this.store.write(PluginWrite::Delete { name, hash }).await
         })
         .await
@@ -334,7 +377,34 @@ impl Registry {
         let sandbox = self.sandbox.clone();
         let (plugin_name, settings) = (name.to_owned(), settings.clone());
         let current_world = current.as_ref().map(Plugin::world);
-        let (plugin, component, passed) = tokio::task::spawn_blocking(move || {
+        if component.len() > self.max_component_size {
+            return Err(Refused::one(format!(
+                "the component is {} bytes; at most {} are taken (admin.maxUploadSize)",
+                component.len(),
+                self.max_component_size
+            )));
+        }
+        let timeout = if self.started.load(std::sync::atomic::Ordering::Acquire) {
+            self.check_timeout
+        } else {
+            // At start: the configuration's own files, without a deadline.
+            Duration::from_secs(365 * 24 * 3600)
+        };
+        let late = || {
+            Refused::one(format!(
+                "checking the component (compiling it, running its fixtures) took longer than \
+                 {} (sandbox.compileTimeout); the active version stays",
+                humantime::format_duration(timeout)
+            ))
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        // A slot to compile in; one whose check ran late is held until that check ends.
+        let slot = tokio::time::timeout_at(deadline, self.compiling.clone().acquire_owned())
+            .await
+            .map_err(|_| late())?
+            .map_err(|_| Refused::one("the engine is stopping"))?;
+        let check = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let plugin = sandbox
                 .load(&plugin_name, &component)
                 .map_err(|e| Refused::one(e.to_string()))?;
@@ -366,9 +436,11 @@ impl Registry {
                 None => 0,
             };
             Ok((plugin, component, passed))
-        })
-        .await
-        .map_err(|e| Refused::one(format!("the check failed: {e}")))??;
+        });
+        let (plugin, component, passed) = tokio::time::timeout_at(deadline, check)
+            .await
+            .map_err(|_| late())?
+            .map_err(|e| Refused::one(format!("the check failed: {e}")))??;
         let replaced = current.as_ref().map(|c| c.hash().to_owned());
         let unchanged = replaced.as_deref() == Some(plugin.hash());
         let now = now_ms();

@@ -86,16 +86,33 @@ async fn take_plugin_file(registry: &Arc<Registry>, dir: &std::path::Path, name:
         tracing::warn!(file = %path.display(), "a plugin file for no configured plugin; ignored");
         return;
     }
+    let max = registry.max_component_size();
     let read = {
         let (path, fixtures) = (path.clone(), dir.join(format!("{name}.fixtures.json")));
         tokio::task::spawn_blocking(move || {
-            (std::fs::read(path), std::fs::read_to_string(fixtures).ok())
+            // The size is checked before anything is read.
+            let size = std::fs::metadata(&path)?.len();
+            if size > u64::try_from(max).unwrap_or(u64::MAX) {
+                return Ok(Err(size));
+            }
+            let fixtures_size = std::fs::metadata(&fixtures).map_or(0, |m| m.len());
+            let fixtures = (fixtures_size <= u64::try_from(max).unwrap_or(u64::MAX))
+                .then(|| std::fs::read_to_string(fixtures).ok())
+                .flatten();
+            Ok::<_, std::io::Error>(Ok((std::fs::read(path)?, fixtures)))
         })
         .await
     };
-    let Ok((Ok(bytes), fixtures)) = read else {
-        tracing::warn!(file = %path.display(), "cannot read a plugin file; it is tried again when it changes");
-        return;
+    let (bytes, fixtures) = match read {
+        Ok(Ok(Ok(read))) => read,
+        Ok(Ok(Err(size))) => {
+            tracing::error!(file = %path.display(), size, max, "a plugin file larger than admin.maxUploadSize; ignored until it changes");
+            return;
+        }
+        _ => {
+            tracing::warn!(file = %path.display(), "cannot read a plugin file; it is tried again when it changes");
+            return;
+        }
     };
     use sha2::Digest;
     if registry
