@@ -162,6 +162,35 @@ pub(super) fn opt_size<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option
 }
 
 #[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every size written with a unit reads back as that many bytes; anything else is an
+        /// error with a message, never a panic.
+        #[test]
+        fn sizes_read_back_or_are_refused(n in 0usize..1 << 20, unit in 0usize..5, junk in "\\PC{0,12}") {
+            let (suffix, shift) = [("", 0), ("B", 0), ("KiB", 10), ("MiB", 20), ("GiB", 30)][unit];
+            prop_assert_eq!(parse_size(&format!("{n}{suffix}")), Ok(n << shift));
+            if let Err(message) = parse_size(&junk) {
+                prop_assert!(message.contains(junk.trim()));
+            }
+        }
+
+        /// Text without `$` expands to itself; any text expands or says why not.
+        #[test]
+        fn env_expansion_is_total(text in "\\PC{0,40}") {
+            let env = |name: &str| (name == "SET").then(|| "value".to_owned());
+            let expanded = expand_env(&text, env);
+            if !text.contains('$') {
+                prop_assert_eq!(expanded, Ok(text));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -119,8 +119,7 @@ pub(super) fn version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .transpose()
 }
 
-/// The `hms-timestamp` header (Unix ms), or `now`.
-/// The `hms-timestamp` header (default: `now`). One further ahead of `now` than `max_skew_ms`
+/// The `hms-timestamp` header (Unix ms; default: `now`). One further ahead of `now` than `max_skew_ms`
 /// is refused: under last-write-wins a far-future time would make every later update of its
 /// entity stale.
 pub(super) fn timestamp(headers: &HeaderMap, now: i64, max_skew_ms: i64) -> Result<i64, ApiError> {
@@ -213,6 +212,71 @@ pub(super) fn dedupe_key(
 /// A new event id: a UUIDv7, so ids sort by acceptance time.
 pub(super) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn one(name: &'static str, value: &str) -> Option<HeaderMap> {
+        let value = http::HeaderValue::from_str(value).ok()?;
+        let mut headers = HeaderMap::new();
+        headers.insert(name, value);
+        Some(headers)
+    }
+
+    proptest! {
+        /// Whatever a sender puts in the `hms-*` headers is read or refused with a 400; nothing
+        /// panics, and what is read is what was sent.
+        #[test]
+        fn any_hms_header_value_is_read_or_refused(value in "\\PC{0,24}|[0-9+-]{1,22}") {
+            if let Some(h) = one("hms-hops", &value) {
+                match hops(&h) {
+                    Ok(n) => prop_assert_eq!(value.trim().parse::<u32>().ok(), Some(n)),
+                    Err(e) => prop_assert_eq!(e.status(), http::StatusCode::BAD_REQUEST),
+                }
+            }
+            if let Some(h) = one("hms-version", &value) {
+                match version(&h) {
+                    Ok(Some(v)) => prop_assert!(i64::try_from(v).is_ok()),
+                    Ok(None) => prop_assert!(false, "a header that is set reads as set"),
+                    Err(e) => prop_assert_eq!(e.status(), http::StatusCode::BAD_REQUEST),
+                }
+            }
+            if let Some(h) = one("hms-timestamp", &value) {
+                match timestamp(&h, 1_800_000_000_000, 300_000) {
+                    Ok(at) => prop_assert!(at <= 1_800_000_300_000),
+                    Err(e) => prop_assert_eq!(e.status(), http::StatusCode::BAD_REQUEST),
+                }
+            }
+            if let Some(h) = one("hms-path", &value)
+                && let Ok((origin, path)) = provenance(&h, "hms")
+            {
+                prop_assert_eq!(path.last().map(String::as_str), Some("hms"));
+                prop_assert!(!origin.is_empty());
+            }
+        }
+
+        /// Every whole number up to 2^63 - 1 is a version, read back exactly.
+        #[test]
+        fn versions_read_back(n in 0u64..=i64::MAX as u64) {
+            let h = one("hms-version", &n.to_string()).unwrap();
+            prop_assert_eq!(version(&h).unwrap(), Some(n));
+        }
+
+        /// A timestamp is taken exactly when it is at most the skew ahead of now.
+        #[test]
+        fn timestamps_ahead_by_more_than_the_skew_are_refused(
+            now in 0i64..4_000_000_000_000,
+            offset in -1_000_000_000i64..1_000_000_000,
+            skew in 0i64..10_000_000,
+        ) {
+            let at = now + offset;
+            let h = one("hms-timestamp", &at.to_string()).unwrap();
+            prop_assert_eq!(timestamp(&h, now, skew).is_ok(), offset <= skew);
+        }
+    }
 }
 
 #[cfg(test)]

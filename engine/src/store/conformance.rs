@@ -48,7 +48,7 @@ pub(crate) fn new_event(id: &str, key: Option<&str>, dedupe: Option<&str>) -> Ne
 }
 
 /// A delivery to `state-api` of the entity `key` at `version`.
-fn delivery(
+pub(super) fn delivery(
     event: &str,
     key: Option<&str>,
     version: Option<u64>,
@@ -101,7 +101,7 @@ fn processed(pending: &PendingEvent, actions: Vec<OutboxAction>) -> Processed {
 }
 
 /// Accepts the events, processes each with `actions_of(event id)`, and returns them in order.
-async fn accept_and_process(
+pub(super) async fn accept_and_process(
     backend: &Backend,
     events: &[(&str, Option<&str>)],
     actions_of: impl Fn(&str) -> Vec<OutboxAction>,
@@ -123,11 +123,11 @@ async fn accept_and_process(
     }
 }
 
-async fn pending_rows(backend: &Backend) -> Vec<OutboxRow> {
+pub(super) async fn pending_rows(backend: &Backend) -> Vec<OutboxRow> {
     backend.outbox.load("state-api", None, 100).await.unwrap()
 }
 
-fn attempt(row: &OutboxRow, next: Next, status: u16) -> AttemptRecord {
+pub(super) fn attempt(row: &OutboxRow, next: Next, status: u16) -> AttemptRecord {
     AttemptRecord {
         outbox_id: row.id,
         attempt: Attempt {

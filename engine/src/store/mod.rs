@@ -23,6 +23,8 @@ pub mod sqlite;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+mod properties;
 
 pub use model::*;
 pub use sqlite::SqliteStore;
