@@ -1,0 +1,223 @@
+//! The abuse suite: one engine under attack from every side at once (slow clients, oversized and
+//! malformed bodies, forged and replayed signatures, hostile plugins) while real traffic flows.
+//! Every attack gets its refusal or its dead letter; every real event is delivered; health
+//! answers throughout.
+
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+use sync_engine::store::Records;
+use sync_engine_tests::{Receiver, TestEngine, component_path, open_store, post_json, seed_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WAIT: Duration = Duration::from_secs(60);
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// Events of real traffic.
+const REAL: u64 = 300;
+/// The hostile plugin's modes, each an event type routed to it, and the error each run ends with.
+const HOSTILE: [(&str, &str); 4] = [
+    ("alloc", "memory-limit"),
+    ("loop", "timeout"),
+    ("huge", "output-too-large"),
+    ("flood", "output-too-large"),
+];
+
+/// The seed's configuration, with the misbehaving handler on the hostile event types, a signed
+/// webhook route, and short deadlines for slow clients.
+fn config(state_api: &str, core: &str) -> String {
+    let hostile: String = HOSTILE
+        .iter()
+        .map(|(mode, _)| format!("  - event: {mode}\n    handler: misbehave\n"))
+        .collect();
+    seed_config(state_api, core)
+        .replace(
+            "plugins:\n",
+            &format!(
+                "plugins:\n  misbehave:\n    path: {}\n    limits:\n      timeout: 300ms\n",
+                component_path("misbehave").display()
+            ),
+        )
+        .replace("hmsEvents:\n", &format!("hmsEvents:\n{hostile}"))
+        .replace(
+            "externalWebhooks:\n",
+            &format!(
+                "externalWebhooks:\n  - path: /webhook/signed\n    handler: tax-rate-inbound\n    \
+                 system: state-api\n    secrets: [\"{SECRET}\"]\n"
+            ),
+        )
+        + "http:\n  headerTimeout: 1s\n  bodyTimeout: 1s\n"
+}
+
+/// A raw connection that sends `first`, then one more byte every 200 ms until the engine
+/// closes it; answers what the engine said (empty when it closed without a word).
+async fn drip(address: String, first: &'static [u8]) -> Vec<u8> {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    let mut answer = vec![0; 512];
+    loop {
+        tokio::select! {
+            read = stream.read(&mut answer) => return answer[..read.unwrap_or(0)].to_vec(),
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                if stream.write_all(b"x").await.is_err() {
+                    let n = stream.read(&mut answer).await.unwrap_or(0);
+                    return answer[..n].to_vec();
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn attacks_from_every_side_while_real_traffic_flows_lose_nothing_accepted() {
+    let state_api = Receiver::start().await;
+    let core = Receiver::start().await;
+    let engine = TestEngine::start(&config(&state_api.url("/rates"), &core.url("/hms"))).await;
+    let address = engine.url("").trim_start_matches("http://").to_owned();
+    let events = engine.url("/events/tax.rate.updated");
+
+    // Slow clients: headers, then bodies, a byte at a time.
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        slow.push(tokio::spawn(drip(
+            address.clone(),
+            b"POST /events/tax.rate.updated HTTP/1.1\r\nhost: engine\r\n",
+        )));
+    }
+    for _ in 0..20 {
+        slow.push(tokio::spawn(drip(
+            address.clone(),
+            b"POST /events/tax.rate.updated HTTP/1.1\r\nhost: engine\r\n\
+              content-type: application/json\r\ncontent-length: 1000\r\n\r\n{",
+        )));
+    }
+    // Oversized and malformed bodies.
+    let mut refused = Vec::new();
+    for n in 0..10 {
+        let events = events.clone();
+        refused.push(tokio::spawn(async move {
+            let body = if n % 2 == 0 {
+                format!("{{\"pad\": \"{}\"}}", "x".repeat(2 << 20))
+            } else {
+                "{\"rate\": ".to_owned()
+            };
+            post_json(&events, &body, &[]).await.0
+        }));
+    }
+    // Forged signatures, and one signed webhook sent again with new unsigned keys.
+    let signed = engine.url("/webhook/signed");
+    let body = r#"{"currentRate": 0.05, "taxYear": 2030}"#;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let signature = standardwebhooks::Webhook::new(SECRET)
+        .unwrap()
+        .sign("msg_abuse", now, body.as_bytes())
+        .unwrap();
+    let forged = standardwebhooks::Webhook::new("whsec_c3RyYW5nZXJzIHNlY3JldCBrZXk=")
+        .unwrap()
+        .sign("msg_abuse", now, body.as_bytes())
+        .unwrap();
+    let now = now.to_string();
+    let mut webhook_answers = Vec::new();
+    for (n, signature) in [
+        (0, &forged),
+        (1, &signature),
+        (2, &signature),
+        (3, &signature),
+    ] {
+        let key = format!("new-key-{n}");
+        let (status, answer) = post_json(
+            &signed,
+            body,
+            &[
+                ("webhook-id", "msg_abuse"),
+                ("webhook-timestamp", now.as_str()),
+                ("webhook-signature", signature.as_str()),
+                ("idempotency-key", key.as_str()),
+            ],
+        )
+        .await;
+        webhook_answers.push((status, answer["status"].as_str().map(str::to_owned)));
+    }
+    // Hostile plugins: each event is accepted and ends as a dead letter.
+    let mut hostile = Vec::new();
+    for (mode, code) in HOSTILE {
+        let payload = if mode == "flood" { "100000" } else { "{}" };
+        let (status, answer) =
+            post_json(&engine.url(&format!("/events/{mode}")), payload, &[]).await;
+        assert_eq!(status, 202, "{mode}: {answer}");
+        hostile.push((answer["id"].as_str().unwrap().to_owned(), code));
+    }
+    // Real traffic, and health, throughout.
+    for n in 0..REAL {
+        let body = json!({"rate": n, "year": 3000 + n}).to_string();
+        let (status, answer) = post_json(&events, &body, &[]).await;
+        assert_eq!(status, 202, "{answer}");
+        if n % 50 == 0 {
+            let health = sync_engine_tests::http()
+                .get(engine.url("/healthz"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(health.status(), 200);
+        }
+    }
+
+    // Every real event is delivered once.
+    let received = state_api.wait_for(REAL as usize, WAIT).await;
+    let years: BTreeSet<u64> = received
+        .iter()
+        .map(|r| r.json()["effectiveYear"].as_u64().unwrap())
+        .collect();
+    assert_eq!(years, (3000..3000 + REAL).collect::<BTreeSet<_>>());
+    // Each attack got its answer.
+    for answer in futures_join(slow).await {
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+    }
+    let statuses = futures_join(refused).await;
+    assert_eq!(
+        statuses,
+        [413, 400, 413, 400, 413, 400, 413, 400, 413, 400],
+        "oversized bodies get 413, malformed ones 400"
+    );
+    assert_eq!(webhook_answers[0].0, 401, "a forged signature");
+    assert_eq!(
+        webhook_answers[1..],
+        [
+            (202, Some("accepted".to_owned())),
+            (202, Some("duplicate".to_owned())),
+            (202, Some("duplicate".to_owned()))
+        ],
+        "a signed webhook sent again is a duplicate, whatever its unsigned key"
+    );
+    core.wait_for(1, WAIT).await;
+    let dir = engine.stop().await;
+    let store = open_store(dir.path());
+    // Nothing else was stored: the real events, the webhook once, the hostile events.
+    assert_eq!(
+        store.event_count().await.unwrap(),
+        REAL + 1 + HOSTILE.len() as u64
+    );
+    // Each hostile run failed with its own error, and is a dead letter; nothing else is.
+    for (id, code) in &hostile {
+        let history = store.event_history(id).await.unwrap().unwrap();
+        assert_eq!(history.runs[0].outcome.as_str(), *code, "{id}");
+        assert_eq!(history.dead_letters.len(), 1, "{id}");
+    }
+    let dead = store.dead_letters(Default::default()).await.unwrap();
+    assert_eq!(dead.len(), HOSTILE.len(), "{dead:?}");
+    assert_eq!(core.received().len(), 1);
+}
+
+async fn futures_join<T: std::fmt::Debug>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
