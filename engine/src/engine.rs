@@ -130,6 +130,7 @@ pub async fn run(
             housekeeping_stage.clone(),
         ],
         backlog: crate::http::health::BacklogCache::default(),
+        probe: crate::http::health::ProbeCache::default(),
     });
     // The admin API and /metrics on their own listener, when configured; bound before anything
     // runs, so a taken port stops the start.

@@ -32,6 +32,53 @@ pub struct Health {
     pub stages: Vec<Stage>,
     /// The backlog last read, and when.
     pub backlog: BacklogCache,
+    /// The last write probe's answer, and when.
+    pub probe: ProbeCache,
+}
+
+/// How long a write probe's answer is reused by `/readyz`: however often it is asked, the store
+/// takes at most one probe write in this time.
+pub const PROBE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The last write probe for `/readyz`: when it ended, and what was wrong (`None`: nothing).
+/// Requests that arrive together share one probe.
+pub struct ProbeCache {
+    last: tokio::sync::Mutex<Option<(tokio::time::Instant, Option<String>)>>,
+    max_age: Duration,
+}
+
+impl Default for ProbeCache {
+    fn default() -> Self {
+        ProbeCache {
+            last: tokio::sync::Mutex::default(),
+            max_age: PROBE_MAX_AGE,
+        }
+    }
+}
+
+impl ProbeCache {
+    /// What is wrong with writing to the store (`None`: nothing), probed again when the last
+    /// answer is older than [`PROBE_MAX_AGE`].
+    async fn problem(&self, intake: &dyn Intake) -> Option<String> {
+        let mut last = self.last.lock().await;
+        if let Some((at, problem)) = &*last
+            && at.elapsed() < self.max_age
+        {
+            return problem.clone();
+        }
+        let probe = tokio::time::timeout(Duration::from_secs(2), intake.probe()).await;
+        let problem = match probe {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => {
+                // The store's own error is for the log, not for whoever asks.
+                tracing::error!(error = %e, "readiness: the store does not take writes");
+                Some("the store does not take writes".to_owned())
+            }
+            Err(_) => Some("the store did not take a write within 2 seconds".to_owned()),
+        };
+        *last = Some((tokio::time::Instant::now(), problem.clone()));
+        problem
+    }
 }
 
 /// How much time `/metrics` may spend counting the backlog: after a count that took `t`, the
@@ -167,23 +214,13 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the store takes a write within two seconds; every plugin was loaded and checked
-/// before the listeners started.
+/// Ready when the stages run and the store takes a write within two seconds (probed at most
+/// once a second); every plugin was loaded and checked before the listeners started.
 async fn readyz(State(health): State<Arc<Health>>) -> Response {
     if let Some(stopped) = health.stages.iter().find(|stage| !stage.running()) {
         return not_ready(&format!("the {} is not running", stopped.name));
     }
-    let probe = tokio::time::timeout(Duration::from_secs(2), health.intake.probe()).await;
-    let problem = match probe {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => {
-            // The store's own error is for the log, not for whoever asks.
-            tracing::error!(error = %e, "readiness: the store does not take writes");
-            Some("the store does not take writes".to_owned())
-        }
-        Err(_) => Some("the store did not take a write within 2 seconds".to_owned()),
-    };
-    match problem {
+    match health.probe.problem(&*health.intake).await {
         None => Json(json!({"status": "ready"})).into_response(),
         Some(reason) => not_ready(&reason),
     }
@@ -237,6 +274,7 @@ mod tests {
             metrics_token: None,
             stages,
             backlog: BacklogCache::default(),
+            probe: ProbeCache::default(),
         });
         let response = readyz(State(health)).await;
         let status = response.status();
@@ -318,6 +356,35 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn readiness_reuses_a_recent_probe_and_shares_one_among_requests_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let backend = Backend::sqlite(&store);
+        let asks = |cache: ProbeCache| {
+            let (intake, store) = (backend.intake.clone(), store.clone());
+            async move {
+                let before = store.commits();
+                let (a, b) = tokio::join!(cache.problem(&*intake), cache.problem(&*intake));
+                let c = cache.problem(&*intake).await;
+                assert_eq!((a, b, c), (None, None, None));
+                store.commits() - before
+            }
+        };
+        let long = ProbeCache {
+            max_age: Duration::from_secs(3600),
+            ..ProbeCache::default()
+        };
+        assert_eq!(asks(long).await, 1, "three asks, one probe");
+        let none = ProbeCache {
+            max_age: Duration::ZERO,
+            ..ProbeCache::default()
+        };
+        // Without reuse, every ask probes.
+        assert_eq!(asks(none).await, 3);
         store.close().await;
     }
 
