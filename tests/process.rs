@@ -318,6 +318,29 @@ fn run_refuses_to_listen_beyond_loopback_while_anyone_could_write_to_it() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_listen_brings_an_exposed_configuration_back_to_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), free_port(), "http://127.0.0.1:9/rates");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let exposed = yaml.replace("listen: 127.0.0.1:", "listen: 0.0.0.0:");
+    std::fs::write(&config, exposed).unwrap();
+    // As the file says, it is refused; on loopback, the same file runs.
+    let stderr = run_expecting_refusal(&config, &format!("0.0.0.0:{}", free_port()));
+    assert!(stderr.contains("bus.token: required"), "{stderr}");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let engine = sync_engine_tests::spawn_engine_with(
+        ENGINE,
+        &config,
+        &dir.path().join("engine.log"),
+        "info",
+        &["--listen", &listen],
+    );
+    wait_healthy(&format!("http://{listen}"), Duration::from_secs(30)).await;
+    kill(engine);
+}
+
 #[test]
 fn validate_accepts_the_example_configuration() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();

@@ -447,6 +447,17 @@ impl Drop for EngineProcess {
 /// Starts `binary run --config <config>` (the engine's command, built by this package), its
 /// stderr appended to `log`, at the log level `level`.
 pub fn spawn_engine(binary: &str, config: &Path, log: &Path, level: &str) -> EngineProcess {
+    spawn_engine_with(binary, config, log, level, &[])
+}
+
+/// [`spawn_engine`], with more arguments for `sync-engine run`.
+pub fn spawn_engine_with(
+    binary: &str,
+    config: &Path,
+    log: &Path,
+    level: &str,
+    args: &[&str],
+) -> EngineProcess {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -455,6 +466,7 @@ pub fn spawn_engine(binary: &str, config: &Path, log: &Path, level: &str) -> Eng
     std::process::Command::new(binary)
         .args(["run", "--config"])
         .arg(config)
+        .args(args)
         .env("RUST_LOG", level)
         .stdout(std::process::Stdio::null())
         .stderr(log)

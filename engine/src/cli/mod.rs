@@ -159,19 +159,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run { config, listen } => {
-            let path = config;
-            let mut config = Config::load(&path)?;
-            if let Some(listen) = listen {
-                config.listen = listen;
-                let problems = config.exposure_problems();
-                if !problems.is_empty() {
-                    return Err(crate::config::ConfigError {
-                        file: Some(path),
-                        problems,
-                    }
-                    .into());
-                }
-            }
+            let config = Config::load_listening(&config, listen)?;
             runtime()?.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await

@@ -96,6 +96,16 @@ impl Config {
     /// Reads and checks a configuration file. Relative paths in it become relative to the
     /// file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_listening(path, None)
+    }
+
+    /// Loads a configuration file as [`Config::load`] does, listening on `listen` instead of
+    /// the file's `listen` when given (`sync-engine run --listen`): the checks, those of an
+    /// exposed address among them, are of the address the engine will use.
+    pub fn load_listening(
+        path: &Path,
+        listen: Option<std::net::SocketAddr>,
+    ) -> Result<Config, ConfigError> {
         let fail = |message: String| ConfigError {
             file: Some(path.to_owned()),
             problems: vec![Problem {
@@ -106,7 +116,7 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| fail(format!("cannot read the file: {e}")))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, base).map_err(|mut e| {
+        Config::parse_listening(&text, base, listen).map_err(|mut e| {
             e.file = Some(path.to_owned());
             e
         })
@@ -114,6 +124,15 @@ impl Config {
 
     /// Parses and checks configuration text; relative paths become relative to `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        Self::parse_listening(text, base, None)
+    }
+
+    /// [`Config::parse`], listening on `listen` when given.
+    fn parse_listening(
+        text: &str,
+        base: &Path,
+        listen: Option<std::net::SocketAddr>,
+    ) -> Result<Config, ConfigError> {
         let mut config: Config = serde_saphyr::with_deserializer_from_str(text, |de| {
             serde_path_to_error::deserialize(de).map_err(|e| {
                 let key = e.path().to_string();
@@ -130,6 +149,9 @@ impl Config {
             problems: vec![yaml_problem(&e)],
         })?;
         config.resolve_paths(base);
+        if let Some(listen) = listen {
+            config.listen = listen;
+        }
         let problems = config.check();
         if problems.is_empty() {
             Ok(config)
