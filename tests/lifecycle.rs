@@ -438,14 +438,35 @@ async fn a_version_whose_check_runs_past_its_deadline_or_is_too_large_is_refused
     assert_eq!(version_serving(&engine, &receiver, 2031).await, "one");
     engine.stop().await;
 
-    let small = config(&receiver.url("/rates"), "").replace(
+    let watched = tempfile::tempdir().unwrap();
+    let small = config(
+        &receiver.url("/rates"),
+        &format!("pluginDir: {}\n", watched.path().display()),
+    )
+    .replace(
         &format!("admin:\n  token: {ADMIN}\n"),
         &format!("admin:\n  token: {ADMIN}\n  maxUploadSize: 200KiB\n"),
     );
     let engine = TestEngine::start(&small).await;
+    let before = active(&engine).await;
     let mut big = component("swap-two");
     big.resize(300 << 10, 0);
-    let (status, answer) = upload_raw(&engine, big).await;
+    let (status, answer) = upload_raw(&engine, big.clone()).await;
     assert_eq!(status, 413, "{answer}");
+    // Too large in the watched directory: ignored (its size is checked before it is read) for
+    // as long as the watcher looks at it...
+    std::fs::write(watched.path().join("rates.wasm"), &big).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(active(&engine).await, before);
+    // ...while a component that fits is taken.
+    std::fs::write(watched.path().join("rates.wasm"), component("swap-two")).unwrap();
+    let started = Instant::now();
+    while active(&engine).await != hash(&component("swap-two")) {
+        assert!(
+            started.elapsed() < WAIT,
+            "the watched file was not activated"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     engine.stop().await;
 }
