@@ -427,6 +427,50 @@ pub fn truncate(mut s: String, max: usize) -> String {
 }
 
 #[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// An event type that passes is a dotted name that cannot change the core's URL: no
+        /// `/`, no `.` or `..` segment, nothing to escape. Every dotted name of allowed
+        /// characters passes.
+        #[test]
+        fn event_types_that_pass_are_safe_path_segments(any in "\\PC{0,40}", dotted in "[A-Za-z0-9_-]{1,8}(\\.[A-Za-z0-9_-]{1,8}){0,4}") {
+            if check_event_type(&any).is_ok() {
+                prop_assert!(!any.is_empty() && any.len() <= MAX_EVENT_TYPE_LEN);
+                prop_assert!(any.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+                prop_assert!(any.split('.').all(|segment| !segment.is_empty()));
+            }
+            prop_assert_eq!(check_event_type(&dotted), Ok(()));
+        }
+
+        /// A header a plugin may set is a valid HTTP header the engine does not set.
+        #[test]
+        fn headers_that_pass_are_valid_and_not_the_engines(name in "\\PC{0,20}|[a-zA-Z-]{1,20}", value in "\\PC{0,20}") {
+            if check_header(&name, &value).is_ok() {
+                prop_assert!(http::HeaderName::from_bytes(name.as_bytes()).is_ok());
+                prop_assert!(http::HeaderValue::from_str(&value).is_ok());
+                prop_assert!(!is_reserved_header(&name));
+            }
+        }
+
+        /// Truncating keeps a prefix, cut on a character boundary, and says how much went.
+        #[test]
+        fn truncation_keeps_a_prefix_on_a_character_boundary(text in "\\PC{0,64}", max in 0usize..80) {
+            let cut = truncate(text.clone(), max);
+            if text.len() <= max {
+                prop_assert_eq!(cut, text);
+            } else {
+                let (kept, note) = cut.rsplit_once('…').unwrap();
+                prop_assert!(text.starts_with(kept) && kept.len() <= max);
+                prop_assert_eq!(note.to_owned(), format!(" ({} bytes cut)", text.len() - kept.len()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
