@@ -66,19 +66,20 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// Makes the database give the pages retention frees back to the file system a few at a
-/// time (`PRAGMA incremental_vacuum`, run after each pruning). A new database is created so; an
-/// older one is rewritten once (`VACUUM`), which takes a while for a large one.
+/// time (`PRAGMA incremental_vacuum`, run after each pruning). The database is rewritten once
+/// (`VACUUM`) to change its mode: at once for a new one, a while for a large older one.
 fn incremental_vacuum(conn: &Connection, version: i64) -> Result<(), StoreError> {
     const INCREMENTAL: i64 = 2;
     let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?;
     if mode == INCREMENTAL {
         return Ok(());
     }
-    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
     if version != 0 {
         tracing::info!("rewriting the database once so that pruned space can be given back");
-        conn.execute_batch("VACUUM")?;
     }
+    // The mode of a database whose first page exists (a new one has it once WAL mode is set)
+    // changes only by rewriting it, which for a new one takes no time.
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
     Ok(())
 }
 
@@ -195,6 +196,22 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+        // Rewritten once at the upgrade, it gives pruned pages back.
+        let mode: i64 = conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, 2, "incremental");
+    }
+
+    #[test]
+    fn a_new_database_gives_pruned_pages_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("new.db"), false).unwrap();
+        migrate(&mut conn).unwrap();
+        let mode: i64 = conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, 2, "incremental");
     }
 
     /// Every table's columns and every index's columns and condition, in a comparable form.
