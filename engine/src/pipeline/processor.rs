@@ -42,6 +42,8 @@ pub async fn run_processor(
     let mut refused: HashMap<String, u32> = HashMap::new();
     // The pause before trying an incomplete batch again.
     let mut pause = PAUSE;
+    // During an outage every event of a batch fails alike: one line a second says so.
+    let throttle = crate::throttle::Throttle::default();
     loop {
         if shutdown.is_cancelled() {
             break;
@@ -124,7 +126,9 @@ pub async fn run_processor(
                     } else {
                         *refused.entry(pending.stored.event.id.clone()).or_default() += 1;
                     }
-                    tracing::error!(event_id = %pending.stored.event.id, error = %e, "cannot record a processed event; it will run again");
+                    if let Some(left_out) = throttle.check("record", std::time::Instant::now()) {
+                        tracing::error!(event_id = %pending.stored.event.id, error = %e, left_out, "cannot record a processed event; it will run again");
+                    }
                 }
             }
         }
