@@ -398,6 +398,141 @@ impl Queue {
 }
 
 #[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::store::samples;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// What happens to the queue, one step at a time.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// The processor hands over the next row (rows come in acceptance order).
+        Hand,
+        /// A slot is free: the queue gives its next ready row.
+        Take,
+        /// A delivery in flight ends: delivered, or to be tried again `retry` ms later.
+        Finish { which: usize, retry: Option<u16> },
+        /// Time passes.
+        Advance(u16),
+        /// The processor's watermark moves (it can move back after a replay).
+        Watermark(u8),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => Just(Step::Hand),
+            3 => Just(Step::Take),
+            3 => (any::<usize>(), proptest::option::of(1u16..500))
+                .prop_map(|(which, retry)| Step::Finish { which, retry }),
+            1 => (1u16..1000).prop_map(Step::Advance),
+            1 => (0u8..64).prop_map(Step::Watermark),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the interleaving of rows arriving, slots freeing, deliveries failing and
+        /// retrying, time passing and the watermark moving: an entity has one row in flight at
+        /// most, its rows are delivered in acceptance order, a keyed row goes only below the
+        /// watermark, and in the end every row is delivered exactly once.
+        #[test]
+        fn per_entity_order_holds_under_any_interleaving(
+            keys in proptest::collection::vec(proptest::option::of(0u8..4), 1..40),
+            steps in proptest::collection::vec(step(), 0..200),
+        ) {
+            let rows: Vec<OutboxRow> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, key)| {
+                    let id = i as i64 + 1;
+                    let target = if i % 3 == 0 { "b" } else { "a" };
+                    let key = key.map(|k| format!("k{k}"));
+                    let mut row = samples::row(id, &format!("e{id}"), target, key.as_deref());
+                    row.event_seq = id;
+                    row
+                })
+                .collect();
+            let mut q = Queue::new(Capacity::default());
+            let (mut now, mut watermark, mut handed) = (0i64, 0i64, 0usize);
+            let mut in_flight: Vec<OutboxRow> = Vec::new();
+            let mut delivered: Vec<i64> = Vec::new();
+            let take = |q: &mut Queue, in_flight: &mut Vec<OutboxRow>, watermark: i64| -> Result<bool, TestCaseError> {
+                let Some(row) = q.take(|_| true) else { return Ok(false) };
+                if let Some(entity) = row.action.entity() {
+                    prop_assert!(row.event_seq < watermark, "row {} went at watermark {watermark}", row.id);
+                    prop_assert!(
+                        in_flight.iter().all(|r| r.action.entity().as_ref() != Some(&entity)),
+                        "two rows of {entity:?} in flight"
+                    );
+                }
+                in_flight.push(row);
+                Ok(true)
+            };
+            for step in steps {
+                match step {
+                    Step::Hand if handed < rows.len() => {
+                        q.handed(rows[handed].clone());
+                        handed += 1;
+                    }
+                    Step::Hand => {}
+                    Step::Take => {
+                        take(&mut q, &mut in_flight, watermark)?;
+                    }
+                    Step::Finish { which, retry } if !in_flight.is_empty() => {
+                        let row = in_flight.remove(which % in_flight.len());
+                        let again = retry.map(|after| {
+                            let mut again = row.clone();
+                            again.attempts += 1;
+                            again.next_attempt_at = now + i64::from(after);
+                            again
+                        });
+                        if again.is_none() {
+                            delivered.push(row.id);
+                        }
+                        q.finished(row.id, row.action.entity().as_ref(), again, &[]);
+                    }
+                    Step::Finish { .. } => {}
+                    Step::Advance(ms) => {
+                        now += i64::from(ms);
+                        q.advance(now);
+                    }
+                    Step::Watermark(w) => {
+                        watermark = i64::from(w);
+                        q.set_watermark(watermark);
+                    }
+                }
+            }
+            // Then everything is handed, processed and delivered.
+            for row in &rows[handed..] {
+                q.handed(row.clone());
+            }
+            watermark = i64::MAX;
+            q.set_watermark(watermark);
+            now += 1_000_000;
+            q.advance(now);
+            loop {
+                while take(&mut q, &mut in_flight, watermark)? {}
+                let Some(row) = in_flight.pop() else { break };
+                delivered.push(row.id);
+                q.finished(row.id, row.action.entity().as_ref(), None, &[]);
+            }
+            let mut once = delivered.clone();
+            once.sort_unstable();
+            prop_assert_eq!(once, (1..=rows.len() as i64).collect::<Vec<_>>(), "each row once");
+            // Per entity, in acceptance order.
+            let mut last: HashMap<EntityRef, i64> = HashMap::new();
+            for id in delivered {
+                let row = &rows[id as usize - 1];
+                if let Some(entity) = row.action.entity() {
+                    let before = last.insert(entity.clone(), row.event_seq);
+                    prop_assert!(before < Some(row.event_seq), "{entity:?}: {before:?} then {}", row.event_seq);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::samples;
