@@ -305,6 +305,56 @@ fn describe(output: &Output) -> String {
 }
 
 #[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any JSON value, a few levels deep.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z]{1,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever JSON a fixtures file holds, it is read or refused with a message naming
+        /// what is wrong; nothing panics.
+        #[test]
+        fn any_json_is_read_or_refused(value in json(), text in "\\PC{0,40}") {
+            if let Err(message) = Fixtures::parse(&value.to_string()) {
+                prop_assert!(!message.is_empty());
+            }
+            let _ = Fixtures::parse(&text);
+        }
+
+        /// Cases written in the documented shape are all read (an empty list is refused).
+        #[test]
+        fn documented_cases_are_read(cases in proptest::collection::vec(("[a-z ]{1,12}", "[a-z.]{1,12}", any::<i32>()), 1..8)) {
+            let json: Vec<Value> = cases
+                .iter()
+                .map(|(name, event_type, rate)| serde_json::json!({
+                    "name": name,
+                    "event": {"type": event_type, "payload": {"rate": rate}},
+                    "expect": {"payload": {"newRates": rate}},
+                }))
+                .collect();
+            let fixtures = Fixtures::parse(&Value::Array(json).to_string()).unwrap();
+            prop_assert_eq!(fixtures.len(), cases.len());
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
