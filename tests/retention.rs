@@ -1,5 +1,6 @@
-//! The store stays bounded: finished work is pruned while what is not finished (or a dead
-//! letter still kept) stays, and acceptance stops before the disk is full.
+//! The store stays bounded: finished work is pruned while an event with a dead letter still
+//! kept stays, and acceptance stops before the disk is full. (That work not finished is never
+//! pruned is in the store's conformance suite.)
 
 use serde_json::json;
 use std::time::Duration;
@@ -12,7 +13,7 @@ const WAIT: Duration = Duration::from_secs(20);
 const ADMIN: &str = "admin-secret-for-tests";
 
 #[tokio::test]
-async fn finished_work_is_pruned_and_dead_letters_and_pending_work_are_kept() {
+async fn finished_work_is_pruned_and_an_event_with_a_dead_letter_is_kept() {
     let state_api = Receiver::start().await;
     let core = Receiver::start().await;
     let yaml = seed_config(&state_api.url("/rates"), &core.url("/hms"))
