@@ -739,3 +739,58 @@ async fn on_shutdown_the_processor_finishes_the_events_running_and_leaves_the_re
         "{backlog:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_whose_plugin_burns_its_deadline_does_not_hold_up_another_route() {
+    let state_api = Receiver::start().await;
+    let core = Receiver::start().await;
+    // The seed's route keyed by year (its deliveries wait for their route's watermark), and a
+    // route whose plugin loops until its deadline on every event.
+    let yaml = seed_config(&state_api.url("/rates"), &core.url("/hms"))
+        .replace(
+            "    destination: state-api\n",
+            "    destination: state-api\n    conflict:\n      strategy: last-write-wins\n      key: /year\n",
+        )
+        .replace(
+            "plugins:\n",
+            &format!(
+                "plugins:\n  misbehave:\n    path: {}\n    limits:\n      timeout: 200ms\n",
+                component_path("misbehave").display()
+            ),
+        )
+        .replace("hmsEvents:\n", "hmsEvents:\n  - event: loop\n    handler: misbehave\n")
+        + "sandbox:\n  workers: 2\n";
+    let engine = TestEngine::start(&yaml).await;
+    // 2,000 events that take 200 ms each: minutes of work for that route.
+    let url = engine.url("/events/loop");
+    let mut posts = tokio::task::JoinSet::new();
+    for chunk in 0..16 {
+        let url = url.clone();
+        posts.spawn(async move {
+            for _ in 0..125 {
+                let (status, answer) = post_json(&url, "{}", &[]).await;
+                assert_eq!(status, 202, "{chunk}: {answer}");
+            }
+        });
+    }
+    while let Some(done) = posts.join_next().await {
+        done.unwrap();
+    }
+    // The other route's event is delivered in seconds, not after the backlog.
+    let started = std::time::Instant::now();
+    let (status, _) = post_json(
+        &engine.url("/events/tax.rate.updated"),
+        r#"{"rate": 0.05, "year": 2024}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let received = state_api.wait_for(1, WAIT).await;
+    assert_eq!(received[0].json()["effectiveYear"], 2024);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let dir = engine.stop().await;
+    // The slow route's events are still there, processed or pending: none lost.
+    let store = open_store(dir.path());
+    assert_eq!(store.event_count().await.unwrap(), 2_001);
+}

@@ -1,12 +1,12 @@
 //! The dispatcher's loop: starts a delivery whenever a row is ready and its target has a free
 //! slot, and wakes for exactly what can change that: a delivery ending, rows handed over by the
-//! processor, the watermark moving, a retry's time coming, or dead letters being replayed.
+//! processor, a watermark moving, a retry's time coming, or dead letters being replayed.
 
 use super::Dispatcher;
 use super::attempt::Finished;
 use super::queue::{Capacity, LOAD_PAGE, Order, Queue};
 use super::slots::{Held, SlotRelease, Slots};
-use crate::pipeline::handoff::Handed;
+use crate::pipeline::handoff::{Handed, HandedRows};
 use crate::store::{StoreError, now_ms};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,7 +52,7 @@ impl Dispatcher {
                     }
                 }
             }
-            queue.set_watermark(*handed.watermark.borrow_and_update());
+            queue.set_watermarks(&handed.watermarks.borrow_and_update());
             queue.advance(now_ms());
             while slots.requests() < self.concurrency && slots.tasks() < max_tasks {
                 let Some(row) = queue.take(|target| slots.has_room(target, self.limit_of(target)))
@@ -97,14 +97,18 @@ impl Dispatcher {
                         slots.request_ended(task);
                     }
                 }
-                Some(rows) = handed.rows.recv() => {
-                    rows.into_iter().for_each(|row| queue.handed(row));
+                Some(batch) = handed.rows.recv() => {
+                    let mut batch = Some(batch);
                     // Take every batch already waiting before starting deliveries.
-                    while let Ok(rows) = handed.rows.try_recv() {
-                        rows.into_iter().for_each(|row| queue.handed(row));
+                    while let Some(HandedRows { route, rows }) =
+                        batch.take().or_else(|| handed.rows.try_recv().ok())
+                    {
+                        for row in rows {
+                            queue.handed_on(&route, row);
+                        }
                     }
                 }
-                Ok(()) = handed.watermark.changed() => {}
+                Ok(()) = handed.watermarks.changed() => {}
                 () = requeued.notified() => reload = true,
                 () = tokio::time::sleep(wake.min(IDLE_POLL)) => {}
             }

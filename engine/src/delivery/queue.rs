@@ -6,8 +6,9 @@
 //! - the rows of one entity (kind, target, key) go one at a time, in event acceptance order
 //!   (`event_seq`, then `id`): only an entity's first row is ever ready, and only while none of
 //!   its rows is in flight;
-//! - a row of an entity waits until every event accepted before its own was processed (the
-//!   watermark), since an older row of its entity could still appear;
+//! - a row of an entity waits until every event of its route accepted before its own was
+//!   processed (the route's watermark; for a row loaded from the store, whose route the queue
+//!   does not know, every route's), since an older row of its entity could still appear;
 //! - a row waits for its next attempt time.
 //!
 //! A freed slot takes the next ready row at once: readiness changes only when something
@@ -21,9 +22,11 @@
 //! entity's rows (which share a lane) still go in order, and one lane's backlog never keeps
 //! another's rows out.
 
+use crate::pipeline::handoff::Watermarks;
 use crate::store::{EntityRef, OutboxRow};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 /// What the queue may hold in memory before it leaves the rest in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,10 +86,12 @@ pub(super) struct Queue {
     targets: VecDeque<String>,
     /// Rows waiting for a time: (due at, id).
     timers: BinaryHeap<Reverse<(i64, i64)>>,
-    /// Rows of entities waiting for the watermark.
+    /// Rows of entities waiting for their watermark.
     held: BTreeSet<Order>,
-    /// Every event below this `seq` has been processed.
-    watermark: i64,
+    /// Each route's watermark: every event of the route below it has been processed.
+    watermarks: Watermarks,
+    /// The route of each row the processor handed over (rows loaded from the store have none).
+    route_of: HashMap<i64, Arc<str>>,
     /// The time the queue was last told (Unix ms).
     now: i64,
     /// The lanes with rows, by name (a destination, or `hms-core`).
@@ -124,6 +129,8 @@ impl Queue {
         self.timers.clear();
         self.held.clear();
         self.lanes.clear();
+        let in_flight = &self.in_flight;
+        self.route_of.retain(|id, _| in_flight.contains(id));
     }
 
     /// A page of a lane's rows from the store, in event order, starting past its cut; the lane
@@ -148,11 +155,26 @@ impl Queue {
             .collect()
     }
 
-    /// A row the processor just committed. Kept unless its lane is partial and the row lies
-    /// past its cut (the store keeps it for the lane's next page). Once the queue is full, a
-    /// lane that gets a row becomes partial after the last row it holds; a row before that (a
-    /// replayed older event's) is still kept, so its entity's rows go in order.
-    pub(super) fn handed(&mut self, row: OutboxRow) {
+    /// A row the processor just committed, with its event's route. Kept unless its lane is
+    /// partial and the row lies past its cut (the store keeps it for the lane's next page).
+    /// Once the queue is full, a lane that gets a row becomes partial after the last row it
+    /// holds; a row before that (a replayed older event's) is still kept, so its entity's rows
+    /// go in order.
+    pub(super) fn handed_on(&mut self, route: &Arc<str>, row: OutboxRow) {
+        let id = row.id;
+        let known = self.rows.contains_key(&id) || self.in_flight.contains(&id);
+        if known {
+            return;
+        }
+        // Known before the row is placed: it waits for its route's watermark only.
+        self.route_of.insert(id, route.clone());
+        if !self.handed(row) {
+            self.route_of.remove(&id);
+        }
+    }
+
+    /// [`Queue::handed_on`] for a row whose route is not known. Answers whether it was kept.
+    pub(super) fn handed(&mut self, row: OutboxRow) -> bool {
         let name = row.action.target_name().to_owned();
         let full = self.is_full();
         let held_last = || {
@@ -173,9 +195,10 @@ impl Queue {
             None => None,
         };
         if cut.is_some_and(|cut| order(&row) > cut) {
-            return;
+            return false;
         }
         self.insert(row);
+        true
     }
 
     /// Whether a row lies past its lane's cut (the store keeps it).
@@ -215,7 +238,7 @@ impl Queue {
             if self.busy.contains(&entity) || self.head(&entity) != Some(order(row)) {
                 return;
             }
-            if row.event_seq >= self.watermark {
+            if row.event_seq >= self.watermark_of(row) {
                 self.held.insert(order(row));
                 return;
             }
@@ -246,7 +269,7 @@ impl Queue {
             Some(entity) => {
                 !self.busy.contains(&entity)
                     && self.head(&entity) == Some(order(row))
-                    && row.event_seq < self.watermark
+                    && row.event_seq < self.watermark_of(row)
             }
             None => true,
         }
@@ -267,19 +290,42 @@ impl Queue {
         }
     }
 
-    /// Every event below `watermark` has been processed: their entities' rows may go.
-    pub(super) fn set_watermark(&mut self, watermark: i64) {
-        self.watermark = watermark;
+    /// The watermark a row waits for: its route's, or every route's.
+    fn watermark_of(&self, row: &OutboxRow) -> i64 {
+        self.watermarks.of(self.route_of.get(&row.id))
+    }
+
+    /// Each route's watermark now: the rows it lets go may.
+    pub(super) fn set_watermarks(&mut self, watermarks: &Watermarks) {
+        if *watermarks == self.watermarks {
+            return;
+        }
+        self.watermarks = watermarks.clone();
         let released: Vec<Order> = self
             .held
             .iter()
-            .take_while(|(seq, _)| *seq < watermark)
+            .filter(|(seq, id)| {
+                self.rows
+                    .get(id)
+                    .is_none_or(|row| *seq < self.watermark_of(row))
+            })
             .copied()
             .collect();
         for order in released {
             self.held.remove(&order);
             self.place(order.1);
         }
+    }
+
+    /// Every event below `watermark` has been processed (whatever its route).
+    #[cfg(test)]
+    pub(super) fn set_watermark(&mut self, watermark: i64) {
+        let mut watermarks = Watermarks {
+            started: true,
+            ..Watermarks::default()
+        };
+        watermarks.routes.insert(Arc::from(""), watermark);
+        self.set_watermarks(&watermarks);
     }
 
     /// When the next waiting row's time comes, if one waits for a time.
@@ -357,6 +403,9 @@ impl Queue {
         superseded: &[i64],
     ) {
         self.in_flight.remove(&id);
+        if again.is_none() {
+            self.route_of.remove(&id);
+        }
         if let Some(entity) = entity {
             self.busy.remove(entity);
         }
@@ -377,6 +426,7 @@ impl Queue {
 
     /// Drops a waiting row (superseded in the store); its entity's next row moves up.
     fn remove(&mut self, id: i64) {
+        self.route_of.remove(&id);
         let Some(row) = self.forget(id) else {
             return;
         };
@@ -619,6 +669,47 @@ mod tests {
         assert_eq!(take_all(&mut q), [1, 3]);
         q.set_watermark(8);
         assert_eq!(take_all(&mut q), [2]);
+    }
+
+    #[test]
+    fn a_keyed_row_waits_for_its_own_routes_watermark_and_a_loaded_one_for_every_routes() {
+        let mut q = Queue::new(Capacity::default());
+        q.advance(100);
+        let (fast, slow): (Arc<str>, Arc<str>) = (Arc::from("bus:fast"), Arc::from("bus:slow"));
+        let mut watermarks = Watermarks {
+            started: true,
+            ..Watermarks::default()
+        };
+        watermarks.routes.insert(fast.clone(), i64::MAX);
+        watermarks.routes.insert(slow.clone(), 3);
+        q.set_watermarks(&watermarks);
+        // Route fast has processed everything; route slow is stuck at event 3.
+        q.handed_on(&fast, row(1, 10, "api", Some("a"), 0));
+        q.handed_on(&slow, row(2, 11, "api", Some("b"), 0));
+        // Loaded from the store after a start: its route is not known.
+        q.loaded("api", vec![row(3, 12, "api", Some("c"), 0)], true);
+        assert_eq!(take_all(&mut q), [1]);
+        watermarks.routes.insert(slow.clone(), 12);
+        q.set_watermarks(&watermarks);
+        assert_eq!(take_all(&mut q), [2]);
+        watermarks.routes.insert(slow, i64::MAX);
+        q.set_watermarks(&watermarks);
+        assert_eq!(take_all(&mut q), [3]);
+    }
+
+    #[test]
+    fn nothing_keyed_goes_before_the_processor_names_its_routes() {
+        let mut q = Queue::new(Capacity::default());
+        q.advance(100);
+        q.set_watermarks(&Watermarks::default());
+        q.loaded("api", vec![row(1, 1, "api", Some("a"), 0)], true);
+        q.handed(row(2, 2, "api", None, 0));
+        assert_eq!(take_all(&mut q), [2]);
+        q.set_watermarks(&Watermarks {
+            started: true,
+            ..Watermarks::default()
+        });
+        assert_eq!(take_all(&mut q), [1]);
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The processor: reads pending events in acceptance order and processes them on blocking
-//! threads, committing every result of a batch in one group commit, then hands the rows it
-//! queued to the dispatcher.
+//! The processor: one *lane* per route (`bus:<type>`, `webhook:<path>`), each reading its
+//! route's pending events in acceptance order and processing them on blocking threads,
+//! committing every result of a batch in one group commit, then handing the rows it queued and
+//! its watermark to the dispatcher. Lanes go on independently: a route whose plugin is slow
+//! (or burns its deadline on every event) holds up its own events only.
 
 use super::Routes;
 use super::handoff::{ALL_PROCESSED, Handoff};
@@ -10,9 +12,11 @@ use crate::registry::Registry;
 use crate::store::{PendingEvent, Processed, WorkQueue};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// How many pending events the processor reads at a time.
+/// How many pending events a lane reads at a time.
 const BATCH: usize = 256;
 /// How often the store may refuse an event's result (for a reason about the write, not an
 /// outage) before the event is recorded as failed.
@@ -22,10 +26,33 @@ const PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 /// The longest pause.
 const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Reads pending events and processes them on `workers` threads until `shutdown`. When it is
-/// cancelled, the events already running finish and are committed; the rest of the batch is
-/// not started and stays pending for the next start. Committed rows and the watermark go to
-/// `handoff`.
+/// What a lane needs, shared by every lane.
+struct Shared {
+    queue: Arc<dyn WorkQueue>,
+    routes: Arc<Routes>,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    handoff: Handoff,
+    workers: usize,
+    shutdown: CancellationToken,
+    /// During an outage every event fails alike: one line a second says so.
+    throttle: crate::throttle::Throttle,
+}
+
+/// How the processor wakes a lane.
+#[derive(Default)]
+struct Wake {
+    /// New events were accepted.
+    accepted: Notify,
+    /// Replayed events became pending (maybe older than the lane's cursor).
+    requeued: Notify,
+}
+
+/// Processes pending events until `shutdown`: one lane per configured route, and one per
+/// route with pending events that is no longer configured (found at the start and after each
+/// replay), each on up to `workers` threads. When `shutdown` comes, the events already running
+/// finish and are committed; the rest stay pending for the next start. Committed rows and each
+/// route's watermark go to `handoff`.
 pub async fn run_processor(
     queue: Arc<dyn WorkQueue>,
     routes: Arc<Routes>,
@@ -37,25 +64,107 @@ pub async fn run_processor(
 ) {
     let accepted = queue.accepted();
     let requeued = queue.requeued();
+    let shared = Arc::new(Shared {
+        queue,
+        routes,
+        registry,
+        metrics,
+        handoff,
+        workers,
+        shutdown,
+        throttle: crate::throttle::Throttle::default(),
+    });
+    let mut lanes: HashMap<Arc<str>, Arc<Wake>> = HashMap::new();
+    let mut running = JoinSet::new();
+    let mut names: Vec<Arc<str>> = shared.routes.names().map(Arc::from).collect();
+    names.extend(pending_routes(&shared).await);
+    names.sort();
+    names.dedup();
+    shared.handoff.start(&names);
+    for name in names {
+        add_lane(&shared, &mut lanes, &mut running, name);
+    }
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => break,
+            () = accepted.notified() => {
+                // Only the lanes whose routes got events wake (and read the store).
+                for name in shared.queue.accepted_routes() {
+                    let name: Arc<str> = Arc::from(name);
+                    match lanes.get(&name) {
+                        Some(wake) => wake.accepted.notify_one(),
+                        None => {
+                            shared.handoff.start(std::slice::from_ref(&name));
+                            add_lane(&shared, &mut lanes, &mut running, name);
+                        }
+                    }
+                }
+            }
+            () = requeued.notified() => {
+                for name in pending_routes(&shared).await {
+                    if !lanes.contains_key(&name) {
+                        shared.handoff.start(std::slice::from_ref(&name));
+                        add_lane(&shared, &mut lanes, &mut running, name);
+                    }
+                }
+                for wake in lanes.values() {
+                    wake.requeued.notify_one();
+                }
+            }
+        }
+    }
+    while let Some(ended) = running.join_next().await {
+        if let Err(e) = ended {
+            tracing::error!(error = %e, "a processing lane failed");
+        }
+    }
+}
+
+/// The routes with pending events (none when the store cannot say: they are found again after
+/// the next replay or start).
+async fn pending_routes(shared: &Shared) -> Vec<Arc<str>> {
+    match shared.queue.pending_routes().await {
+        Ok(routes) => routes.into_iter().map(Arc::from).collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read which routes have pending events");
+            Vec::new()
+        }
+    }
+}
+
+fn add_lane(
+    shared: &Arc<Shared>,
+    lanes: &mut HashMap<Arc<str>, Arc<Wake>>,
+    running: &mut JoinSet<()>,
+    route: Arc<str>,
+) {
+    let wake = Arc::new(Wake::default());
+    lanes.insert(route.clone(), wake.clone());
+    running.spawn(run_lane(shared.clone(), route, wake));
+}
+
+/// One route's lane: reads its pending events a batch at a time, processes and commits them,
+/// and hands the rows and its watermark over, until shutdown. The batch in hand when shutdown
+/// comes is not finished: events not started stay pending.
+async fn run_lane(shared: Arc<Shared>, route: Arc<str>, wake: Arc<Wake>) {
+    let (queue, handoff, shutdown) = (&shared.queue, &shared.handoff, &shared.shutdown);
     let mut cursor = 0;
     // Events whose result the store refused, and how often.
     let mut refused: HashMap<String, u32> = HashMap::new();
     // The pause before trying an incomplete batch again.
     let mut pause = PAUSE;
-    // During an outage every event of a batch fails alike: one line a second says so.
-    let throttle = crate::throttle::Throttle::default();
     loop {
         if shutdown.is_cancelled() {
             break;
         }
         // Replayed events can be older than the cursor: read from the start again.
-        if take_permit(&requeued) {
+        if take_permit(&wake.requeued) {
             cursor = 0;
         }
-        let batch = match queue.pending(cursor, BATCH).await {
+        let batch = match queue.pending_of(&route, cursor, BATCH).await {
             Ok(batch) => batch,
             Err(e) => {
-                tracing::error!(error = %e, "cannot read pending events; retrying in a second");
+                tracing::error!(%route, error = %e, "cannot read pending events; retrying in a second");
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
@@ -63,12 +172,12 @@ pub async fn run_processor(
             }
         };
         let Some(last) = batch.last() else {
-            // Nothing is waiting: every event read so far was processed.
-            handoff.watermark(ALL_PROCESSED);
+            // Nothing is waiting: every event of the route read so far was processed.
+            handoff.watermark(&route, ALL_PROCESSED);
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = accepted.notified() => continue,
-                () = requeued.notified() => {
+                () = wake.accepted.notified() => continue,
+                () = wake.requeued.notified() => {
                     cursor = 0;
                     continue;
                 }
@@ -79,10 +188,17 @@ pub async fn run_processor(
         if cursor == 0 {
             // A read from the start (after a start or a replay): nothing from this batch on is
             // known to be processed.
-            handoff.watermark(first_seq);
+            handoff.watermark(&route, first_seq);
         }
-        let (results, thread_failed) =
-            process_batch(batch, &routes, &registry, &metrics, workers, &shutdown).await;
+        let (results, thread_failed) = process_batch(
+            batch,
+            &shared.routes,
+            &shared.registry,
+            &shared.metrics,
+            shared.workers,
+            shutdown,
+        )
+        .await;
         let mut incomplete = thread_failed;
         // Whether the store was unavailable (a full or failing disk, a lock held elsewhere).
         let mut outage = false;
@@ -115,7 +231,7 @@ pub async fn run_processor(
             match write.await {
                 Ok(rows) => {
                     refused.remove(&pending.stored.event.id);
-                    handoff.rows(rows);
+                    handoff.rows(&route, rows);
                 }
                 Err(e) => {
                     incomplete = true;
@@ -126,7 +242,9 @@ pub async fn run_processor(
                     } else {
                         *refused.entry(pending.stored.event.id.clone()).or_default() += 1;
                     }
-                    if let Some(left_out) = throttle.check("record", std::time::Instant::now()) {
+                    if let Some(left_out) =
+                        shared.throttle.check("record", std::time::Instant::now())
+                    {
                         tracing::error!(event_id = %pending.stored.event.id, error = %e, left_out, "cannot record a processed event; it will run again");
                     }
                 }
@@ -134,11 +252,14 @@ pub async fn run_processor(
         }
         // Rows of events after one left unprocessed wait for it: an older row of their entity
         // may still appear. (A failed thread's events are unknown: the whole batch waits.)
-        handoff.watermark(match (incomplete, thread_failed) {
-            (false, _) => ALL_PROCESSED,
-            (true, true) => first_seq,
-            (true, false) => unprocessed,
-        });
+        handoff.watermark(
+            &route,
+            match (incomplete, thread_failed) {
+                (false, _) => ALL_PROCESSED,
+                (true, true) => first_seq,
+                (true, false) => unprocessed,
+            },
+        );
         if incomplete {
             // Start again from this batch after a pause (longer while the store stays
             // unavailable): committed events are skipped, the rest run again.

@@ -79,6 +79,11 @@ impl Routes {
         self.handlers.get(route).map_or(&[], Vec::as_slice)
     }
 
+    /// Every configured route, by its name in records (`bus:<type>`, `webhook:<path>`).
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.handlers.keys().map(ToString::to_string)
+    }
+
     /// Whether events of this type from the HMS bus have a route.
     pub fn has_bus_route(&self, event_type: &str) -> bool {
         self.handlers

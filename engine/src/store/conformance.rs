@@ -14,6 +14,7 @@ where
 {
     intake_deduplicates_per_route_and_answers_the_first_id(&open().await).await;
     work_queue_hands_out_events_in_acceptance_order_once(&open().await).await;
+    work_queue_reads_each_routes_events_apart(&open().await).await;
     work_queue_keeps_a_replay_that_lands_while_the_event_runs_again(&open().await).await;
     work_queue_answers_the_rows_it_queued(&open().await).await;
     outbox_lists_pending_rows_in_event_order_page_by_page(&open().await).await;
@@ -746,5 +747,65 @@ async fn retention_removes_only_finished_work_and_forgets_old_dedupe_keys(backen
     assert!(
         footprint.bytes > 0 && footprint.free_bytes > 0,
         "{footprint:?}"
+    );
+}
+
+async fn work_queue_reads_each_routes_events_apart(backend: &Backend) {
+    let webhook = |id: &str| NewEvent {
+        route: Route::Webhook("/webhook/x".into()),
+        ..new_event(id, None, None)
+    };
+    for event in [
+        new_event("b1", None, None),
+        webhook("w1"),
+        new_event("b2", None, None),
+    ] {
+        backend.intake.accept(event).await.unwrap();
+    }
+    let mut routes = backend.queue.pending_routes().await.unwrap();
+    routes.sort();
+    assert_eq!(routes, ["bus:tax.rate.updated", "webhook:/webhook/x"]);
+    // Which routes got new events, once.
+    let mut fresh = backend.queue.accepted_routes();
+    fresh.sort();
+    assert_eq!(fresh, routes);
+    assert!(backend.queue.accepted_routes().is_empty());
+    let ids = |events: Vec<PendingEvent>| -> Vec<String> {
+        events.into_iter().map(|p| p.stored.event.id).collect()
+    };
+    let bus = backend
+        .queue
+        .pending_of("bus:tax.rate.updated", 0, 10)
+        .await
+        .unwrap();
+    let first = bus[0].stored.seq;
+    assert_eq!(ids(bus), ["b1", "b2"]);
+    let after = backend
+        .queue
+        .pending_of("bus:tax.rate.updated", first, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(after), ["b2"]);
+    let hooks = backend
+        .queue
+        .pending_of("webhook:/webhook/x", 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(hooks), ["w1"]);
+    // Processed, a route has nothing pending and is no longer listed.
+    let w1 = backend
+        .queue
+        .pending_of("webhook:/webhook/x", 0, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    backend
+        .queue
+        .complete(processed(&w1, Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.queue.pending_routes().await.unwrap(),
+        ["bus:tax.rate.updated"]
     );
 }

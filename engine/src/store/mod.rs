@@ -96,6 +96,21 @@ pub trait WorkQueue: Send + Sync {
     /// their payloads are large, so a batch stays small in memory.
     fn pending(&self, after_seq: i64, limit: usize) -> StoreFuture<Vec<PendingEvent>>;
 
+    /// [`WorkQueue::pending`] for the events of one route (`bus:<type>` or `webhook:<path>`).
+    fn pending_of(
+        &self,
+        route: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> StoreFuture<Vec<PendingEvent>>;
+
+    /// The routes that have unprocessed events.
+    fn pending_routes(&self) -> StoreFuture<Vec<String>>;
+
+    /// The routes of the events committed since the last call (after [`WorkQueue::accepted`]
+    /// notified): which routes have new events.
+    fn accepted_routes(&self) -> Vec<String>;
+
     /// Records the runs of a processed event and its outbox rows, and marks it processed, in
     /// one transaction. Answers the rows it queued for delivery, with their ids, which the
     /// processor hands to the dispatcher (none when the event was already processed).

@@ -98,21 +98,38 @@ pub(super) fn stored_event(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     })
 }
 
+/// The routes with unprocessed events.
+pub(super) fn pending_routes(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT DISTINCT route FROM events WHERE processed_at IS NULL")?;
+    let routes = stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(routes)
+}
+
 /// The payload bytes after which a batch of pending events stops (it always holds at least one).
 const PENDING_BATCH_BYTES: usize = 16 << 20;
 
-/// Up to `limit` unprocessed events accepted after `after_seq`, oldest first, fewer when their
-/// payloads reach [`PENDING_BATCH_BYTES`].
+/// Up to `limit` unprocessed events (of `route` only, when given) accepted after `after_seq`,
+/// oldest first, fewer when their payloads reach [`PENDING_BATCH_BYTES`].
 pub(super) fn pending(
     conn: &Connection,
+    route: Option<&str>,
     after_seq: i64,
     limit: usize,
 ) -> Result<Vec<PendingEvent>, StoreError> {
+    // Two statements, so each reads its own index range: (route, seq) for a route's events.
+    let of_route = if route.is_some() {
+        "AND e.route = ?3"
+    } else {
+        "AND ?3 IS NULL"
+    };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {EVENT_COLUMNS} FROM {EVENTS}
-         WHERE e.processed_at IS NULL AND e.seq > ?1 ORDER BY e.seq LIMIT ?2"
+         WHERE e.processed_at IS NULL {of_route} AND e.seq > ?1 ORDER BY e.seq LIMIT ?2"
     ))?;
-    let mut rows = stmt.query(params![after_seq, from_usize(limit)])?;
+    let mut rows = stmt.query(params![after_seq, from_usize(limit), route])?;
     let mut events = Vec::new();
     let mut bytes = 0;
     // Large payloads make a short batch, so a batch never holds much more than the budget.

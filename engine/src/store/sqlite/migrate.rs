@@ -116,8 +116,8 @@ const TO_4: &str = "
         WHERE state = 'pending' AND conflict = 'version';
 ";
 
-/// Version 4 to 5: retention finds an event's dead letters by the event, and the oldest
-/// dedupe keys in acceptance order; removing a run or an outbox row finds the rows that refer to
+/// Version 4 to 5: each route's pending events are read by the route; retention finds an
+/// event's dead letters by the event, and the oldest dedupe keys in acceptance order; removing a run or an outbox row finds the rows that refer to
 /// it by index (the foreign key checks of a delete), not by a scan of their tables.
 const TO_5: &str = "
     CREATE INDEX dead_letters_event ON dead_letters (event_id);
@@ -125,6 +125,8 @@ const TO_5: &str = "
     CREATE INDEX dead_letters_outbox ON dead_letters (outbox_id);
     CREATE INDEX outbox_run ON outbox (run_id);
     CREATE INDEX events_dedupe_age ON events (seq) WHERE dedupe_key IS NOT NULL;
+    DROP INDEX events_pending;
+    CREATE INDEX events_pending ON events (route, seq) WHERE processed_at IS NULL;
 ";
 
 #[cfg(test)]

@@ -271,7 +271,34 @@ impl Intake for SqliteStore {
 
 impl WorkQueue for SqliteStore {
     fn pending(&self, after_seq: i64, limit: usize) -> StoreFuture<Vec<PendingEvent>> {
-        self.read(move |conn| events::pending(conn, after_seq, limit))
+        self.read(move |conn| events::pending(conn, None, after_seq, limit))
+    }
+
+    fn pending_of(
+        &self,
+        route: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> StoreFuture<Vec<PendingEvent>> {
+        let route = route.to_owned();
+        self.read(move |conn| events::pending(conn, Some(&route), after_seq, limit))
+    }
+
+    fn pending_routes(&self) -> StoreFuture<Vec<String>> {
+        self.read(events::pending_routes)
+    }
+
+    fn accepted_routes(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .inner
+                .signals
+                .accepted_routes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+        .into_iter()
+        .collect()
     }
 
     fn complete(&self, processed: Processed) -> StoreFuture<Vec<OutboxRow>> {

@@ -23,7 +23,7 @@ CREATE TABLE events (
     hops         INTEGER NOT NULL DEFAULT 0,         -- systems the update crossed before this one
     path         TEXT    NOT NULL DEFAULT ''         -- those systems, comma-separated, oldest first
 );
-CREATE INDEX events_pending ON events (seq) WHERE processed_at IS NULL;
+CREATE INDEX events_pending ON events (route, seq) WHERE processed_at IS NULL;
 CREATE INDEX events_dedupe_age ON events (seq) WHERE dedupe_key IS NOT NULL;
 
 -- Each event's payload, apart from the event's row: marking an event processed rewrites only

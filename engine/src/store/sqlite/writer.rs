@@ -44,7 +44,8 @@ pub(super) enum Command {
 /// What a committed batch changed, for the writer to signal.
 #[derive(Default)]
 struct Changes {
-    accepted: bool,
+    /// The routes of the events accepted (not duplicates).
+    accepted: std::collections::HashSet<String>,
     requeued: bool,
 }
 
@@ -52,6 +53,8 @@ struct Changes {
 #[derive(Clone, Default)]
 pub(super) struct Signals {
     pub(super) events_accepted: Arc<Notify>,
+    /// The routes of the events accepted since the processor last asked.
+    pub(super) accepted_routes: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     pub(super) events_requeued: Arc<Notify>,
     pub(super) outbox_requeued: Arc<Notify>,
     pub(super) commits: Arc<AtomicU64>,
@@ -135,7 +138,12 @@ fn run(mut conn: Connection, commands: &Receiver<Command>, signals: &Signals) {
         for (command, outcome) in batch.drain(..).zip(outcomes) {
             closing |= answer(command, outcome, &mut changes);
         }
-        if changes.accepted {
+        if !changes.accepted.is_empty() {
+            signals
+                .accepted_routes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(changes.accepted);
             signals.events_accepted.notify_one();
         }
         if changes.requeued {
@@ -315,8 +323,10 @@ fn in_savepoint(tx: &rusqlite::Transaction<'_>, command: &Command, now: i64) -> 
 /// error) and notes what it changed. Returns whether the command was `Close`.
 fn answer(command: Command, outcome: Outcome, changes: &mut Changes) -> bool {
     match (command, outcome) {
-        (Command::Accept(_, reply), Outcome::Accept(result)) => {
-            changes.accepted |= result.as_ref().is_ok_and(|a| !a.duplicate);
+        (Command::Accept(event, reply), Outcome::Accept(result)) => {
+            if result.as_ref().is_ok_and(|a| !a.duplicate) {
+                changes.accepted.insert(event.route.to_string());
+            }
             drop(reply.send(result));
         }
         (Command::Probe(reply) | Command::Plugin(_, reply), Outcome::Unit(result)) => {
