@@ -56,8 +56,16 @@ impl Signer {
         Ok(keys(secrets)?.map(|keys| Signer { keys }))
     }
 
-    /// The `webhook-signature` value for a message: one `v1,...` per secret.
+    /// The `webhook-signature` value for a message: one `v1,...` per secret. Standard Webhooks
+    /// signs text: a body that is not UTF-8 cannot be signed, and the error says so.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
+        if std::str::from_utf8(body).is_err() {
+            return Err(
+                "the body is not UTF-8 text, and a Standard Webhooks signature signs text: a \
+                 destination with `secrets` takes text bodies only"
+                    .to_owned(),
+            );
+        }
         let signatures = self
             .keys
             .iter()
@@ -90,6 +98,59 @@ impl Verifier {
             }
         }
         Err(last.map_or_else(|| "no secret".to_owned(), |e| e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const OTHER: &str = "whsec_dGhlIG90aGVyIHNlY3JldA==";
+
+    fn headers(id: &str, at: i64, signature: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("webhook-id", id.parse().unwrap());
+        headers.insert("webhook-timestamp", at.to_string().parse().unwrap());
+        headers.insert("webhook-signature", signature.parse().unwrap());
+        headers
+    }
+
+    proptest! {
+        /// What the engine signs, the verifier (for the same secret, among others) accepts;
+        /// any change to the body, the id or the time, or another secret, is refused.
+        #[test]
+        fn a_signature_holds_for_exactly_what_was_signed(
+            body in "\\PC{0,200}".prop_map(String::into_bytes),
+            id in "msg_[A-Za-z0-9]{1,24}",
+            skew in -200i64..200,
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+                + skew;
+            let signature = Signer::new(&[SECRET]).unwrap().unwrap().sign(&id, at, &body).unwrap();
+            let verifier = Verifier::new(&[OTHER, SECRET]).unwrap().unwrap();
+            prop_assert!(verifier.verify(&body, &headers(&id, at, &signature)).is_ok());
+            if !body.is_empty() {
+                let mut tampered = body.clone();
+                tampered[flip.index(body.len())] ^= 1;
+                prop_assert!(verifier.verify(&tampered, &headers(&id, at, &signature)).is_err());
+            }
+            // Bytes that are not text are refused with a reason, not signed wrongly.
+            let mut binary = body.clone();
+            binary.push(0xff);
+            let refused = Signer::new(&[SECRET]).unwrap().unwrap().sign(&id, at, &binary);
+            prop_assert!(refused.unwrap_err().contains("not UTF-8"));
+            let other_id = format!("{id}x");
+            prop_assert!(verifier.verify(&body, &headers(&other_id, at, &signature)).is_err());
+            prop_assert!(verifier.verify(&body, &headers(&id, at + 1, &signature)).is_err());
+            let stranger = Verifier::new(&[OTHER]).unwrap().unwrap();
+            prop_assert!(stranger.verify(&body, &headers(&id, at, &signature)).is_err());
+        }
     }
 }
 

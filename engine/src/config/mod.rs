@@ -206,3 +206,37 @@ fn yaml_problem(err: &serde_saphyr::Error) -> Problem {
         },
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever text a configuration file holds, it is read or refused with problems that
+        /// each say what is wrong; nothing panics.
+        #[test]
+        fn any_text_is_read_or_refused_with_reasons(
+            text in "\\PC{0,80}|([a-zA-Z]{1,10}: [a-zA-Z0-9:/.${}]{0,12}\n){0,6}",
+        ) {
+            if let Err(error) = Config::parse(&text, Path::new("/nowhere")) {
+                prop_assert!(!error.problems.is_empty());
+                prop_assert!(error.problems.iter().all(|p| !p.message.is_empty()));
+            }
+        }
+
+        /// A webhook path is taken only when it is one the router can serve as it is.
+        #[test]
+        fn webhook_paths_that_pass_are_absolute_and_plain(path in "\\PC{0,30}|/[a-z/{}*.-]{0,20}") {
+            let text = format!(
+                "plugins:\n  p:\n    path: p.wasm\nexternalWebhooks:\n  - path: {:?}\n    handler: p\n    system: s\n",
+                path
+            );
+            if let Ok(config) = Config::parse(&text, Path::new("/nowhere")) {
+                let path = &config.external_webhooks[0].path;
+                prop_assert!(path.starts_with('/'), "{path}");
+                prop_assert!(!path.contains(['{', '}', '*', '?', '#']), "{path}");
+            }
+        }
+    }
+}
