@@ -1,5 +1,6 @@
 //! The abuse suite: one engine under attack from every side at once (slow clients, oversized and
-//! malformed bodies, forged and replayed signatures, hostile plugins) while real traffic flows.
+//! malformed bodies, forged and replayed signatures, hostile plugins, uploads whose compilation
+//! runs past its deadline) while real traffic flows.
 //! Every attack gets its refusal or its dead letter; every real event is delivered; health
 //! answers throughout.
 
@@ -12,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(60);
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const ADMIN: &str = "admin-secret-for-abuse";
 /// Events of real traffic.
 const REAL: u64 = 300;
 /// The hostile plugin's modes, each an event type routed to it, and the error each run ends with.
@@ -46,6 +48,23 @@ fn config(state_api: &str, core: &str) -> String {
             ),
         )
         + "http:\n  headerTimeout: 1s\n  bodyTimeout: 1s\n"
+        + &format!("admin:\n  token: {ADMIN}\n")
+        // A deadline no compilation meets: every upload is a compile bomb.
+        + "sandbox:\n  compileTimeout: 1ms\n"
+}
+
+/// Uploads a component as a new version of the outbound plugin.
+async fn upload(engine: &TestEngine, bytes: Vec<u8>) -> (u16, serde_json::Value) {
+    let response = sync_engine_tests::http()
+        .put(engine.url("/admin/plugins/tax-rate-outbound"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
 }
 
 /// A raw connection that sends `first`, then one more byte every 200 ms until the engine
@@ -149,6 +168,24 @@ async fn attacks_from_every_side_while_real_traffic_flows_lose_nothing_accepted(
         assert_eq!(status, 202, "{mode}: {answer}");
         hostile.push((answer["id"].as_str().unwrap().to_owned(), code));
     }
+    // Compile bombs: uploads whose check runs past its deadline are refused; the active
+    // version stays.
+    let (_, before) = sync_engine_tests::admin_call(
+        &engine,
+        ADMIN,
+        "GET",
+        "/admin/plugins/tax-rate-outbound",
+        None,
+    )
+    .await;
+    for _ in 0..3 {
+        let (status, answer) = upload(&engine, sync_engine_tests::component("swap-two")).await;
+        assert_eq!(status, 422, "{answer}");
+        assert!(
+            answer.to_string().contains("sandbox.compileTimeout"),
+            "{answer}"
+        );
+    }
     // Real traffic, and health, throughout.
     for n in 0..REAL {
         let body = json!({"rate": n, "year": 3000 + n}).to_string();
@@ -196,6 +233,19 @@ async fn attacks_from_every_side_while_real_traffic_flows_lose_nothing_accepted(
         "a signed webhook sent again is a duplicate, whatever its unsigned key"
     );
     core.wait_for(1, WAIT).await;
+    let (_, after) = sync_engine_tests::admin_call(
+        &engine,
+        ADMIN,
+        "GET",
+        "/admin/plugins/tax-rate-outbound",
+        None,
+    )
+    .await;
+    assert!(before["active"].is_string(), "{before}");
+    assert_eq!(
+        after["active"], before["active"],
+        "the active version stayed"
+    );
     let dir = engine.stop().await;
     let store = open_store(dir.path());
     // Nothing else was stored: the real events, the webhook once, the hostile events.
