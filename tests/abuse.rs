@@ -53,18 +53,18 @@ fn config(state_api: &str, core: &str) -> String {
         + "sandbox:\n  compileTimeout: 1ms\n"
 }
 
-/// Uploads a component as a new version of the outbound plugin.
-async fn upload(engine: &TestEngine, bytes: Vec<u8>) -> (u16, serde_json::Value) {
-    let response = sync_engine_tests::http()
-        .put(engine.url("/admin/plugins/tax-rate-outbound"))
-        .bearer_auth(ADMIN)
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+/// The outbound plugin's active version.
+async fn active(engine: &TestEngine) -> serde_json::Value {
+    let (status, plugin) = sync_engine_tests::admin_call(
+        engine,
+        ADMIN,
+        "GET",
+        "/admin/plugins/tax-rate-outbound",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{plugin}");
+    plugin["active"].clone()
 }
 
 /// A raw connection that sends `first`, then one more byte every 200 ms until the engine
@@ -170,16 +170,16 @@ async fn attacks_from_every_side_while_real_traffic_flows_lose_nothing_accepted(
     }
     // Compile bombs: uploads whose check runs past its deadline are refused; the active
     // version stays.
-    let (_, before) = sync_engine_tests::admin_call(
-        &engine,
-        ADMIN,
-        "GET",
-        "/admin/plugins/tax-rate-outbound",
-        None,
-    )
-    .await;
+    let before = active(&engine).await;
+    assert!(before.is_string(), "{before}");
     for _ in 0..3 {
-        let (status, answer) = upload(&engine, sync_engine_tests::component("swap-two")).await;
+        let (status, answer) = sync_engine_tests::upload_component(
+            &engine,
+            ADMIN,
+            "tax-rate-outbound",
+            sync_engine_tests::component("swap-two"),
+        )
+        .await;
         assert_eq!(status, 422, "{answer}");
         assert!(
             answer.to_string().contains("sandbox.compileTimeout"),
@@ -233,19 +233,8 @@ async fn attacks_from_every_side_while_real_traffic_flows_lose_nothing_accepted(
         "a signed webhook sent again is a duplicate, whatever its unsigned key"
     );
     core.wait_for(1, WAIT).await;
-    let (_, after) = sync_engine_tests::admin_call(
-        &engine,
-        ADMIN,
-        "GET",
-        "/admin/plugins/tax-rate-outbound",
-        None,
-    )
-    .await;
-    assert!(before["active"].is_string(), "{before}");
-    assert_eq!(
-        after["active"], before["active"],
-        "the active version stayed"
-    );
+    let after = active(&engine).await;
+    assert_eq!(after, before, "the active version stayed");
     let dir = engine.stop().await;
     let store = open_store(dir.path());
     // Nothing else was stored: the real events, the webhook once, the hostile events.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use sync_engine::store::Records;
 use sync_engine_tests::{
     Receiver, TestEngine, admin_call, component, component_path, http, open_store, post_json,
+    upload_component,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -57,20 +58,6 @@ async fn upload(engine: &TestEngine, bytes: Vec<u8>, fixtures: Option<Value>) ->
         .put(engine.url("/admin/plugins/rates"))
         .bearer_auth(ADMIN)
         .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-/// Uploads a component alone, as `application/wasm`.
-async fn upload_raw(engine: &TestEngine, bytes: Vec<u8>) -> (u16, Value) {
-    let response = http()
-        .put(engine.url("/admin/plugins/rates"))
-        .bearer_auth(ADMIN)
-        .header("content-type", "application/wasm")
-        .body(bytes)
         .send()
         .await
         .unwrap();
@@ -131,7 +118,7 @@ async fn ten_swaps_under_load_lose_nothing_and_every_body_matches_its_recorded_v
         } else {
             "swap-one"
         };
-        let (status, answer) = upload_raw(&engine, component(next)).await;
+        let (status, answer) = upload_component(&engine, ADMIN, "rates", component(next)).await;
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["plugin"]["unchanged"], false, "{answer}");
         swap_times.push(answer["plugin"]["tookMs"].as_u64().unwrap());
@@ -212,7 +199,7 @@ async fn broken_versions_are_refused_with_every_reason_and_the_active_one_keeps_
     }]);
 
     // Not a component; another world; a failing fixture; a trap on a fixture.
-    let (status, answer) = upload_raw(&engine, b"not wasm".to_vec()).await;
+    let (status, answer) = upload_component(&engine, ADMIN, "rates", b"not wasm".to_vec()).await;
     assert_eq!(status, 422, "{answer}");
     assert!(
         answer["error"]["failures"][0]
@@ -220,7 +207,8 @@ async fn broken_versions_are_refused_with_every_reason_and_the_active_one_keeps_
             .unwrap()
             .contains("not a WebAssembly component")
     );
-    let (status, answer) = upload_raw(&engine, component("tax-rate-inbound")).await;
+    let (status, answer) =
+        upload_component(&engine, ADMIN, "rates", component("tax-rate-inbound")).await;
     assert_eq!(status, 422, "{answer}");
     let failure = answer["error"]["failures"][0].as_str().unwrap();
     assert!(
@@ -261,7 +249,7 @@ async fn broken_versions_are_refused_with_every_reason_and_the_active_one_keeps_
     let (status, answer) = upload(&engine, component("swap-one"), Some(expects_one)).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["plugin"]["fixturesPassed"], 1);
-    let (status, answer) = upload_raw(&engine, component("swap-two")).await;
+    let (status, answer) = upload_component(&engine, ADMIN, "rates", component("swap-two")).await;
     assert_eq!(status, 422, "the inherited fixtures refuse it: {answer}");
     assert_eq!(active(&engine).await, one);
     assert_eq!(version_serving(&engine, &receiver, 2026).await, "one");
@@ -451,7 +439,7 @@ async fn a_version_whose_check_runs_past_its_deadline_or_is_too_large_is_refused
     let before = active(&engine).await;
     let mut big = component("swap-two");
     big.resize(300 << 10, 0);
-    let (status, answer) = upload_raw(&engine, big.clone()).await;
+    let (status, answer) = upload_component(&engine, ADMIN, "rates", big.clone()).await;
     assert_eq!(status, 413, "{answer}");
     // Too large in the watched directory: ignored (its size is checked before it is read) for
     // as long as the watcher looks at it...

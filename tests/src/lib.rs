@@ -525,6 +525,26 @@ pub async fn wait_healthy(url: &str, timeout: Duration) {
     }
 }
 
+/// Uploads `bytes` (`application/wasm`) as a new version of the plugin `name` through the admin
+/// API; returns the status and the JSON answer.
+pub async fn upload_component(
+    engine: &TestEngine,
+    token: &str,
+    name: &str,
+    bytes: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let response = http()
+        .put(engine.url(&format!("/admin/plugins/{name}")))
+        .bearer_auth(token)
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .expect("the engine answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON answer"))
+}
+
 /// Calls an engine's admin API with the bearer `token`; returns the status and the JSON answer.
 pub async fn admin_call(
     engine: &TestEngine,

@@ -201,9 +201,9 @@ impl Config {
 
     /// What must hold when `listen` is not a loopback address, where anyone who reaches the
     /// port could otherwise write events: a bus token when HMS event routes exist, and secrets
-    /// (or an explicit `unauthenticated: true`) on every webhook. Checked again when the
-    /// command line changes `listen`.
-    pub fn exposure_problems(&self) -> Vec<Problem> {
+    /// (or an explicit `unauthenticated: true`) on every webhook. Checked for the address the
+    /// engine will use (`run --listen` replaces the file's before the checks).
+    fn exposure_problems(&self) -> Vec<Problem> {
         let mut p = Problems::default();
         if self.listen.ip().is_loopback() {
             return p.0;

@@ -424,10 +424,9 @@ async fn outbox_entity_state_only_moves_forward(backend: &Backend) {
         target: "state-api".into(),
         key: "k".into(),
     };
-    assert_eq!(
-        backend.outbox.entity_state(entity.clone()).await.unwrap(),
-        None
-    );
+    // What the destination holds for the entity now.
+    let held = || async { backend.outbox.entity_state(entity.clone()).await.unwrap() };
+    assert_eq!(held().await, None);
     // v2 goes first (per-key order); delivering it supersedes the stale v1 still pending.
     let v2 = pending_rows(backend).await.remove(0);
     assert_eq!(v2.event_id, "v2");
@@ -439,12 +438,7 @@ async fn outbox_entity_state_only_moves_forward(backend: &Backend) {
         .await
         .unwrap();
     assert_eq!(superseded, [v1.id]);
-    let state = backend
-        .outbox
-        .entity_state(entity.clone())
-        .await
-        .unwrap()
-        .unwrap();
+    let state = held().await.unwrap();
     assert_eq!((state.version, state.event_id.as_str()), (Some(2), "v2"));
     deliver_first_pending(backend, "v3").await;
     // A version older than the one held never replaces it, whatever order it is recorded in.
@@ -452,13 +446,7 @@ async fn outbox_entity_state_only_moves_forward(backend: &Backend) {
     let v1 = &history.outbox[0].0;
     assert_eq!(v1.state, OutboxState::Superseded);
     assert_eq!(v1.superseded_by.as_deref(), Some("v2"));
-    let state = backend
-        .outbox
-        .entity_state(entity.clone())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(state.version, Some(3));
+    assert_eq!(held().await.unwrap().version, Some(3));
     // Superseding a row that is no longer pending changes nothing, and says so.
     let again = SupersedeRecord {
         outbox_id: v1.id,
@@ -770,35 +758,18 @@ async fn work_queue_reads_each_routes_events_apart(backend: &Backend) {
     fresh.sort();
     assert_eq!(fresh, routes);
     assert!(backend.queue.accepted_routes().is_empty());
-    let ids = |events: Vec<PendingEvent>| -> Vec<String> {
-        events.into_iter().map(|p| p.stored.event.id).collect()
+    let ids = |events: &[PendingEvent]| -> Vec<String> {
+        events.iter().map(|p| p.stored.event.id.clone()).collect()
     };
-    let bus = backend
-        .queue
-        .pending_of("bus:tax.rate.updated", 0, 10)
-        .await
-        .unwrap();
-    let first = bus[0].stored.seq;
-    assert_eq!(ids(bus), ["b1", "b2"]);
-    let after = backend
-        .queue
-        .pending_of("bus:tax.rate.updated", first, 10)
-        .await
-        .unwrap();
-    assert_eq!(ids(after), ["b2"]);
-    let hooks = backend
-        .queue
-        .pending_of("webhook:/webhook/x", 0, 10)
-        .await
-        .unwrap();
-    assert_eq!(ids(hooks), ["w1"]);
+    let of = |route: &'static str, after: i64| backend.queue.pending_of(route, after, 10);
+    let bus = of("bus:tax.rate.updated", 0).await.unwrap();
+    assert_eq!(ids(&bus), ["b1", "b2"]);
+    let after = of("bus:tax.rate.updated", bus[0].stored.seq).await.unwrap();
+    assert_eq!(ids(&after), ["b2"]);
+    let mut hooks = of("webhook:/webhook/x", 0).await.unwrap();
+    assert_eq!(ids(&hooks), ["w1"]);
     // Processed, a route has nothing pending and is no longer listed.
-    let w1 = backend
-        .queue
-        .pending_of("webhook:/webhook/x", 0, 10)
-        .await
-        .unwrap()
-        .remove(0);
+    let w1 = hooks.remove(0);
     backend
         .queue
         .complete(processed(&w1, Vec::new()))

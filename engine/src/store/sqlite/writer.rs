@@ -45,7 +45,7 @@ pub(super) enum Command {
 #[derive(Default)]
 struct Changes {
     /// The routes of the events accepted (not duplicates).
-    accepted: std::collections::HashSet<String>,
+    accepted: std::collections::HashSet<crate::store::Route>,
     requeued: bool,
 }
 
@@ -143,7 +143,7 @@ fn run(mut conn: Connection, commands: &Receiver<Command>, signals: &Signals) {
                 .accepted_routes
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .extend(changes.accepted);
+                .extend(changes.accepted.iter().map(ToString::to_string));
             signals.events_accepted.notify_one();
         }
         if changes.requeued {
@@ -325,7 +325,7 @@ fn answer(command: Command, outcome: Outcome, changes: &mut Changes) -> bool {
     match (command, outcome) {
         (Command::Accept(event, reply), Outcome::Accept(result)) => {
             if result.as_ref().is_ok_and(|a| !a.duplicate) {
-                changes.accepted.insert(event.route.to_string());
+                changes.accepted.insert(event.route);
             }
             drop(reply.send(result));
         }
