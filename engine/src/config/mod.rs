@@ -9,12 +9,13 @@
 //!
 //! # Layout
 //!
-//! - `schema`: the sections of the file, as serde structs with their defaults (`store`: the
-//!   store's section);
+//! - `schema`: the sections of the file, as serde structs with their defaults (`listeners`:
+//!   `http`, `bus` and `admin`; `store`: the store's section);
 //! - `values`: `${ENV}` expansion, durations, sizes, paths;
 //! - `checks`: what serde cannot check, and warnings.
 
 mod checks;
+mod listeners;
 #[cfg(test)]
 mod reference;
 mod schema;
@@ -22,6 +23,7 @@ mod store;
 mod values;
 
 pub use checks::MIN_SECRET_BYTES;
+pub use listeners::{AdminConfig, BusConfig, HttpConfig};
 pub use schema::*;
 pub use store::{RetentionConfig, StoreConfig};
 pub use values::{Expanded, ExpandedPath};

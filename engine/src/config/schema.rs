@@ -2,6 +2,7 @@
 //! Unknown keys are errors (`deny_unknown_fields`); keys are camelCase.
 
 use super::StoreConfig;
+use super::listeners::{AdminConfig, BusConfig, HttpConfig};
 use super::values::{self, Expanded, ExpandedPath};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -71,88 +72,6 @@ pub struct Config {
     /// Routes for external webhooks: run `handler` on every request to `path`.
     #[serde(default)]
     pub external_webhooks: Vec<WebhookRoute>,
-}
-
-/// The HTTP listeners' limits.
-#[derive(Debug, Clone, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HttpConfig {
-    /// How long a client may take to send a request's headers before its connection is closed.
-    #[serde(
-        default = "default_header_timeout",
-        deserialize_with = "values::duration::deserialize"
-    )]
-    #[cfg_attr(test, schemars(with = "String"))]
-    pub header_timeout: Duration,
-    /// How long a client may take to send a request's body, from its headers to its last byte.
-    #[serde(
-        default = "default_body_timeout",
-        deserialize_with = "values::duration::deserialize"
-    )]
-    #[cfg_attr(test, schemars(with = "String"))]
-    pub body_timeout: Duration,
-    /// Connections open at once, per listener; beyond it a few more are served health only,
-    /// and new ones wait until one closes.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: NonZeroUsize,
-    /// How long shutdown waits for requests in flight before closing their connections.
-    #[serde(
-        default = "default_shutdown_timeout",
-        deserialize_with = "values::duration::deserialize"
-    )]
-    #[cfg_attr(test, schemars(with = "String"))]
-    pub shutdown_timeout: Duration,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            header_timeout: default_header_timeout(),
-            body_timeout: default_body_timeout(),
-            max_connections: default_max_connections(),
-            shutdown_timeout: default_shutdown_timeout(),
-        }
-    }
-}
-
-/// The embedded HMS bus endpoint.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct BusConfig {
-    /// When set, `POST /events/{type}` requires `Authorization: Bearer <token>` (at least 16
-    /// bytes). Required when `listen` is not a loopback address and HMS event routes exist.
-    pub token: Option<Expanded>,
-}
-
-/// The admin API.
-#[derive(Debug, Clone, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AdminConfig {
-    /// The bearer token every admin request must present (at least 16 bytes). Without one the
-    /// admin API is off.
-    pub token: Option<Expanded>,
-    /// The largest plugin upload accepted, in bytes.
-    #[serde(default = "default_max_upload", deserialize_with = "values::size")]
-    pub max_upload_size: usize,
-    /// Serve the admin API and `/metrics` on this address instead of `listen` (which then
-    /// serves neither).
-    pub listen: Option<SocketAddr>,
-    /// When set, `GET /metrics` requires `Authorization: Bearer <token>` (at least 16 bytes).
-    pub metrics_token: Option<Expanded>,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            token: None,
-            max_upload_size: default_max_upload(),
-            listen: None,
-            metrics_token: None,
-        }
-    }
 }
 
 /// HMS-SYS, the core.
@@ -567,18 +486,6 @@ impl WebhookRoute {
     }
 }
 
-pub(super) fn default_header_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-pub(super) fn default_body_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-pub(super) fn default_max_connections() -> NonZeroUsize {
-    NonZeroUsize::new(1024).expect("not zero")
-}
-pub(super) fn default_shutdown_timeout() -> Duration {
-    Duration::from_secs(10)
-}
 pub(super) fn default_max_clock_skew() -> Duration {
     Duration::from_secs(300)
 }
@@ -626,9 +533,6 @@ pub(super) fn default_max_attempts() -> NonZeroU32 {
 }
 pub(super) fn default_delivery_concurrency() -> NonZeroUsize {
     NonZeroUsize::new(64).expect("non-zero")
-}
-pub(super) fn default_max_upload() -> usize {
-    64 << 20
 }
 pub(super) fn default_max_hops() -> u32 {
     4

@@ -1,0 +1,244 @@
+//! The plugin-store, records and retention cases.
+
+use super::*;
+
+pub(super) async fn plugin_store_keeps_versions_and_their_activations(backend: &Backend) {
+    let version = |hash: &str, fixtures: Option<&str>| PluginVersion {
+        name: "p".into(),
+        hash: hash.into(),
+        world: "transformer".into(),
+        component: vec![0, 1, 2],
+        fixtures: fixtures.map(str::to_owned),
+        uploaded_at: 1,
+        uploaded_by: "config".into(),
+    };
+    let activation = |reason: &str| ActivationRecord {
+        at: 2,
+        by: "admin:abc".into(),
+        reason: reason.into(),
+    };
+    let plugins = &backend.plugins;
+    assert_eq!(plugins.active("p").await.unwrap(), None);
+    for (hash, reason) in [("h1", "config"), ("h2", "upload")] {
+        plugins
+            .write(PluginWrite::Add {
+                version: version(hash, None),
+                activate: Some(activation(reason)),
+            })
+            .await
+            .unwrap();
+    }
+    // Kept again with fixtures: it gains them, and stays inactive.
+    plugins
+        .write(PluginWrite::Add {
+            version: version("h1", Some("[]")),
+            activate: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(plugins.active("p").await.unwrap().as_deref(), Some("h2"));
+    let h1 = plugins.version("p", "h1").await.unwrap().unwrap();
+    assert_eq!(h1.fixtures.as_deref(), Some("[]"));
+    let listed: Vec<(String, bool)> = plugins
+        .versions("p")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.hash, v.active))
+        .collect();
+    assert_eq!(listed, [("h1".into(), false), ("h2".into(), true)]);
+    let reasons: Vec<String> = plugins
+        .activations("p")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.record.reason)
+        .collect();
+    assert_eq!(reasons, ["config", "upload"]);
+    let active_delete = plugins
+        .write(PluginWrite::Delete {
+            name: "p".into(),
+            hash: "h2".into(),
+        })
+        .await;
+    assert!(matches!(active_delete, Err(StoreError::Conflict(_))));
+    plugins
+        .write(PluginWrite::Delete {
+            name: "p".into(),
+            hash: "h1".into(),
+        })
+        .await
+        .unwrap();
+    let unknown = plugins
+        .write(PluginWrite::Delete {
+            name: "p".into(),
+            hash: "h1".into(),
+        })
+        .await;
+    assert!(matches!(unknown, Err(StoreError::NotFound(_))));
+}
+
+pub(super) async fn records_replay_a_dead_letter_once(backend: &Backend) {
+    accept_and_process(backend, &[("e1", None)], |id| {
+        vec![delivery(id, None, None, Strategy::None)]
+    })
+    .await;
+    let row = pending_rows(backend).await.remove(0);
+    backend
+        .outbox
+        .record_attempt(attempt(&row, Next::Dead, 410))
+        .await
+        .unwrap();
+    let backlog = backend.records.backlog().await.unwrap();
+    assert_eq!(
+        (
+            backlog.pending_events,
+            backlog.pending_deliveries,
+            backlog.dead_letters
+        ),
+        (0, 0, 1)
+    );
+    let dead = backend
+        .records
+        .dead_letters(DeadLetterFilter::default())
+        .await
+        .unwrap();
+    let only = DeadLetterFilter {
+        ids: vec![dead[0].id, 999],
+        ..DeadLetterFilter::default()
+    };
+    let first = backend.records.replay(only.clone()).await.unwrap();
+    assert_eq!(first.replayed, [dead[0].id]);
+    assert_eq!(
+        first.skipped,
+        [(999, "no dead letter has this id".to_owned())]
+    );
+    let again = backend.records.replay(only).await.unwrap();
+    assert!(again.replayed.is_empty());
+    assert!(
+        again
+            .skipped
+            .contains(&(dead[0].id, "already replayed".to_owned())),
+        "{again:?}"
+    );
+    // Pending again, with a fresh round.
+    let row = pending_rows(backend).await.remove(0);
+    assert_eq!((row.attempts, row.round_attempts), (1, 0));
+    // More ids than SQLite takes parameters: each one is answered.
+    let many = DeadLetterFilter {
+        ids: (1..=40_000).collect(),
+        ..DeadLetterFilter::default()
+    };
+    let outcome = backend.records.replay(many).await.unwrap();
+    assert!(outcome.replayed.is_empty());
+    assert_eq!(outcome.skipped.len(), 40_000);
+    let listed = backend
+        .records
+        .dead_letters(DeadLetterFilter {
+            include_replayed: true,
+            ..DeadLetterFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(listed[0].replayed_at.is_some());
+}
+
+pub(super) async fn retention_removes_only_finished_work_and_forgets_old_dedupe_keys(
+    backend: &Backend,
+) {
+    accept_and_process(
+        backend,
+        &[("done", None), ("waiting", None), ("dead", None)],
+        |id| vec![delivery(id, None, None, Strategy::None)],
+    )
+    .await;
+    let rows = pending_rows(backend).await;
+    for (row, next, status) in [
+        (&rows[0], Next::Delivered, 200),
+        (&rows[2], Next::Dead, 410),
+    ] {
+        backend
+            .outbox
+            .record_attempt(attempt(row, next, status))
+            .await
+            .unwrap();
+    }
+    // Accepted, not processed yet, with a sender's idempotency key.
+    backend
+        .intake
+        .accept(new_event("unprocessed", None, Some("key-1")))
+        .await
+        .unwrap();
+    let history = |id: &'static str| async move {
+        backend.records.event_history(id).await.unwrap().is_some()
+    };
+    // Every event was accepted at 1 (Unix ms); dead letters are kept for now.
+    let keep_dead = Cutoffs {
+        finished: 2,
+        dead_letters: 0,
+        dedupe: 2,
+    };
+    let round = |cutoffs, after, limit| {
+        backend.retention.prune(Prune {
+            cutoffs,
+            after,
+            limit,
+        })
+    };
+    let pruned = round(keep_dead, 0, 500).await.unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            events: 1,
+            dedupe_keys: 1,
+            next: None
+        }
+    );
+    assert!(!history("done").await, "finished work is removed");
+    for kept in ["waiting", "dead", "unprocessed"] {
+        assert!(history(kept).await, "{kept} is kept");
+    }
+    // The forgotten key is new again.
+    let again = backend
+        .intake
+        .accept(new_event("again", None, Some("key-1")))
+        .await
+        .unwrap();
+    assert!(!again.duplicate);
+    // Once its dead letter is old enough, the dead event goes too, dead letter and all.
+    let forget_dead = Cutoffs {
+        dead_letters: i64::MAX,
+        ..keep_dead
+    };
+    let pruned = round(forget_dead, 0, 500).await.unwrap();
+    assert_eq!((pruned.events, pruned.dedupe_keys), (1, 1));
+    assert!(!history("dead").await);
+    let dead = backend
+        .records
+        .dead_letters(DeadLetterFilter::default())
+        .await
+        .unwrap();
+    assert!(dead.is_empty(), "{dead:?}");
+    // A round stops at its limit and says where to go on. (Processing these two processes
+    // every pending event: now only `waiting`, with its pending delivery, is not finished.)
+    accept_and_process(backend, &[("a", None), ("b", None)], |_| Vec::new()).await;
+    let (mut after, mut removed, mut rounds) = (0, 0, 0);
+    loop {
+        let pruned = round(forget_dead, after, 1).await.unwrap();
+        assert!(pruned.events <= 1);
+        removed += pruned.events;
+        rounds += 1;
+        match pruned.next {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!((removed, rounds), (4, 5));
+    assert!(history("waiting").await);
+    assert_eq!(backend.records.event_count().await.unwrap(), 1);
+    let footprint = backend.retention.footprint().unwrap();
+    assert!(
+        footprint.bytes > 0 && footprint.free_bytes > 0,
+        "{footprint:?}"
+    );
+}
