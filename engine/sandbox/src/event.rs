@@ -3,7 +3,7 @@
 //! this crate).
 
 /// One header: a name and a value.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Header {
     /// The header name.
     pub name: String,

@@ -45,6 +45,63 @@ impl Config {
         p.0
     }
 
+    /// The `store` section: a `nats` section exactly with `kind: nats`, and what it names.
+    fn check_store(&self, p: &mut Problems) {
+        use super::store::StoreKind;
+        let nats = match (self.store.kind, &self.store.nats) {
+            (StoreKind::Sqlite, None) => return,
+            (StoreKind::Sqlite, Some(_)) => {
+                p.add("store.nats", "only with `store.kind: nats`");
+                return;
+            }
+            (StoreKind::Nats, None) => {
+                p.add(
+                    "store.nats",
+                    "`store.kind: nats` needs this section (at least `servers`)",
+                );
+                return;
+            }
+            (StoreKind::Nats, Some(nats)) => nats,
+        };
+        if nats.servers.is_empty() {
+            p.add("store.nats.servers", "name at least one server");
+        }
+        for (i, server) in nats.servers.iter().enumerate() {
+            if let Err(e) = check_nats_url(server) {
+                p.add(format!("store.nats.servers[{i}]"), e);
+            }
+        }
+        if nats.prefix.is_empty()
+            || !nats
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            p.add(
+                "store.nats.prefix",
+                "letters, digits, `-` and `_` only (it starts stream, subject and bucket names)",
+            );
+        }
+        if ![1, 3, 5].contains(&nats.replicas) {
+            p.add("store.nats.replicas", "1, 3 or 5");
+        }
+        if nats.lease < std::time::Duration::from_secs(1) {
+            p.add("store.nats.lease", "at least 1s");
+        }
+        if nats.request_timeout.is_zero() {
+            p.add("store.nats.requestTimeout", "must be more than zero");
+        }
+        if nats.credentials.is_some() && nats.user.is_some() {
+            p.add(
+                "store.nats.user",
+                "either `credentials` or `user`, not both",
+            );
+        }
+        if nats.user.is_some() != nats.password.is_some() {
+            p.add("store.nats.password", "`user` and `password` go together");
+        }
+    }
+
     /// The checks serde cannot make: references between sections, URLs, names, secrets.
     pub(super) fn check(&self) -> Vec<Problem> {
         let mut p = Problems::default();
@@ -75,6 +132,7 @@ impl Config {
                 p.add(key, "must be more than zero");
             }
         }
+        self.check_store(&mut p);
         if self.admin.listen.is_some_and(|admin| admin == self.listen) {
             p.add(
                 "admin.listen",
@@ -360,6 +418,14 @@ fn check_secrets(secrets: &[Expanded], key: &str, p: &mut Problems) {
             p.add(format!("{key}[{i}]"), e);
         }
     }
+}
+
+/// A NATS server address: `nats://`, `tls://` (or `host:port`), with a host.
+fn check_nats_url(server: &str) -> Result<(), String> {
+    server
+        .parse::<async_nats::ServerAddr>()
+        .map(drop)
+        .map_err(|e| format!("not a NATS server address ({e})"))
 }
 
 fn check_url(raw: &str) -> Result<(), String> {

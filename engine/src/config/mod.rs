@@ -25,7 +25,7 @@ mod values;
 pub use checks::MIN_SECRET_BYTES;
 pub use listeners::{AdminConfig, BusConfig, HttpConfig};
 pub use schema::*;
-pub use store::{RetentionConfig, StoreConfig};
+pub use store::{NatsConfig, RetentionConfig, StoreConfig, StoreKind};
 pub use values::{Expanded, ExpandedPath};
 
 use std::fmt;
@@ -172,6 +172,14 @@ impl Config {
             }
         };
         resolve(&mut self.store.path);
+        if let Some(credentials) = self
+            .store
+            .nats
+            .as_mut()
+            .and_then(|nats| nats.credentials.as_mut())
+        {
+            resolve(credentials);
+        }
         if let Some(dir) = &mut self.plugin_dir {
             resolve(dir);
         }

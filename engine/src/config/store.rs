@@ -1,7 +1,7 @@
 //! The `store` section: where the data lives, how long finished work is kept, and the free
 //! space below which acceptance stops.
 
-use super::values::{self, ExpandedPath};
+use super::values::{self, Expanded, ExpandedPath};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,9 +11,17 @@ use std::time::Duration;
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StoreConfig {
-    /// The data directory; the SQLite database lives inside it.
+    /// Which backend keeps the engine's state: `sqlite` (embedded, the default) or `nats`
+    /// (a NATS JetStream log that several engines share; `nats` says where).
+    #[serde(default)]
+    pub kind: StoreKind,
+    /// The data directory; the SQLite database lives inside it (with `kind: nats`, this
+    /// instance's replica of the log).
     #[serde(default = "default_store_path")]
     pub path: ExpandedPath,
+    /// The NATS servers and names, with `kind: nats`.
+    #[serde(default)]
+    pub nats: Option<NatsConfig>,
     /// Below this much free space on the data directory's file system, acceptance answers 503
     /// (before the disk is full and every write fails).
     #[serde(default = "default_min_free_space", deserialize_with = "values::size")]
@@ -26,11 +34,81 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            kind: StoreKind::default(),
             path: default_store_path(),
+            nats: None,
             min_free_space: default_min_free_space(),
             retention: RetentionConfig::default(),
         }
     }
+}
+
+/// Which backend keeps the engine's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// SQLite in the data directory: one engine.
+    #[default]
+    Sqlite,
+    /// A log on NATS JetStream that several engines share, each with a replica of it.
+    Nats,
+}
+
+/// Where the NATS backend keeps its log, and how it connects.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NatsConfig {
+    /// The servers to connect to (`nats://host:port`); any one of a cluster will do.
+    pub servers: Vec<Expanded>,
+    /// A credentials file (`.creds`: a user JWT and its NKey seed), when the servers ask for one.
+    #[serde(default)]
+    pub credentials: Option<ExpandedPath>,
+    /// A user and password, when the servers ask for them (not with `credentials`).
+    #[serde(default)]
+    pub user: Option<Expanded>,
+    /// The password of `user`.
+    #[serde(default)]
+    pub password: Option<Expanded>,
+    /// Starts the names of everything the engine keeps on the servers (the `<prefix>_LOG`
+    /// stream and its `<prefix>.log` subject, the `<prefix>_plugins`, `<prefix>_writes` and
+    /// `<prefix>_leases` buckets): engines with the same prefix share their work. Letters,
+    /// digits, `-` and `_`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// How many servers keep each copy of the log (1, 3 or 5): an answer 202 waits for a
+    /// majority of them.
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// How long the engine holding the work (processing and delivery) keeps it without
+    /// renewing it: another engine takes over this long after the holder dies.
+    #[serde(
+        default = "default_lease",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
+    pub lease: Duration,
+    /// How long a call to the servers may take before it fails (a write answered 503).
+    #[serde(
+        default = "default_request_timeout",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
+    pub request_timeout: Duration,
+}
+
+fn default_prefix() -> String {
+    "sync".into()
+}
+fn default_replicas() -> usize {
+    1
+}
+fn default_lease() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// How long finished work is kept before it is pruned (in the background, in small

@@ -19,6 +19,7 @@
 pub mod dir_lock;
 pub mod housekeeping;
 pub mod model;
+pub mod nats;
 pub mod sqlite;
 
 #[cfg(test)]
@@ -172,6 +173,10 @@ pub trait PluginStore: Send + Sync {
 
     /// Every activation of a plugin, oldest first.
     fn activations(&self, name: &str) -> StoreFuture<Vec<Activation>>;
+
+    /// The plugins whose active version changed since the last call (by any engine, with a
+    /// shared backend), and a notice that fires when one does.
+    fn activated(&self) -> (Vec<String>, Arc<Notify>);
 }
 
 /// What happened, for operators: dead letters, histories, the backlog.
@@ -215,6 +220,14 @@ pub trait Retention: Send + Sync {
 
     /// Refuses new events with `why` (the disk is low), or, with `None`, takes them again.
     fn refuse_accepts(&self, why: Option<String>);
+}
+
+/// Where the writes of a replica go: a log that every instance applies in the same order
+/// (the NATS backend). [`WriteLog::submit`] answers once the write is in the log *and* this
+/// instance has applied it, with the answer applying it gave.
+pub trait WriteLog: Send + Sync {
+    /// Appends a write to the log; queued when called.
+    fn submit(&self, write: Write) -> StoreFuture<Written>;
 }
 
 /// One backend: a handle on each seam.

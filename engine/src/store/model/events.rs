@@ -5,7 +5,9 @@ use crate::sandbox::event::Event;
 use std::fmt;
 
 /// Where an event arrived: the route it runs on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Route {
     /// The HMS bus, for events of this type (`POST /events/{type}`).
     Bus(String),
@@ -61,9 +63,10 @@ impl fmt::Display for Route {
 }
 
 /// An event to commit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewEvent {
     /// The event, with the id the listener gave it.
+    #[serde(with = "super::writes::EventDef")]
     pub event: Event,
     /// The route it arrived on.
     pub route: Route,
@@ -111,7 +114,7 @@ pub struct PendingEvent {
 }
 
 /// How a plugin run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RunOutcome {
     /// The plugin ran and its actions were kept.
     Ok,
@@ -146,7 +149,7 @@ impl RunOutcome {
 }
 
 /// One plugin run on an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Run {
     /// The handler's index among its route's handlers.
     pub handler: usize,
@@ -167,7 +170,7 @@ pub struct Run {
 }
 
 /// A run to record, with the actions it produced, in order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunRecord {
     /// The run.
     pub run: Run,
@@ -176,7 +179,7 @@ pub struct RunRecord {
 }
 
 /// A processed event: its runs and their actions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Processed {
     /// The event's id.
     pub event_id: String,

@@ -6,7 +6,7 @@ use crate::config::Strategy;
 use crate::sandbox::event::Header;
 
 /// What an outbox row asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum OutboxKind {
     /// Deliver the body to a named destination.
     Deliver,
@@ -77,7 +77,7 @@ impl OutboxState {
 }
 
 /// One action of a plugin, ready to send: what an outbox row asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutboxAction {
     /// What it asks for.
     pub kind: OutboxKind,
@@ -134,7 +134,7 @@ impl OutboxAction {
 
 /// One entity at one target: (outbox kind, destination or event type, entity key). Deliveries
 /// to it go one at a time, in order, and its conflict state is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct EntityRef {
     /// Deliveries or emitted events.
     pub kind: OutboxKind,
@@ -176,7 +176,7 @@ pub struct OutboxRow {
 }
 
 /// What follows a delivery attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Next {
     /// The receiver accepted it.
     Delivered,
@@ -198,7 +198,7 @@ impl Next {
 }
 
 /// How a delivery attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AttemptOutcome {
     /// The receiver accepted the request.
     Delivered,
@@ -231,7 +231,7 @@ impl AttemptOutcome {
 }
 
 /// One delivery attempt, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attempt {
     /// The attempt's number over the row's whole life, from 1.
     pub number: u32,
@@ -248,7 +248,7 @@ pub struct Attempt {
 }
 
 /// One delivery attempt to record, and what follows it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AttemptRecord {
     /// The outbox row.
     pub outbox_id: i64,
@@ -262,7 +262,7 @@ pub struct AttemptRecord {
 }
 
 /// The conflict state a delivered row leaves its entity.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EntityHolds {
     /// The entity.
     pub entity: EntityRef,
@@ -301,7 +301,7 @@ impl OutboxRow {
 }
 
 /// Marks an outbox row superseded: the destination holds a newer version of its entity.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SupersedeRecord {
     /// The outbox row.
     pub outbox_id: i64,
@@ -314,7 +314,7 @@ pub struct SupersedeRecord {
 }
 
 /// What a destination last got for one entity: the conflict state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EntityState {
     /// The version delivered.
     pub version: Option<u64>,

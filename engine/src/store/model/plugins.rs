@@ -1,7 +1,7 @@
 //! Plugin versions and their activations.
 
 /// A version of a plugin, with its component.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PluginVersion {
     /// The plugin's name.
     pub name: String,
@@ -48,7 +48,7 @@ pub struct Activation {
 }
 
 /// Who made a version active, when, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ActivationRecord {
     /// When (Unix ms).
     pub at: i64,
@@ -59,7 +59,7 @@ pub struct ActivationRecord {
 }
 
 /// A write about plugins.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum PluginWrite {
     /// Keeps a version (one already kept keeps its metadata; it gains fixtures if it had none),
     /// and, in the same transaction, makes it active when `activate` says so.

@@ -71,7 +71,7 @@ pub struct DeadLetter {
 }
 
 /// Which dead letters to list or replay. Set fields narrow the selection (all must hold).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetterFilter {
     /// Only these ids.
     pub ids: Vec<i64>,
@@ -113,7 +113,7 @@ pub struct Backlog {
 }
 
 /// What is old enough to remove, as Unix ms cut-offs: everything strictly older goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cutoffs {
     /// Events accepted before this whose work is finished.
     pub finished: i64,
@@ -124,7 +124,7 @@ pub struct Cutoffs {
 }
 
 /// One round of pruning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Prune {
     /// What is old enough.
     pub cutoffs: Cutoffs,

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 
 /// The schema version this engine writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// Opens the database for writing (WAL, `synchronous = FULL`) or reading.
 pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -45,10 +45,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     incremental_vacuum(conn, version)?;
     let steps: &[&str] = match version {
         0 => &[include_str!("schema.sql")],
-        1 => &[TO_2, TO_3, TO_4, TO_5],
-        2 => &[TO_3, TO_4, TO_5],
-        3 => &[TO_4, TO_5],
-        4 => &[TO_5],
+        1 => &[TO_2, TO_3, TO_4, TO_5, TO_6],
+        2 => &[TO_3, TO_4, TO_5, TO_6],
+        3 => &[TO_4, TO_5, TO_6],
+        4 => &[TO_5, TO_6],
+        5 => &[TO_6],
         SCHEMA_VERSION => return Ok(()),
         newer => {
             return Err(StoreError::Io(format!(
@@ -127,6 +128,16 @@ const TO_5: &str = "
     CREATE INDEX events_dedupe_age ON events (seq) WHERE dedupe_key IS NOT NULL;
     DROP INDEX events_pending;
     CREATE INDEX events_pending ON events (route, seq) WHERE processed_at IS NULL;
+";
+
+/// Version 5 to 6: a store that is a replica of a log (the NATS backend) records which log,
+/// and how far it has applied it.
+const TO_6: &str = "
+    CREATE TABLE replica (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        log      TEXT    NOT NULL,
+        position INTEGER NOT NULL
+    );
 ";
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //! - `history`: one event's whole story, and the backlog;
 //! - `plugins`: plugin versions and activations;
 //! - `readers`: the read-only connections;
+//! - `replica`: which log a replica follows, and how far it has applied it;
 //! - `retention`: pruning finished work;
 //! - `columns`: how values are written to columns and read back (by name).
 
@@ -33,6 +34,7 @@ mod migrate;
 mod outbox;
 mod plugins;
 mod readers;
+mod replica;
 mod retention;
 mod writer;
 
@@ -40,7 +42,7 @@ use super::{
     Accepted, Activation, AttemptRecord, Backlog, DeadLetter, DeadLetterFilter, EntityRef,
     EntityState, EventHistory, Footprint, Intake, NewEvent, Outbox, OutboxRow, PendingEvent,
     PluginStore, PluginVersion, PluginVersionInfo, PluginWrite, Processed, Prune, Pruned, Records,
-    ReplayOutcome, Retention, StoreError, StoreFuture, SupersedeRecord, WorkQueue,
+    ReplayOutcome, Retention, StoreError, StoreFuture, SupersedeRecord, WorkQueue, Write, Written,
 };
 use readers::Readers;
 use rusqlite::Connection;
@@ -132,12 +134,30 @@ struct Inner {
     /// For point reads made inline (see the module's documentation).
     lookup: Mutex<Connection>,
     signals: writer::Signals,
+    /// Where writes go when the store is a replica of a log.
+    log: Option<Arc<dyn super::WriteLog>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl SqliteStore {
     /// Opens (creating or upgrading if needed) the store in the data directory `dir`.
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with(dir, None)
+    }
+
+    /// Opens the store in `dir` as a replica of `log`: its writes go to the log, and it
+    /// applies what the log holds ([`SqliteStore::apply_logged`]); see [`SqliteStore::bind_log`].
+    pub fn open_replica(
+        dir: &Path,
+        log: Arc<dyn super::WriteLog>,
+    ) -> Result<SqliteStore, StoreError> {
+        Self::open_with(dir, Some(log))
+    }
+
+    fn open_with(
+        dir: &Path,
+        log: Option<Arc<dyn super::WriteLog>>,
+    ) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Io(format!(
                 "cannot create the data directory {}: {e}",
@@ -164,6 +184,7 @@ impl SqliteStore {
                 refusing: Mutex::new(None),
                 lookup: Mutex::new(lookup),
                 signals,
+                log,
                 writer_thread: Mutex::new(Some(thread)),
             }),
         })
@@ -196,20 +217,71 @@ impl SqliteStore {
         }
     }
 
-    /// Sends a write to the writer now, and returns a future of its result. Sending before the
-    /// future is awaited lets a caller queue many writes, then wait: they share one commit.
+    /// Sends a write to the writer now, and returns a future of its result, taken out of
+    /// its [`Written`] by `answer`. Sending before the future is awaited lets a caller queue
+    /// many writes, then wait: they share one commit.
+    ///
+    /// A replica sends its writes to its log instead: they come back through
+    /// [`SqliteStore::apply_logged`], in the log's order, on every instance.
     fn queue<T: Send + 'static>(
         &self,
-        command: impl FnOnce(writer::Reply<T>) -> writer::Command,
+        write: Write,
+        answer: fn(Written) -> Result<T, StoreError>,
     ) -> StoreFuture<T> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.inner.writer.send(command(tx)).is_ok();
+        let written = match &self.inner.log {
+            Some(log) => log.submit(write),
+            None => self.send(write, None),
+        };
+        Box::pin(async move { answer(written.await?) })
+    }
+
+    fn send(&self, write: Write, logged: Option<u64>) -> StoreFuture<Written> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self
+            .inner
+            .writer
+            .send(writer::Command::Write {
+                write,
+                logged,
+                reply,
+            })
+            .is_ok();
         Box::pin(async move {
             if !sent {
                 return Err(StoreError::Closed);
             }
             rx.await.map_err(|_| StoreError::Closed)?
         })
+    }
+
+    /// Makes this store a replica of the log named `log` (or checks that it is one), and
+    /// answers the position of the last entry it applied (0 for none). Refuses a store that
+    /// holds events of its own or follows another log.
+    pub fn bind_log(&self, log: &str) -> Result<u64, StoreError> {
+        // Once, at start, on a connection of its own (the writer thread's is its alone).
+        let write = migrate::open_connection(&self.inner.path, false)?;
+        replica::bind(&write, log)
+    }
+
+    /// Applies the log entry at `position`, in the order of the calls, recording the position
+    /// in the same transaction. Entries are applied in the order they are sent.
+    pub fn apply_logged(&self, position: u64, write: Write) -> StoreFuture<Written> {
+        self.send(write, Some(position))
+    }
+
+    fn activated_plugins(&self) -> (Vec<String>, Arc<Notify>) {
+        let names = std::mem::take(
+            &mut *self
+                .inner
+                .signals
+                .activated
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        (
+            names.into_iter().collect(),
+            self.inner.signals.plugins_activated.clone(),
+        )
     }
 
     /// Runs one of the engine's own reads, on a blocking thread.
@@ -257,7 +329,7 @@ impl Intake for SqliteStore {
                 MAX_ACCEPTING >> 20
             )))));
         };
-        let committed = self.queue(|reply| writer::Command::Accept(event, reply));
+        let committed = self.queue(Write::Accept(event), Written::accepted);
         Box::pin(async move {
             let _held = held;
             committed.await
@@ -265,7 +337,12 @@ impl Intake for SqliteStore {
     }
 
     fn probe(&self) -> StoreFuture<()> {
-        self.queue(writer::Command::Probe)
+        self.queue(
+            Write::Probe {
+                at: super::now_ms(),
+            },
+            Written::done,
+        )
     }
 }
 
@@ -302,7 +379,7 @@ impl WorkQueue for SqliteStore {
     }
 
     fn complete(&self, processed: Processed) -> StoreFuture<Vec<OutboxRow>> {
-        self.queue(|reply| writer::Command::Processed(processed, reply))
+        self.queue(Write::Complete(processed), Written::queued)
     }
 
     fn accepted(&self) -> Arc<Notify> {
@@ -330,11 +407,11 @@ impl Outbox for SqliteStore {
     }
 
     fn record_attempt(&self, attempt: AttemptRecord) -> StoreFuture<Vec<i64>> {
-        self.queue(|reply| writer::Command::Attempt(attempt, reply))
+        self.queue(Write::Attempt(attempt), Written::superseded)
     }
 
     fn supersede(&self, record: SupersedeRecord) -> StoreFuture<bool> {
-        self.queue(|reply| writer::Command::Supersede(record, reply))
+        self.queue(Write::Supersede(record), Written::was_pending)
     }
 
     fn entity_state(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>> {
@@ -356,7 +433,7 @@ impl Outbox for SqliteStore {
 
 impl Retention for SqliteStore {
     fn prune(&self, prune: Prune) -> StoreFuture<Pruned> {
-        self.queue(|reply| writer::Command::Prune(prune, reply))
+        self.queue(Write::Prune(prune), Written::pruned)
     }
 
     fn footprint(&self) -> std::io::Result<Footprint> {
@@ -389,7 +466,11 @@ impl Retention for SqliteStore {
 
 impl PluginStore for SqliteStore {
     fn write(&self, write: PluginWrite) -> StoreFuture<()> {
-        self.queue(|reply| writer::Command::Plugin(write, reply))
+        self.queue(Write::Plugin(write), Written::done)
+    }
+
+    fn activated(&self) -> (Vec<String>, Arc<Notify>) {
+        self.activated_plugins()
     }
 
     fn active(&self, name: &str) -> StoreFuture<Option<String>> {
@@ -419,7 +500,13 @@ impl Records for SqliteStore {
     }
 
     fn replay(&self, filter: DeadLetterFilter) -> StoreFuture<ReplayOutcome> {
-        self.queue(|reply| writer::Command::Replay(filter, reply))
+        self.queue(
+            Write::Replay {
+                filter,
+                at: super::now_ms(),
+            },
+            Written::replayed,
+        )
     }
 
     fn event_history(&self, id: &str) -> StoreFuture<Option<EventHistory>> {
@@ -436,7 +523,7 @@ impl Records for SqliteStore {
     }
 
     fn reset_entity(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>> {
-        self.queue(|reply| writer::Command::ResetEntity(entity, reply))
+        self.queue(Write::ResetEntity(entity), Written::held)
     }
 
     fn event_count(&self) -> StoreFuture<u64> {

@@ -145,6 +145,14 @@ CREATE TABLE probe (
     at INTEGER NOT NULL
 );
 
+-- When the store is a replica of a log (the NATS backend): which log, and the position of the
+-- last entry applied, written in the same transaction as the entry's write.
+CREATE TABLE replica (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    log      TEXT    NOT NULL,
+    position INTEGER NOT NULL
+);
+
 -- Every version of every plugin the engine has been given (by its configuration, the admin API
 -- or the watched directory), by content hash, and every activation: the active version of a
 -- plugin is its last activation.

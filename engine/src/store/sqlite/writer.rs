@@ -1,10 +1,8 @@
 //! The writer thread: group commit of everything the engine writes.
 
+use super::replica;
 use super::{dead_letters, events, outbox, plugins, retention};
-use crate::store::{
-    Accepted, AttemptRecord, DeadLetterFilter, EntityRef, EntityState, NewEvent, OutboxRow,
-    PluginWrite, Processed, Prune, Pruned, ReplayOutcome, StoreError, SupersedeRecord, now_ms,
-};
+use crate::store::{PluginWrite, StoreError, Write, Written};
 use rusqlite::Connection;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,19 +22,18 @@ const LINGER: Duration = Duration::from_millis(1);
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// One write, with where to send its result.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every command is a write; boxing each would cost an allocation per write"
+)]
 pub(super) enum Command {
-    Accept(NewEvent, Reply<Accepted>),
-    Processed(Processed, Reply<Vec<OutboxRow>>),
-    Attempt(AttemptRecord, Reply<Vec<i64>>),
-    Replay(DeadLetterFilter, Reply<ReplayOutcome>),
-    Supersede(SupersedeRecord, Reply<bool>),
-    /// Forgets what a target holds for an entity; answers what it held.
-    ResetEntity(EntityRef, Reply<Option<EntityState>>),
-    /// One round of retention.
-    Prune(Prune, Reply<Pruned>),
-    Plugin(PluginWrite, Reply<()>),
-    /// Rewrites the probe row, proving writes reach the disk.
-    Probe(Reply<()>),
+    /// A write. `logged` is the position of the log entry it came from, when the store is a
+    /// replica of a log: recorded in the same transaction, so the replica knows where to go on.
+    Write {
+        write: Write,
+        logged: Option<u64>,
+        reply: Reply<Written>,
+    },
     /// Commit what came before, then stop.
     Close,
 }
@@ -47,6 +44,8 @@ struct Changes {
     /// The routes of the events accepted (not duplicates).
     accepted: std::collections::HashSet<crate::store::Route>,
     requeued: bool,
+    /// The plugins whose active version changed.
+    activated: std::collections::HashSet<String>,
 }
 
 /// Who the writer tells about what it committed.
@@ -57,6 +56,9 @@ pub(super) struct Signals {
     pub(super) accepted_routes: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     pub(super) events_requeued: Arc<Notify>,
     pub(super) outbox_requeued: Arc<Notify>,
+    /// The plugins whose active version changed since the registry last asked.
+    pub(super) activated: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    pub(super) plugins_activated: Arc<Notify>,
     pub(super) commits: Arc<AtomicU64>,
 }
 
@@ -72,44 +74,31 @@ pub(super) fn spawn(
 
 /// A command's result, held until the transaction commits.
 enum Outcome {
-    Accept(Result<Accepted, StoreError>),
-    Unit(Result<(), StoreError>),
-    Flag(Result<bool, StoreError>),
-    Replay(Result<ReplayOutcome, StoreError>),
-    Rows(Result<Vec<OutboxRow>, StoreError>),
-    Ids(Result<Vec<i64>, StoreError>),
-    Entity(Result<Option<EntityState>, StoreError>),
-    Pruned(Result<Pruned, StoreError>),
+    Write(Result<Written, StoreError>),
     Close,
 }
 
 impl Outcome {
     fn failed(&self) -> bool {
-        match self {
-            Outcome::Accept(r) => r.is_err(),
-            Outcome::Unit(r) => r.is_err(),
-            Outcome::Flag(r) => r.is_err(),
-            Outcome::Replay(r) => r.is_err(),
-            Outcome::Rows(r) => r.is_err(),
-            Outcome::Ids(r) => r.is_err(),
-            Outcome::Entity(r) => r.is_err(),
-            Outcome::Pruned(r) => r.is_err(),
-            Outcome::Close => false,
-        }
+        matches!(self, Outcome::Write(Err(_)))
+    }
+
+    /// Whether this is a logged write that failed for a reason of this instance's (its disk):
+    /// on another instance the same write may pass, so the batch must not commit without it.
+    fn transient_in_log(&self, command: &Command) -> bool {
+        matches!(
+            command,
+            Command::Write {
+                logged: Some(_),
+                ..
+            }
+        ) && matches!(self, Outcome::Write(Err(e)) if e.is_transient())
     }
 
     /// The failure `message`, as the outcome of `command`.
     fn error(command: &Command, message: &str) -> Outcome {
-        let error = || StoreError::Io(message.to_owned());
         match command {
-            Command::Accept(..) => Outcome::Accept(Err(error())),
-            Command::Probe(..) | Command::Plugin(..) => Outcome::Unit(Err(error())),
-            Command::Supersede(..) => Outcome::Flag(Err(error())),
-            Command::Processed(..) => Outcome::Rows(Err(error())),
-            Command::Attempt(..) => Outcome::Ids(Err(error())),
-            Command::Replay(..) => Outcome::Replay(Err(error())),
-            Command::ResetEntity(..) => Outcome::Entity(Err(error())),
-            Command::Prune(..) => Outcome::Pruned(Err(error())),
+            Command::Write { .. } => Outcome::Write(Err(StoreError::Io(message.to_owned()))),
             Command::Close => Outcome::Close,
         }
     }
@@ -149,6 +138,14 @@ fn run(mut conn: Connection, commands: &Receiver<Command>, signals: &Signals) {
         if changes.requeued {
             signals.events_requeued.notify_one();
             signals.outbox_requeued.notify_one();
+        }
+        if !changes.activated.is_empty() {
+            signals
+                .activated
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(changes.activated);
+            signals.plugins_activated.notify_one();
         }
     }
 }
@@ -207,19 +204,25 @@ impl Sync {
         }
     }
 
-    /// The level one command needs.
+    /// The level one command needs. A logged write is durable in its log already: the
+    /// replica can apply it again after a power loss.
     fn of(command: &Command) -> Sync {
         match command {
-            Command::Accept(..)
-            | Command::Replay(..)
-            | Command::ResetEntity(..)
-            | Command::Plugin(..)
-            | Command::Probe(..) => Sync::Full,
-            Command::Processed(..)
-            | Command::Prune(..)
-            | Command::Attempt(..)
-            | Command::Supersede(..)
+            Command::Write {
+                logged: Some(_), ..
+            }
             | Command::Close => Sync::Normal,
+            Command::Write { write, .. } => match write {
+                Write::Accept(..)
+                | Write::Replay { .. }
+                | Write::ResetEntity(..)
+                | Write::Plugin(..)
+                | Write::Probe { .. } => Sync::Full,
+                Write::Complete(..)
+                | Write::Prune(..)
+                | Write::Attempt(..)
+                | Write::Supersede(..) => Sync::Normal,
+            },
         }
     }
 
@@ -254,7 +257,6 @@ fn run_batch(conn: &mut Connection, batch: &[Command], isolated: bool) -> Option
         Ok(tx) => tx,
         Err(e) => return Some(fail_all(&format!("cannot begin a transaction: {e}"))),
     };
-    let now = now_ms();
     let mut outcomes = Vec::with_capacity(batch.len());
     for command in batch {
         // SQLite rolls a whole transaction back on some errors (a full disk, an I/O error):
@@ -265,13 +267,23 @@ fn run_batch(conn: &mut Connection, batch: &[Command], isolated: bool) -> Option
             ));
         }
         let outcome = if isolated {
-            in_savepoint(&tx, command, now)
+            in_savepoint(&tx, command)
         } else {
-            apply(&tx, command, now)
+            apply(&tx, command)
         };
         if outcome.failed() && !isolated {
             // Dropping the transaction rolls it back.
             return None;
+        }
+        if outcome.transient_in_log(command) {
+            // A replica applies its log in order or not at all: nothing of this batch commits.
+            return Some(fail_all(&format!(
+                "a logged write failed on this instance: {}",
+                match &outcome {
+                    Outcome::Write(Err(e)) => e.to_string(),
+                    _ => String::new(),
+                }
+            )));
         }
         outcomes.push(outcome);
     }
@@ -283,23 +295,44 @@ fn run_batch(conn: &mut Connection, batch: &[Command], isolated: bool) -> Option
 }
 
 /// Runs one command.
-fn apply(c: &Connection, command: &Command, now: i64) -> Outcome {
+fn apply(c: &Connection, command: &Command) -> Outcome {
     match command {
-        Command::Accept(event, _) => Outcome::Accept(events::insert(c, event)),
-        Command::Processed(processed, _) => Outcome::Rows(events::complete(c, processed)),
-        Command::Attempt(attempt, _) => Outcome::Ids(outbox::record_attempt(c, attempt)),
-        Command::Replay(filter, _) => Outcome::Replay(dead_letters::replay(c, filter, now)),
-        Command::Supersede(record, _) => Outcome::Flag(outbox::supersede(c, record)),
-        Command::ResetEntity(entity, _) => Outcome::Entity(outbox::reset_entity_state(c, entity)),
-        Command::Prune(prune, _) => Outcome::Pruned(retention::prune(c, prune)),
-        Command::Plugin(write, _) => Outcome::Unit(plugins::write(c, write)),
-        Command::Probe(_) => Outcome::Unit(events::probe(c, now)),
+        Command::Write { write, logged, .. } => {
+            let written = apply_write(c, write);
+            let written = match (written, logged) {
+                (Ok(written), Some(position)) => replica::advance(c, *position).map(|()| written),
+                (written, _) => written,
+            };
+            Outcome::Write(written)
+        }
         Command::Close => Outcome::Close,
     }
 }
 
+/// Applies one write. Its answer depends only on the write and what is stored (never on the
+/// clock), so a log applied in order gives the same answers on every instance.
+fn apply_write(c: &Connection, write: &Write) -> Result<Written, StoreError> {
+    Ok(match write {
+        Write::Accept(event) => Written::Accepted(events::insert(c, event)?),
+        Write::Complete(processed) => Written::Queued(events::complete(c, processed)?),
+        Write::Attempt(attempt) => Written::Superseded(outbox::record_attempt(c, attempt)?),
+        Write::Replay { filter, at } => Written::Replayed(dead_letters::replay(c, filter, *at)?),
+        Write::Supersede(record) => Written::WasPending(outbox::supersede(c, record)?),
+        Write::ResetEntity(entity) => Written::Held(outbox::reset_entity_state(c, entity)?),
+        Write::Prune(prune) => Written::Pruned(retention::prune(c, prune)?),
+        Write::Plugin(write) => {
+            plugins::write(c, write)?;
+            Written::Done
+        }
+        Write::Probe { at } => {
+            events::probe(c, *at)?;
+            Written::Done
+        }
+    })
+}
+
 /// Runs one command in a savepoint, rolled back when it fails.
-fn in_savepoint(tx: &rusqlite::Transaction<'_>, command: &Command, now: i64) -> Outcome {
+fn in_savepoint(tx: &rusqlite::Transaction<'_>, command: &Command) -> Outcome {
     let statement = |sql: &str| -> Result<(), StoreError> {
         tx.prepare_cached(sql)?.execute([])?;
         Ok(())
@@ -307,7 +340,7 @@ fn in_savepoint(tx: &rusqlite::Transaction<'_>, command: &Command, now: i64) -> 
     if let Err(e) = statement("SAVEPOINT command") {
         return Outcome::error(command, &e.to_string());
     }
-    let outcome = apply(tx, command, now);
+    let outcome = apply(tx, command);
     let end = if outcome.failed() {
         statement("ROLLBACK TO command").and_then(|()| statement("RELEASE command"))
     } else {
@@ -322,45 +355,36 @@ fn in_savepoint(tx: &rusqlite::Transaction<'_>, command: &Command, now: i64) -> 
 /// Sends a committed outcome to whoever sent the command (one that stopped waiting is not an
 /// error) and notes what it changed. Returns whether the command was `Close`.
 fn answer(command: Command, outcome: Outcome, changes: &mut Changes) -> bool {
-    match (command, outcome) {
-        (Command::Accept(event, reply), Outcome::Accept(result)) => {
-            if result.as_ref().is_ok_and(|a| !a.duplicate) {
-                changes.accepted.insert(event.route);
-            }
-            drop(reply.send(result));
-        }
-        (Command::Probe(reply) | Command::Plugin(_, reply), Outcome::Unit(result)) => {
-            drop(reply.send(result));
-        }
-        (Command::Supersede(_, reply), Outcome::Flag(result)) => {
-            drop(reply.send(result));
-        }
-        (Command::Processed(_, reply), Outcome::Rows(result)) => {
-            drop(reply.send(result));
-        }
-        (Command::Attempt(_, reply), Outcome::Ids(result)) => {
-            drop(reply.send(result));
-        }
-        (Command::ResetEntity(_, reply), Outcome::Entity(result)) => {
-            drop(reply.send(result));
-        }
-        (Command::Prune(_, reply), Outcome::Pruned(result)) => {
-            drop(reply.send(result));
-        }
-        (Command::Replay(_, reply), Outcome::Replay(result)) => {
-            if result.as_ref().is_ok_and(|o| !o.replayed.is_empty()) {
-                changes.requeued = true;
-            }
-            drop(reply.send(result));
-        }
+    let (write, reply, result) = match (command, outcome) {
+        (Command::Write { write, reply, .. }, Outcome::Write(result)) => (write, reply, result),
         (Command::Close, _) => return true,
-        (command, _) => {
+        (Command::Write { reply, .. }, Outcome::Close) => {
             // Outcomes are made from their own commands; never reached.
             tracing::error!(
                 "the store's writer mismatched an outcome; the sender is told it failed"
             );
-            drop(command);
+            drop(reply.send(Err(StoreError::Closed)));
+            return false;
         }
+    };
+    match (&write, &result) {
+        (Write::Accept(event), Ok(Written::Accepted(accepted))) if !accepted.duplicate => {
+            changes.accepted.insert(event.route.clone());
+        }
+        (Write::Replay { .. }, Ok(Written::Replayed(outcome))) if !outcome.replayed.is_empty() => {
+            changes.requeued = true;
+        }
+        (
+            Write::Plugin(PluginWrite::Add {
+                version,
+                activate: Some(_),
+            }),
+            Ok(_),
+        ) => {
+            changes.activated.insert(version.name.clone());
+        }
+        _ => {}
     }
+    drop(reply.send(result));
     false
 }

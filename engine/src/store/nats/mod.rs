@@ -1,0 +1,400 @@
+//! The NATS JetStream backend: several engines share one log of writes.
+//!
+//! Every write any engine makes ([`Write`]: an accepted event, what processing made, an
+//! attempt, a replay, a plugin version) is appended to one JetStream stream, `<prefix>_LOG`,
+//! and every engine applies that log, in its order, to a replica of its own: the embedded
+//! SQLite store, in its data directory. Applying a write depends only on the write and what
+//! the replica holds, so every replica holds the same state and gives every write the same
+//! answer: a duplicate idempotency key is answered with the first event's id whichever engine
+//! took either; a replay from two engines at once replays once (the second finds the dead
+//! letter replayed); a delivered version moves an entity's state only forward, whichever
+//! engine delivered it. The guarantees are the embedded store's, because the code that keeps
+//! them is the same; what changes is what "durable" means: an answer waits for the log's
+//! publish acknowledgement (a majority of the stream's replicas hold the write) and for this
+//! engine's replica to have applied it.
+//!
+//! Reads (pending events and deliveries, histories, dead letters, plugin versions) come from
+//! the local replica: every engine answers them the same, once it has applied the same log.
+//!
+//! One engine at a time holds the *work lease* ([`lease`]): it runs the processor, the
+//! dispatcher and housekeeping; every engine accepts events, serves the admin API and loads
+//! plugin versions activated anywhere. When the holder stops, it gives the lease back; when it
+//! dies, another engine takes the lease once it expires, and goes on from the replicated
+//! state: pending events are processed, pending deliveries resume on their stored schedule,
+//! in order per entity.
+//!
+//! Large values stay out of the log: a plugin component is kept in the `<prefix>_plugins`
+//! object store (by name and hash) and the log entry refers to it; a write whose encoding is
+//! larger than the servers take in one message goes to `<prefix>_writes` the same way.
+//!
+//! - `log`: appending writes, and applying the log to the replica;
+//! - `lease`: the work lease;
+//! - `server` (tests): a real `nats-server` on loopback ports.
+
+pub mod lease;
+mod log;
+#[cfg(any(test, feature = "test-server"))]
+pub mod server;
+
+use super::{SqliteStore, StoreError, Write};
+use crate::config::NatsConfig;
+use async_nats::jetstream;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use lease::WorkLease;
+
+/// The names on the servers, from the prefix.
+#[derive(Debug, Clone)]
+struct Names {
+    stream: String,
+    subject: String,
+    plugins: String,
+    writes: String,
+    leases: String,
+}
+
+impl Names {
+    fn new(prefix: &str) -> Names {
+        Names {
+            stream: format!("{prefix}_LOG"),
+            subject: format!("{prefix}.log"),
+            plugins: format!("{prefix}_plugins"),
+            writes: format!("{prefix}_writes"),
+            leases: format!("{prefix}_leases"),
+        }
+    }
+}
+
+/// A connection to the servers, with the log and buckets created or checked.
+#[derive(Clone)]
+pub struct Connection {
+    js: jetstream::Context,
+    stream: jetstream::stream::Stream,
+    plugins: jetstream::object_store::ObjectStore,
+    writes: jetstream::object_store::ObjectStore,
+    leases: jetstream::kv::Store,
+    names: Names,
+    /// Which log this is: the stream's name and when it was created (a stream deleted and made
+    /// again is another log, which no replica of the first may follow).
+    identity: String,
+    /// The largest message the servers take.
+    max_payload: usize,
+    config: NatsConfig,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(format!("NATS: {what}: {e}"))
+}
+
+impl Connection {
+    /// Connects to the servers and creates the log, the buckets and the lease bucket, or
+    /// checks that those there match the configuration.
+    pub async fn open(config: &NatsConfig) -> Result<Connection, StoreError> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name("sync-engine")
+            .connection_timeout(config.request_timeout)
+            .request_timeout(Some(config.request_timeout));
+        if let Some(path) = &config.credentials {
+            options = options.credentials_file(&path.0).await.map_err(|e| {
+                StoreError::Io(format!(
+                    "cannot read the NATS credentials {}: {e}",
+                    path.0.display()
+                ))
+            })?;
+        }
+        if let (Some(user), Some(password)) = (&config.user, &config.password) {
+            options = options.user_and_password(user.0.clone(), password.0.clone());
+        }
+        let servers: Vec<async_nats::ServerAddr> = config
+            .servers
+            .iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| unavailable(&format!("the server address {}", s.0), e))
+            })
+            .collect::<Result<_, _>>()?;
+        let client = tokio::time::timeout(
+            config.request_timeout,
+            async_nats::connect_with_options(servers, options),
+        )
+        .await
+        .map_err(|_| {
+            StoreError::Io(format!(
+                "NATS: no server of {} answered within {:?}",
+                servers_text(config),
+                config.request_timeout
+            ))
+        })?
+        .map_err(|e| unavailable(&format!("cannot connect to {}", servers_text(config)), e))?;
+        let max_payload = client.server_info().max_payload;
+        let mut js = jetstream::new(client);
+        js.set_timeout(config.request_timeout);
+        let names = Names::new(&config.prefix);
+        let stream = ensure_stream(&js, &names, config.replicas).await?;
+        let identity = format!(
+            "{}@{}",
+            names.stream,
+            stream.cached_info().created.unix_timestamp_nanos()
+        );
+        let plugins = ensure_objects(&js, &names.plugins, config.replicas).await?;
+        let writes = ensure_objects(&js, &names.writes, config.replicas).await?;
+        let leases = js
+            .create_or_update_key_value(jetstream::kv::Config {
+                bucket: names.leases.clone(),
+                description: "the sync engine's work lease".into(),
+                history: 1,
+                max_age: config.lease,
+                num_replicas: config.replicas,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(&format!("the lease bucket {}", names.leases), e))?;
+        Ok(Connection {
+            js,
+            stream,
+            plugins,
+            writes,
+            leases,
+            names,
+            identity,
+            max_payload,
+            config: config.clone(),
+        })
+    }
+
+    /// Opens this engine's replica of the log in `dir` and starts following the log: answers
+    /// once the replica has applied everything the log held when it was opened. The
+    /// [`Follower`] must run (as one of the engine's stages) for writes to be answered.
+    pub async fn replica(&self, dir: &Path) -> Result<(SqliteStore, Follower), StoreError> {
+        let log = Arc::new(log::Log::new(self.clone()));
+        let store = SqliteStore::open_replica(dir, log.clone())?;
+        let position = store.bind_log(&self.identity)?;
+        let follower = log::Follower::start(log, store.clone(), position).await?;
+        Ok((store, Follower(follower)))
+    }
+
+    /// The work lease, for this engine.
+    pub fn lease(&self) -> WorkLease {
+        WorkLease::new(self.leases.clone(), self.config.lease)
+    }
+
+    /// Checks that the log takes writes (a publish its stream acknowledges), for `validate`.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        let entry = log::entry(&Write::Probe {
+            at: super::now_ms(),
+        })?;
+        log::publish(
+            &self.js,
+            &self.names.subject,
+            &uuid::Uuid::now_v7().to_string(),
+            entry,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// A short description for logs: the servers and the stream.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (stream {})",
+            servers_text(&self.config),
+            self.names.stream
+        )
+    }
+}
+
+/// Applies the log to the replica; see [`Connection::replica`].
+pub struct Follower(log::Follower);
+
+impl Follower {
+    /// Runs until `shutdown`, or until the log cannot be followed (the servers are gone for
+    /// longer than the client retries, or the replica cannot apply an entry), which is an
+    /// error: an engine whose replica stops cannot answer writes.
+    pub async fn run(
+        self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Result<(), StoreError> {
+        self.0.run(shutdown).await
+    }
+}
+
+fn servers_text(config: &NatsConfig) -> String {
+    config
+        .servers
+        .iter()
+        .map(|s| s.0.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Creates the log stream, or checks the one there: its subject and replica count.
+async fn ensure_stream(
+    js: &jetstream::Context,
+    names: &Names,
+    replicas: usize,
+) -> Result<jetstream::stream::Stream, StoreError> {
+    let config = jetstream::stream::Config {
+        name: names.stream.clone(),
+        description: Some("the sync engine's log of writes".into()),
+        subjects: vec![names.subject.clone()],
+        retention: jetstream::stream::RetentionPolicy::Limits,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        duplicate_window: std::time::Duration::from_secs(120),
+        ..Default::default()
+    };
+    let stream = js
+        .get_or_create_stream(config)
+        .await
+        .map_err(|e| unavailable(&format!("the log stream {}", names.stream), e))?;
+    let found = &stream.cached_info().config;
+    if found.subjects != [names.subject.clone()] {
+        return Err(StoreError::Conflict(format!(
+            "the stream {} takes the subjects {:?}, not [{}]: another application uses this prefix",
+            names.stream, found.subjects, names.subject
+        )));
+    }
+    if found.num_replicas != replicas {
+        return Err(StoreError::Conflict(format!(
+            "the stream {} has {} replicas but store.nats.replicas is {replicas}: change one to match",
+            names.stream, found.num_replicas
+        )));
+    }
+    if found.max_age != std::time::Duration::ZERO || found.max_messages > 0 || found.max_bytes > 0 {
+        return Err(StoreError::Conflict(format!(
+            "the stream {} drops old entries (a max age, count or size): a new engine could not rebuild its replica from it",
+            names.stream
+        )));
+    }
+    Ok(stream)
+}
+
+async fn ensure_objects(
+    js: &jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+) -> Result<jetstream::object_store::ObjectStore, StoreError> {
+    match js.get_object_store(bucket).await {
+        Ok(store) => Ok(store),
+        Err(_) => js
+            .create_object_store(jetstream::object_store::Config {
+                bucket: bucket.to_owned(),
+                num_replicas: replicas,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(&format!("the object store {bucket}"), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server::NatsServer;
+    use super::*;
+    use crate::config::Expanded;
+    use crate::store::Backend;
+    use crate::store::conformance::{new_event, run_all};
+
+    pub(crate) fn config(server: &NatsServer, prefix: &str) -> NatsConfig {
+        NatsConfig {
+            servers: vec![Expanded(server.url())],
+            credentials: None,
+            user: None,
+            password: None,
+            prefix: prefix.into(),
+            replicas: 1,
+            lease: std::time::Duration::from_secs(2),
+            request_timeout: std::time::Duration::from_secs(5),
+        }
+    }
+
+    /// A replica of the log `prefix` in a fresh directory, following the log until the test
+    /// ends.
+    async fn replica(server: &NatsServer, prefix: &str) -> (SqliteStore, tempfile::TempDir) {
+        let conn = Connection::open(&config(server, prefix)).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (store, follower) = conn.replica(dir.path()).await.unwrap();
+        tokio::spawn(follower.run(tokio_util::sync::CancellationToken::new()));
+        (store, dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nats_passes_the_conformance_suite() {
+        let server = NatsServer::start();
+        let dirs = std::sync::Mutex::new(Vec::new());
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        run_all(|| async {
+            let prefix = format!(
+                "case{}",
+                n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            let (store, dir) = replica(&server, &prefix).await;
+            dirs.lock().unwrap().push(dir);
+            Backend::sqlite(&store)
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_answer_alike_and_a_new_one_catches_up() {
+        use crate::store::{Intake, Records};
+        let server = NatsServer::start();
+        let (a, _a) = replica(&server, "two").await;
+        let (b, _b) = replica(&server, "two").await;
+        let first = a
+            .accept(new_event("e1", Some("k"), Some("same")))
+            .await
+            .unwrap();
+        let second = b
+            .accept(new_event("e2", Some("k"), Some("same")))
+            .await
+            .unwrap();
+        assert_eq!(first.id, "e1");
+        assert!(!first.duplicate);
+        assert_eq!(
+            second.id, "e1",
+            "the key was taken at the other engine first"
+        );
+        assert!(second.duplicate);
+        // A large payload goes through the object store.
+        let mut big = new_event("e3", None, None);
+        big.event.payload = vec![b'x'; 1 << 20];
+        assert!(!b.accept(big).await.unwrap().duplicate);
+        let (c, _c) = replica(&server, "two").await;
+        for store in [&a, &b, &c] {
+            assert_eq!(store.event_count().await.unwrap(), 2);
+            let history = store.event_history("e3").await.unwrap().unwrap();
+            assert_eq!(history.event.event.payload.len(), 1 << 20);
+        }
+        // A replica of another log's directory is refused.
+        let conn = Connection::open(&config(&server, "other")).await.unwrap();
+        let error = conn.replica(_a.path()).await.err().unwrap();
+        assert!(error.to_string().contains("replica of the log"), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_fail_while_the_servers_are_down_and_pass_after() {
+        use crate::store::Intake;
+        let mut server = NatsServer::start();
+        let (a, _a) = replica(&server, "down").await;
+        a.accept(new_event("e1", None, None)).await.unwrap();
+        server.kill();
+        let error = a.accept(new_event("e2", None, None)).await.unwrap_err();
+        assert!(error.is_transient(), "{error:?}");
+        server.restart();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match a.accept(new_event("e3", None, None)).await {
+                Ok(accepted) => {
+                    assert_eq!(accepted.id, "e3");
+                    break;
+                }
+                Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! A store that is a replica of a log: which log it follows, and how far it has applied it.
+
+use crate::store::StoreError;
+use rusqlite::{Connection, OptionalExtension};
+
+/// Binds an empty replica to the log `log`, or checks that it follows it; answers the position
+/// of the last entry applied (0 for none). A store that holds events but follows no log (an
+/// embedded store) or follows another log is refused: applying this log to it would mix two
+/// histories.
+pub(super) fn bind(c: &Connection, log: &str) -> Result<u64, StoreError> {
+    let bound: Option<(String, i64)> = c
+        .query_row(
+            "SELECT log, position FROM replica WHERE id = 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    match bound {
+        Some((followed, position)) if followed == log => u64::try_from(position)
+            .map_err(|_| StoreError::Corrupt(format!("the replica's position {position}"))),
+        Some((followed, _)) => Err(StoreError::Conflict(format!(
+            "this data directory is a replica of the log `{followed}`, not of `{log}`: give each log its own directory"
+        ))),
+        None => {
+            let events: i64 = c.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
+            if events > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "this data directory holds an embedded store ({events} events): the NATS backend needs a directory of its own"
+                )));
+            }
+            c.execute(
+                "INSERT INTO replica (id, log, position) VALUES (1, ?1, 0)",
+                [log],
+            )?;
+            Ok(0)
+        }
+    }
+}
+
+/// Records that the log entry at `position` is applied.
+pub(super) fn advance(c: &Connection, position: u64) -> Result<(), StoreError> {
+    let position = i64::try_from(position)
+        .map_err(|_| StoreError::Corrupt(format!("a log position past i64: {position}")))?;
+    c.prepare_cached("UPDATE replica SET position = ?1 WHERE id = 1")?
+        .execute([position])?;
+    Ok(())
+}
