@@ -1,7 +1,7 @@
 //! Wiring: builds the running engine from a checked configuration and runs it until shutdown.
 
 use crate::admin::Admin;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, StoreKind};
 use crate::delivery::Dispatcher;
 use crate::http::health::{Health, Stage};
 use crate::metrics::Metrics;
@@ -66,6 +66,141 @@ pub fn prepare(config: &Config, cache_dir: Option<PathBuf>) -> Result<Prepared, 
     })
 }
 
+/// What a store shared by several engines adds: the follower that applies its log to this
+/// engine's replica, and the work lease.
+struct Shared {
+    follower: crate::store::nats::Follower,
+    lease: crate::store::nats::WorkLease,
+}
+
+/// Opens the store the configuration names: the embedded one, or this engine's replica of the
+/// NATS log (brought up to date before this answers).
+async fn open_store(
+    config: &Config,
+    stop_following: CancellationToken,
+) -> anyhow::Result<(SqliteStore, Option<Shared>)> {
+    let dir = &config.store.path.0;
+    match (config.store.kind, &config.store.nats) {
+        (StoreKind::Nats, Some(nats)) => {
+            let connection = crate::store::nats::Connection::open(nats)
+                .await
+                .context("cannot open the NATS store (store.nats)")?;
+            tracing::info!(servers = %connection.describe(), "the store is a NATS log shared by every engine with its prefix");
+            let (store, follower) = connection
+                .replica(dir, stop_following)
+                .await
+                .with_context(|| format!("cannot open the replica in {}", dir.display()))?;
+            Ok((
+                store,
+                Some(Shared {
+                    follower,
+                    lease: connection.lease(),
+                }),
+            ))
+        }
+        _ => {
+            let store = SqliteStore::open(dir)
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            Ok((store, None))
+        }
+    }
+}
+
+/// The engine's work on the store: processing, delivery and housekeeping, each a stage.
+struct Work {
+    queue: Arc<dyn crate::store::WorkQueue>,
+    retention: Arc<dyn crate::store::Retention>,
+    routes: Arc<Routes>,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    dispatcher: Arc<Dispatcher>,
+    store: crate::config::StoreConfig,
+    workers: usize,
+    /// The processor, the dispatcher, housekeeping.
+    stages: [Stage; 3],
+}
+
+impl Work {
+    /// Runs the three stages until `term` is cancelled; a stage that ends before (a panic)
+    /// cancels `term`, so the others stop too, and is the error.
+    async fn run(&self, term: CancellationToken) -> anyhow::Result<()> {
+        let [processor_stage, dispatcher_stage, housekeeping_stage] = &self.stages;
+        let housekeeping = housekeeping_stage.spawn(
+            crate::store::housekeeping::run(
+                self.retention.clone(),
+                self.store.clone(),
+                self.metrics.clone(),
+                term.clone(),
+            ),
+            term.clone(),
+        );
+        let (handoff, handed) = crate::pipeline::handoff::channel();
+        let processor = processor_stage.spawn(
+            run_processor(
+                self.queue.clone(),
+                self.routes.clone(),
+                self.registry.clone(),
+                self.metrics.clone(),
+                handoff,
+                self.workers,
+                term.clone(),
+            ),
+            term.clone(),
+        );
+        let delivery = dispatcher_stage.spawn(
+            self.dispatcher.clone().run(handed, term.clone()),
+            term.clone(),
+        );
+        let (processed, delivered, housekept) = tokio::join!(processor, delivery, housekeeping);
+        processed.context("the processor panicked")?;
+        delivered.context("the dispatcher panicked")?;
+        housekept.context("housekeeping panicked")?;
+        Ok(())
+    }
+
+    /// Runs the work whenever this engine holds the work lease, until `shutdown`. A lost
+    /// lease stops the work at once and the engine waits to take it again (it keeps accepting
+    /// meanwhile); the lease is given back only once the work has stopped, so two engines
+    /// never work at once while both can reach the servers.
+    async fn under_lease(
+        self: Arc<Self>,
+        lease: crate::store::nats::WorkLease,
+        shutdown: CancellationToken,
+        fail: impl Fn(String),
+    ) {
+        while let Some(mut held) = lease.acquire(&shutdown).await {
+            let term = shutdown.child_token();
+            let done = CancellationToken::new();
+            let working = tokio::spawn({
+                let (this, term, done) = (self.clone(), term.clone(), done.clone());
+                async move {
+                    let result = this.run(term).await;
+                    done.cancel();
+                    result
+                }
+            });
+            let kept = lease.keep(&mut held, &done).await;
+            if let Err(e) = &kept {
+                tracing::error!(error = %e, "the work lease is lost: this engine stops its work and waits to take the lease again");
+                term.cancel();
+            }
+            let result = working.await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => fail(format!("{e:#}")),
+                Err(e) => fail(format!("the work panicked: {e}")),
+            }
+            if kept.is_ok() {
+                // The work stopped with the engine, or on its own (a stage died: the engine
+                // stops too).
+                lease.release(held).await;
+                shutdown.cancel();
+                return;
+            }
+        }
+    }
+}
+
 /// Runs the engine on `listener` until `shutdown` is cancelled: the listeners, the processor
 /// and the delivery dispatcher. On shutdown the listeners stop accepting and drain, the
 /// processor finishes the batch in hand, deliveries in flight get a grace period, and the store
@@ -86,8 +221,10 @@ pub async fn run(
         .with_context(|| format!("cannot create {}", compiled.display()))?;
     let compiled = std::path::absolute(&compiled)?;
     let prepared = prepare(&config, Some(compiled))?;
-    let store = SqliteStore::open(store_dir)
-        .with_context(|| format!("cannot open the store in {}", store_dir.display()))?;
+    // With a shared store, the follower applies the log until everything else has stopped
+    // (their last writes wait for it).
+    let stop_following = CancellationToken::new();
+    let (store, shared) = open_store(&config, stop_following.clone()).await?;
     let backend = Backend::sqlite(&store);
     let registry = Arc::new(Registry::new(
         prepared.sandbox.clone(),
@@ -114,21 +251,34 @@ pub async fn run(
         registry.clone(),
         config.admin.token.as_ref().map(|t| t.0.clone()),
     ));
-    let (processor_stage, dispatcher_stage, housekeeping_stage) = (
-        Stage::new("processor"),
-        Stage::new("dispatcher"),
-        Stage::new("housekeeping"),
-    );
+    let work = Arc::new(Work {
+        queue: backend.queue.clone(),
+        retention: backend.retention.clone(),
+        routes: prepared.routes.clone(),
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        dispatcher,
+        store: config.store.clone(),
+        workers: config.sandbox.workers.get(),
+        stages: [
+            Stage::new("processor"),
+            Stage::new("dispatcher"),
+            Stage::new("housekeeping"),
+        ],
+    });
+    let (replica_stage, lease_stage) = (Stage::new("replica"), Stage::new("work lease"));
+    // Readiness: with a shared store, an engine that waits for the work lease is ready (it
+    // accepts), as long as it follows the log and waits for the lease.
+    let stages = match shared {
+        None => work.stages.to_vec(),
+        Some(_) => vec![replica_stage.clone(), lease_stage.clone()],
+    };
     let health = Arc::new(Health {
         intake: backend.intake.clone(),
         records: backend.records.clone(),
         metrics: metrics.clone(),
         metrics_token: config.admin.metrics_token.as_ref().map(|t| t.0.clone()),
-        stages: vec![
-            processor_stage.clone(),
-            dispatcher_stage.clone(),
-            housekeeping_stage.clone(),
-        ],
+        stages,
         backlog: crate::http::health::BacklogCache::default(),
         probe: crate::http::health::ProbeCache::default(),
     });
@@ -143,30 +293,50 @@ pub async fn run(
         None => None,
     };
 
-    let housekeeping = housekeeping_stage.spawn(
-        crate::store::housekeeping::run(
-            backend.retention.clone(),
-            config.store.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ),
-        shutdown.clone(),
-    );
-    let (handoff, handed) = crate::pipeline::handoff::channel();
-    let processor = processor_stage.spawn(
-        run_processor(
-            backend.queue.clone(),
-            prepared.routes.clone(),
-            registry.clone(),
-            metrics,
-            handoff,
-            config.sandbox.workers.get(),
-            shutdown.clone(),
-        ),
-        shutdown.clone(),
-    );
-    let delivery =
-        dispatcher_stage.spawn(dispatcher.run(handed, shutdown.clone()), shutdown.clone());
+    // The work (processing, delivery, housekeeping): at once with the embedded store; with a
+    // shared one, while this engine holds the work lease.
+    let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let fail = {
+        let failure = failure.clone();
+        move |why: String| {
+            *failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+        }
+    };
+    let (working, follower) = match shared {
+        None => {
+            let work = work.clone();
+            let (shutdown, fail) = (shutdown.clone(), fail.clone());
+            let working = tokio::spawn(async move {
+                if let Err(e) = work.run(shutdown).await {
+                    fail(format!("{e:#}"));
+                }
+            });
+            (working, None)
+        }
+        Some(Shared { follower, lease }) => {
+            let follower = replica_stage.spawn(
+                {
+                    let fail = fail.clone();
+                    async move {
+                        if let Err(e) = follower.wait().await {
+                            tracing::error!(error = %e, "the replica stopped following the log; the engine stops");
+                            fail(format!("the replica stopped following the log: {e}"));
+                        }
+                    }
+                },
+                shutdown.clone(),
+            );
+            let working = lease_stage.spawn(
+                work.clone()
+                    .under_lease(lease, shutdown.clone(), fail.clone()),
+                shutdown.clone(),
+            );
+            (working, Some(follower))
+        }
+    };
+    let following = tokio::spawn(registry.clone().follow(shutdown.clone()));
     let watcher = config.plugin_dir.as_ref().map(|dir| {
         tokio::spawn(crate::registry::watch(
             registry.clone(),
@@ -204,16 +374,26 @@ pub async fn run(
             tokio::join!(serve(listener, main), serve(admin_listener, admin));
         }
     }
-    // However the server ended, stop the rest and let it finish cleanly.
+    // However the server ended, stop the rest and let it finish cleanly: the work (which gives
+    // the lease back once it has stopped), then the follower its last writes waited for.
     shutdown.cancel();
-    let (processed, delivered, housekept) = tokio::join!(processor, delivery, housekeeping);
+    let _ = working.await;
     if let Some(watcher) = watcher {
         let _ = watcher.await;
     }
+    let _ = following.await;
+    stop_following.cancel();
+    if let Some(follower) = follower {
+        let _ = follower.await;
+    }
     store.close().await;
-    processed.context("the processor panicked")?;
-    delivered.context("the dispatcher panicked")?;
-    housekept.context("housekeeping panicked")?;
+    if let Some(failure) = failure
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        anyhow::bail!(failure);
+    }
     drop(dir_lock);
     tracing::info!("sync engine stopped");
     Ok(())

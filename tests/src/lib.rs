@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use sync_engine::config::Config;
 use sync_engine::store::SqliteStore;
+pub use sync_engine::store::nats::server::NatsServer;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -350,12 +351,39 @@ fn pseudo_random() -> f64 {
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// An engine running in this process on a free port, with its store in a temporary directory.
+/// Whether the black-box tests run on the NATS backend: `SYNC_TEST_STORE=nats` (what
+/// `scripts/test` sets for its second run of the suite); otherwise on the embedded store.
+pub fn on_nats() -> bool {
+    std::env::var("SYNC_TEST_STORE").is_ok_and(|kind| kind == "nats")
+}
+
+/// The `store.nats` section for an engine of the log `prefix` on `servers`, with a short lease
+/// (so a test sees a takeover in seconds).
+pub fn nats_config(servers: &[String], prefix: &str) -> sync_engine::config::NatsConfig {
+    sync_engine::config::NatsConfig {
+        servers: servers
+            .iter()
+            .map(|s| sync_engine::config::Expanded(s.clone()))
+            .collect(),
+        credentials: None,
+        user: None,
+        password: None,
+        prefix: prefix.into(),
+        replicas: 1,
+        lease: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+    }
+}
+
+/// An engine running in this process on a free port, with its store in a temporary directory
+/// (on the NATS backend, with its own nats-server whose storage is in that directory too, so
+/// an engine started again there finds the same log).
 pub struct TestEngine {
     url: String,
     dir: tempfile::TempDir,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    nats: Option<NatsServer>,
 }
 
 impl TestEngine {
@@ -377,10 +405,17 @@ impl TestEngine {
 
     /// Starts an engine on a parsed configuration and a bound listener, with its directory.
     pub async fn serve(
-        config: Config,
+        mut config: Config,
         listener: tokio::net::TcpListener,
         dir: tempfile::TempDir,
     ) -> TestEngine {
+        // A configuration that names its own store keeps it.
+        let nats = (on_nats() && config.store.nats.is_none()).then(|| {
+            let server = NatsServer::start_in(&dir.path().join("nats"));
+            config.store.kind = sync_engine::config::StoreKind::Nats;
+            config.store.nats = Some(nats_config(&[server.url()], "sync"));
+            server
+        });
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(sync_engine::engine::run(config, listener, shutdown.clone()));
@@ -389,6 +424,7 @@ impl TestEngine {
             dir,
             shutdown,
             task,
+            nats,
         };
         wait_healthy(&engine.url, Duration::from_secs(30)).await;
         engine
@@ -407,6 +443,31 @@ impl TestEngine {
             .join(sync_engine::store::sqlite::DATABASE_FILE)
     }
 
+    /// Makes the store unavailable for `duration`, then available again: another process
+    /// holds the embedded store's write lock (its writer waits 5 s for it, then fails), or the
+    /// NATS server is down (killed, then started again on its storage).
+    pub async fn store_outage(&mut self, duration: Duration) {
+        match &mut self.nats {
+            Some(server) => {
+                server.kill();
+                tokio::time::sleep(duration).await;
+                server.restart();
+            }
+            None => {
+                let database = self.database();
+                tokio::task::spawn_blocking(move || {
+                    let conn = rusqlite::Connection::open(database).unwrap();
+                    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+                    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+                    std::thread::sleep(duration);
+                    conn.execute_batch("COMMIT").unwrap();
+                })
+                .await
+                .unwrap();
+            }
+        }
+    }
+
     /// Stops the engine gracefully, checks it stopped cleanly, and returns its directory.
     pub async fn stop(self) -> tempfile::TempDir {
         self.shutdown.cancel();
@@ -414,6 +475,7 @@ impl TestEngine {
             .await
             .expect("the engine task did not panic")
             .expect("the engine stopped cleanly");
+        drop(self.nats);
         self.dir
     }
 }

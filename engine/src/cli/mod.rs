@@ -184,6 +184,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     for warning in config.warnings() {
                         println!("warning: {warning}");
                     }
+                    if let Some(nats) = config.store.nats.as_ref() {
+                        let reached = runtime()?.block_on(async {
+                            let connection = crate::store::nats::Connection::open(nats).await?;
+                            connection.check().await.map(|()| connection.describe())
+                        });
+                        match reached {
+                            Ok(described) => println!("store.nats: {described} takes writes"),
+                            Err(e) => {
+                                println!("{}: store.nats: {e}", path.display());
+                                return Ok(ExitCode::FAILURE);
+                            }
+                        }
+                    }
                     println!(
                         "{} is valid: {} plugin(s), {} destination(s), {} HMS event route(s), {} webhook(s)",
                         path.display(),

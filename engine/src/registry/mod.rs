@@ -462,6 +462,7 @@ impl Registry {
                     by: by.to_owned(),
                     reason: reason.to_owned(),
                 }),
+                replaces: replaced.clone(),
             })
             .await
             .map_err(|e| Refused::one(format!("cannot store the version: {e}")))?;
@@ -499,6 +500,55 @@ impl Registry {
             self.store.versions(name).await?,
             self.store.activations(name).await?,
         ))
+    }
+
+    /// Follows the store's activations until `shutdown`: a version another engine sharing the
+    /// store activated (an upload, an activation, a rollback there) is loaded from the store
+    /// and made active here too, moments after its write is applied. Versions this engine
+    /// activated itself are already active and left as they are.
+    pub async fn follow(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            let (names, changed) = self.store.activated();
+            for name in names {
+                if !self.settings.contains_key(&name) {
+                    continue;
+                }
+                if let Err(e) = self.adopt(&name).await {
+                    tracing::error!(plugin = %name, error = %e, "cannot load the version activated by another engine; the current one keeps serving here");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = changed.notified() => {}
+            }
+        }
+    }
+
+    /// Makes the store's active version of `name` active here, if it is not already.
+    async fn adopt(&self, name: &str) -> anyhow::Result<()> {
+        let _changing = self.lock_for(name).await?;
+        let Some(hash) = self.store.active(name).await? else {
+            return Ok(());
+        };
+        let current = self.get(name);
+        if current.as_ref().is_some_and(|c| c.hash() == hash) {
+            return Ok(());
+        }
+        let Some(plugin) = self.stored_active(name).await? else {
+            return Ok(());
+        };
+        if let Some(current) = &current
+            && current.world() != plugin.world()
+        {
+            anyhow::bail!(
+                "the version implements the {} world, but the routes here use {}",
+                plugin.world(),
+                current.world()
+            );
+        }
+        tracing::info!(plugin = %name, version = %plugin.version_tag(), replaced = current.as_ref().map_or("-", |c| c.hash()), "plugin version activated by another engine");
+        self.install(name, &plugin);
+        Ok(())
     }
 
     fn install(&self, name: &str, plugin: &Plugin) {

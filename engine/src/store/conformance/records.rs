@@ -19,20 +19,33 @@ pub(super) async fn plugin_store_keeps_versions_and_their_activations(backend: &
     };
     let plugins = &backend.plugins;
     assert_eq!(plugins.active("p").await.unwrap(), None);
-    for (hash, reason) in [("h1", "config"), ("h2", "upload")] {
+    for (hash, reason, replaces) in [("h1", "config", None), ("h2", "upload", Some("h1"))] {
         plugins
             .write(PluginWrite::Add {
                 version: version(hash, None),
                 activate: Some(activation(reason)),
+                replaces: replaces.map(str::to_owned),
             })
             .await
             .unwrap();
     }
+    // A swap checked against h1 while h2 became active loses, and keeps nothing.
+    let stale = plugins
+        .write(PluginWrite::Add {
+            version: version("h3", None),
+            activate: Some(activation("upload")),
+            replaces: Some("h1".into()),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale:?}");
+    assert!(plugins.version("p", "h3").await.unwrap().is_none());
     // Kept again with fixtures: it gains them, and stays inactive.
     plugins
         .write(PluginWrite::Add {
             version: version("h1", Some("[]")),
             activate: None,
+            replaces: None,
         })
         .await
         .unwrap();

@@ -68,6 +68,11 @@ pub enum PluginWrite {
         version: PluginVersion,
         /// The activation, if it is to be made active.
         activate: Option<ActivationRecord>,
+        /// The version the activation replaces: the one active when the new version's check
+        /// began (`None`: none was). When another is active by the time the write is applied
+        /// (another engine swapped the plugin meanwhile), the whole write is refused
+        /// ([`StoreError::Conflict`](crate::store::StoreError)): of two concurrent swaps, one wins.
+        replaces: Option<String>,
     },
     /// Deletes a version that is not active.
     Delete {

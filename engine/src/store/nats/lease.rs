@@ -71,47 +71,64 @@ impl WorkLease {
         }
     }
 
-    /// Keeps the lease until `shutdown` (then gives it back), or until it cannot be renewed
-    /// for two thirds of its time: then it answers the error, and the engine must stop its
-    /// work at once (another engine may take the lease when it expires).
-    pub async fn keep(
-        &self,
-        mut held: Held,
-        shutdown: &CancellationToken,
-    ) -> Result<(), StoreError> {
+    /// Keeps the lease until `until` is cancelled, or until it cannot be renewed for two
+    /// thirds of its time: then it answers the error, and the engine must stop its work at
+    /// once (another engine may take the lease when it expires).
+    pub async fn keep(&self, held: &mut Held, until: &CancellationToken) -> Result<(), StoreError> {
         let renew = self.ttl / 3;
         let mut renewed = Instant::now();
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => {
-                    if let Err(e) = self.bucket.delete_expect_revision(KEY, Some(held.revision)).await {
-                        tracing::warn!(error = %e, "cannot give the work lease back; another engine takes it when it expires");
-                    }
-                    return Ok(());
-                }
+                () = until.cancelled() => return Ok(()),
                 () = tokio::time::sleep(renew) => {}
             }
-            match self
-                .bucket
-                .update(KEY, self.owner.clone().into(), held.revision)
-                .await
-            {
-                Ok(revision) => {
+            // A renewal waits at most until the next is due, so a hung call cannot carry the
+            // engine past the point where it must stop.
+            let renewal = tokio::time::timeout(
+                renew,
+                self.bucket
+                    .update(KEY, self.owner.clone().into(), held.revision),
+            )
+            .await;
+            match renewal {
+                Ok(Ok(revision)) => {
                     held.revision = revision;
                     renewed = Instant::now();
                 }
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                     return Err(StoreError::Conflict(format!(
-                        "the work lease was taken by another engine ({e}): this one stops its work"
+                        "the work lease was taken by another engine ({e})"
                     )));
                 }
-                Err(e) if renewed.elapsed() >= self.ttl * 2 / 3 => {
+                Ok(Err(e)) if renewed.elapsed() >= self.ttl * 2 / 3 => {
+                    return Err(unavailable("cannot renew the work lease in time", e));
+                }
+                Err(_) if renewed.elapsed() >= self.ttl * 2 / 3 => {
                     return Err(unavailable(
-                        "cannot renew the work lease in time; this engine stops its work",
-                        e,
+                        "cannot renew the work lease in time",
+                        "the servers did not answer",
                     ));
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot renew the work lease; trying again"),
+                Err(_) => tracing::warn!(
+                    "the servers did not answer a renewal of the work lease; trying again"
+                ),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot renew the work lease; trying again");
+                }
+            }
+        }
+    }
+
+    /// Gives the lease back, so a waiting engine takes it at once.
+    pub async fn release(&self, held: Held) {
+        match self
+            .bucket
+            .delete_expect_revision(KEY, Some(held.revision))
+            .await
+        {
+            Ok(()) => tracing::info!("the work lease is given back"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot give the work lease back; another engine takes it when it expires");
             }
         }
     }

@@ -120,23 +120,17 @@ impl Log {
         write: Write,
         outgoing: mpsc::UnboundedSender<(String, Entry)>,
     ) -> Result<(), StoreError> {
-        let write = match write {
-            Write::Plugin(PluginWrite::Add {
-                mut version,
-                activate,
-            }) => {
-                let name = component_object(&version.name, &version.hash);
-                if conn.plugins.info(&name).await.is_err() {
-                    conn.plugins
-                        .put(name.as_str(), &mut version.component.as_slice())
-                        .await
-                        .map_err(|e| unavailable("cannot keep a plugin component", e))?;
-                }
-                version.component = Vec::new();
-                Write::Plugin(PluginWrite::Add { version, activate })
+        let mut write = write;
+        if let Write::Plugin(PluginWrite::Add { version, .. }) = &mut write {
+            let name = component_object(&version.name, &version.hash);
+            if conn.plugins.info(&name).await.is_err() {
+                conn.plugins
+                    .put(name.as_str(), &mut version.component.as_slice())
+                    .await
+                    .map_err(|e| unavailable("cannot keep a plugin component", e))?;
             }
-            write => write,
-        };
+            version.component = Vec::new();
+        }
         let mut entry = entry(&write)?;
         if entry.payload.len() + HEADER_ROOM > conn.max_payload {
             conn.writes
@@ -230,7 +224,12 @@ impl Follower {
     ) -> Result<Follower, StoreError> {
         let (answers, pending) = mpsc::unbounded_channel();
         let (applied_tx, applied) = watch::channel(position);
-        let collector = tokio::spawn(collect(pending, log.waiting.clone(), applied_tx));
+        let collector = tokio::spawn(collect(
+            pending,
+            log.waiting.clone(),
+            applied_tx,
+            store.clone(),
+        ));
         let mut follower = Follower {
             log,
             store,
@@ -303,11 +302,7 @@ impl Follower {
                 let next = tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     next = messages.next() => next,
-                    ended = &mut self.collector => {
-                        return Err(ended.unwrap_or_else(|e| Err(StoreError::Io(format!("the replica's collector panicked: {e}"))))
-                            .err()
-                            .unwrap_or(StoreError::Closed));
-                    }
+                    ended = &mut self.collector => return Err(collector_ended(ended)),
                 };
                 match next {
                     Some(Ok(message)) => {
@@ -371,25 +366,20 @@ impl Follower {
             Some(object) => read_object(&self.log.conn.writes, &object).await?,
             None => message.payload.to_vec(),
         };
-        let write = Write::decode(&bytes).map_err(|e| {
+        let mut write = Write::decode(&bytes).map_err(|e| {
             StoreError::Corrupt(format!(
                 "the log entry at {position} cannot be read ({e}): was it written by a newer engine?"
             ))
         })?;
-        let write = match write {
-            Write::Plugin(PluginWrite::Add {
-                mut version,
-                activate,
-            }) if version.component.is_empty() => {
-                version.component = read_object(
-                    &self.log.conn.plugins,
-                    &component_object(&version.name, &version.hash),
-                )
-                .await?;
-                Write::Plugin(PluginWrite::Add { version, activate })
-            }
-            write => write,
-        };
+        if let Write::Plugin(PluginWrite::Add { version, .. }) = &mut write
+            && version.component.is_empty()
+        {
+            version.component = read_object(
+                &self.log.conn.plugins,
+                &component_object(&version.name, &version.hash),
+            )
+            .await?;
+        }
         let answer = self.store.apply_logged(position, write);
         self.sent = position;
         self.answers
@@ -398,11 +388,21 @@ impl Follower {
     }
 
     async fn wait_applied(&mut self, until: u64) -> Result<(), StoreError> {
-        self.applied
-            .wait_for(|applied| *applied >= until)
-            .await
-            .map(drop)
-            .map_err(|_| StoreError::Closed)
+        tokio::select! {
+            applied = self.applied.wait_for(|applied| *applied >= until) => {
+                applied.map(drop).map_err(|_| StoreError::Closed)
+            }
+            ended = &mut self.collector => Err(collector_ended(ended)),
+        }
+    }
+}
+
+/// Why the collector ended: an entry the replica could not apply, or a panic.
+fn collector_ended(ended: Result<Result<(), StoreError>, tokio::task::JoinError>) -> StoreError {
+    match ended {
+        Ok(Err(e)) => e,
+        Ok(Ok(())) => StoreError::Closed,
+        Err(e) => StoreError::Io(format!("the replica's collector panicked: {e}")),
     }
 }
 
@@ -426,12 +426,15 @@ async fn read_object(
 }
 
 /// Collects the replica's answers in log order and hands each to the caller waiting for it.
-/// An entry the replica could not apply for a reason of its own (its disk) ends the task with
-/// the error: the replica must not go on past it.
+/// Deliveries queued by a write nobody here waits for (another engine's, or one whose caller
+/// gave up before the log acknowledged it) are announced to the dispatcher, which reads them
+/// from the replica. An entry the replica could not apply for a reason of its own (its disk)
+/// ends the task with the error: the replica must not go on past it.
 async fn collect(
     mut pending: mpsc::UnboundedReceiver<(u64, Option<String>, StoreFuture<Written>)>,
     waiting: Waiting,
     applied: watch::Sender<u64>,
+    store: SqliteStore,
 ) -> Result<(), StoreError> {
     while let Some((position, id, answer)) = pending.recv().await {
         let answer = answer.await;
@@ -448,8 +451,12 @@ async fn collect(
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&id)
         });
-        if let Some(waiter) = waiter {
-            drop(waiter.send(answer));
+        let unanswered = match waiter {
+            Some(waiter) => waiter.send(answer).err(),
+            None => Some(answer),
+        };
+        if matches!(&unanswered, Some(Ok(Written::Queued(rows))) if !rows.is_empty()) {
+            store.deliveries_written_elsewhere();
         }
         applied.send_replace(position);
     }

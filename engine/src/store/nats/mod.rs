@@ -164,15 +164,19 @@ impl Connection {
         })
     }
 
-    /// Opens this engine's replica of the log in `dir` and starts following the log: answers
-    /// once the replica has applied everything the log held when it was opened. The
-    /// [`Follower`] must run (as one of the engine's stages) for writes to be answered.
-    pub async fn replica(&self, dir: &Path) -> Result<(SqliteStore, Follower), StoreError> {
+    /// Opens this engine's replica of the log in `dir`, brings it up to date with the log, and
+    /// goes on following the log until `stop` (writes are answered only while it does: stop
+    /// it after everything that writes).
+    pub async fn replica(
+        &self,
+        dir: &Path,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<(SqliteStore, Follower), StoreError> {
         let log = Arc::new(log::Log::new(self.clone()));
         let store = SqliteStore::open_replica(dir, log.clone())?;
         let position = store.bind_log(&self.identity)?;
         let follower = log::Follower::start(log, store.clone(), position).await?;
-        Ok((store, Follower(follower)))
+        Ok((store, Follower(tokio::spawn(follower.run(stop)))))
     }
 
     /// The work lease, for this engine.
@@ -195,6 +199,17 @@ impl Connection {
         .map(drop)
     }
 
+    /// The name of the server that leads the log's stream (the one whose acknowledgement a
+    /// write waits for), when it has a leader.
+    pub async fn log_leader(&self) -> Result<Option<String>, StoreError> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| unavailable("cannot read the log's state", e))?;
+        Ok(info.cluster.and_then(|cluster| cluster.leader))
+    }
+
     /// A short description for logs: the servers and the stream.
     pub fn describe(&self) -> String {
         format!(
@@ -205,18 +220,17 @@ impl Connection {
     }
 }
 
-/// Applies the log to the replica; see [`Connection::replica`].
-pub struct Follower(log::Follower);
+/// The task that applies the log to the replica; see [`Connection::replica`].
+pub struct Follower(tokio::task::JoinHandle<Result<(), StoreError>>);
 
 impl Follower {
-    /// Runs until `shutdown`, or until the log cannot be followed (the servers are gone for
-    /// longer than the client retries, or the replica cannot apply an entry), which is an
-    /// error: an engine whose replica stops cannot answer writes.
-    pub async fn run(
-        self,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> Result<(), StoreError> {
-        self.0.run(shutdown).await
+    /// Waits until it stops: at its `stop`, or when the log cannot be followed (the replica
+    /// cannot apply an entry, or one cannot be read), which is an error: an engine whose
+    /// replica stops cannot answer writes.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        self.0
+            .await
+            .map_err(|e| StoreError::Io(format!("the replica's follower panicked: {e}")))?
     }
 }
 
@@ -316,8 +330,10 @@ mod tests {
     async fn replica(server: &NatsServer, prefix: &str) -> (SqliteStore, tempfile::TempDir) {
         let conn = Connection::open(&config(server, prefix)).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let (store, follower) = conn.replica(dir.path()).await.unwrap();
-        tokio::spawn(follower.run(tokio_util::sync::CancellationToken::new()));
+        let (store, _follower) = conn
+            .replica(dir.path(), tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap();
         (store, dir)
     }
 
@@ -371,7 +387,11 @@ mod tests {
         }
         // A replica of another log's directory is refused.
         let conn = Connection::open(&config(&server, "other")).await.unwrap();
-        let error = conn.replica(_a.path()).await.err().unwrap();
+        let error = conn
+            .replica(_a.path(), tokio_util::sync::CancellationToken::new())
+            .await
+            .err()
+            .unwrap();
         assert!(error.to_string().contains("replica of the log"), "{error}");
     }
 

@@ -17,7 +17,9 @@ pub struct NatsServer {
     pub cluster_port: u16,
     /// Its name.
     pub name: String,
-    store: tempfile::TempDir,
+    store: PathBuf,
+    /// The temporary directory `store` is in, when the server made it.
+    _temporary: Option<tempfile::TempDir>,
     routes: Vec<u16>,
 }
 
@@ -46,14 +48,24 @@ fn free_port() -> u16 {
 }
 
 impl NatsServer {
-    /// One server, with JetStream.
+    /// One server, with JetStream in a temporary directory.
     pub fn start() -> NatsServer {
+        let temporary = tempfile::tempdir().expect("a temporary directory");
+        let mut server = Self::start_in(temporary.path());
+        server._temporary = Some(temporary);
+        server
+    }
+
+    /// One server, with JetStream in `dir`: a server started again on the same directory has
+    /// the same streams.
+    pub fn start_in(dir: &std::path::Path) -> NatsServer {
         let mut server = NatsServer {
             child: None,
             port: free_port(),
             cluster_port: 0,
             name: "solo".into(),
-            store: tempfile::tempdir().expect("a temporary directory"),
+            store: dir.to_owned(),
+            _temporary: None,
             routes: Vec::new(),
         };
         server.launch();
@@ -66,17 +78,21 @@ impl NatsServer {
         let mut servers: Vec<NatsServer> = ports
             .iter()
             .enumerate()
-            .map(|(i, (port, cluster_port))| NatsServer {
-                child: None,
-                port: *port,
-                cluster_port: *cluster_port,
-                name: format!("n{i}"),
-                store: tempfile::tempdir().expect("a temporary directory"),
-                routes: ports
-                    .iter()
-                    .map(|(_, c)| *c)
-                    .filter(|c| c != cluster_port)
-                    .collect(),
+            .map(|(i, (port, cluster_port))| {
+                let temporary = tempfile::tempdir().expect("a temporary directory");
+                NatsServer {
+                    child: None,
+                    port: *port,
+                    cluster_port: *cluster_port,
+                    name: format!("n{i}"),
+                    store: temporary.path().to_owned(),
+                    _temporary: Some(temporary),
+                    routes: ports
+                        .iter()
+                        .map(|(_, c)| *c)
+                        .filter(|c| c != cluster_port)
+                        .collect(),
+                }
             })
             .collect();
         for server in &mut servers {
@@ -101,7 +117,7 @@ impl NatsServer {
                 "-js",
                 "-sd",
             ])
-            .arg(self.store.path())
+            .arg(&self.store)
             .args(["-n", &self.name])
             .stdout(Stdio::null())
             .stderr(Stdio::null());

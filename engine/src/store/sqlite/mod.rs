@@ -269,6 +269,13 @@ impl SqliteStore {
         self.send(write, Some(position))
     }
 
+    /// Tells the dispatcher that pending deliveries were written that nobody handed it: a
+    /// replica applied another engine's processing, or one of its own whose caller had
+    /// stopped waiting (the log acknowledged it too late).
+    pub fn deliveries_written_elsewhere(&self) {
+        self.inner.signals.outbox_requeued.notify_one();
+    }
+
     fn activated_plugins(&self) -> (Vec<String>, Arc<Notify>) {
         let names = std::mem::take(
             &mut *self

@@ -10,7 +10,18 @@ pub(super) fn write(conn: &Connection, w: &PluginWrite) -> Result<(), StoreError
         PluginWrite::Add {
             version: v,
             activate,
+            replaces,
         } => {
+            if activate.is_some() {
+                let now = active(conn, &v.name)?;
+                if now != *replaces {
+                    return Err(StoreError::Conflict(format!(
+                        "the active version of `{}` changed while this one was checked (it is {} now): check it again",
+                        v.name,
+                        now.as_deref().unwrap_or("none")
+                    )));
+                }
+            }
             conn.prepare_cached(
                 "INSERT INTO plugin_versions (name, hash, world, size, component, fixtures,
                      uploaded_at, uploaded_by)

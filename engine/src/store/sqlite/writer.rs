@@ -378,6 +378,7 @@ fn answer(command: Command, outcome: Outcome, changes: &mut Changes) -> bool {
             Write::Plugin(PluginWrite::Add {
                 version,
                 activate: Some(_),
+                ..
             }),
             Ok(_),
         ) => {
