@@ -38,9 +38,10 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Parser, Debug)]
 #[command(name = "sync-engine-load", version)]
 struct Args {
-    /// The engine's listener.
-    #[arg(long, default_value = "http://127.0.0.1:6000")]
-    engine: String,
+    /// The engine's listener. Repeat it for engines that share one store: the connections are
+    /// spread over them, round robin.
+    #[arg(long = "engine", default_value = "http://127.0.0.1:6000")]
+    engines: Vec<String>,
     /// The address this tool receives deliveries on; point the engine's destinations here.
     #[arg(long, default_value = "127.0.0.1:6200")]
     sink: String,
@@ -136,26 +137,29 @@ async fn main() -> anyhow::Result<()> {
     let app = Router::new().fallback(receive).with_state(sink.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let engine: Uri = args
-        .engine
-        .parse()
-        .with_context(|| format!("--engine {} is not a URL", args.engine))?;
-    let authority = engine
-        .authority()
-        .filter(|_| engine.scheme_str() == Some("http"))
-        .with_context(|| format!("--engine {} is not an http:// URL", args.engine))?
-        .to_string();
-    wait_ready(&authority).await?;
-
+    let mut authorities = Vec::new();
+    let mut base = String::new();
+    for engine in &args.engines {
+        let uri: Uri = engine
+            .parse()
+            .with_context(|| format!("--engine {engine} is not a URL"))?;
+        let authority = uri
+            .authority()
+            .filter(|_| uri.scheme_str() == Some("http"))
+            .with_context(|| format!("--engine {engine} is not an http:// URL"))?
+            .to_string();
+        wait_ready(&authority).await?;
+        authorities.push(authority);
+        uri.path().trim_end_matches('/').clone_into(&mut base);
+    }
     let sent = Arc::new(Sent {
         accepted: AtomicU64::new(0),
         refused: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         latency: Mutex::new(histogram()),
     });
-    let base = engine.path().trim_end_matches('/');
     let shared = Arc::new(Load {
-        authority,
+        authorities,
         paths: args
             .event_types
             .iter()
@@ -180,7 +184,11 @@ async fn main() -> anyhow::Result<()> {
     let drain_deadline = Instant::now() + args.drain;
     let superseded = || async {
         if args.superseded {
-            superseded_count(&shared.authority).await
+            let mut total = 0;
+            for authority in &shared.authorities {
+                total += superseded_count(authority).await?;
+            }
+            anyhow::Ok(total)
         } else {
             Ok(0)
         }
@@ -235,7 +243,8 @@ async fn main() -> anyhow::Result<()> {
 
 /// What every sending task shares.
 struct Load {
-    authority: String,
+    /// The engines, each given every n-th connection.
+    authorities: Vec<String>,
     paths: Vec<String>,
     token: Option<String>,
     padding: usize,
@@ -263,9 +272,10 @@ async fn connect(authority: &str) -> anyhow::Result<Connection> {
 }
 
 impl Load {
-    /// Sends event number `n`, due at `due`, on `connection` (opened or reopened as needed),
-    /// and records the outcome.
-    async fn send(&self, connection: &mut Option<Connection>, n: u64, due: Instant) {
+    /// Sends event number `n`, due at `due`, on `connection` to engine `engine` (opened or
+    /// reopened as needed), and records the outcome.
+    async fn send(&self, engine: usize, connection: &mut Option<Connection>, n: u64, due: Instant) {
+        let authority = &self.authorities[engine % self.authorities.len()];
         let path = &self.paths[usize::try_from(n).unwrap_or(0) % self.paths.len()];
         let sent_us = due.duration_since(self.started).as_micros();
         let year = 1000 + n % self.keys;
@@ -274,7 +284,7 @@ impl Load {
             "x".repeat(self.padding)
         );
         let mut request = Request::post(path.as_str())
-            .header(HOST, &self.authority)
+            .header(HOST, authority)
             .header(CONTENT_TYPE, "application/json");
         if let Some(token) = &self.token {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
@@ -283,7 +293,7 @@ impl Load {
             let request = request.body(Full::new(Bytes::from(body)))?;
             let sender = match connection {
                 Some(sender) if !sender.is_closed() => sender,
-                _ => connection.insert(connect(&self.authority).await?),
+                _ => connection.insert(connect(authority).await?),
             };
             sender.ready().await?;
             let response = sender.send_request(request).await?;
@@ -323,13 +333,13 @@ async fn closed_loop(load: &Arc<Load>, connections: usize, duration: Duration) {
     let next = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + duration;
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..connections {
+    for engine in 0..connections {
         let (load, next) = (load.clone(), next.clone());
         tasks.spawn(async move {
             let mut connection = None;
             while Instant::now() < end {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                load.send(&mut connection, n, Instant::now()).await;
+                load.send(engine, &mut connection, n, Instant::now()).await;
             }
         });
     }
@@ -342,14 +352,14 @@ async fn open_loop(load: &Arc<Load>, rate: u32, connections: usize, duration: Du
     let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
     let due_rx = Arc::new(tokio::sync::Mutex::new(due_rx));
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..connections {
+    for engine in 0..connections {
         let (load, due_rx) = (load.clone(), due_rx.clone());
         tasks.spawn(async move {
             let mut connection = None;
             loop {
                 let next = due_rx.lock().await.recv().await;
                 let Some((n, due)) = next else { break };
-                load.send(&mut connection, n, due).await;
+                load.send(engine, &mut connection, n, due).await;
             }
         });
     }
