@@ -634,3 +634,43 @@ async fn plugin_commands_upload_list_show_and_roll_back_through_the_admin_api() 
     assert!(out.contains("no other version to roll back to"), "{out}");
     kill(engine);
 }
+
+#[test]
+fn validate_connects_to_the_nats_store_and_says_when_it_cannot() {
+    let server = sync_engine_tests::NatsServer::start();
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let validate = |servers: &str| {
+        let config = dir.path().join("nats.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "{}\nstore:\n  kind: nats\n  nats:\n    servers: [{servers}]\n    requestTimeout: 2s\n",
+                seed_config("http://127.0.0.1:9/rates", "http://127.0.0.1:9/hms")
+            ),
+        )
+        .unwrap();
+        let output = Command::new(ENGINE)
+            .arg("validate")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (ok, stdout) = validate(&server.url());
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains("(stream sync_LOG) takes writes"),
+        "{stdout}"
+    );
+    let (ok, stdout) = validate(&format!("nats://127.0.0.1:{dead_port}"));
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("store.nats: NATS"), "{stdout}");
+}

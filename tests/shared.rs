@@ -175,6 +175,60 @@ async fn a_swap_at_one_engine_serves_at_the_other_and_a_rollback_there_comes_bac
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_swaps_at_two_engines_at_once_cannot_both_win() {
+    let server = NatsServer::start();
+    let receiver = Receiver::start().await;
+    let (a, b) = two_engines(&server, &receiver.url("/rates")).await;
+    let (two, other) = (
+        hash(&component("swap-two")),
+        hash(&component("tax-rate-outbound")),
+    );
+    // Both checked against `swap-one`, the active version, at once.
+    let ((status_a, swap_a), (status_b, swap_b)) = tokio::join!(
+        upload_component(&a, ADMIN, "rates", component("swap-two")),
+        upload_component(&b, ADMIN, "rates", component("tax-rate-outbound"))
+    );
+    let winner = match (status_a, status_b) {
+        // One after the other: the second replaced the first, not the version both began from.
+        (200, 200) => {
+            let (first, second) = if swap_b["plugin"]["replaced"] == two.as_str() {
+                (&swap_a, &swap_b)
+            } else {
+                (&swap_b, &swap_a)
+            };
+            assert_eq!(
+                second["plugin"]["replaced"], first["plugin"]["hash"],
+                "{swap_a} {swap_b}"
+            );
+            second["plugin"]["hash"].as_str().unwrap().to_owned()
+        }
+        (200, 422) | (422, 200) => {
+            let (won, lost) = if status_a == 200 {
+                (&swap_a, &swap_b)
+            } else {
+                (&swap_b, &swap_a)
+            };
+            assert!(
+                lost.to_string()
+                    .contains("changed while this one was checked"),
+                "{lost}"
+            );
+            won["plugin"]["hash"].as_str().unwrap().to_owned()
+        }
+        other => panic!("{other:?}: {swap_a} {swap_b}"),
+    };
+    assert!(winner == two || winner == other);
+    for engine in [&a, &b] {
+        until(engine, "/admin/plugins/rates", |p| {
+            p["active"] == winner.as_str()
+        })
+        .await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shuffled_versions_of_one_key_at_two_engines_end_at_the_highest_and_never_go_back() {
     const VERSIONS: u64 = 40;
     let server = NatsServer::start();
@@ -417,6 +471,31 @@ async fn one_of_two_engines_killed_under_load_with_a_flapping_destination_loses_
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let repeats = check_deliveries(&receiver, &accepted);
+    // The killed engine, started again on its replica, catches up and tells the same story.
+    let (_a, url_a) = engine_process(dir.path(), "a", &receiver.url("/rates"), &store);
+    wait_healthy(&url_a, WAIT).await;
+    let (last, _, _) = accepted.last().unwrap();
+    let story = |url: String| {
+        let path = format!("{url}/admin/events/{last}");
+        async move {
+            let response = sync_engine_tests::http()
+                .get(path)
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (at_a, at_b) = (story(url_a.clone()).await, story(url_b.clone()).await);
+        if at_a == at_b && at_b["event"]["actions"][0]["state"] == "delivered" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{at_a}\n{at_b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     #[allow(clippy::print_stderr)]
     {
         eprintln!(

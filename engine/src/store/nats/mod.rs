@@ -417,4 +417,51 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_engine_holds_the_work_lease_until_it_gives_it_back_or_loses_it() {
+        let server = NatsServer::start();
+        let conn = Connection::open(&config(&server, "lease")).await.unwrap();
+        let (first, second) = (conn.lease(), conn.lease());
+        let never = tokio_util::sync::CancellationToken::new();
+        let mut held = first.acquire(&never).await.unwrap();
+        // The second waits while the first holds it, renewing.
+        let stop = tokio_util::sync::CancellationToken::new();
+        let waiting = tokio::spawn({
+            let (second, stop) = (second.clone(), stop.clone());
+            async move { second.acquire(&stop).await }
+        });
+        let keep_until = tokio_util::sync::CancellationToken::new();
+        let keeping = tokio::spawn({
+            let (first, keep_until) = (first.clone(), keep_until.clone());
+            async move {
+                let result = first.keep(&mut held, &keep_until).await;
+                (result, held)
+            }
+        });
+        // Longer than the lease (2 s): renewed, so still held.
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        assert!(!waiting.is_finished(), "taken while held");
+        keep_until.cancel();
+        let (kept, held) = keeping.await.unwrap();
+        kept.unwrap();
+        first.release(held).await;
+        let mut taken = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("taken soon after it was given back")
+            .unwrap()
+            .expect("held by the second");
+        // The first, taking it again over the second's head, makes the second lose it.
+        let entry = conn.leases.entry("work").await.unwrap().unwrap();
+        conn.leases
+            .update("work", "intruder".into(), entry.revision)
+            .await
+            .unwrap();
+        let lost = second.keep(&mut taken, &never).await.unwrap_err();
+        assert!(
+            lost.to_string().contains("taken by another engine"),
+            "{lost}"
+        );
+        stop.cancel();
+    }
 }
