@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use sync_engine_tests::{
     EngineProcess, NatsServer, Receiver, TestEngine, admin_call, component, component_path,
-    post_json, spawn_engine, upload_component, wait_healthy,
+    post_json, scrape, spawn_engine, upload_component, wait_healthy,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -311,10 +311,14 @@ async fn the_work_moves_to_the_other_engine_when_its_holder_stops() {
     post(&b, "k", 1, &[]).await;
     receiver.wait_for(1, WAIT).await;
     // `a` started first and holds the work lease; it gives it back as it stops.
+    let held = |page: &str| sync_engine_tests::sample(page, "sync_work_lease_held");
+    assert_eq!(held(&scrape(&a).await), 1.0);
+    assert_eq!(held(&scrape(&b).await), 0.0);
     let stopped = Instant::now();
     a.stop().await;
     post(&b, "k", 2, &[]).await;
     receiver.wait_for(2, WAIT).await;
+    assert_eq!(held(&scrape(&b).await), 1.0);
     #[allow(clippy::print_stderr)]
     {
         eprintln!(

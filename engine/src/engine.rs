@@ -125,6 +125,7 @@ impl Work {
     /// cancels `term`, so the others stop too, and is the error.
     async fn run(&self, term: CancellationToken) -> anyhow::Result<()> {
         let [processor_stage, dispatcher_stage, housekeeping_stage] = &self.stages;
+        self.metrics.work_lease_held.set(1);
         let housekeeping = housekeeping_stage.spawn(
             crate::store::housekeeping::run(
                 self.retention.clone(),
@@ -152,6 +153,7 @@ impl Work {
             term.clone(),
         );
         let (processed, delivered, housekept) = tokio::join!(processor, delivery, housekeeping);
+        self.metrics.work_lease_held.set(0);
         processed.context("the processor panicked")?;
         delivered.context("the dispatcher panicked")?;
         housekept.context("housekeeping panicked")?;

@@ -105,6 +105,9 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     /// Bytes free on the store's file system.
     pub store_free_bytes: Gauge,
+    /// 1 while this engine does the work (processing, delivery, housekeeping): always with the
+    /// embedded store; with a shared one, while it holds the work lease.
+    pub work_lease_held: Gauge,
     queue_depth: Family<QueueLabels, Gauge>,
     oldest_pending_age: Gauge<f64, AtomicU64>,
     dead_letters: Gauge,
@@ -133,6 +136,7 @@ impl Default for Metrics {
             pruned: Family::default(),
             store_bytes: Gauge::default(),
             store_free_bytes: Gauge::default(),
+            work_lease_held: Gauge::default(),
             queue_depth: Family::default(),
             oldest_pending_age: Gauge::default(),
             dead_letters: Gauge::default(),
@@ -182,6 +186,11 @@ impl Default for Metrics {
             "store_free_bytes",
             "Bytes free on the store's file system",
             metrics.store_free_bytes.clone(),
+        );
+        registry.register(
+            "work_lease_held",
+            "1 while this engine processes and delivers (with a shared store: holds the work lease)",
+            metrics.work_lease_held.clone(),
         );
         registry.register(
             "queue_depth",

@@ -169,7 +169,8 @@ impl WriteLog for Log {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id.clone(), tx);
         let needs_objects = matches!(&write, Write::Plugin(PluginWrite::Add { .. }));
-        let fits = !needs_objects
+        // Handed to the publisher now (or failed), unless it needs an object store first.
+        let handed_over = !needs_objects
             && match entry(&write) {
                 Ok(entry) if entry.payload.len() + HEADER_ROOM <= self.conn.max_payload => {
                     // The common case, handed over now, in the caller's order.
@@ -184,7 +185,7 @@ impl WriteLog for Log {
                     true
                 }
             };
-        if !fits {
+        if !handed_over {
             let (conn, outgoing, waiting) = (
                 self.conn.clone(),
                 self.outgoing.clone(),
