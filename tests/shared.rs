@@ -329,6 +329,54 @@ async fn the_work_moves_to_the_other_engine_when_its_holder_stops() {
     b.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_trimmed_behind_a_snapshot_and_a_new_engine_starts_from_it() {
+    let server = NatsServer::start();
+    let receiver = Receiver::start().await;
+    let yaml = config(
+        &receiver.url("/rates"),
+        &format!(
+            "{}    snapshotInterval: 1s\n",
+            store(&[server.url()], "trim", 1)
+        ),
+    );
+    let a = TestEngine::start(&yaml).await;
+    let b = TestEngine::start(&yaml).await;
+    let first = post(&a, "k", 1, &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for version in 2..=20 {
+        post(&b, "k", version, &[]).await;
+    }
+    receiver
+        .wait_until(WAIT, |r| {
+            r.last().is_some_and(|l| l.json()["rate"] == json!(20))
+        })
+        .await;
+    // Both engines report their positions every 5 s; the holder trims every second.
+    let connection = sync_engine::store::nats::Connection::open(&sync_engine_tests::nats_config(
+        &[server.url()],
+        "trim",
+    ))
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while connection.log_first().await.unwrap() <= 1 {
+        assert!(Instant::now() < deadline, "the log was never trimmed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let c = TestEngine::start(&yaml).await;
+    let path = format!("/admin/events/{first}");
+    let (status, at_a) = admin(&a, "GET", &path, None).await;
+    assert_eq!(status, 200, "{at_a}");
+    let at_c = until(&c, &path, |h| h == &at_a).await;
+    assert_eq!(at_c["event"]["actions"][0]["state"], "delivered");
+    for engine in [a, b, c] {
+        engine.stop().await;
+    }
+}
+
 /// An engine process on the log at `servers`, listening on a free port; answers it and its URL.
 fn engine_process(
     dir: &std::path::Path,

@@ -71,6 +71,7 @@ pub fn prepare(config: &Config, cache_dir: Option<PathBuf>) -> Result<Prepared, 
 struct Shared {
     follower: crate::store::nats::Follower,
     lease: crate::store::nats::WorkLease,
+    compactor: crate::store::nats::Compactor,
 }
 
 /// Opens the store the configuration names: the embedded one, or this engine's replica of the
@@ -90,11 +91,13 @@ async fn open_store(
                 .replica(dir, stop_following)
                 .await
                 .with_context(|| format!("cannot open the replica in {}", dir.display()))?;
+            let compactor = connection.compactor(&store, dir);
             Ok((
                 store,
                 Some(Shared {
                     follower,
                     lease: connection.lease(),
+                    compactor,
                 }),
             ))
         }
@@ -160,13 +163,14 @@ impl Work {
         Ok(())
     }
 
-    /// Runs the work whenever this engine holds the work lease, until `shutdown`. A lost
-    /// lease stops the work at once and the engine waits to take it again (it keeps accepting
-    /// meanwhile); the lease is given back only once the work has stopped, so two engines
-    /// never work at once while both can reach the servers.
+    /// Runs the work whenever this engine holds the work lease, until `shutdown`, with the
+    /// log's compaction beside it. A lost lease stops the work at once and the engine waits to
+    /// take it again (it keeps accepting meanwhile); the lease is given back only once the work
+    /// has stopped, so two engines never work at once while both can reach the servers.
     async fn under_lease(
         self: Arc<Self>,
         lease: crate::store::nats::WorkLease,
+        compactor: crate::store::nats::Compactor,
         shutdown: CancellationToken,
         fail: impl Fn(String),
     ) {
@@ -175,8 +179,10 @@ impl Work {
             let done = CancellationToken::new();
             let working = tokio::spawn({
                 let (this, term, done) = (self.clone(), term.clone(), done.clone());
+                let compacting = tokio::spawn(compactor.clone().run(term.clone()));
                 async move {
                     let result = this.run(term).await;
+                    let _ = compacting.await;
                     done.cancel();
                     result
                 }
@@ -317,7 +323,11 @@ pub async fn run(
             });
             (working, None)
         }
-        Some(Shared { follower, lease }) => {
+        Some(Shared {
+            follower,
+            lease,
+            compactor,
+        }) => {
             let follower = replica_stage.spawn(
                 {
                     let fail = fail.clone();
@@ -332,7 +342,7 @@ pub async fn run(
             );
             let working = lease_stage.spawn(
                 work.clone()
-                    .under_lease(lease, shutdown.clone(), fail.clone()),
+                    .under_lease(lease, compactor, shutdown.clone(), fail.clone()),
                 shutdown.clone(),
             );
             (working, Some(follower))

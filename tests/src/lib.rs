@@ -372,6 +372,7 @@ pub fn nats_config(servers: &[String], prefix: &str) -> sync_engine::config::Nat
         replicas: 1,
         lease: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
+        snapshot_interval: Duration::from_secs(600),
     }
 }
 

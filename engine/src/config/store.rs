@@ -72,9 +72,9 @@ pub struct NatsConfig {
     #[serde(default)]
     pub password: Option<Expanded>,
     /// Starts the names of everything the engine keeps on the servers (the `<prefix>_LOG`
-    /// stream and its `<prefix>.log` subject, the `<prefix>_plugins`, `<prefix>_writes` and
-    /// `<prefix>_leases` buckets): engines with the same prefix share their work. Letters,
-    /// digits, `-` and `_`.
+    /// stream and its `<prefix>.log` subject, the `<prefix>_plugins`, `<prefix>_writes`,
+    /// `<prefix>_snapshots`, `<prefix>_leases` and `<prefix>_positions` buckets): engines with
+    /// the same prefix share their work. Letters, digits, `-` and `_`.
     #[serde(default = "default_prefix")]
     pub prefix: String,
     /// How many servers keep each copy of the log (1, 3 or 5): an answer 202 waits for a
@@ -96,6 +96,18 @@ pub struct NatsConfig {
     )]
     #[cfg_attr(test, schemars(with = "String"))]
     pub request_timeout: Duration,
+    /// How often the engine holding the work lease snapshots its replica and removes from
+    /// the log what every engine has applied.
+    #[serde(
+        default = "default_snapshot_interval",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
+    pub snapshot_interval: Duration,
+}
+
+fn default_snapshot_interval() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_prefix() -> String {

@@ -29,12 +29,14 @@
 //!
 //! - `log`: appending writes, and applying the log to the replica;
 //! - `lease`: the work lease;
+//! - `snapshot`: snapshots of a replica, the log trimmed below them, replicas started from one;
 //! - `server` (tests): a real `nats-server` on loopback ports.
 
 pub mod lease;
 mod log;
 #[cfg(any(test, feature = "test-server"))]
 pub mod server;
+mod snapshot;
 
 use super::{SqliteStore, StoreError, Write};
 use crate::config::NatsConfig;
@@ -43,6 +45,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use lease::WorkLease;
+pub use snapshot::{Compacted, Compactor};
 
 /// The names on the servers, from the prefix.
 #[derive(Debug, Clone)]
@@ -52,6 +55,8 @@ struct Names {
     plugins: String,
     writes: String,
     leases: String,
+    positions: String,
+    snapshots: String,
 }
 
 impl Names {
@@ -62,6 +67,8 @@ impl Names {
             plugins: format!("{prefix}_plugins"),
             writes: format!("{prefix}_writes"),
             leases: format!("{prefix}_leases"),
+            positions: format!("{prefix}_positions"),
+            snapshots: format!("{prefix}_snapshots"),
         }
     }
 }
@@ -74,6 +81,9 @@ pub struct Connection {
     plugins: jetstream::object_store::ObjectStore,
     writes: jetstream::object_store::ObjectStore,
     leases: jetstream::kv::Store,
+    /// Each replica's applied position, by replica.
+    positions: jetstream::kv::Store,
+    snapshots: jetstream::object_store::ObjectStore,
     names: Names,
     /// Which log this is: the stream's name and when it was created (a stream deleted and made
     /// again is another log, which no replica of the first may follow).
@@ -151,12 +161,27 @@ impl Connection {
             })
             .await
             .map_err(|e| unavailable(&format!("the lease bucket {}", names.leases), e))?;
+        let positions = js
+            .create_or_update_key_value(jetstream::kv::Config {
+                bucket: names.positions.clone(),
+                description: "how far each replica of the sync engine's log has applied it".into(),
+                history: 1,
+                max_age: snapshot::POSITION_KEPT,
+                num_replicas: config.replicas,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(&format!("the bucket {}", names.positions), e))?;
+        let snapshots = ensure_objects(&js, &names.snapshots, config.replicas).await?;
         Ok(Connection {
             js,
             stream,
             plugins,
             writes,
             leases,
+            positions,
+            snapshots,
             names,
             identity,
             max_payload,
@@ -172,11 +197,33 @@ impl Connection {
         dir: &Path,
         stop: tokio_util::sync::CancellationToken,
     ) -> Result<(SqliteStore, Follower), StoreError> {
+        let first = self
+            .stream
+            .clone()
+            .get_info()
+            .await
+            .map_err(|e| unavailable("cannot read the log's state", e))?
+            .state
+            .first_sequence;
+        snapshot::restore_if_needed(self, dir, first).await?;
         let log = Arc::new(log::Log::new(self.clone()));
         let store = SqliteStore::open_replica(dir, log.clone())?;
         let position = store.bind_log(&self.identity)?;
         let follower = log::Follower::start(log, store.clone(), position).await?;
+        let id = replica_id(dir)?;
+        tokio::spawn(snapshot::report_position(
+            self.clone(),
+            store.clone(),
+            id,
+            stop.clone(),
+        ));
         Ok((store, Follower(tokio::spawn(follower.run(stop)))))
+    }
+
+    /// Snapshots and log trimming for the replica `store` in `dir`: run by the engine holding
+    /// the work lease.
+    pub fn compactor(&self, store: &SqliteStore, dir: &Path) -> Compactor {
+        Compactor::new(self.clone(), store.clone(), dir)
     }
 
     /// The work lease, for this engine.
@@ -210,6 +257,17 @@ impl Connection {
         Ok(info.cluster.and_then(|cluster| cluster.leader))
     }
 
+    /// The position of the first entry the log holds (entries before it were trimmed behind a
+    /// snapshot).
+    pub async fn log_first(&self) -> Result<u64, StoreError> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| unavailable("cannot read the log's state", e))?;
+        Ok(info.state.first_sequence)
+    }
+
     /// A short description for logs: the servers and the stream.
     pub fn describe(&self) -> String {
         format!(
@@ -231,6 +289,20 @@ impl Follower {
         self.0
             .await
             .map_err(|e| StoreError::Io(format!("the replica's follower panicked: {e}")))?
+    }
+}
+
+/// The replica's name among the positions: made once, kept in its directory.
+fn replica_id(dir: &Path) -> Result<String, StoreError> {
+    let path = dir.join("replica-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        _ => {
+            let id = uuid::Uuid::now_v7().simple().to_string();
+            std::fs::write(&path, &id)
+                .map_err(|e| StoreError::Io(format!("cannot write {}: {e}", path.display())))?;
+            Ok(id)
+        }
     }
 }
 
@@ -322,6 +394,7 @@ mod tests {
             replicas: 1,
             lease: std::time::Duration::from_secs(2),
             request_timeout: std::time::Duration::from_secs(5),
+            snapshot_interval: std::time::Duration::from_secs(600),
         }
     }
 
@@ -463,5 +536,61 @@ mod tests {
             "{lost}"
         );
         stop.cancel();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trimmed_log_keeps_a_snapshot_a_new_replica_starts_from() {
+        use crate::store::{Intake, Records};
+        let server = NatsServer::start();
+        let (a, dir_a) = replica(&server, "trim").await;
+        for n in 0..5 {
+            a.accept(new_event(&format!("e{n}"), None, None))
+                .await
+                .unwrap();
+        }
+        let conn = Connection::open(&config(&server, "trim")).await.unwrap();
+        // `a` reports its position every few seconds; here, now.
+        let id_a = replica_id(dir_a.path()).unwrap();
+        let position_a = a.log_position().unwrap();
+        conn.positions
+            .put(id_a.as_str(), position_a.to_string().into())
+            .await
+            .unwrap();
+        // A replica that reported it has applied only 2 entries holds the rest in the log.
+        conn.positions.put("behind", "2".into()).await.unwrap();
+        let compactor = conn.compactor(&a, dir_a.path());
+        let done = compactor.compact().await.unwrap();
+        assert_eq!(done.snapshot, a.log_position().unwrap());
+        assert_eq!(done.trimmed_to, 2);
+        let first = |conn: &Connection| {
+            let stream = conn.stream.clone();
+            async move {
+                stream
+                    .clone()
+                    .get_info()
+                    .await
+                    .unwrap()
+                    .state
+                    .first_sequence
+            }
+        };
+        assert_eq!(first(&conn).await, 3);
+        conn.positions.delete("behind").await.unwrap();
+        let done = compactor.compact().await.unwrap();
+        assert_eq!(done.trimmed_to, done.snapshot);
+        assert_eq!(first(&conn).await, done.snapshot + 1);
+        // A new replica starts from the snapshot, then follows the log.
+        let (c, _c) = replica(&server, "trim").await;
+        assert_eq!(c.event_count().await.unwrap(), 5);
+        a.accept(new_event("e5", None, None)).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while c.event_count().await.unwrap() < 6 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the new replica does not follow"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(c.event_history("e5").await.unwrap().is_some());
     }
 }

@@ -45,7 +45,7 @@ use super::{
     ReplayOutcome, Retention, StoreError, StoreFuture, SupersedeRecord, WorkQueue, Write, Written,
 };
 use readers::Readers;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -54,6 +54,12 @@ use tokio::sync::{Notify, oneshot};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "sync-engine.db";
+
+/// Which log the database file `path` follows and how far it applied it; see
+/// [`SqliteStore::read_binding`].
+pub fn read_file_binding(path: &Path) -> Result<Option<(String, u64)>, StoreError> {
+    replica::read_binding(path)
+}
 
 /// Read-only connections for operators' reads.
 const RECORDS_READERS: usize = 2;
@@ -261,6 +267,40 @@ impl SqliteStore {
         // Once, at start, on a connection of its own (the writer thread's is its alone).
         let write = migrate::open_connection(&self.inner.path, false)?;
         replica::bind(&write, log)
+    }
+
+    /// Which log the store in the data directory `dir` follows and how far it applied it,
+    /// without opening the store: `None` when there is no database or an empty one that
+    /// follows no log; `("", 0)` for one that holds events of its own (an embedded store).
+    pub fn read_binding(dir: &Path) -> Result<Option<(String, u64)>, StoreError> {
+        replica::read_binding(&dir.join(DATABASE_FILE))
+    }
+
+    /// Writes a consistent copy of the whole database to `into` (`VACUUM INTO`: compact, no
+    /// write-ahead log), on a connection of its own, beside the writer; answers the log
+    /// position the copy has applied.
+    pub fn snapshot(&self, into: &Path) -> Result<u64, StoreError> {
+        let conn = migrate::open_connection(&self.inner.path, true)?;
+        conn.execute("VACUUM INTO ?1", [into.to_string_lossy()])?;
+        match replica::read_binding(into)? {
+            Some((_, position)) => Ok(position),
+            None => Err(StoreError::Corrupt("the snapshot follows no log".into())),
+        }
+    }
+
+    /// The position of the last log entry this replica applied (0 for none).
+    pub fn log_position(&self) -> Result<u64, StoreError> {
+        let conn = self
+            .inner
+            .lookup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let position: Option<i64> = conn
+            .query_row("SELECT position FROM replica WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        Ok(position.and_then(|p| u64::try_from(p).ok()).unwrap_or(0))
     }
 
     /// Applies the log entry at `position`, in the order of the calls, recording the position

@@ -45,3 +45,46 @@ pub(super) fn advance(c: &Connection, position: u64) -> Result<(), StoreError> {
         .execute([position])?;
     Ok(())
 }
+
+/// Which log the database in `path` follows and how far it applied it: `None` when there is no
+/// database, or it is empty and follows no log (a fresh replica may start from a snapshot).
+/// A database that holds events of its own is reported as following no log (`""`), for
+/// [`bind`] to refuse.
+pub(super) fn read_binding(path: &std::path::Path) -> Result<Option<(String, u64)>, StoreError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
+    let has_table: bool = c.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'replica'",
+        [],
+        |row| row.get(0),
+    )?;
+    let bound: Option<(String, i64)> = if has_table {
+        c.query_row(
+            "SELECT log, position FROM replica WHERE id = 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?
+    } else {
+        None
+    };
+    match bound {
+        Some((log, position)) => Ok(Some((log, u64::try_from(position).unwrap_or(0)))),
+        None => {
+            let has_events: bool = c.query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+                [],
+                |row| row.get(0),
+            )?;
+            let events: i64 = if has_events {
+                c.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?
+            } else {
+                0
+            };
+            Ok((events > 0).then(|| (String::new(), 0)))
+        }
+    }
+}
