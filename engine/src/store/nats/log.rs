@@ -239,16 +239,7 @@ impl Follower {
             answers,
             collector,
         };
-        let last = follower
-            .log
-            .conn
-            .stream
-            .clone()
-            .get_info()
-            .await
-            .map_err(|e| unavailable("cannot read the log's state", e))?
-            .state
-            .last_sequence;
+        let last = follower.log.conn.log_info().await?.state.last_sequence;
         if last > position {
             tracing::info!(
                 from = position,

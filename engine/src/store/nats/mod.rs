@@ -197,14 +197,7 @@ impl Connection {
         dir: &Path,
         stop: tokio_util::sync::CancellationToken,
     ) -> Result<(SqliteStore, Follower), StoreError> {
-        let first = self
-            .stream
-            .clone()
-            .get_info()
-            .await
-            .map_err(|e| unavailable("cannot read the log's state", e))?
-            .state
-            .first_sequence;
+        let first = self.log_info().await?.state.first_sequence;
         snapshot::restore_if_needed(self, dir, first).await?;
         let log = Arc::new(log::Log::new(self.clone()));
         let store = SqliteStore::open_replica(dir, log.clone())?;
@@ -249,23 +242,25 @@ impl Connection {
     /// The name of the server that leads the log's stream (the one whose acknowledgement a
     /// write waits for), when it has a leader.
     pub async fn log_leader(&self) -> Result<Option<String>, StoreError> {
-        let info = self
-            .stream
-            .get_info()
-            .await
-            .map_err(|e| unavailable("cannot read the log's state", e))?;
-        Ok(info.cluster.and_then(|cluster| cluster.leader))
+        Ok(self
+            .log_info()
+            .await?
+            .cluster
+            .and_then(|cluster| cluster.leader))
     }
 
     /// The position of the first entry the log holds (entries before it were trimmed behind a
     /// snapshot).
     pub async fn log_first(&self) -> Result<u64, StoreError> {
-        let info = self
-            .stream
+        Ok(self.log_info().await?.state.first_sequence)
+    }
+
+    /// The log stream's state and cluster, as the servers say now.
+    pub(super) async fn log_info(&self) -> Result<jetstream::stream::Info, StoreError> {
+        self.stream
             .get_info()
             .await
-            .map_err(|e| unavailable("cannot read the log's state", e))?;
-        Ok(info.state.first_sequence)
+            .map_err(|e| unavailable("cannot read the log's state", e))
     }
 
     /// A short description for logs: the servers and the stream.
@@ -562,23 +557,11 @@ mod tests {
         let done = compactor.compact().await.unwrap();
         assert_eq!(done.snapshot, a.log_position().unwrap());
         assert_eq!(done.trimmed_to, 2);
-        let first = |conn: &Connection| {
-            let stream = conn.stream.clone();
-            async move {
-                stream
-                    .clone()
-                    .get_info()
-                    .await
-                    .unwrap()
-                    .state
-                    .first_sequence
-            }
-        };
-        assert_eq!(first(&conn).await, 3);
+        assert_eq!(conn.log_first().await.unwrap(), 3);
         conn.positions.delete("behind").await.unwrap();
         let done = compactor.compact().await.unwrap();
         assert_eq!(done.trimmed_to, done.snapshot);
-        assert_eq!(first(&conn).await, done.snapshot + 1);
+        assert_eq!(conn.log_first().await.unwrap(), done.snapshot + 1);
         // A new replica starts from the snapshot, then follows the log.
         let (c, _c) = replica(&server, "trim").await;
         assert_eq!(c.event_count().await.unwrap(), 5);
