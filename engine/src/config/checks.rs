@@ -91,6 +91,9 @@ impl Config {
         if nats.request_timeout.is_zero() {
             p.add("store.nats.requestTimeout", "must be more than zero");
         }
+        if nats.snapshot_interval < std::time::Duration::from_secs(1) {
+            p.add("store.nats.snapshotInterval", "at least 1s");
+        }
         if nats.credentials.is_some() && nats.user.is_some() {
             p.add(
                 "store.nats.user",
