@@ -41,6 +41,16 @@ async fn every_accepted_event_is_delivered_in_key_order_across_sigkills() {
         .local_addr()
         .unwrap()
         .port();
+    // On the NATS pass the engine's store is a log on a server the test keeps running across
+    // the kills; the engine restarted after a SIGKILL waits for its dead self's work lease.
+    let nats = sync_engine_tests::on_nats().then(sync_engine_tests::NatsServer::start);
+    let store = match &nats {
+        Some(server) => format!(
+            "  kind: nats\n  nats: {{servers: [{}], lease: 1s}}\n",
+            server.url()
+        ),
+        None => String::new(),
+    };
     let config = dir.path().join("engine.yaml");
     std::fs::write(
         &config,
@@ -49,7 +59,7 @@ async fn every_accepted_event_is_delivered_in_key_order_across_sigkills() {
 listen: 127.0.0.1:{port}
 store:
   path: data
-plugins:
+{store}plugins:
   tax-rate-outbound:
     path: {outbound}
 destinations:
