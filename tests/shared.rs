@@ -377,6 +377,60 @@ async fn the_log_is_trimmed_behind_a_snapshot_and_a_new_engine_starts_from_it() 
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_partitions_every_engine_processes_and_each_key_stays_in_order() {
+    const KEYS: u64 = 16;
+    const VERSIONS: u64 = 15;
+    let server = NatsServer::start();
+    let receiver = Receiver::start().await;
+    receiver.set_failure_rate(0.2);
+    let yaml = config(
+        &receiver.url("/rates"),
+        &format!("{}    partitions: 8\n", store(&[server.url()], "parts", 1)),
+    );
+    let a = TestEngine::start(&yaml).await;
+    let b = TestEngine::start(&yaml).await;
+    // Both engines take their share of the partitions.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut accepted = Vec::new();
+    for version in 1..=VERSIONS {
+        for key in 0..KEYS {
+            let engine = if key % 2 == 0 { &a } else { &b };
+            let key = format!("rates/{key}");
+            let id = post(engine, &key, version, &[]).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            accepted.push((id, key, version));
+        }
+    }
+    let expected = KEYS as usize;
+    receiver
+        .wait_until(WAIT, |r| {
+            r.iter()
+                .filter(|r| r.status == 200 && r.json()["rate"] == json!(VERSIONS))
+                .count()
+                >= expected
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    check_deliveries(&receiver, &accepted);
+    let processed = |page: &str| {
+        page.lines()
+            .filter(|l| l.starts_with("sync_events_processed_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let (at_a, at_b) = (processed(&scrape(&a).await), processed(&scrape(&b).await));
+    assert!(
+        at_a > 0.0 && at_b > 0.0,
+        "processed at a: {at_a}, at b: {at_b}"
+    );
+    assert_eq!(at_a + at_b, accepted.len() as f64);
+    a.stop().await;
+    b.stop().await;
+}
+
 /// An engine process on the log at `servers`, listening on a free port; answers it and its URL.
 fn engine_process(
     dir: &std::path::Path,
@@ -488,7 +542,9 @@ async fn one_of_two_engines_killed_under_load_with_a_flapping_destination_loses_
     let receiver = Receiver::start().await;
     receiver.set_failure_rate(0.3);
     let dir = tempfile::tempdir().unwrap();
-    let store = store(&[server.url()], "killed", 1);
+    // Processing shared over 4 partitions: the killed engine held the work lease and some of
+    // them; the other takes over both.
+    let store = format!("{}    partitions: 4\n", store(&[server.url()], "killed", 1));
     let (mut a, url_a) = engine_process(dir.path(), "a", &receiver.url("/rates"), &store);
     wait_healthy(&url_a, WAIT).await;
     let (_b, url_b) = engine_process(dir.path(), "b", &receiver.url("/rates"), &store);

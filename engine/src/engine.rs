@@ -72,6 +72,8 @@ struct Shared {
     follower: crate::store::nats::Follower,
     lease: crate::store::nats::WorkLease,
     compactor: crate::store::nats::Compactor,
+    /// The processing partitions, when engines share processing.
+    partitions: Option<crate::store::nats::Partitions>,
 }
 
 /// Opens the store the configuration names: the embedded one, or this engine's replica of the
@@ -92,12 +94,15 @@ async fn open_store(
                 .await
                 .with_context(|| format!("cannot open the replica in {}", dir.display()))?;
             let compactor = connection.compactor(&store, dir);
+            let lease = connection.lease();
+            let partitions = connection.partitions(&lease);
             Ok((
                 store,
                 Some(Shared {
                     follower,
-                    lease: connection.lease(),
+                    lease,
                     compactor,
+                    partitions,
                 }),
             ))
         }
@@ -121,6 +126,9 @@ struct Work {
     workers: usize,
     /// The processor, the dispatcher, housekeeping.
     stages: [Stage; 3],
+    /// When engines share processing: the rows every engine's processing queued, as this
+    /// replica applies them (the dispatcher's hand-off), and the replica.
+    shared_processing: Option<(crate::store::nats::Feed, SqliteStore)>,
 }
 
 impl Work {
@@ -138,29 +146,143 @@ impl Work {
             ),
             term.clone(),
         );
-        let (handoff, handed) = crate::pipeline::handoff::channel();
-        let processor = processor_stage.spawn(
-            run_processor(
-                self.queue.clone(),
-                self.routes.clone(),
-                self.registry.clone(),
-                self.metrics.clone(),
-                handoff,
-                self.workers,
-                term.clone(),
-            ),
-            term.clone(),
-        );
+        // With processing shared, this term delivers what every engine processed; processing
+        // runs apart, by partition (`Work::process_partitions`).
+        let (processor, handed) = match &self.shared_processing {
+            Some((feed, store)) => {
+                let routes: Vec<Arc<str>> = self.routes.names().map(Arc::from).collect();
+                (None, feed.handed(store, &routes))
+            }
+            None => {
+                let (handoff, handed) = crate::pipeline::handoff::channel();
+                let processor = processor_stage.spawn(
+                    run_processor(
+                        self.queue.clone(),
+                        self.routes.clone(),
+                        self.registry.clone(),
+                        self.metrics.clone(),
+                        handoff,
+                        self.workers,
+                        None,
+                        term.clone(),
+                    ),
+                    term.clone(),
+                );
+                (Some(processor), handed)
+            }
+        };
         let delivery = dispatcher_stage.spawn(
             self.dispatcher.clone().run(handed, term.clone()),
             term.clone(),
         );
+        let processor = async move {
+            match processor {
+                Some(processor) => processor.await,
+                None => Ok(()),
+            }
+        };
         let (processed, delivered, housekept) = tokio::join!(processor, delivery, housekeeping);
         self.metrics.work_lease_held.set(0);
         processed.context("the processor panicked")?;
         delivered.context("the dispatcher panicked")?;
         housekept.context("housekeeping panicked")?;
         Ok(())
+    }
+
+    /// Processes the partitions this engine holds, until `shutdown`: the processor runs on
+    /// their events only, and starts again whenever the held partitions change (a partition is
+    /// given back only once its processing has stopped). Its rows reach the delivering engine
+    /// through the log.
+    async fn process_partitions(
+        self: Arc<Self>,
+        partitions: crate::store::nats::Partitions,
+        shutdown: CancellationToken,
+        fail: impl Fn(String),
+    ) {
+        use std::collections::BTreeSet;
+        let (held_tx, mut held) = tokio::sync::watch::channel(BTreeSet::new());
+        let (running_tx, running) = tokio::sync::watch::channel(BTreeSet::new());
+        let count = partitions.count();
+        let manager = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { partitions.run(held_tx, running, &shutdown).await }
+        });
+        let mut current: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
+        loop {
+            let set: BTreeSet<u32> = held.borrow_and_update().clone();
+            if let Some((term, task)) = current.take() {
+                term.cancel();
+                let _ = task.await;
+            }
+            running_tx.send_replace(BTreeSet::new());
+            if shutdown.is_cancelled() {
+                break;
+            }
+            if !set.is_empty() {
+                tracing::info!(partitions = ?set, of = count, "this engine processes these partitions");
+                let term = shutdown.child_token();
+                let owned = Arc::new(set.clone());
+                let owns: crate::pipeline::EventFilter = Arc::new(move |event| {
+                    let route = event.stored.route.to_string();
+                    let key = event
+                        .stored
+                        .event
+                        .key
+                        .as_deref()
+                        .unwrap_or(&event.stored.event.id);
+                    let partition =
+                        crate::store::nats::lease::stable_hash(&[&route, key]) % u64::from(count);
+                    owned.contains(&u32::try_from(partition).unwrap_or(0))
+                });
+                // Its rows go to the delivering engine through the log, not this hand-off.
+                let (handoff, _unused) = crate::pipeline::handoff::channel();
+                let task = self.stages[0].spawn(
+                    run_processor(
+                        self.queue.clone(),
+                        self.routes.clone(),
+                        self.registry.clone(),
+                        self.metrics.clone(),
+                        handoff,
+                        self.workers,
+                        Some(owns),
+                        term.clone(),
+                    ),
+                    term.clone(),
+                );
+                running_tx.send_replace(set);
+                current = Some((term, task));
+            }
+            let ended = async {
+                match current.as_mut() {
+                    Some((_, task)) => drop(task.await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                changed = held.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                () = ended => {
+                    // The processor ended on its own (a panic): the engine stops.
+                    current = None;
+                    if !shutdown.is_cancelled() {
+                        fail("the processor stopped unexpectedly".into());
+                        shutdown.cancel();
+                    }
+                }
+            }
+        }
+        if let Some((term, task)) = current.take() {
+            term.cancel();
+            let _ = task.await;
+        }
+        running_tx.send_replace(BTreeSet::new());
+        if manager.await.is_err() {
+            fail("the partition manager panicked".into());
+        }
     }
 
     /// Runs the work whenever this engine holds the work lease, until `shutdown`, with the
@@ -273,6 +395,10 @@ pub async fn run(
             Stage::new("dispatcher"),
             Stage::new("housekeeping"),
         ],
+        shared_processing: shared
+            .as_ref()
+            .filter(|shared| shared.partitions.is_some())
+            .map(|shared| (shared.follower.feed(), store.clone())),
     });
     let (replica_stage, lease_stage) = (Stage::new("replica"), Stage::new("work lease"));
     // Readiness: with a shared store, an engine that waits for the work lease is ready (it
@@ -327,6 +453,7 @@ pub async fn run(
             follower,
             lease,
             compactor,
+            partitions,
         }) => {
             let follower = replica_stage.spawn(
                 {
@@ -340,9 +467,20 @@ pub async fn run(
                 },
                 shutdown.clone(),
             );
-            let working = lease_stage.spawn(
+            let delivering =
                 work.clone()
-                    .under_lease(lease, compactor, shutdown.clone(), fail.clone()),
+                    .under_lease(lease, compactor, shutdown.clone(), fail.clone());
+            let processing = partitions.map(|partitions| {
+                work.clone()
+                    .process_partitions(partitions, shutdown.clone(), fail.clone())
+            });
+            let working = lease_stage.spawn(
+                async move {
+                    match processing {
+                        Some(processing) => drop(tokio::join!(delivering, processing)),
+                        None => delivering.await,
+                    }
+                },
                 shutdown.clone(),
             );
             (working, Some(follower))

@@ -373,6 +373,7 @@ pub fn nats_config(servers: &[String], prefix: &str) -> sync_engine::config::Nat
         lease: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
         snapshot_interval: Duration::from_secs(600),
+        partitions: 1,
     }
 }
 

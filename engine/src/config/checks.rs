@@ -91,6 +91,9 @@ impl Config {
         if nats.request_timeout.is_zero() {
             p.add("store.nats.requestTimeout", "must be more than zero");
         }
+        if !(1..=1024).contains(&nats.partitions) {
+            p.add("store.nats.partitions", "from 1 to 1024");
+        }
         if nats.snapshot_interval < std::time::Duration::from_secs(1) {
             p.add("store.nats.snapshotInterval", "at least 1s");
         }

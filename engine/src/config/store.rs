@@ -104,6 +104,16 @@ pub struct NatsConfig {
     )]
     #[cfg_attr(test, schemars(with = "String"))]
     pub snapshot_interval: Duration,
+    /// Into how many partitions the events are divided for processing: with more than one,
+    /// every engine processes the partitions it holds (spread over the live engines), while
+    /// the engine holding the work lease delivers. 1: the engine holding the work lease also
+    /// processes everything.
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+}
+
+fn default_partitions() -> u32 {
+    1
 }
 
 fn default_snapshot_interval() -> Duration {

@@ -20,5 +20,5 @@ mod process;
 mod processor;
 pub mod routes;
 
-pub use processor::run_processor;
+pub use processor::{EventFilter, run_processor};
 pub use routes::{Configured, Forward, RouteHandler, Routes, load_plugins};

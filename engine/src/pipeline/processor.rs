@@ -27,6 +27,9 @@ const PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a lane needs, shared by every lane.
+/// Which pending events this engine processes, when engines share the work.
+pub type EventFilter = Arc<dyn Fn(&PendingEvent) -> bool + Send + Sync>;
+
 struct Shared {
     queue: Arc<dyn WorkQueue>,
     routes: Arc<Routes>,
@@ -34,6 +37,9 @@ struct Shared {
     metrics: Arc<Metrics>,
     handoff: Handoff,
     workers: usize,
+    /// The events this engine processes, when engines share the work (the rest are other
+    /// engines'); all of them otherwise.
+    owns: Option<EventFilter>,
     shutdown: CancellationToken,
     /// During an outage every event fails alike: one line a second says so.
     throttle: crate::throttle::Throttle,
@@ -53,6 +59,10 @@ struct Wake {
 /// replay), each on up to `workers` threads. When `shutdown` comes, the events already running
 /// finish and are committed; the rest stay pending for the next start. Committed rows and each
 /// route's watermark go to `handoff`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the processor's collaborators, each a different kind; bundling them would only move the list"
+)]
 pub async fn run_processor(
     queue: Arc<dyn WorkQueue>,
     routes: Arc<Routes>,
@@ -60,6 +70,7 @@ pub async fn run_processor(
     metrics: Arc<Metrics>,
     handoff: Handoff,
     workers: usize,
+    owns: Option<EventFilter>,
     shutdown: CancellationToken,
 ) {
     let accepted = queue.accepted();
@@ -71,6 +82,7 @@ pub async fn run_processor(
         metrics,
         handoff,
         workers,
+        owns,
         shutdown,
         throttle: crate::throttle::Throttle::default(),
     });
@@ -161,7 +173,7 @@ async fn run_lane(shared: Arc<Shared>, route: Arc<str>, wake: Arc<Wake>) {
         if take_permit(&wake.requeued) {
             cursor = 0;
         }
-        let batch = match queue.pending_of(&route, cursor, BATCH).await {
+        let mut batch = match queue.pending_of(&route, cursor, BATCH).await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::error!(%route, error = %e, "cannot read pending events; retrying in a second");
@@ -171,6 +183,16 @@ async fn run_lane(shared: Arc<Shared>, route: Arc<str>, wake: Arc<Wake>) {
                 }
             }
         };
+        if let Some(owns) = &shared.owns
+            && let Some(read_to) = batch.last().map(|last| last.stored.seq)
+        {
+            batch.retain(|event| owns(event));
+            if batch.is_empty() {
+                // Every event read is another engine's: read on after them.
+                cursor = read_to;
+                continue;
+            }
+        }
         let Some(last) = batch.last() else {
             // Nothing is waiting: every event of the route read so far was processed.
             handoff.watermark(&route, ALL_PROCESSED);

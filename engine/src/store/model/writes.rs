@@ -52,6 +52,17 @@ pub enum Written {
     Accepted(Accepted),
     /// [`Write::Complete`]: the rows queued for delivery.
     Queued(Vec<OutboxRow>),
+    /// [`Write::Complete`] applied from a log: the rows queued for delivery, the event's route,
+    /// and the oldest event of that route still unprocessed once it was applied (where the
+    /// route's watermark stands at that point of the log).
+    QueuedOn {
+        /// The rows.
+        rows: Vec<OutboxRow>,
+        /// The event's route (`bus:<type>`, `webhook:<path>`).
+        route: String,
+        /// The route's oldest unprocessed event, if any.
+        floor: Option<i64>,
+    },
     /// [`Write::Attempt`]: the pending rows a delivered version superseded.
     Superseded(Vec<i64>),
     /// [`Write::Supersede`]: whether the row was still pending.
@@ -98,7 +109,16 @@ macro_rules! answer {
 
 impl Written {
     answer!(accepted, Accepted, Accepted);
-    answer!(queued, Queued, Vec<OutboxRow>);
+
+    /// The rows a [`Write::Complete`] queued, however it was applied.
+    pub fn queued(self) -> Result<Vec<OutboxRow>, StoreError> {
+        match self {
+            Written::Queued(rows) | Written::QueuedOn { rows, .. } => Ok(rows),
+            other => Err(StoreError::Corrupt(format!(
+                "a write answered {other:?}, not Queued"
+            ))),
+        }
+    }
     answer!(superseded, Superseded, Vec<i64>);
     answer!(was_pending, WasPending, bool);
     answer!(replayed, Replayed, ReplayOutcome);

@@ -19,9 +19,9 @@ const KEY: &str = "work";
 /// One engine's claim on the work lease.
 #[derive(Clone)]
 pub struct WorkLease {
-    bucket: kv::Store,
-    ttl: Duration,
-    owner: String,
+    pub(super) bucket: kv::Store,
+    pub(super) ttl: Duration,
+    pub(super) owner: String,
 }
 
 /// The lease, held: its last revision.
@@ -132,4 +132,190 @@ impl WorkLease {
             }
         }
     }
+}
+
+/// A stable number for `parts` (the same on every engine and every build): the first 8 bytes
+/// of their SHA-256.
+pub fn stable_hash(parts: &[&str]) -> u64 {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    let digest = hasher.finalize();
+    u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// The engine among `members` that should process `partition` (rendezvous hashing: each
+/// partition goes to the member with the highest score, so a member joining or leaving moves
+/// only its own share).
+fn winner(members: &[String], partition: u32) -> Option<&str> {
+    let partition = partition.to_string();
+    members
+        .iter()
+        .max_by_key(|member| stable_hash(&[member, &partition]))
+        .map(String::as_str)
+}
+
+/// The processing partitions this engine holds, kept in step with the live engines: each
+/// engine keeps a membership key (`member.<owner>`) and claims the partitions rendezvous
+/// hashing gives it (`part.<p>`), renewing them like the work lease; a partition it should no
+/// longer hold is given back once its processing has stopped.
+pub struct Partitions {
+    lease: WorkLease,
+    count: u32,
+}
+
+impl Partitions {
+    pub(super) fn new(lease: WorkLease, count: u32) -> Partitions {
+        Partitions { lease, count }
+    }
+
+    /// How many partitions there are.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Runs until `shutdown`. `held` is told the partitions this engine may process now;
+    /// `running` tells it the partitions whose processing runs (a partition is given back only
+    /// once it is no longer running).
+    pub async fn run(
+        &self,
+        held: tokio::sync::watch::Sender<std::collections::BTreeSet<u32>>,
+        mut running: tokio::sync::watch::Receiver<std::collections::BTreeSet<u32>>,
+        shutdown: &CancellationToken,
+    ) {
+        use std::collections::{BTreeMap, BTreeSet};
+        let bucket = &self.lease.bucket;
+        let owner = self.lease.owner.clone();
+        let ttl = self.lease.ttl;
+        let tick = (ttl / 10).max(Duration::from_millis(100));
+        let member = format!("member.{}", owner.replace([':', '.'], "-"));
+        // Held partitions: their revision and when they were last renewed.
+        let mut revisions: BTreeMap<u32, (u64, Instant)> = BTreeMap::new();
+        let mut member_put: Option<Instant> = None;
+        loop {
+            if member_put.is_none_or(|at| at.elapsed() >= ttl / 3) {
+                match bucket.put(&member, owner.clone().into()).await {
+                    Ok(_) => member_put = Some(Instant::now()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot announce this engine to the others");
+                    }
+                }
+            }
+            let desired: BTreeSet<u32> = if shutdown.is_cancelled() {
+                BTreeSet::new()
+            } else {
+                match live_members(bucket).await {
+                    Ok(members) => (0..self.count)
+                        .filter(|p| {
+                            winner(&members, *p) == Some(member.trim_start_matches("member."))
+                        })
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list the engines; keeping what this one holds");
+                        revisions.keys().copied().collect()
+                    }
+                }
+            };
+            let claims: Vec<u32> = desired
+                .iter()
+                .filter(|p| !revisions.contains_key(p))
+                .copied()
+                .collect();
+            for p in claims {
+                if let Ok(revision) = bucket
+                    .create(format!("part.{p}"), owner.clone().into())
+                    .await
+                {
+                    revisions.insert(p, (revision, Instant::now()));
+                }
+            }
+            let leaving: BTreeSet<u32> = revisions
+                .keys()
+                .filter(|p| !desired.contains(p))
+                .copied()
+                .collect();
+            // Renew what is held; a partition not renewed in time, or taken, is lost.
+            let mut lost = Vec::new();
+            for (p, (revision, renewed)) in &mut revisions {
+                if renewed.elapsed() < ttl / 3 {
+                    continue;
+                }
+                match tokio::time::timeout(
+                    tick,
+                    bucket.update(format!("part.{p}"), owner.clone().into(), *revision),
+                )
+                .await
+                {
+                    Ok(Ok(next)) => *revision = next,
+                    Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                        lost.push(*p);
+                    }
+                    _ if renewed.elapsed() >= ttl * 2 / 3 => lost.push(*p),
+                    _ => continue,
+                }
+                if !lost.contains(p) {
+                    *renewed = Instant::now();
+                }
+            }
+            for p in lost {
+                tracing::warn!(
+                    partition = p,
+                    "a processing partition was lost; its processing stops"
+                );
+                revisions.remove(&p);
+            }
+            let may_process: BTreeSet<u32> = revisions
+                .keys()
+                .filter(|p| !leaving.contains(p))
+                .copied()
+                .collect();
+            held.send_if_modified(|now| {
+                let changed = *now != may_process;
+                *now = may_process.clone();
+                changed
+            });
+            // Give back what is leaving once its processing stopped.
+            let stopped: Vec<u32> = leaving
+                .iter()
+                .filter(|p| !running.borrow().contains(p))
+                .copied()
+                .collect();
+            for p in stopped {
+                if let Some((revision, _)) = revisions.remove(&p) {
+                    let _ = bucket
+                        .delete_expect_revision(format!("part.{p}"), Some(revision))
+                        .await;
+                }
+            }
+            if shutdown.is_cancelled() && revisions.is_empty() {
+                let _ = bucket.delete(&member).await;
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(tick) => {}
+                _ = running.changed() => {}
+                () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
+            }
+        }
+    }
+}
+
+/// The engines that announced themselves within the lease time.
+async fn live_members(bucket: &kv::Store) -> Result<Vec<String>, StoreError> {
+    use futures_util::StreamExt;
+    let mut keys = bucket
+        .keys()
+        .await
+        .map_err(|e| unavailable("cannot list the engines", e))?;
+    let mut members = Vec::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|e| unavailable("cannot list the engines", e))?;
+        if let Some(member) = key.strip_prefix("member.") {
+            members.push(member.to_owned());
+        }
+    }
+    Ok(members)
 }

@@ -76,6 +76,8 @@ async fn start_publish(
 pub(super) struct Log {
     conn: Connection,
     waiting: Waiting,
+    /// Rows queued by applied writes, for a dispatcher when engines share processing.
+    pub(super) feed: super::feed::Feed,
     outgoing: mpsc::UnboundedSender<(String, Entry)>,
 }
 
@@ -108,6 +110,7 @@ impl Log {
         Log {
             conn,
             waiting,
+            feed: super::feed::Feed::default(),
             outgoing,
         }
     }
@@ -230,6 +233,7 @@ impl Follower {
             log.waiting.clone(),
             applied_tx,
             store.clone(),
+            log.feed.clone(),
         ));
         let mut follower = Follower {
             log,
@@ -427,9 +431,17 @@ async fn collect(
     waiting: Waiting,
     applied: watch::Sender<u64>,
     store: SqliteStore,
+    feed: super::feed::Feed,
 ) -> Result<(), StoreError> {
     while let Some((position, id, answer)) = pending.recv().await {
         let answer = answer.await;
+        match &answer {
+            Ok(Written::QueuedOn { rows, route, floor }) => feed.offer(route, *floor, rows),
+            Ok(Written::Replayed(outcome)) if !outcome.replayed.is_empty() => {
+                feed.requeued(&store);
+            }
+            _ => {}
+        }
         if let Err(e) = &answer
             && (e.is_transient() || matches!(e, StoreError::Closed))
         {
@@ -447,7 +459,9 @@ async fn collect(
             Some(waiter) => waiter.send(answer).err(),
             None => Some(answer),
         };
-        if matches!(&unanswered, Some(Ok(Written::Queued(rows))) if !rows.is_empty()) {
+        if matches!(&unanswered,
+            Some(Ok(Written::Queued(rows) | Written::QueuedOn { rows, .. })) if !rows.is_empty())
+        {
             store.deliveries_written_elsewhere();
         }
         applied.send_replace(position);

@@ -32,6 +32,7 @@
 //! - `snapshot`: snapshots of a replica, the log trimmed below them, replicas started from one;
 //! - `server` (tests): a real `nats-server` on loopback ports.
 
+mod feed;
 pub mod lease;
 mod log;
 #[cfg(any(test, feature = "test-server"))]
@@ -44,7 +45,8 @@ use async_nats::jetstream;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use lease::WorkLease;
+pub use feed::Feed;
+pub use lease::{Partitions, WorkLease};
 pub use snapshot::{Compacted, Compactor};
 
 /// The names on the servers, from the prefix.
@@ -202,6 +204,7 @@ impl Connection {
         let log = Arc::new(log::Log::new(self.clone()));
         let store = SqliteStore::open_replica(dir, log.clone())?;
         let position = store.bind_log(&self.identity)?;
+        let feed = log.feed.clone();
         let follower = log::Follower::start(log, store.clone(), position).await?;
         let id = replica_id(dir)?;
         tokio::spawn(snapshot::report_position(
@@ -210,7 +213,13 @@ impl Connection {
             id,
             stop.clone(),
         ));
-        Ok((store, Follower(tokio::spawn(follower.run(stop)))))
+        Ok((
+            store,
+            Follower {
+                task: tokio::spawn(follower.run(stop)),
+                feed,
+            },
+        ))
     }
 
     /// Snapshots and log trimming for the replica `store` in `dir`: run by the engine holding
@@ -222,6 +231,12 @@ impl Connection {
     /// The work lease, for this engine.
     pub fn lease(&self) -> WorkLease {
         WorkLease::new(self.leases.clone(), self.config.lease)
+    }
+
+    /// The processing partitions, when there is more than one (`store.nats.partitions`).
+    pub fn partitions(&self, lease: &WorkLease) -> Option<lease::Partitions> {
+        (self.config.partitions > 1)
+            .then(|| lease::Partitions::new(lease.clone(), self.config.partitions))
     }
 
     /// Checks that the log takes writes (a publish its stream acknowledges), for `validate`.
@@ -274,14 +289,22 @@ impl Connection {
 }
 
 /// The task that applies the log to the replica; see [`Connection::replica`].
-pub struct Follower(tokio::task::JoinHandle<Result<(), StoreError>>);
+pub struct Follower {
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+    feed: Feed,
+}
 
 impl Follower {
+    /// The deliveries applied writes queue, for a dispatcher when engines share processing.
+    pub fn feed(&self) -> Feed {
+        self.feed.clone()
+    }
+
     /// Waits until it stops: at its `stop`, or when the log cannot be followed (the replica
     /// cannot apply an entry, or one cannot be read), which is an error: an engine whose
     /// replica stops cannot answer writes.
     pub async fn wait(self) -> Result<(), StoreError> {
-        self.0
+        self.task
             .await
             .map_err(|e| StoreError::Io(format!("the replica's follower panicked: {e}")))?
     }
@@ -390,6 +413,7 @@ mod tests {
             lease: std::time::Duration::from_secs(2),
             request_timeout: std::time::Duration::from_secs(5),
             snapshot_interval: std::time::Duration::from_secs(600),
+            partitions: 1,
         }
     }
 

@@ -11,7 +11,7 @@ use crate::store::{
     Accepted, DeadLetterKind, NewEvent, OutboxRow, PendingEvent, Processed, Route, StoreError,
     StoredEvent,
 };
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// Inserts an event unless its dedupe key was seen; returns the answer.
 pub(super) fn insert(conn: &Connection, new: &NewEvent) -> Result<Accepted, StoreError> {
@@ -215,4 +215,24 @@ pub(super) fn complete(conn: &Connection, p: &Processed) -> Result<Vec<OutboxRow
         }
     }
     Ok(queued)
+}
+
+/// The route of the event at `seq`, and the oldest event of that route not yet processed
+/// (every event of the route accepted before it has been processed): where the route's
+/// watermark stands once the event is processed. `None` when no event has this `seq`.
+pub(super) fn route_floor(
+    conn: &Connection,
+    seq: i64,
+) -> Result<Option<(String, Option<i64>)>, StoreError> {
+    let route: Option<String> = conn
+        .prepare_cached("SELECT route FROM events WHERE seq = ?1")?
+        .query_row([seq], |row| row.get(0))
+        .optional()?;
+    let Some(route) = route else {
+        return Ok(None);
+    };
+    let floor: Option<i64> = conn
+        .prepare_cached("SELECT min(seq) FROM events WHERE route = ?1 AND processed_at IS NULL")?
+        .query_row([&route], |row| row.get(0))?;
+    Ok(Some((route, floor)))
 }

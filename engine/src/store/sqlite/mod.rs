@@ -288,6 +288,21 @@ impl SqliteStore {
         }
     }
 
+    /// The acceptance order of the oldest unprocessed event of `route`, if it has one: every
+    /// event of the route accepted before it has been processed.
+    pub fn pending_floor(&self, route: &str) -> Result<Option<i64>, StoreError> {
+        let conn = self
+            .inner
+            .lookup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(conn
+            .prepare_cached(
+                "SELECT min(seq) FROM events WHERE route = ?1 AND processed_at IS NULL",
+            )?
+            .query_row([route], |row| row.get(0))?)
+    }
+
     /// The position of the last log entry this replica applied (0 for none).
     pub fn log_position(&self) -> Result<u64, StoreError> {
         let conn = self

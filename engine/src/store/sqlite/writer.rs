@@ -300,12 +300,27 @@ fn apply(c: &Connection, command: &Command) -> Outcome {
         Command::Write { write, logged, .. } => {
             let written = apply_write(c, write);
             let written = match (written, logged) {
-                (Ok(written), Some(position)) => replica::advance(c, *position).map(|()| written),
+                (Ok(written), Some(position)) => with_floor(c, write, written)
+                    .and_then(|written| replica::advance(c, *position).map(|()| written)),
                 (written, _) => written,
             };
             Outcome::Write(written)
         }
         Command::Close => Outcome::Close,
+    }
+}
+
+/// A logged `Complete`'s answer with its route and that route's floor as of this point of the
+/// log (for a dispatcher fed from the log: see `store::nats`).
+fn with_floor(c: &Connection, write: &Write, written: Written) -> Result<Written, StoreError> {
+    match (write, written) {
+        (Write::Complete(processed), Written::Queued(rows)) if !rows.is_empty() => {
+            match events::route_floor(c, processed.event_seq)? {
+                Some((route, floor)) => Ok(Written::QueuedOn { rows, route, floor }),
+                None => Ok(Written::Queued(rows)),
+            }
+        }
+        (_, written) => Ok(written),
     }
 }
 
