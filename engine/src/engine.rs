@@ -132,10 +132,32 @@ struct Work {
 }
 
 impl Work {
+    /// Starts the processor stage until `term`, on the events `owns` selects (all without).
+    fn processor(
+        &self,
+        handoff: crate::pipeline::handoff::Handoff,
+        owns: Option<crate::pipeline::EventFilter>,
+        term: &CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        self.stages[0].spawn(
+            run_processor(
+                self.queue.clone(),
+                self.routes.clone(),
+                self.registry.clone(),
+                self.metrics.clone(),
+                handoff,
+                self.workers,
+                owns,
+                term.clone(),
+            ),
+            term.clone(),
+        )
+    }
+
     /// Runs the three stages until `term` is cancelled; a stage that ends before (a panic)
     /// cancels `term`, so the others stop too, and is the error.
     async fn run(&self, term: CancellationToken) -> anyhow::Result<()> {
-        let [processor_stage, dispatcher_stage, housekeeping_stage] = &self.stages;
+        let [_, dispatcher_stage, housekeeping_stage] = &self.stages;
         self.metrics.work_lease_held.set(1);
         let housekeeping = housekeeping_stage.spawn(
             crate::store::housekeeping::run(
@@ -155,19 +177,7 @@ impl Work {
             }
             None => {
                 let (handoff, handed) = crate::pipeline::handoff::channel();
-                let processor = processor_stage.spawn(
-                    run_processor(
-                        self.queue.clone(),
-                        self.routes.clone(),
-                        self.registry.clone(),
-                        self.metrics.clone(),
-                        handoff,
-                        self.workers,
-                        None,
-                        term.clone(),
-                    ),
-                    term.clone(),
-                );
+                let processor = self.processor(handoff, None, &term);
                 (Some(processor), handed)
             }
         };
@@ -236,19 +246,7 @@ impl Work {
                 });
                 // Its rows go to the delivering engine through the log, not this hand-off.
                 let (handoff, _unused) = crate::pipeline::handoff::channel();
-                let task = self.stages[0].spawn(
-                    run_processor(
-                        self.queue.clone(),
-                        self.routes.clone(),
-                        self.registry.clone(),
-                        self.metrics.clone(),
-                        handoff,
-                        self.workers,
-                        Some(owns),
-                        term.clone(),
-                    ),
-                    term.clone(),
-                );
+                let task = self.processor(handoff, Some(owns), &term);
                 running_tx.send_replace(set);
                 current = Some((term, task));
             }
