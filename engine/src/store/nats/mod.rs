@@ -143,7 +143,7 @@ impl Connection {
         let mut js = jetstream::new(client);
         js.set_timeout(config.request_timeout);
         let names = Names::new(&config.prefix);
-        let stream = ensure_stream(&js, &names, config.replicas).await?;
+        let stream = ensure_stream(&js, &names, config).await?;
         let identity = format!(
             "{}@{}",
             names.stream,
@@ -333,13 +333,20 @@ fn servers_text(config: &NatsConfig) -> String {
         .join(", ")
 }
 
-/// Creates the log stream, or checks the one there: its subject and replica count.
+/// The stream's metadata key that records `store.nats.partitions`: engines that divided the
+/// events differently could leave some to nobody.
+pub const PARTITIONS_KEY: &str = "sync-engine-partitions";
+
+/// Creates the log stream, or checks the one there: its subject, replica count, limits and
+/// partition count.
 async fn ensure_stream(
     js: &jetstream::Context,
     names: &Names,
-    replicas: usize,
+    nats: &NatsConfig,
 ) -> Result<jetstream::stream::Stream, StoreError> {
+    let replicas = nats.replicas;
     let config = jetstream::stream::Config {
+        metadata: [(PARTITIONS_KEY.to_owned(), nats.partitions.to_string())].into(),
         name: names.stream.clone(),
         description: Some("the sync engine's log of writes".into()),
         subjects: vec![names.subject.clone()],
@@ -370,6 +377,16 @@ async fn ensure_stream(
         return Err(StoreError::Conflict(format!(
             "the stream {} drops old entries (a max age, count or size): a new engine could not rebuild its replica from it",
             names.stream
+        )));
+    }
+    let recorded = found
+        .metadata
+        .get(PARTITIONS_KEY)
+        .map_or("1", String::as_str);
+    if recorded != nats.partitions.to_string() {
+        return Err(StoreError::Conflict(format!(
+            "the log {} is divided into {recorded} partitions but store.nats.partitions is {}: every engine of a log must use the same count (to change it, stop every engine, set the stream's metadata `{PARTITIONS_KEY}`, and start them with the new count)",
+            names.stream, nats.partitions
         )));
     }
     Ok(stream)
@@ -599,5 +616,28 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert!(c.event_history("e5").await.unwrap().is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_refuses_engines_that_divide_it_otherwise_or_keep_it_elsewhere() {
+        let server = NatsServer::start();
+        Connection::open(&config(&server, "checked")).await.unwrap();
+        let four = NatsConfig {
+            partitions: 4,
+            ..config(&server, "checked")
+        };
+        let error = Connection::open(&four).await.err().unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("divided into 1 partitions but store.nats.partitions is 4"),
+            "{error}"
+        );
+        let three = NatsConfig {
+            replicas: 3,
+            ..config(&server, "checked")
+        };
+        let error = Connection::open(&three).await.err().unwrap();
+        assert!(error.to_string().contains("has 1 replicas"), "{error}");
     }
 }
