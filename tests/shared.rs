@@ -378,7 +378,7 @@ async fn the_log_is_trimmed_behind_a_snapshot_and_a_new_engine_starts_from_it() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_partitions_every_engine_processes_and_each_key_stays_in_order() {
+async fn with_partitions_every_engine_processes_and_delivers_and_each_key_stays_in_order() {
     const KEYS: u64 = 16;
     const VERSIONS: u64 = 15;
     let server = NatsServer::start();
@@ -421,12 +421,26 @@ async fn with_partitions_every_engine_processes_and_each_key_stays_in_order() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>()
     };
-    let (at_a, at_b) = (processed(&scrape(&a).await), processed(&scrape(&b).await));
+    let delivered = |page: &str| {
+        page.lines()
+            .filter(|l| {
+                l.starts_with("sync_deliveries_total") && l.contains("outcome=\"delivered\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let (page_a, page_b) = (scrape(&a).await, scrape(&b).await);
+    let (at_a, at_b) = (processed(&page_a), processed(&page_b));
     assert!(
         at_a > 0.0 && at_b > 0.0,
         "processed at a: {at_a}, at b: {at_b}"
     );
     assert_eq!(at_a + at_b, accepted.len() as f64);
+    let (sent_a, sent_b) = (delivered(&page_a), delivered(&page_b));
+    assert!(
+        sent_a > 0.0 && sent_b > 0.0,
+        "delivered by a: {sent_a}, by b: {sent_b}"
+    );
     a.stop().await;
     b.stop().await;
 }

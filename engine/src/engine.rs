@@ -126,8 +126,8 @@ struct Work {
     workers: usize,
     /// The processor, the dispatcher, housekeeping.
     stages: [Stage; 3],
-    /// When engines share processing: the rows every engine's processing queued, as this
-    /// replica applies them (the dispatcher's hand-off), and the replica.
+    /// When engines share the work by partition: the rows every engine's processing queued, as
+    /// this replica applies them (the dispatcher's hand-off), and the replica.
     shared_processing: Option<(crate::store::nats::Feed, SqliteStore)>,
 }
 
@@ -154,6 +154,31 @@ impl Work {
         )
     }
 
+    /// The dispatcher's hand-off for the partitions `set` of `count`: the rows of the entities
+    /// (or, without a key, the events) that hash into them, from the log.
+    fn delivering(
+        &self,
+        set: std::collections::BTreeSet<u32>,
+        count: u32,
+    ) -> crate::pipeline::handoff::Handed {
+        let Some((feed, store)) = &self.shared_processing else {
+            unreachable!("only with the work shared by partition");
+        };
+        let owns: crate::pipeline::handoff::RowFilter = Arc::new(move |row| {
+            let partition = match row.action.entity() {
+                Some(entity) => crate::store::nats::lease::stable_hash(&[
+                    entity.kind.as_str(),
+                    &entity.target,
+                    &entity.key,
+                ]),
+                None => crate::store::nats::lease::stable_hash(&[&row.event_id]),
+            } % u64::from(count);
+            set.contains(&u32::try_from(partition).unwrap_or(0))
+        });
+        let routes: Vec<Arc<str>> = self.routes.names().map(Arc::from).collect();
+        feed.handed(store, &routes, Some(owns))
+    }
+
     /// Runs the three stages until `term` is cancelled; a stage that ends before (a panic)
     /// cancels `term`, so the others stop too, and is the error.
     async fn run(&self, term: CancellationToken) -> anyhow::Result<()> {
@@ -168,29 +193,27 @@ impl Work {
             ),
             term.clone(),
         );
-        // With processing shared, this term delivers what every engine processed; processing
-        // runs apart, by partition (`Work::process_partitions`).
-        let (processor, handed) = match &self.shared_processing {
-            Some((feed, store)) => {
-                let routes: Vec<Arc<str>> = self.routes.names().map(Arc::from).collect();
-                (None, feed.handed(store, &routes))
-            }
+        // With the work shared by partition, this term keeps house only; processing and
+        // delivery run by partition (`Work::process_partitions`).
+        let (processor, delivery) = match &self.shared_processing {
+            Some(_) => (None, None),
             None => {
                 let (handoff, handed) = crate::pipeline::handoff::channel();
                 let processor = self.processor(handoff, None, &term);
-                (Some(processor), handed)
+                let delivery = dispatcher_stage.spawn(
+                    self.dispatcher.clone().run(handed, term.clone()),
+                    term.clone(),
+                );
+                (Some(processor), Some(delivery))
             }
         };
-        let delivery = dispatcher_stage.spawn(
-            self.dispatcher.clone().run(handed, term.clone()),
-            term.clone(),
-        );
-        let processor = async move {
-            match processor {
-                Some(processor) => processor.await,
+        let optional = |task: Option<tokio::task::JoinHandle<()>>| async move {
+            match task {
+                Some(task) => task.await,
                 None => Ok(()),
             }
         };
+        let (processor, delivery) = (optional(processor), optional(delivery));
         let (processed, delivered, housekept) = tokio::join!(processor, delivery, housekeeping);
         self.metrics.work_lease_held.set(0);
         processed.context("the processor panicked")?;
@@ -199,10 +222,10 @@ impl Work {
         Ok(())
     }
 
-    /// Processes the partitions this engine holds, until `shutdown`: the processor runs on
-    /// their events only, and starts again whenever the held partitions change (a partition is
-    /// given back only once its processing has stopped). Its rows reach the delivering engine
-    /// through the log.
+    /// Works the partitions this engine holds, until `shutdown`: the processor runs on their
+    /// events and the dispatcher on their deliveries (handed from the log, whoever processed
+    /// them), both started again whenever the held partitions change (a partition is given back
+    /// only once its work has stopped).
     async fn process_partitions(
         self: Arc<Self>,
         partitions: crate::store::nats::Partitions,
@@ -229,7 +252,7 @@ impl Work {
                 break;
             }
             if !set.is_empty() {
-                tracing::info!(partitions = ?set, of = count, "this engine processes these partitions");
+                tracing::info!(partitions = ?set, of = count, "this engine processes and delivers these partitions");
                 let term = shutdown.child_token();
                 let owned = Arc::new(set.clone());
                 let owns: crate::pipeline::EventFilter = Arc::new(move |event| {
@@ -244,9 +267,19 @@ impl Work {
                         crate::store::nats::lease::stable_hash(&[&route, key]) % u64::from(count);
                     owned.contains(&u32::try_from(partition).unwrap_or(0))
                 });
-                // Its rows go to the delivering engine through the log, not this hand-off.
+                // Its rows reach the engine delivering their partition through the log, this one
+                // included, not through this hand-off.
                 let (handoff, _unused) = crate::pipeline::handoff::channel();
-                let task = self.processor(handoff, Some(owns), &term);
+                let processor = self.processor(handoff, Some(owns), &term);
+                let delivery = self.stages[1].spawn(
+                    self.dispatcher
+                        .clone()
+                        .run(self.delivering(set.clone(), count), term.clone()),
+                    term.clone(),
+                );
+                let task = tokio::spawn(async move {
+                    let _ = tokio::join!(processor, delivery);
+                });
                 running_tx.send_replace(set);
                 current = Some((term, task));
             }

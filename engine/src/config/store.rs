@@ -104,10 +104,10 @@ pub struct NatsConfig {
     )]
     #[cfg_attr(test, schemars(with = "String"))]
     pub snapshot_interval: Duration,
-    /// Into how many partitions the events are divided for processing: with more than one,
-    /// every engine processes the partitions it holds (spread over the live engines), while
-    /// the engine holding the work lease delivers. 1: the engine holding the work lease also
-    /// processes everything.
+    /// Into how many partitions the work is divided: with more than one, every engine processes
+    /// and delivers the partitions it holds (spread over the live engines), and the engine
+    /// holding the work lease keeps house. 1: the engine holding the work lease does all of it.
+    /// Every engine of a log must use the same count.
     #[serde(default = "default_partitions")]
     pub partitions: u32,
 }

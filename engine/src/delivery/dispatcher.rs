@@ -41,7 +41,7 @@ impl Dispatcher {
         let mut load_after: Option<Instant> = None;
         loop {
             if load_after.is_none_or(|at| Instant::now() >= at) {
-                match self.load(&mut queue, reload).await {
+                match self.load(&mut queue, reload, handed.owns.as_ref()).await {
                     Ok(()) => {
                         reload = false;
                         load_after = None;
@@ -104,7 +104,9 @@ impl Dispatcher {
                         batch.take().or_else(|| handed.rows.try_recv().ok())
                     {
                         for row in rows {
-                            queue.handed_on(&route, row);
+                            if handed.owns.as_ref().is_none_or(|owns| owns(&row)) {
+                                queue.handed_on(&route, row);
+                            }
                         }
                     }
                 }
@@ -128,7 +130,12 @@ impl Dispatcher {
     /// Reads pending rows from the store into the queue: every lane's first page when
     /// `everything` (the queue is emptied first), else the next page of each partial lane that
     /// has worked most of its rows off.
-    async fn load(&self, queue: &mut Queue, everything: bool) -> Result<(), StoreError> {
+    async fn load(
+        &self,
+        queue: &mut Queue,
+        everything: bool,
+        owns: Option<&crate::pipeline::handoff::RowFilter>,
+    ) -> Result<(), StoreError> {
         let lanes: Vec<(String, Option<Order>)> = if everything {
             queue.clear();
             self.outbox
@@ -145,9 +152,13 @@ impl Dispatcher {
                 .collect()
         };
         for (lane, after) in lanes {
-            let rows = self.outbox.load(&lane, after, LOAD_PAGE).await?;
+            let mut rows = self.outbox.load(&lane, after, LOAD_PAGE).await?;
             let complete = rows.len() < LOAD_PAGE;
-            queue.loaded(&lane, rows, complete);
+            let through = rows.last().map(super::queue::order);
+            if let Some(owns) = owns {
+                rows.retain(|row| owns(row));
+            }
+            queue.loaded_through(&lane, rows, complete, through);
         }
         Ok(())
     }

@@ -63,7 +63,7 @@ struct Lane {
     cut: Option<Order>,
 }
 
-fn order(row: &OutboxRow) -> Order {
+pub(super) fn order(row: &OutboxRow) -> Order {
     (row.event_seq, row.id)
 }
 
@@ -135,8 +135,22 @@ impl Queue {
 
     /// A page of a lane's rows from the store, in event order, starting past its cut; the lane
     /// is partial until a page comes back short (`complete`).
+    #[cfg(test)]
     pub(super) fn loaded(&mut self, lane: &str, rows: Vec<OutboxRow>, complete: bool) {
         let last = rows.last().map(order);
+        self.loaded_through(lane, rows, complete, last);
+    }
+
+    /// [`Queue::loaded`] for a page of which only `rows` are this engine's (engines share
+    /// delivery): the page read through `through`, which the lane's next page starts after.
+    pub(super) fn loaded_through(
+        &mut self,
+        lane: &str,
+        rows: Vec<OutboxRow>,
+        complete: bool,
+        through: Option<Order>,
+    ) {
+        let last = through;
         for row in rows {
             self.insert(row);
         }

@@ -63,14 +63,29 @@ pub struct Handoff {
     watermarks: watch::Sender<Watermarks>,
 }
 
+/// Which rows this engine delivers, when engines share delivery.
+pub type RowFilter = Arc<dyn Fn(&OutboxRow) -> bool + Send + Sync>;
+
 /// The dispatcher's side.
-#[derive(Debug)]
 pub struct Handed {
     /// Rows queued for delivery, each batch in acceptance order.
     pub rows: mpsc::UnboundedReceiver<HandedRows>,
     /// Each route's watermark: every event of the route with a lower `seq` has been processed.
     /// A route not in it has processed nothing yet.
     pub watermarks: watch::Receiver<Watermarks>,
+    /// The rows this engine delivers, when engines share delivery (the others' are skipped,
+    /// handed or read from the store); all rows without.
+    pub owns: Option<RowFilter>,
+}
+
+impl std::fmt::Debug for Handed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handed")
+            .field("rows", &self.rows)
+            .field("watermarks", &self.watermarks)
+            .field("owns", &self.owns.is_some())
+            .finish()
+    }
 }
 
 /// A hand-off and its receiving side.
@@ -82,6 +97,7 @@ pub fn channel() -> (Handoff, Handed) {
         Handed {
             rows: rows_rx,
             watermarks: watermarks_rx,
+            owns: None,
         },
     )
 }

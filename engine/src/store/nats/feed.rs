@@ -64,7 +64,12 @@ impl Feed {
     /// `routes` (a route not among them waits for all), starting from what `store` holds now
     /// (the dispatcher reads the rows already queued from the store when it starts). A new
     /// hand-off replaces the last.
-    pub fn handed(&self, store: &SqliteStore, routes: &[Arc<str>]) -> Handed {
+    pub fn handed(
+        &self,
+        store: &SqliteStore,
+        routes: &[Arc<str>],
+        owns: Option<crate::pipeline::handoff::RowFilter>,
+    ) -> Handed {
         let (rows, rows_rx) = mpsc::unbounded_channel();
         let mut listener = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
         let mut start = Watermarks {
@@ -82,6 +87,7 @@ impl Feed {
         Handed {
             rows: rows_rx,
             watermarks: watermarks_rx,
+            owns,
         }
     }
 }
