@@ -1,4 +1,5 @@
-//! The work lease: which engine runs the processor, the dispatcher and housekeeping.
+//! Who does which work: the work lease (housekeeping, and with one partition the processor and
+//! the dispatcher too) and the partitions (processing and delivery, with more than one).
 //!
 //! The lease is one key in the `<prefix>_leases` bucket, whose entries expire after the lease
 //! time. An engine takes it by creating the key (which fails while another holds it) and keeps
@@ -6,6 +7,10 @@
 //! fails if anyone else wrote in between). An engine that has not renewed it for two thirds of
 //! the lease time stops, before the key expires and another engine can take it; one that stops
 //! cleanly deletes the key, and a waiting engine takes it within a tenth of the lease time.
+//!
+//! Partitions ([`Partitions`]) are leased the same way, one key each (`part.<n>`), by the
+//! engine rendezvous hashing gives them among the engines that announced themselves
+//! (`member.<engine>`, renewed like a lease).
 
 use super::unavailable;
 use crate::store::StoreError;
