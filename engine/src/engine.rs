@@ -179,8 +179,9 @@ impl Work {
         feed.handed(store, &routes, Some(owns))
     }
 
-    /// Runs the three stages until `term` is cancelled; a stage that ends before (a panic)
-    /// cancels `term`, so the others stop too, and is the error.
+    /// Runs the work that is not shared until `term` is cancelled: processing, delivery and
+    /// housekeeping, or, with the work shared by partition, housekeeping only. A stage that
+    /// ends before (a panic) cancels `term`, so the others stop too, and is the error.
     async fn run(&self, term: CancellationToken) -> anyhow::Result<()> {
         let [_, dispatcher_stage, housekeeping_stage] = &self.stages;
         self.metrics.work_lease_held.set(1);
