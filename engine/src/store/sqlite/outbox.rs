@@ -147,6 +147,16 @@ pub(super) fn pending(
 /// Returns the pending rows a delivered version superseded.
 pub(super) fn record_attempt(conn: &Connection, a: &AttemptRecord) -> Result<Vec<i64>, StoreError> {
     let attempt = &a.attempt;
+    // An attempt already recorded (its record sent again after the answer was lost, or applied
+    // again from a log) is not counted twice.
+    let recorded: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM attempts WHERE outbox_id = ?1 AND attempt = ?2)",
+        )?
+        .query_row(params![a.outbox_id, attempt.number], |row| row.get(0))?;
+    if recorded {
+        return Ok(Vec::new());
+    }
     conn.prepare_cached(
         "INSERT INTO attempts (outbox_id, attempt, started_at, duration_ms, status, error, outcome)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
