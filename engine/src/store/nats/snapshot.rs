@@ -157,7 +157,8 @@ pub(super) async fn restore_if_needed(
     dir: &Path,
     first: u64,
 ) -> Result<(), StoreError> {
-    let needs = match SqliteStore::read_binding(dir)? {
+    let database = dir.join(crate::store::sqlite::DATABASE_FILE);
+    let needs = match crate::store::sqlite::read_file_binding(&database)? {
         None => first > 1,
         Some((log, position)) => log == conn.identity && position + 1 < first,
     };
@@ -195,7 +196,6 @@ pub(super) async fn restore_if_needed(
             )));
         }
     }
-    let database = dir.join(crate::store::sqlite::DATABASE_FILE);
     for suffix in ["-wal", "-shm"] {
         let mut name = database.clone().into_os_string();
         name.push(suffix);

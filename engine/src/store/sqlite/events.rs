@@ -231,8 +231,14 @@ pub(super) fn route_floor(
     let Some(route) = route else {
         return Ok(None);
     };
-    let floor: Option<i64> = conn
-        .prepare_cached("SELECT min(seq) FROM events WHERE route = ?1 AND processed_at IS NULL")?
-        .query_row([&route], |row| row.get(0))?;
+    let floor = floor(conn, &route)?;
     Ok(Some((route, floor)))
+}
+
+/// The acceptance order of the oldest unprocessed event of `route`, if it has one (by the
+/// `events_pending` index).
+pub(super) fn floor(conn: &Connection, route: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT min(seq) FROM events WHERE route = ?1 AND processed_at IS NULL")?
+        .query_row([route], |row| row.get(0))?)
 }

@@ -45,7 +45,7 @@ use super::{
     ReplayOutcome, Retention, StoreError, StoreFuture, SupersedeRecord, WorkQueue, Write, Written,
 };
 use readers::Readers;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -55,8 +55,9 @@ use tokio::sync::{Notify, oneshot};
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "sync-engine.db";
 
-/// Which log the database file `path` follows and how far it applied it; see
-/// [`SqliteStore::read_binding`].
+/// Which log the database file `path` follows and how far it applied it, without opening it
+/// as a store: `None` when there is no database or an empty one that follows no log;
+/// `("", 0)` for one that holds events of its own (an embedded store).
 pub fn read_file_binding(path: &Path) -> Result<Option<(String, u64)>, StoreError> {
     replica::read_binding(path)
 }
@@ -269,13 +270,6 @@ impl SqliteStore {
         replica::bind(&write, log)
     }
 
-    /// Which log the store in the data directory `dir` follows and how far it applied it,
-    /// without opening the store: `None` when there is no database or an empty one that
-    /// follows no log; `("", 0)` for one that holds events of its own (an embedded store).
-    pub fn read_binding(dir: &Path) -> Result<Option<(String, u64)>, StoreError> {
-        replica::read_binding(&dir.join(DATABASE_FILE))
-    }
-
     /// Writes a consistent copy of the whole database to `into` (`VACUUM INTO`: compact, no
     /// write-ahead log), on a connection of its own, beside the writer; answers the log
     /// position the copy has applied.
@@ -296,11 +290,7 @@ impl SqliteStore {
             .lookup
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        Ok(conn
-            .prepare_cached(
-                "SELECT min(seq) FROM events WHERE route = ?1 AND processed_at IS NULL",
-            )?
-            .query_row([route], |row| row.get(0))?)
+        events::floor(&conn, route)
     }
 
     /// The position of the last log entry this replica applied (0 for none).
@@ -310,12 +300,7 @@ impl SqliteStore {
             .lookup
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let position: Option<i64> = conn
-            .query_row("SELECT position FROM replica WHERE id = 1", [], |row| {
-                row.get(0)
-            })
-            .optional()?;
-        Ok(position.and_then(|p| u64::try_from(p).ok()).unwrap_or(0))
+        replica::position(&conn)
     }
 
     /// Applies the log entry at `position`, in the order of the calls, recording the position

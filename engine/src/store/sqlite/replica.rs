@@ -8,16 +8,8 @@ use rusqlite::{Connection, OptionalExtension};
 /// embedded store) or follows another log is refused: applying this log to it would mix two
 /// histories.
 pub(super) fn bind(c: &Connection, log: &str) -> Result<u64, StoreError> {
-    let bound: Option<(String, i64)> = c
-        .query_row(
-            "SELECT log, position FROM replica WHERE id = 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    match bound {
-        Some((followed, position)) if followed == log => u64::try_from(position)
-            .map_err(|_| StoreError::Corrupt(format!("the replica's position {position}"))),
+    match followed(c)? {
+        Some((followed, position)) if followed == log => Ok(position),
         Some((followed, _)) => Err(StoreError::Conflict(format!(
             "this data directory is a replica of the log `{followed}`, not of `{log}`: give each log its own directory"
         ))),
@@ -35,6 +27,29 @@ pub(super) fn bind(c: &Connection, log: &str) -> Result<u64, StoreError> {
             Ok(0)
         }
     }
+}
+
+/// The log the store follows and the position of the last entry applied, if it follows one.
+fn followed(c: &Connection) -> Result<Option<(String, u64)>, StoreError> {
+    let bound: Option<(String, i64)> = c
+        .query_row(
+            "SELECT log, position FROM replica WHERE id = 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    bound
+        .map(|(log, position)| {
+            u64::try_from(position)
+                .map(|position| (log, position))
+                .map_err(|_| StoreError::Corrupt(format!("the replica's position {position}")))
+        })
+        .transpose()
+}
+
+/// The position of the last log entry the store applied (0 when it follows no log).
+pub(super) fn position(c: &Connection) -> Result<u64, StoreError> {
+    Ok(followed(c)?.map_or(0, |(_, position)| position))
 }
 
 /// Records that the log entry at `position` is applied.
@@ -56,30 +71,15 @@ pub(super) fn read_binding(path: &std::path::Path) -> Result<Option<(String, u64
     }
     let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
-    let has_table: bool = c.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'replica'",
-        [],
-        |row| row.get(0),
-    )?;
-    let bound: Option<(String, i64)> = if has_table {
-        c.query_row(
-            "SELECT log, position FROM replica WHERE id = 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?
+    let bound = if has_table(&c, "replica")? {
+        followed(&c)?
     } else {
         None
     };
     match bound {
-        Some((log, position)) => Ok(Some((log, u64::try_from(position).unwrap_or(0)))),
+        Some(bound) => Ok(Some(bound)),
         None => {
-            let has_events: bool = c.query_row(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'events'",
-                [],
-                |row| row.get(0),
-            )?;
-            let events: i64 = if has_events {
+            let events: i64 = if has_table(&c, "events")? {
                 c.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?
             } else {
                 0
@@ -87,4 +87,13 @@ pub(super) fn read_binding(path: &std::path::Path) -> Result<Option<(String, u64
             Ok((events > 0).then(|| (String::new(), 0)))
         }
     }
+}
+
+/// Whether the database has the table `name` (one from before its schema version may not).
+fn has_table(c: &Connection, name: &str) -> Result<bool, StoreError> {
+    Ok(c.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |row| row.get(0),
+    )?)
 }
