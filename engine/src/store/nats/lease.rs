@@ -29,6 +29,16 @@ pub struct WorkLease {
     pub(super) owner: String,
 }
 
+/// What renewing a lease key gave.
+enum Renewal {
+    /// Renewed: its new revision.
+    Renewed(u64),
+    /// Not renewed this time, but still held: why.
+    Retry(String),
+    /// No longer held.
+    Lost(StoreError),
+}
+
 /// The lease, held: its last revision.
 #[derive(Debug)]
 pub struct Held {
@@ -89,38 +99,43 @@ impl WorkLease {
             }
             // A renewal waits at most until the next is due, so a hung call cannot carry the
             // engine past the point where it must stop.
-            let renewal = tokio::time::timeout(
-                renew,
-                self.bucket
-                    .update(KEY, self.owner.clone().into(), held.revision),
-            )
-            .await;
-            match renewal {
-                Ok(Ok(revision)) => {
+            match self.renew(KEY, held.revision, renewed, renew).await {
+                Renewal::Renewed(revision) => {
                     held.revision = revision;
                     renewed = Instant::now();
                 }
-                Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                    return Err(StoreError::Conflict(format!(
-                        "the work lease was taken by another engine ({e})"
-                    )));
+                Renewal::Retry(why) => {
+                    tracing::warn!(error = %why, "cannot renew the work lease; trying again");
                 }
-                Ok(Err(e)) if renewed.elapsed() >= self.ttl * 2 / 3 => {
-                    return Err(unavailable("cannot renew the work lease in time", e));
-                }
-                Err(_) if renewed.elapsed() >= self.ttl * 2 / 3 => {
-                    return Err(unavailable(
-                        "cannot renew the work lease in time",
-                        "the servers did not answer",
-                    ));
-                }
-                Err(_) => tracing::warn!(
-                    "the servers did not answer a renewal of the work lease; trying again"
-                ),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot renew the work lease; trying again");
-                }
+                Renewal::Lost(e) => return Err(e),
             }
+        }
+    }
+
+    /// Renews `key`, held at `revision` and last renewed at `renewed`, waiting at most
+    /// `within` for the servers. Lost when someone else wrote it in between, or when it could
+    /// not be renewed for two thirds of the lease time (before it expires and another engine
+    /// can take it).
+    async fn renew(&self, key: &str, revision: u64, renewed: Instant, within: Duration) -> Renewal {
+        let renewal = tokio::time::timeout(
+            within,
+            self.bucket.update(key, self.owner.clone().into(), revision),
+        )
+        .await;
+        let why = match renewal {
+            Ok(Ok(revision)) => return Renewal::Renewed(revision),
+            Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                return Renewal::Lost(StoreError::Conflict(format!(
+                    "`{key}` was taken by another engine ({e})"
+                )));
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the servers did not answer".to_owned(),
+        };
+        if renewed.elapsed() >= self.ttl * 2 / 3 {
+            Renewal::Lost(unavailable(&format!("cannot renew `{key}` in time"), why))
+        } else {
+            Renewal::Retry(why)
         }
     }
 
@@ -248,28 +263,23 @@ impl Partitions {
                 if renewed.elapsed() < ttl / 3 {
                     continue;
                 }
-                match tokio::time::timeout(
-                    tick,
-                    bucket.update(format!("part.{p}"), owner.clone().into(), *revision),
-                )
-                .await
+                match self
+                    .lease
+                    .renew(&format!("part.{p}"), *revision, *renewed, tick)
+                    .await
                 {
-                    Ok(Ok(next)) => *revision = next,
-                    Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    Renewal::Renewed(next) => {
+                        *revision = next;
+                        *renewed = Instant::now();
+                    }
+                    Renewal::Retry(_) => {}
+                    Renewal::Lost(e) => {
+                        tracing::warn!(partition = p, error = %e, "a partition was lost; its work stops");
                         lost.push(*p);
                     }
-                    _ if renewed.elapsed() >= ttl * 2 / 3 => lost.push(*p),
-                    _ => continue,
-                }
-                if !lost.contains(p) {
-                    *renewed = Instant::now();
                 }
             }
             for p in lost {
-                tracing::warn!(
-                    partition = p,
-                    "a processing partition was lost; its processing stops"
-                );
                 revisions.remove(&p);
             }
             let may_process: BTreeSet<u32> = revisions
