@@ -115,15 +115,9 @@ impl Log {
         }
     }
 
-    /// Makes the entry of `write`, keeping what is too large for the log in an object store,
-    /// and hands it to the publisher.
-    async fn prepare(
-        conn: Connection,
-        id: String,
-        write: Write,
-        outgoing: mpsc::UnboundedSender<(String, Entry)>,
-    ) -> Result<(), StoreError> {
-        let mut write = write;
+    /// Keeps a new version's component in the plugins' object store (once per hash), and
+    /// answers the write without it: the log entry names the object.
+    async fn keep_component(conn: &Connection, mut write: Write) -> Result<Write, StoreError> {
         if let Write::Plugin(PluginWrite::Add { version, .. }) = &mut write {
             let name = component_object(&version.name, &version.hash);
             if conn.plugins.info(&name).await.is_err() {
@@ -134,19 +128,34 @@ impl Log {
             }
             version.component = Vec::new();
         }
-        let mut entry = entry(&write)?;
-        if entry.payload.len() + HEADER_ROOM > conn.max_payload {
-            conn.writes
-                .put(id.as_str(), &mut entry.payload.as_ref())
-                .await
-                .map_err(|e| unavailable("cannot keep a large write", e))?;
-            entry = Entry {
-                payload: Bytes::new(),
-                object: Some(id.clone()),
-            };
-        }
-        outgoing.send((id, entry)).map_err(|_| StoreError::Closed)
+        Ok(write)
     }
+
+    /// Keeps an entry too large for one message in the writes' object store, under the
+    /// write's id; answers the entry that names it.
+    async fn keep_large(conn: &Connection, id: &str, entry: Entry) -> Result<Entry, StoreError> {
+        conn.writes
+            .put(id, &mut entry.payload.as_ref())
+            .await
+            .map_err(|e| unavailable("cannot keep a large write", e))?;
+        Ok(Entry {
+            payload: Bytes::new(),
+            object: Some(id.to_owned()),
+        })
+    }
+}
+
+/// What a write needs before its entry can be published.
+enum Prepare {
+    /// Its component kept in the object store (a new plugin version; rare, so boxed).
+    Component(Box<Write>),
+    /// Its encoding kept in the object store (too large for one message).
+    Large(Entry),
+}
+
+/// Whether an entry fits in one message of servers that take `max_payload` bytes.
+fn fits(entry: &Entry, max_payload: usize) -> bool {
+    entry.payload.len() + HEADER_ROOM <= max_payload
 }
 
 fn fail(waiting: &Waiting, id: &str, error: StoreError) {
@@ -171,36 +180,55 @@ impl WriteLog for Log {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id.clone(), tx);
-        let needs_objects = matches!(&write, Write::Plugin(PluginWrite::Add { .. }));
-        // Handed to the publisher now (or failed), unless it needs an object store first.
-        let handed_over = !needs_objects
-            && match entry(&write) {
-                Ok(entry) if entry.payload.len() + HEADER_ROOM <= self.conn.max_payload => {
-                    // The common case, handed over now, in the caller's order.
+        let answer: StoreFuture<Written> =
+            Box::pin(async move { rx.await.map_err(|_| StoreError::Closed)? });
+        let prepare = match write {
+            write @ Write::Plugin(PluginWrite::Add { .. }) => Prepare::Component(Box::new(write)),
+            write => match entry(&write) {
+                // The common case, handed over now, in the caller's order.
+                Ok(entry) if fits(&entry, self.conn.max_payload) => {
                     if self.outgoing.send((id.clone(), entry)).is_err() {
                         fail(&self.waiting, &id, StoreError::Closed);
                     }
-                    true
+                    return answer;
                 }
-                Ok(_) => false,
+                Ok(entry) => Prepare::Large(entry),
                 Err(e) => {
                     fail(&self.waiting, &id, e);
-                    true
+                    return answer;
+                }
+            },
+        };
+        let (conn, outgoing, waiting) = (
+            self.conn.clone(),
+            self.outgoing.clone(),
+            self.waiting.clone(),
+        );
+        let max_payload = self.conn.max_payload;
+        tokio::spawn(async move {
+            let prepared = async {
+                match prepare {
+                    Prepare::Component(write) => {
+                        let entry = entry(&Log::keep_component(&conn, *write).await?)?;
+                        if fits(&entry, max_payload) {
+                            Ok(entry)
+                        } else {
+                            Log::keep_large(&conn, &id, entry).await
+                        }
+                    }
+                    Prepare::Large(entry) => Log::keep_large(&conn, &id, entry).await,
                 }
             };
-        if !handed_over {
-            let (conn, outgoing, waiting) = (
-                self.conn.clone(),
-                self.outgoing.clone(),
-                self.waiting.clone(),
-            );
-            tokio::spawn(async move {
-                if let Err(e) = Log::prepare(conn, id.clone(), write, outgoing).await {
-                    fail(&waiting, &id, e);
+            match prepared.await {
+                Ok(entry) => {
+                    if outgoing.send((id.clone(), entry)).is_err() {
+                        fail(&waiting, &id, StoreError::Closed);
+                    }
                 }
-            });
-        }
-        Box::pin(async move { rx.await.map_err(|_| StoreError::Closed)? })
+                Err(e) => fail(&waiting, &id, e),
+            }
+        });
+        answer
     }
 }
 
@@ -376,7 +404,9 @@ impl Follower {
             )
             .await?;
         }
-        let answer = self.store.apply_logged(position, write);
+        // The dispatchers here are fed from the log only when the work is shared by partition.
+        let floors = self.log.conn.config.partitions > 1;
+        let answer = self.store.apply_logged(position, write, floors);
         self.sent = position;
         self.answers
             .send((position, id, answer))

@@ -242,7 +242,7 @@ impl SqliteStore {
         Box::pin(async move { answer(written.await?) })
     }
 
-    fn send(&self, write: Write, logged: Option<u64>) -> StoreFuture<Written> {
+    fn send(&self, write: Write, logged: Option<writer::Logged>) -> StoreFuture<Written> {
         let (reply, rx) = oneshot::channel();
         let sent = self
             .inner
@@ -304,9 +304,10 @@ impl SqliteStore {
     }
 
     /// Applies the log entry at `position`, in the order of the calls, recording the position
-    /// in the same transaction. Entries are applied in the order they are sent.
-    pub fn apply_logged(&self, position: u64, write: Write) -> StoreFuture<Written> {
-        self.send(write, Some(position))
+    /// in the same transaction. With `floors`, a `Complete` is answered with its route's floor
+    /// (`Written::QueuedOn`), for a dispatcher fed from the log.
+    pub fn apply_logged(&self, position: u64, write: Write, floors: bool) -> StoreFuture<Written> {
+        self.send(write, Some(writer::Logged { position, floors }))
     }
 
     /// Tells the dispatcher that pending deliveries were written that nobody handed it: a

@@ -27,15 +27,27 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
     reason = "nearly every command is a write; boxing each would cost an allocation per write"
 )]
 pub(super) enum Command {
-    /// A write. `logged` is the position of the log entry it came from, when the store is a
-    /// replica of a log: recorded in the same transaction, so the replica knows where to go on.
+    /// A write. `logged` says which log entry it came from, when the store is a replica of a
+    /// log.
     Write {
         write: Write,
-        logged: Option<u64>,
+        logged: Option<Logged>,
         reply: Reply<Written>,
     },
     /// Commit what came before, then stop.
     Close,
+}
+
+/// A write that came from a log.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Logged {
+    /// The entry's position, recorded in the same transaction, so the replica knows where to
+    /// go on.
+    pub(super) position: u64,
+    /// Whether a `Complete` is answered with its route's floor (`Written::QueuedOn`): only
+    /// where a dispatcher is fed from the log (engines sharing the work by partition), since it
+    /// costs two reads per processed event.
+    pub(super) floors: bool,
 }
 
 /// What a committed batch changed, for the writer to signal.
@@ -300,8 +312,15 @@ fn apply(c: &Connection, command: &Command) -> Outcome {
         Command::Write { write, logged, .. } => {
             let written = apply_write(c, write);
             let written = match (written, logged) {
-                (Ok(written), Some(position)) => with_floor(c, write, written)
-                    .and_then(|written| replica::advance(c, *position).map(|()| written)),
+                (Ok(written), Some(logged)) => {
+                    let written = if logged.floors {
+                        with_floor(c, write, written)
+                    } else {
+                        Ok(written)
+                    };
+                    written
+                        .and_then(|written| replica::advance(c, logged.position).map(|()| written))
+                }
                 (written, _) => written,
             };
             Outcome::Write(written)
