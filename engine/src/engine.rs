@@ -37,6 +37,7 @@ pub fn prepare(config: &Config, cache_dir: Option<PathBuf>) -> Result<Prepared, 
         max_memory: config.sandbox.max_memory,
         max_core_instances_per_plugin: config.sandbox.max_core_instances_per_plugin.get(),
         max_memories_per_plugin: config.sandbox.max_memories_per_plugin.get(),
+        keep_resident: config.sandbox.keep_resident,
         cache_dir,
         ..SandboxOptions::default()
     })

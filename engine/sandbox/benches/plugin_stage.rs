@@ -4,10 +4,10 @@
 //! returns three actions (`tests/plugins/fan-out`), each measured in the same run:
 //!
 //! - `native`: the same mapping compiled natively and called directly (no sandbox);
-//! - `reused-instance`: the component, one instance kept for every event (not isolated: what a
-//!   host that reuses instances would pay);
+//! - `reused-instance`: the component, one instance kept for every event (the engine's opt-in
+//!   `isolation.reuseFor`, unbounded: not isolated);
 //! - `fresh-instance`: the component, a fresh store and instance per event, as the engine runs
-//!   it (`Plugin::run`);
+//!   it by default (`Plugin::run`);
 //! - `store-only` and `store-and-instance`: the parts of a fresh run before the plugin's code
 //!   runs, for the breakdown.
 //!
@@ -19,10 +19,11 @@
 use criterion::{BenchmarkId, Criterion, Throughput};
 use hms_sync_sdk::{Handler, Transformer};
 use std::hint::black_box;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use sync_engine_sandbox::event::Event;
-use sync_engine_sandbox::{Plugin, PluginSetup, Sandbox, SandboxOptions};
+use sync_engine_sandbox::{Isolation, Plugin, PluginSetup, Sandbox, SandboxOptions};
 
 const PAYLOAD: &[u8] = br#"{"rate":0.0725,"year":2025}"#;
 
@@ -84,17 +85,27 @@ fn bench_plugin(
     setup: &PluginSetup,
     native: impl Fn() -> usize,
 ) {
-    let mut reused = plugin.reused(setup).expect("the plugin instantiates");
+    // The engine's opt-in reuse, with no bound on the events per instance.
+    let reused = PluginSetup {
+        isolation: Isolation {
+            reuse_for: NonZeroU32::MAX,
+            ..Isolation::default()
+        },
+        ..setup.clone()
+    };
     // Each way must produce the same result before it is timed.
     let expected = plugin.run(event, setup).expect("the plugin runs");
-    assert_eq!(reused.run(event).expect("the plugin runs"), expected);
+    assert_eq!(
+        plugin.run(event, &reused).expect("the plugin runs"),
+        expected
+    );
 
     let mut group = criterion.benchmark_group(group);
     group.throughput(Throughput::Elements(1));
     for way in WAYS {
         group.bench_function(BenchmarkId::from_parameter(way), |b| match way {
             "native" => b.iter(|| black_box(native())),
-            "reused-instance" => b.iter(|| reused.run(black_box(event)).expect("runs")),
+            "reused-instance" => b.iter(|| plugin.run(black_box(event), &reused).expect("runs")),
             "fresh-instance" => {
                 b.iter(|| plugin.run(black_box(event), setup).expect("runs"));
             }

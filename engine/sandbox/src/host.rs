@@ -68,6 +68,17 @@ fn refuse_waiting(linker: &mut Linker<RunState>) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl RunState {
+    /// Makes the state ready for another event on a kept instance: who it runs for, and
+    /// nothing left from the previous event.
+    pub(crate) fn begin(&mut self, event_id: &str) {
+        event_id.clone_into(&mut self.event_id);
+        self.log_lines = 0;
+        self.last_error = None;
+        self.limiter.refused = None;
+    }
+}
+
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

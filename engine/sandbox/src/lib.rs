@@ -5,7 +5,8 @@
 //! defines what plugins may import, and a thread that advances the engine's epoch for
 //! deadlines. [`Sandbox::load`] compiles a component, checks it against the `transformer`,
 //! `handler` and `resolver` worlds and pre-instantiates it into a [`Plugin`]. [`Plugin::run`]
-//! then makes a fresh store and instance for one event, under that plugin's [`PluginSetup`]:
+//! then makes a fresh store and instance for one event (or, when its [`Isolation`] allows,
+//! reuses one for several), under that plugin's [`PluginSetup`]:
 //! its settings (the `config` import) and its [`Limits`]:
 //!
 //! - **time**: a wall-clock deadline, enforced by epoch interruption;
@@ -27,6 +28,7 @@
 //! - `host`: what a plugin may import (`log`, `config`, WASI without capabilities) and the
 //!   per-run state (memory limiter, captured output).
 //! - `run`: one fresh store and instance per call, deadlines, errors.
+//! - `keep`: the opt-in reuse of an instance for several events ([`Isolation`]).
 //! - `output`: a plugin's result checked against the output rules and converted.
 //! - [`fixtures`]: example events and what a plugin must make of them, checked before a
 //!   version goes live.
@@ -40,15 +42,15 @@ mod error;
 pub mod event;
 pub mod fixtures;
 mod host;
+mod keep;
 mod output;
 mod plugin;
 mod run;
 
-#[cfg(feature = "bench")]
-pub use bench::Reused;
 pub use error::{GuestErrorKind, LoadError, RunError};
 pub use event::{Action, Delivery, Emission, Event, Header};
 pub use host::MAX_RANDOM_BYTES;
+pub use keep::Isolation;
 pub use plugin::{Plugin, World};
 pub use run::{Entity, Output, Resolution};
 
@@ -69,6 +71,8 @@ pub struct PluginSetup {
     pub settings: Settings,
     /// The limits each call runs under.
     pub limits: Limits,
+    /// Whether instances are fresh per event (the default) or kept for several.
+    pub isolation: Isolation,
 }
 
 /// The limits one event runs under.
@@ -117,6 +121,12 @@ pub struct SandboxOptions {
     /// Linear memories one plugin instance may hold; a component with more is refused at load.
     /// Its memory limit counts all of them together.
     pub max_memories_per_plugin: u32,
+    /// Bytes at the start of each instance slot's memory kept resident between instances: the
+    /// pages a plugin dirtied there are reset by copying rather than released and faulted in
+    /// again, which makes a fresh instance of a plugin with a large memory image (JavaScript,
+    /// Python) much cheaper. Only pages an instance dirtied are reset, so a small plugin pays
+    /// little for a large value.
+    pub keep_resident: usize,
 }
 
 impl Default for SandboxOptions {
@@ -128,6 +138,7 @@ impl Default for SandboxOptions {
             cache_dir: None,
             max_core_instances_per_plugin: 32,
             max_memories_per_plugin: 2,
+            keep_resident: 2 << 20,
         }
     }
 }
@@ -213,7 +224,7 @@ fn engine_config(sandbox: &SandboxOptions) -> Config {
         // Measured on this project's machines (docs/performance.md): keeping the first pages of a
         // slot resident, with the kernel reporting which pages were dirtied, makes a fresh
         // instance's first call much cheaper.
-        .linear_memory_keep_resident(256 << 10)
+        .linear_memory_keep_resident(sandbox.keep_resident)
         .table_keep_resident(16 << 10)
         .pagemap_scan(wasmtime::Enabled::Auto)
         .decommit_batch_size(32);

@@ -11,14 +11,11 @@ use hms_sync_rules as rules;
 pub(crate) enum Raw {
     Payload(Vec<u8>),
     Actions(Vec<wit::Action>),
-    /// The plugin is a resolver: it has no event export.
-    NotCallable,
 }
 
 /// Checks what the plugin returned against the output limit and the rules, then converts it.
 pub(crate) fn checked_output(raw: Raw, limits: &Limits) -> Result<Output, RunError> {
     match raw {
-        Raw::NotCallable => Err(RunError::Malformed("no output".into())),
         Raw::Payload(payload) => {
             rules::check_size(payload.len(), limits.output)?;
             Ok(Output::Payload(payload))

@@ -4,6 +4,7 @@ use super::bindings::handler::{HandlerIndices, HandlerPre};
 use super::bindings::resolver::{ResolverIndices, ResolverPre};
 use super::bindings::transformer::{TransformerIndices, TransformerPre};
 use super::host::{Caller, RunState, new_store};
+use super::keep::Idle;
 use super::{LoadError, PluginSetup, Shared};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -99,6 +100,8 @@ pub(crate) struct Inner {
     pub(crate) imports: Vec<String>,
     pub(crate) size: usize,
     pub(crate) pre: Pre,
+    /// Instances kept for later events, when the plugin's setup allows reuse.
+    pub(crate) idle: Idle,
 }
 
 impl fmt::Debug for Plugin {
@@ -180,6 +183,7 @@ impl Plugin {
                 imports,
                 size: bytes.len(),
                 pre,
+                idle: Idle::default(),
             }),
         })
     }

@@ -2,7 +2,8 @@
 //! turned into a [`RunError`] for that call alone.
 
 use super::bindings::{self, wit, wit_resolve};
-use super::host::{Caller, RunState, new_store};
+use super::host::{Caller, RunState, deadline_ticks, new_store};
+use super::keep::Kept;
 use super::output::{Raw, checked_output};
 use super::plugin::{Inner, Pre};
 use super::{GuestErrorKind, Limits, Plugin, PluginSetup, RunError};
@@ -58,23 +59,69 @@ pub(crate) type Failure = (Stage, wasmtime::Error);
 
 impl Plugin {
     /// Runs the plugin on one event in a fresh instance, under `setup` (the memory limit is
-    /// capped at the sandbox's [`max_memory`](super::SandboxOptions::max_memory)).
+    /// capped at the sandbox's [`max_memory`](super::SandboxOptions::max_memory)), or on a kept
+    /// instance when the setup's [`Isolation`](super::Isolation) allows reuse.
     ///
     /// Blocks the calling thread for at most about `setup.limits.timeout` plus one epoch tick;
     /// call it from a thread that may block.
     pub fn run(&self, event: &Event, setup: &PluginSetup) -> Result<Output, RunError> {
-        let input = to_wit_event(event);
-        let raw = self.invoke(&event.id, setup, |store, pre| {
-            let Some(instance) = EventInstance::new(pre, store) else {
-                return Ok(Ok(Raw::NotCallable));
-            };
-            let instance = instance.map_err(instantiating)?;
-            instance.call(store, &input).map_err(calling)
-        })?;
-        if matches!(raw, Raw::NotCallable) {
+        if let Pre::Resolver(_) = &self.inner.pre {
             return Err(self.wrong_world("run on events"));
         }
+        let input = to_wit_event(event);
+        if setup.isolation.reuses() {
+            return self.run_kept(&event.id, setup, &input);
+        }
+        let raw = self.invoke(&event.id, setup, |store, pre| {
+            let instance = EventInstance::new(pre, store)
+                .expect("checked above: not a resolver")
+                .map_err(instantiating)?;
+            instance.call(store, &input).map_err(calling)
+        })?;
         checked_output(raw, &setup.limits)
+    }
+
+    /// Runs one event on an idle kept instance, or a new one; keeps it for later events only
+    /// when the event succeeded ([`keep`](super::keep) says what else discards it).
+    fn run_kept(
+        &self,
+        event_id: &str,
+        setup: &PluginSetup,
+        input: &wit::Event,
+    ) -> Result<Output, RunError> {
+        let inner: &Inner = &self.inner;
+        let caller = Caller {
+            plugin: &inner.name,
+            version: &inner.version,
+            event_id,
+        };
+        let mut kept = match inner.idle.take(setup) {
+            Some(kept) => kept,
+            None => {
+                let (mut store, streams) = new_store(&inner.shared, &caller, setup);
+                match EventInstance::new(&inner.pre, &mut store).expect("checked by run") {
+                    Ok(instance) => Kept::new(store, streams, instance, setup),
+                    Err(error) => {
+                        let ending = Ending::take(&mut store);
+                        drop(store);
+                        let stderr = streams.flush(&caller);
+                        return finish(Err(instantiating(error)), &ending, &stderr, &setup.limits);
+                    }
+                }
+            }
+        };
+        kept.store.data_mut().begin(event_id);
+        kept.store
+            .set_epoch_deadline(deadline_ticks(&inner.shared, &setup.limits));
+        let result = kept.instance.call(&mut kept.store, input).map_err(calling);
+        let ending = Ending::take(&mut kept.store);
+        let stderr = kept.streams.flush(&caller);
+        let output = finish(result, &ending, &stderr, &setup.limits)
+            .and_then(|raw| checked_output(raw, &setup.limits));
+        if output.is_ok() {
+            inner.idle.give_back(kept);
+        }
+        output
     }
 
     /// Runs a resolver plugin on two versions of an entity, in a fresh instance, under
@@ -132,27 +179,55 @@ impl Plugin {
         };
         let (mut store, output) = new_store(&inner.shared, &caller, setup);
         let result = call(&mut store, &inner.pre);
-        let refused = store.data().limiter.refused;
-        let memory = store.data().limiter.memory;
-        let last_error = store.data_mut().last_error.take();
+        let ending = Ending::take(&mut store);
         drop(store);
+        let stderr = output.flush(&caller);
+        finish(result, &ending, &stderr, &setup.limits)
+    }
+}
 
-        let stderr_text = output.flush(&caller);
-        match result {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(guest_error(error)),
-            Err((stage, error)) => Err(classify(
-                stage,
-                &error,
-                refused,
-                memory,
-                &setup.limits,
-                &Said {
-                    stderr: &stderr_text,
-                    last_error: last_error.as_deref(),
-                },
-            )),
+/// What a store says about a call that just ended, read before the store is dropped or kept.
+struct Ending {
+    /// The memory the instance asked for when the limiter refused it.
+    refused: Option<usize>,
+    /// The memory limit it ran under.
+    memory: usize,
+    /// Its last error log line.
+    last_error: Option<String>,
+}
+
+impl Ending {
+    fn take(store: &mut Store<RunState>) -> Ending {
+        let state = store.data_mut();
+        Ending {
+            refused: state.limiter.refused,
+            memory: state.limiter.memory,
+            last_error: state.last_error.take(),
         }
+    }
+}
+
+/// A call's result, with every failure turned into a [`RunError`].
+fn finish<T>(
+    result: Result<Result<T, wit::Error>, Failure>,
+    ending: &Ending,
+    stderr: &str,
+    limits: &Limits,
+) -> Result<T, RunError> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(guest_error(error)),
+        Err((stage, error)) => Err(classify(
+            stage,
+            &error,
+            ending.refused,
+            ending.memory,
+            limits,
+            &Said {
+                stderr,
+                last_error: ending.last_error.as_deref(),
+            },
+        )),
     }
 }
 

@@ -3,11 +3,12 @@
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use sync_engine_sandbox::event::{Action, Emission, Event};
 use sync_engine_sandbox::{
-    GuestErrorKind, Limits, LoadError, Output, Plugin, PluginSetup, RunError, Sandbox,
+    GuestErrorKind, Isolation, Limits, LoadError, Output, Plugin, PluginSetup, RunError, Sandbox,
     SandboxOptions, World,
 };
 use test_components::component;
@@ -39,8 +40,8 @@ fn setup() -> PluginSetup {
 
 fn with_limits(limits: Limits) -> PluginSetup {
     PluginSetup {
-        settings: Default::default(),
         limits,
+        ..PluginSetup::default()
     }
 }
 
@@ -368,6 +369,53 @@ fn a_plugin_error_keeps_its_kind() {
     );
 }
 
+/// With reuse on, one instance serves several events (a global counter climbs), but never more
+/// than `reuseFor`, never after a failure, never once its memory grew past the bound, and never
+/// under other settings.
+#[test]
+fn a_reused_instance_keeps_state_only_within_its_bounds() {
+    // Its own copy of the plugin, so no other test's events land on its kept instances.
+    let plugin = load(sandbox(), "misbehave");
+    let reuse = PluginSetup {
+        limits: Limits {
+            output: 8 << 20,
+            ..limits()
+        },
+        isolation: Isolation {
+            reuse_for: NonZeroU32::new(3).unwrap(),
+            max_growth: 1 << 20,
+        },
+        ..PluginSetup::default()
+    };
+    let count = |setup: &PluginSetup| match plugin.run(&event("count", ""), setup) {
+        Ok(Output::Actions(actions)) => match actions.as_slice() {
+            [Action::Drop(reason)] => reason.clone(),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    // Three events per instance, then a new one.
+    let counts: Vec<String> = (0..4).map(|_| count(&reuse)).collect();
+    assert_eq!(counts, ["count=1", "count=2", "count=3", "count=1"]);
+    // A failure discards the instance.
+    assert!(matches!(
+        plugin.run(&event("reject", ""), &reuse),
+        Err(RunError::Plugin { .. })
+    ));
+    assert_eq!(count(&reuse), "count=1");
+    // So does growing past the bound (a 4 MiB delivery body).
+    assert!(plugin.run(&event("huge", ""), &reuse).is_ok());
+    assert_eq!(count(&reuse), "count=1");
+    // Other settings get another instance; fresh isolation a fresh one every time.
+    let other = PluginSetup {
+        settings: Arc::new(BTreeMap::from([("k".to_owned(), "v".to_owned())])),
+        ..reuse
+    };
+    assert_eq!(count(&other), "count=1");
+    assert_eq!(count(&setup()), "count=1");
+    assert_eq!(count(&other), "count=2");
+}
+
 #[test]
 fn two_events_never_share_state() {
     for _ in 0..3 {
@@ -387,6 +435,7 @@ fn a_plugin_reads_its_route_config() {
             ("other".to_owned(), "x".to_owned()),
         ])),
         limits: limits(),
+        ..PluginSetup::default()
     };
     let output = misbehave().run(&event("config", ""), &setup).unwrap();
     assert_eq!(

@@ -92,6 +92,7 @@ impl Config {
                     .collect(),
             ),
             limits: plugin.limits.resolve(&self.sandbox.limits),
+            isolation: plugin.isolation.resolve(),
         }
     }
 

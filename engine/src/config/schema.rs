@@ -116,6 +116,10 @@ pub struct SandboxConfig {
     /// Linear memories one plugin instance may hold; a component with more is refused at load.
     #[serde(default = "default_max_memories_per_plugin")]
     pub max_memories_per_plugin: NonZeroU32,
+    /// How much of each instance slot's memory stays resident between instances, so the pages
+    /// a plugin dirtied there are reset by copying instead of faulted in again.
+    #[serde(default = "default_keep_resident", deserialize_with = "values::size")]
+    pub keep_resident: usize,
     /// How long checking a new version (compiling it, running its fixtures) may take before it
     /// is refused.
     #[serde(
@@ -137,6 +141,7 @@ impl Default for SandboxConfig {
             max_memory: default_max_memory(),
             max_core_instances_per_plugin: default_max_core_instances_per_plugin(),
             max_memories_per_plugin: default_max_memories_per_plugin(),
+            keep_resident: default_keep_resident(),
             compile_timeout: default_compile_timeout(),
             limits: LimitsConfig::default(),
         }
@@ -195,6 +200,50 @@ pub struct PluginConfig {
     /// Overrides of the sandbox's default limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Whether the plugin runs each event in a fresh instance (the default) or reuses one.
+    #[serde(default)]
+    pub isolation: IsolationConfig,
+}
+
+/// How a plugin's instances serve events (see the operations reference: what reuse gives up).
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IsolationConfig {
+    /// How many events one instance may run; 1 (the default) is a fresh instance per event.
+    #[serde(default = "default_reuse_for")]
+    pub reuse_for: NonZeroU32,
+    /// How much an instance's memory may grow, from when it was made, before it is discarded
+    /// rather than kept for another event.
+    #[serde(default = "default_max_growth", deserialize_with = "values::size")]
+    pub max_growth: usize,
+}
+
+impl Default for IsolationConfig {
+    fn default() -> Self {
+        IsolationConfig {
+            reuse_for: default_reuse_for(),
+            max_growth: default_max_growth(),
+        }
+    }
+}
+
+impl IsolationConfig {
+    /// The sandbox's form of it.
+    pub fn resolve(&self) -> crate::sandbox::Isolation {
+        crate::sandbox::Isolation {
+            reuse_for: self.reuse_for,
+            max_growth: self.max_growth,
+        }
+    }
+}
+
+fn default_reuse_for() -> NonZeroU32 {
+    crate::sandbox::Isolation::FRESH.reuse_for
+}
+
+fn default_max_growth() -> usize {
+    crate::sandbox::Isolation::FRESH.max_growth
 }
 
 /// One destination.
@@ -504,6 +553,10 @@ pub(super) fn default_compile_timeout() -> Duration {
 pub(super) fn default_max_memories_per_plugin() -> NonZeroU32 {
     NonZeroU32::new(2).expect("non-zero")
 }
+fn default_keep_resident() -> usize {
+    crate::sandbox::SandboxOptions::default().keep_resident
+}
+
 pub(super) fn default_max_instances() -> NonZeroU32 {
     NonZeroU32::new(256).expect("non-zero")
 }
