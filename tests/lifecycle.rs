@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sync_engine::store::Records;
 use sync_engine_tests::{
-    Receiver, TestEngine, admin_call, component, component_path, http, open_store, post_json,
-    upload_component,
+    Receiver, TestEngine, admin_call, component, component_path, open_store, post_json,
+    upload_component, upload_with_fixtures,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -45,24 +45,12 @@ fn hash(bytes: &[u8]) -> String {
 
 /// Uploads a component (and fixtures) as a new version of `rates`.
 async fn upload(engine: &TestEngine, bytes: Vec<u8>, fixtures: Option<Value>) -> (u16, Value) {
-    let mut form = reqwest::multipart::Form::new().part(
-        "component",
-        reqwest::multipart::Part::bytes(bytes)
-            .mime_str("application/wasm")
-            .unwrap(),
-    );
-    if let Some(fixtures) = fixtures {
-        form = form.text("fixtures", fixtures.to_string());
+    match fixtures {
+        Some(fixtures) => {
+            upload_with_fixtures(engine, ADMIN, "rates", bytes, &fixtures.to_string()).await
+        }
+        None => upload_component(engine, ADMIN, "rates", bytes).await,
     }
-    let response = http()
-        .put(engine.url("/admin/plugins/rates"))
-        .bearer_auth(ADMIN)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
 }
 
 async fn active(engine: &TestEngine) -> String {

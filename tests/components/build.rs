@@ -10,6 +10,13 @@
 //! (`<target>/wasm-plugins`), so it never waits on the lock of the build that runs this script.
 //! Every result is copied into `<target>/wasm-plugins/plugins`, passed to the tests as
 //! `PLUGIN_ARTIFACTS`.
+//!
+//! Plugins in other languages are built with their own tools, by the build command their
+//! project declares, into the same directory as `<directory name>.wasm`: a directory with a
+//! `package.json` is a JavaScript or TypeScript plugin (`npm run build -- --out FILE`), one with a
+//! `build` script beside a Python module a Python plugin (`./build --out FILE`). Their tools come from
+//! `scripts/install-plugin-toolchains` (npm packages in `node_modules/`, componentize-py in
+//! `target/python`); without them the build fails and says so.
 
 use std::env;
 use std::fs;
@@ -39,10 +46,13 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", watched.display());
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("Cargo.lock").display()
-    );
+    for file in [
+        "Cargo.lock",
+        "package-lock.json",
+        "sdk/python/requirements.txt",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(file).display());
+    }
     println!(
         "cargo:rerun-if-changed={}",
         root.join("Cargo.toml").display()
@@ -89,7 +99,113 @@ fn main() {
             }
         }
     }
+    build_other_languages(&root, &plugin_dirs, &artifacts);
     println!("cargo:rustc-env=PLUGIN_ARTIFACTS={}", artifacts.display());
+}
+
+/// A plugin written in another language than Rust: its directory and its build command.
+struct Foreign {
+    dir: PathBuf,
+    language: &'static str,
+    command: Command,
+}
+
+/// Builds every JavaScript, TypeScript and Python plugin under `plugin_dirs` into `artifacts`,
+/// all at once (each build is mostly one process waiting on another).
+fn build_other_languages(root: &Path, plugin_dirs: &[PathBuf], artifacts: &Path) {
+    let python_bin = root.join("target").join("python").join("bin");
+    let mut foreign: Vec<Foreign> = Vec::new();
+    for dir in plugin_dirs {
+        let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for dir in entries {
+            let name = dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let out = artifacts.join(format!("{name}.wasm"));
+            if dir.join("package.json").exists() {
+                require(
+                    &root.join("node_modules").join(".installed"),
+                    "the npm packages",
+                );
+                let mut command = Command::new("npm");
+                command
+                    .args(["run", "--silent", "build", "--", "--out"])
+                    .arg(&out);
+                foreign.push(Foreign {
+                    dir,
+                    language: "JavaScript",
+                    command,
+                });
+            } else if dir.join("build").exists() && has_python(&dir) {
+                require(&python_bin.join("componentize-py"), "componentize-py");
+                let mut command = Command::new(dir.join("build"));
+                command.arg("--out").arg(&out);
+                let path = env::var_os("PATH").unwrap_or_default();
+                let mut paths = vec![python_bin.clone()];
+                paths.extend(env::split_paths(&path));
+                command.env("PATH", env::join_paths(paths).expect("a valid PATH"));
+                foreign.push(Foreign {
+                    dir,
+                    language: "Python",
+                    command,
+                });
+            }
+        }
+    }
+    let running: Vec<(Foreign, std::process::Child)> = foreign
+        .into_iter()
+        .map(|mut plugin| {
+            let child = plugin
+                .command
+                .current_dir(&plugin.dir)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot build the {} plugin {}: {e}",
+                        plugin.language,
+                        plugin.dir.display()
+                    )
+                });
+            (plugin, child)
+        })
+        .collect();
+    for (plugin, mut child) in running {
+        let status = child.wait().expect("the plugin build runs");
+        if !status.success() {
+            panic!(
+                "building the {} plugin {} failed (see above)",
+                plugin.language,
+                plugin.dir.display()
+            );
+        }
+    }
+}
+
+/// Whether `dir` holds a Python module.
+fn has_python(dir: &Path) -> bool {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().extension().is_some_and(|x| x == "py"))
+}
+
+/// Fails the build, saying how to fix it, when a language's tools are not installed.
+fn require(marker: &Path, what: &str) {
+    if !marker.exists() {
+        panic!(
+            "{what} needed to build the plugins in other languages are not installed \
+             ({} is missing): run ./scripts/install-plugin-toolchains",
+            marker.display()
+        );
+    }
 }
 
 /// Builds `packages` for `target` with a nested cargo.

@@ -25,6 +25,12 @@ pub use test_components::{ARTIFACTS, component, component_path};
 /// destination `state-api` at `state_api`, the webhook `/webhook/tax-rate` (system `state-api`)
 /// and the core at `core` with token `core-token`. Retries are fast: 50 ms doubling, 5 attempts.
 pub fn seed_config(state_api: &str, core: &str) -> String {
+    seed_config_with(state_api, core, "tax-rate-outbound", "tax-rate-inbound")
+}
+
+/// [`seed_config`] with the seed's two plugins built from the packages `outbound` and `inbound`
+/// (the same plugins in another language, say), under the same plugin names.
+pub fn seed_config_with(state_api: &str, core: &str, outbound: &str, inbound: &str) -> String {
     format!(
         r#"
 core:
@@ -54,8 +60,8 @@ externalWebhooks:
     handler: tax-rate-inbound
     system: state-api
 "#,
-        outbound = component_path("tax-rate-outbound").display(),
-        inbound = component_path("tax-rate-inbound").display(),
+        outbound = component_path(outbound).display(),
+        inbound = component_path(inbound).display(),
     )
 }
 
@@ -602,6 +608,33 @@ pub async fn upload_component(
         .bearer_auth(token)
         .header("content-type", "application/wasm")
         .body(bytes)
+        .send()
+        .await
+        .expect("the engine answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON answer"))
+}
+
+/// Uploads `bytes` with `fixtures` (their JSON text) as a new version of the plugin `name`, as a
+/// multipart form (the way `sync-engine plugin upload --fixtures` sends them); returns the status
+/// and the JSON answer.
+pub async fn upload_with_fixtures(
+    engine: &TestEngine,
+    token: &str,
+    name: &str,
+    bytes: Vec<u8>,
+    fixtures: &str,
+) -> (u16, serde_json::Value) {
+    let component = reqwest::multipart::Part::bytes(bytes)
+        .mime_str("application/wasm")
+        .expect("a valid media type");
+    let form = reqwest::multipart::Form::new()
+        .part("component", component)
+        .text("fixtures", fixtures.to_owned());
+    let response = http()
+        .put(engine.url(&format!("/admin/plugins/{name}")))
+        .bearer_auth(token)
+        .multipart(form)
         .send()
         .await
         .expect("the engine answers");

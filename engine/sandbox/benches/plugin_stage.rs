@@ -54,11 +54,11 @@ fn main() {
         &outbound,
         &event,
         &setup,
-        || {
+        Some(&|| {
             tax_rate_outbound::Outbound::transform(guest_event.clone())
                 .expect("the mapping succeeds")
                 .len()
-        },
+        }),
     );
     let fan_out = load(&sandbox, "fan-out");
     bench_plugin(
@@ -67,14 +67,32 @@ fn main() {
         &fan_out,
         &event,
         &setup,
-        || {
+        Some(&|| {
             fan_out::FanOut::handle(guest_event.clone())
                 .expect("the mapping succeeds")
                 .len()
-        },
+        }),
     );
+    // The same transformer written in JavaScript and in Python (no native way: the mapping is
+    // not Rust).
+    for (group, package) in [
+        ("transformer-js", "tax-rate-outbound-js"),
+        ("transformer-py", "tax-rate-outbound-py"),
+    ] {
+        let plugin = load(&sandbox, package);
+        bench_plugin(&mut criterion, group, &plugin, &event, &setup, None);
+    }
     criterion.final_summary();
-    report(&output, started, &["transformer", "handler-3-actions"]);
+    report(
+        &output,
+        started,
+        &[
+            "transformer",
+            "transformer-js",
+            "transformer-py",
+            "handler-3-actions",
+        ],
+    );
 }
 
 fn bench_plugin(
@@ -83,7 +101,7 @@ fn bench_plugin(
     plugin: &Plugin,
     event: &Event,
     setup: &PluginSetup,
-    native: impl Fn() -> usize,
+    native: Option<&dyn Fn() -> usize>,
 ) {
     // The engine's opt-in reuse, with no bound on the events per instance.
     let reused = PluginSetup {
@@ -103,8 +121,14 @@ fn bench_plugin(
     let mut group = criterion.benchmark_group(group);
     group.throughput(Throughput::Elements(1));
     for way in WAYS {
+        if way == "native" && native.is_none() {
+            continue;
+        }
         group.bench_function(BenchmarkId::from_parameter(way), |b| match way {
-            "native" => b.iter(|| black_box(native())),
+            "native" => {
+                let native = native.expect("skipped above without a native mapping");
+                b.iter(|| black_box(native()));
+            }
             "reused-instance" => b.iter(|| plugin.run(black_box(event), &reused).expect("runs")),
             "fresh-instance" => {
                 b.iter(|| plugin.run(black_box(event), setup).expect("runs"));

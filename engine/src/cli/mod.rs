@@ -1,5 +1,6 @@
 //! The `sync-engine` command.
 
+mod new;
 mod remote;
 mod text;
 
@@ -105,6 +106,25 @@ enum PluginCommand {
         /// A setting of the route configuration the plugin reads (`key=value`; repeat).
         #[arg(long = "set", value_parser = parse_setting)]
         settings: Vec<(String, String)>,
+    },
+    /// Writes a new plugin project, ready to build, test and upload: the mapping stub, its unit
+    /// tests, a fixtures file and the language's build command.
+    New {
+        /// The project's name (lower-case letters, digits and `-`); also its directory's.
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum)]
+        lang: new::Language,
+        /// The world it implements.
+        #[arg(long, value_enum, default_value = "transformer")]
+        world: new::NewWorld,
+        /// Where to write it (default: `./<name>`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The engine's repository checkout whose SDKs the project depends on (default: the one
+        /// this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
     /// Commands against a running engine's admin API.
     #[command(flatten)]
@@ -265,6 +285,27 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    lang,
+                    world,
+                    dir,
+                    sdk,
+                },
+        } => {
+            let sdk = match sdk.or_else(new::default_sdk_root) {
+                Some(sdk) => sdk,
+                None => anyhow::bail!(
+                    "this binary was not built from a checkout of the engine's repository that \
+                     still exists: pass --sdk with the path of one"
+                ),
+            };
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            println!("{}", new::write_project(&name, lang, world, &dir, &sdk)?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {
             command: PluginCommand::Check { file },

@@ -1,0 +1,11 @@
+// {{name}}: a transformer for the HMS Synchronization Engine. It maps a payload
+// `{"firstName", "lastName"}` to `{"fullName"}`; the route in the engine's configuration says
+// where the result goes. Change the shape and the mapping to yours.
+
+import { json } from '@hms/sync-sdk';
+
+export function transform(event) {
+  // A missing or mistyped field is `invalid-input`, naming the field.
+  const person = json(event, { firstName: 'string', lastName: 'string' });
+  return { fullName: `${person.firstName} ${person.lastName}` };
+}
