@@ -82,7 +82,9 @@ fn every_case_of_the_shared_table_gets_its_expected_result() {
         let expected = case["expect"].as_str().expect("an expected result");
         let got = result.as_ref().map_or_else(|r| r.code(), |()| "ok");
         if got != expected {
-            failures.push(format!("{name}: expected {expected}, got {got} ({result:?})"));
+            failures.push(format!(
+                "{name}: expected {expected}, got {got} ({result:?})"
+            ));
         } else if let (Some(message), Err(refusal)) = (text(case, "message"), &result)
             && !refusal.to_string().contains(message)
         {
