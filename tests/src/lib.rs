@@ -434,7 +434,9 @@ impl TestEngine {
             task,
             nats,
         };
-        wait_healthy(&engine.url, Duration::from_secs(30)).await;
+        // Starting compiles every plugin: megabytes of code for a JavaScript or Python one, which
+        // takes tens of seconds while other tests load the same two cores.
+        wait_healthy(&engine.url, Duration::from_secs(120)).await;
         engine
     }
 

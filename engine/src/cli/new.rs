@@ -248,10 +248,12 @@ impl Language {
 /// it is still there.
 pub(super) fn default_sdk_root() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
-    root.join("sdk")
-        .join("Cargo.toml")
-        .exists()
-        .then(|| root.to_path_buf())
+    is_checkout(root).then(|| root.to_path_buf())
+}
+
+/// Whether `root` is a checkout of the engine's repository: it holds the SDKs.
+fn is_checkout(root: &Path) -> bool {
+    root.join("sdk").join("Cargo.toml").exists()
 }
 
 /// Writes a new plugin project `name` into `dir` (which must not exist or be empty); returns
@@ -264,7 +266,7 @@ pub(super) fn write_project(
     sdk_root: &Path,
 ) -> anyhow::Result<String> {
     check_name(name)?;
-    if !sdk_root.join("sdk").join("Cargo.toml").exists() {
+    if !is_checkout(sdk_root) {
         bail!(
             "{} is not a checkout of the engine's repository (no sdk/ in it): pass --sdk with \
              the path of one",
