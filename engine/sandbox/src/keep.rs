@@ -47,7 +47,7 @@ impl Default for Isolation {
 
 /// Idle instances one plugin keeps at most: enough for the engine's workers to each find one,
 /// few enough that idle plugins do not hold the pool's slots.
-const MAX_IDLE: usize = 8;
+pub const MAX_IDLE: usize = 8;
 
 /// One instance kept for later events, with its store.
 pub(crate) struct Kept {

@@ -50,7 +50,7 @@ mod run;
 pub use error::{GuestErrorKind, LoadError, RunError};
 pub use event::{Action, Delivery, Emission, Event, Header};
 pub use host::MAX_RANDOM_BYTES;
-pub use keep::Isolation;
+pub use keep::{Isolation, MAX_IDLE};
 pub use plugin::{Plugin, World};
 pub use run::{Entity, Output, Resolution};
 

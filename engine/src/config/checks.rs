@@ -189,6 +189,28 @@ impl Config {
                 ),
             );
         }
+        // Idle instances kept for reuse hold the pool's slots: with the workers' own, they must
+        // fit, or fresh instances would find the pool full.
+        let reusing = self
+            .plugins
+            .values()
+            .filter(|plugin| plugin.isolation.reuse_for.get() > 1)
+            .count();
+        let kept = reusing * crate::sandbox::MAX_IDLE;
+        if reusing > 0
+            && kept + self.sandbox.workers.get() > self.sandbox.max_instances.get() as usize
+        {
+            p.add(
+                "sandbox.maxInstances",
+                format!(
+                    "{reusing} plugin(s) reuse instances and may each keep {} idle ({kept} in all), \
+                     which with {} workers is more than sandbox.maxInstances ({}): raise it",
+                    crate::sandbox::MAX_IDLE,
+                    self.sandbox.workers,
+                    self.sandbox.max_instances
+                ),
+            );
+        }
         self.check_limits(&self.sandbox.limits, "sandbox.limits", &mut p);
         for (name, plugin) in &self.plugins {
             if let Err(e) = check_name(name) {
