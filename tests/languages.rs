@@ -1,6 +1,7 @@
 //! The seed's two plugins written in JavaScript and in Python (`plugins/*-js`, `plugins/*-py`),
 //! built from source by the test build: the tax-rate story runs with each language's plugins as
-//! it does with Rust's, and a Rust version is swapped for a JavaScript one under load.
+//! it does with Rust's, and a Rust version is swapped for a JavaScript one under load. And the
+//! opt-in instance reuse those languages want, as the engine's configuration sets it.
 
 use serde_json::json;
 use sha2::Digest;
@@ -213,4 +214,72 @@ async fn a_swap_from_rust_to_javascript_under_load_loses_nothing() {
         );
     }
     assert_eq!(served.len(), 2, "both versions served: {served:?}");
+}
+
+/// The drop reason the plugin gave for `id`, once it ran.
+async fn drop_reason(engine: &TestEngine, id: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let (_, history) =
+            admin_call(engine, ADMIN, "GET", &format!("/admin/events/{id}"), None).await;
+        if let Some(reason) = history["event"]["actions"][0]["reason"].as_str() {
+            return reason.to_owned();
+        }
+        assert!(started.elapsed() < WAIT, "{id} never ran: {history}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `isolation.reuseFor: 3` in the configuration: a plugin's global counter climbs over three
+/// events on one instance, then starts again on a new one; an event that fails discards its
+/// instance. (Without the key every event sees a fresh instance: the sandbox's own tests.)
+#[tokio::test]
+async fn a_plugin_configured_for_reuse_keeps_state_for_its_share_of_events_only() {
+    let yaml = format!(
+        r#"
+admin:
+  token: {ADMIN}
+sandbox:
+  workers: 1
+plugins:
+  counting:
+    path: {misbehave}
+    isolation:
+      reuseFor: 3
+hmsEvents:
+  - event: count
+    handler: counting
+  - event: reject
+    handler: counting
+"#,
+        misbehave = sync_engine_tests::component_path("misbehave").display(),
+    );
+    let engine = TestEngine::start(&yaml).await;
+    let mut reasons = Vec::new();
+    for event in ["count", "count", "count", "count", "reject", "count"] {
+        let (status, answer) = post_json(&engine.url(&format!("/events/{event}")), "{}", &[]).await;
+        assert_eq!(status, 202, "{answer}");
+        let id = answer["id"].as_str().unwrap().to_owned();
+        if event == "count" {
+            reasons.push(drop_reason(&engine, &id).await);
+        } else {
+            // The rejected event's run is recorded before the next event is sent.
+            let started = Instant::now();
+            loop {
+                let (_, history) =
+                    admin_call(&engine, ADMIN, "GET", &format!("/admin/events/{id}"), None).await;
+                if history["event"]["runs"][0]["outcome"] == "rejected" {
+                    break;
+                }
+                assert!(started.elapsed() < WAIT, "{history}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    // Three on the first instance, then a new one, which the rejected event discarded.
+    assert_eq!(
+        reasons,
+        ["count=1", "count=2", "count=3", "count=1", "count=1"]
+    );
+    engine.stop().await;
 }

@@ -383,30 +383,37 @@ pub async fn run(
     std::fs::create_dir_all(&compiled)
         .with_context(|| format!("cannot create {}", compiled.display()))?;
     let compiled = std::path::absolute(&compiled)?;
-    let prepared = prepare(&config, Some(compiled))?;
+    let Prepared {
+        sandbox,
+        plugins,
+        routes,
+    } = prepare(&config, Some(compiled))?;
     // With a shared store, the follower applies the log until everything else has stopped
     // (their last writes wait for it).
     let stop_following = CancellationToken::new();
     let (store, shared) = open_store(&config, stop_following.clone()).await?;
     let backend = Backend::sqlite(&store);
     let registry = Arc::new(Registry::new(
-        prepared.sandbox.clone(),
+        sandbox.clone(),
         backend.plugins.clone(),
         &config,
     ));
-    registry.bootstrap(&config, &prepared.plugins).await?;
+    registry.bootstrap(&config, &plugins).await?;
+    // From here the registry holds the versions that run: a configured version swapped out later
+    // must not stay loaded (with the instances it keeps for reuse) until the engine stops.
+    drop(plugins);
     let metrics = Arc::new(Metrics::default());
     let dispatcher = Arc::new(Dispatcher::new(
         &config,
         backend.outbox.clone(),
-        prepared.routes.clone(),
+        routes.clone(),
         registry.clone(),
         metrics.clone(),
     )?);
     let sources = Arc::new(Sources::new(
         &config,
         backend.intake.clone(),
-        prepared.routes.clone(),
+        routes.clone(),
         metrics.clone(),
     )?);
     let admin = Arc::new(Admin::new(
@@ -417,7 +424,7 @@ pub async fn run(
     let work = Arc::new(Work {
         queue: backend.queue.clone(),
         retention: backend.retention.clone(),
-        routes: prepared.routes.clone(),
+        routes: routes.clone(),
         registry: registry.clone(),
         metrics: metrics.clone(),
         dispatcher,

@@ -69,10 +69,15 @@ pub(crate) struct Idle(Mutex<Vec<Kept>>);
 impl Idle {
     /// An idle instance made under `setup`, if there is one.
     pub(crate) fn take(&self, setup: &PluginSetup) -> Option<Kept> {
-        let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        // Instances of another setup (the route's settings or limits changed) are dropped.
-        idle.retain(|kept| kept.setup == *setup);
-        idle.pop()
+        let (kept, stale) = {
+            let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            // Instances of another setup (the route's settings or limits changed) are dropped,
+            // outside the lock: dropping one resets its slot of the pool.
+            let stale: Vec<Kept> = idle.extract_if(.., |kept| kept.setup != *setup).collect();
+            (idle.pop(), stale)
+        };
+        drop(stale);
+        kept
     }
 
     /// Keeps `kept` for a later event, unless it has run its share of events, grew past its
