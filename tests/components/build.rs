@@ -151,6 +151,10 @@ fn build_other_languages(root: &Path, plugin_dirs: &[PathBuf], artifacts: &Path)
                 let mut paths = vec![python_bin.clone()];
                 paths.extend(env::split_paths(&path));
                 command.env("PATH", env::join_paths(paths).expect("a valid PATH"));
+                // What is written into the watched plugin directory makes the next build run this
+                // script again: the host's Python writes no bytecode (componentize-py's own
+                // interpreter leaves one `__pycache__`, once, ignored by git).
+                command.env("PYTHONDONTWRITEBYTECODE", "1");
                 foreign.push(Foreign {
                     dir,
                     language: "Python",
