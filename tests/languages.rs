@@ -8,10 +8,10 @@ use sha2::Digest;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sync_engine::store::Records;
 use sync_engine_tests::{
-    Receiver, TestEngine, admin_call, component, open_store, post_json, seed_config_with,
+    Receiver, TestEngine, admin_until, component, open_store, post_json, seed_config_with,
     upload_with_fixtures,
 };
 
@@ -75,16 +75,12 @@ async fn tax_rate_story(outbound: &str, inbound: &str) {
     .await;
     assert_eq!(status, 202, "{answer}");
     let bad = answer["id"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    let run = loop {
-        let (_, history) =
-            admin_call(&engine, ADMIN, "GET", &format!("/admin/events/{bad}"), None).await;
-        if let Some(run) = history["event"]["runs"].get(0) {
-            break run.clone();
-        }
-        assert!(started.elapsed() < WAIT, "{outbound}: {bad} never ran");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let path = format!("/admin/events/{bad}");
+    let history = admin_until(&engine, ADMIN, &path, WAIT, |h| {
+        h["event"]["runs"].get(0).is_some()
+    })
+    .await;
+    let run = &history["event"]["runs"][0];
     assert_eq!(run["outcome"], "invalid-input", "{outbound}: {run}");
     assert!(run.to_string().contains("`rate`"), "{outbound}: {run}");
     engine.stop().await;
@@ -218,16 +214,14 @@ async fn a_swap_from_rust_to_javascript_under_load_loses_nothing() {
 
 /// The drop reason the plugin gave for `id`, once it ran.
 async fn drop_reason(engine: &TestEngine, id: &str) -> String {
-    let started = Instant::now();
-    loop {
-        let (_, history) =
-            admin_call(engine, ADMIN, "GET", &format!("/admin/events/{id}"), None).await;
-        if let Some(reason) = history["event"]["actions"][0]["reason"].as_str() {
-            return reason.to_owned();
-        }
-        assert!(started.elapsed() < WAIT, "{id} never ran: {history}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let history = admin_until(engine, ADMIN, &format!("/admin/events/{id}"), WAIT, |h| {
+        h["event"]["actions"][0]["reason"].is_string()
+    })
+    .await;
+    history["event"]["actions"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// `isolation.reuseFor: 3` in the configuration: a plugin's global counter climbs over three
@@ -264,16 +258,10 @@ hmsEvents:
             reasons.push(drop_reason(&engine, &id).await);
         } else {
             // The rejected event's run is recorded before the next event is sent.
-            let started = Instant::now();
-            loop {
-                let (_, history) =
-                    admin_call(&engine, ADMIN, "GET", &format!("/admin/events/{id}"), None).await;
-                if history["event"]["runs"][0]["outcome"] == "rejected" {
-                    break;
-                }
-                assert!(started.elapsed() < WAIT, "{history}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            admin_until(&engine, ADMIN, &format!("/admin/events/{id}"), WAIT, |h| {
+                h["event"]["runs"][0]["outcome"] == "rejected"
+            })
+            .await;
         }
     }
     // Three on the first instance, then a new one, which the rejected event discarded.

@@ -10,8 +10,8 @@ use sha2::Digest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use sync_engine_tests::{
-    EngineProcess, NatsServer, Receiver, TestEngine, admin_call, component, component_path,
-    post_json, scrape, spawn_engine, upload_component, wait_healthy,
+    EngineProcess, NatsServer, Receiver, TestEngine, admin_call, admin_until, component,
+    component_path, post_json, scrape, spawn_engine, upload_component, wait_healthy,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -93,15 +93,7 @@ async fn admin(engine: &TestEngine, method: &str, path: &str, body: Option<Value
 
 /// Waits until `check` holds for the engine's answer to `GET path`.
 async fn until(engine: &TestEngine, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, answer) = admin(engine, "GET", path, None).await;
-        if status == 200 && check(&answer) {
-            return answer;
-        }
-        assert!(Instant::now() < deadline, "{path}: {answer}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    admin_until(engine, ADMIN, path, WAIT, check).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

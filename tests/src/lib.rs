@@ -617,6 +617,26 @@ pub async fn upload_component(
     (status, response.json().await.expect("a JSON answer"))
 }
 
+/// Asks the admin API `GET path` (with the bearer `token`) until the answer is 200 and `check`
+/// holds for it, and returns it; panics after `wait`.
+pub async fn admin_until(
+    engine: &TestEngine,
+    token: &str,
+    path: &str,
+    wait: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + wait;
+    loop {
+        let (status, answer) = admin_call(engine, token, "GET", path, None).await;
+        if status == 200 && check(&answer) {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "{path}: {answer}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Uploads `bytes` with `fixtures` (their JSON text) as a new version of the plugin `name`, as a
 /// multipart form (the way `sync-engine plugin upload --fixtures` sends them); returns the status
 /// and the JSON answer.
