@@ -2,7 +2,7 @@
 //! turned into a [`RunError`] for that call alone.
 
 use super::bindings::{self, wit, wit_resolve};
-use super::host::{Caller, RunState, deadline_ticks, new_store};
+use super::host::{Caller, GuestStreams, RunState, deadline_ticks, new_store};
 use super::keep::Kept;
 use super::output::{Raw, checked_output};
 use super::plugin::{Inner, Pre};
@@ -102,10 +102,13 @@ impl Plugin {
                 match EventInstance::new(&inner.pre, &mut store).expect("checked by run") {
                     Ok(instance) => Kept::new(store, streams, instance, setup),
                     Err(error) => {
-                        let ending = Ending::take(&mut store);
-                        drop(store);
-                        let stderr = streams.flush(&caller);
-                        return finish(Err(instantiating(error)), &ending, &stderr, &setup.limits);
+                        return conclude(
+                            store,
+                            &streams,
+                            &caller,
+                            Err(instantiating(error)),
+                            setup,
+                        );
                     }
                 }
             }
@@ -179,11 +182,24 @@ impl Plugin {
         };
         let (mut store, output) = new_store(&inner.shared, &caller, setup);
         let result = call(&mut store, &inner.pre);
-        let ending = Ending::take(&mut store);
-        drop(store);
-        let stderr = output.flush(&caller);
-        finish(result, &ending, &stderr, &setup.limits)
+        conclude(store, &output, &caller, result, setup)
     }
+}
+
+/// Ends a store used for one call: reads what it says of the call, drops it (its instance goes
+/// back to the pool), writes what the plugin printed, and turns the result into one for the
+/// caller.
+fn conclude<T>(
+    mut store: Store<RunState>,
+    streams: &GuestStreams,
+    caller: &Caller<'_>,
+    result: Result<Result<T, wit::Error>, Failure>,
+    setup: &PluginSetup,
+) -> Result<T, RunError> {
+    let ending = Ending::take(&mut store);
+    drop(store);
+    let stderr = streams.flush(caller);
+    finish(result, &ending, &stderr, &setup.limits)
 }
 
 /// What a store says about a call that just ended, read before the store is dropped or kept.
