@@ -10,12 +10,14 @@
 //! # Layout
 //!
 //! - `schema`: the sections of the file, as serde structs with their defaults (`listeners`:
-//!   `http`, `bus` and `admin`; `store`: the store's section);
+//!   `http`, `bus` and `admin`; `store`: the store's section; `plugins`: `sandbox` and
+//!   `plugins`);
 //! - `values`: `${ENV}` expansion, durations, sizes, paths;
 //! - `checks`: what serde cannot check, and warnings.
 
 mod checks;
 mod listeners;
+mod plugins;
 #[cfg(test)]
 mod reference;
 mod schema;
@@ -24,6 +26,7 @@ mod values;
 
 pub use checks::MIN_SECRET_BYTES;
 pub use listeners::{AdminConfig, BusConfig, HttpConfig};
+pub use plugins::{IsolationConfig, LimitsConfig, PluginConfig, SandboxConfig};
 pub use schema::*;
 pub use store::{NatsConfig, RetentionConfig, StoreConfig, StoreKind};
 pub use values::{Expanded, ExpandedPath};
