@@ -578,10 +578,11 @@ async fn two_way_engine(
     partners: &[&str],
     keep: &'static [&'static str],
 ) -> (TestEngine, Relay, Vec<Relay>) {
-    // The engine's address is needed by the relays and theirs by the engine: bind first.
+    // The engine's address is needed by the relays and theirs by the engine: bind first, and
+    // keep the socket (a port let go of here may be taken by a parallel test before the engine).
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
-    drop(listener);
     let engine_url = format!("http://127.0.0.1:{port}");
     let core = Relay::start(&engine_url, core_map, keep).await;
     let mut relays = Vec::new();
@@ -628,7 +629,7 @@ externalWebhooks:
     );
     let dir = tempfile::tempdir().unwrap();
     let config = sync_engine::config::Config::parse(&yaml, dir.path()).unwrap();
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     let engine = TestEngine::serve(config, listener, dir).await;
     (engine, core, relays)
 }
