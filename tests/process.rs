@@ -470,6 +470,32 @@ async fn dlq_and_events_commands_list_show_and_replay_through_the_admin_api() {
     assert_eq!(code, 0);
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["event"]["event"]["id"], id.as_str());
+    // Found by its type and origin, with where its work stands; nothing from elsewhere.
+    let (code, found) = run_command(&[
+        "events",
+        "find",
+        "--type",
+        "tax.rate.updated",
+        "--origin",
+        "hms",
+        "--config",
+        config,
+    ]);
+    assert_eq!(code, 0, "{found}");
+    assert!(
+        found.contains(&id) && found.trim_end().ends_with("failed"),
+        "{found}"
+    );
+    let (code, none) = run_command(&[
+        "events",
+        "find",
+        "--origin",
+        "elsewhere",
+        "--config",
+        config,
+    ]);
+    assert_eq!(code, 0, "{none}");
+    assert_eq!(none, "no event matches\n");
 
     state_api.set_default_status(200);
     let (code, replayed) = run_command(&[

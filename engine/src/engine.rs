@@ -416,10 +416,17 @@ pub async fn run(
         routes.clone(),
         metrics.clone(),
     )?);
+    let backlog = Arc::new(crate::http::health::BacklogCache::default());
     let admin = Arc::new(Admin::new(
         backend.records.clone(),
         registry.clone(),
         config.admin.token.as_ref().map(|t| t.0.clone()),
+        crate::admin::Sight {
+            metrics: metrics.clone(),
+            backlog: backlog.clone(),
+            configuration: crate::admin::api::Configuration::of(&config),
+            core_concurrency: config.delivery_concurrency.get(),
+        },
     ));
     let work = Arc::new(Work {
         queue: backend.queue.clone(),
@@ -453,7 +460,7 @@ pub async fn run(
         metrics: metrics.clone(),
         metrics_token: config.admin.metrics_token.as_ref().map(|t| t.0.clone()),
         stages,
-        backlog: crate::http::health::BacklogCache::default(),
+        backlog,
         probe: crate::http::health::ProbeCache::default(),
     });
     // The admin API and /metrics on their own listener, when configured; bound before anything
@@ -539,7 +546,9 @@ pub async fn run(
     tracing::info!(%address, store = %store.path().display(), "sync engine listening");
     let sources = sources.router(config.max_body_size);
     let admin = admin
+        .clone()
         .router(config.admin.max_upload_size)
+        .merge(crate::console::router(admin, config.admin.max_upload_size))
         .merge(health.clone().metrics_router());
     let health = health.router();
     let limits = crate::http::serve::Limits {

@@ -30,6 +30,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod conflict;
+pub mod console;
 pub mod delivery;
 pub mod engine;
 pub mod http;

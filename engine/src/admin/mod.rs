@@ -1,7 +1,13 @@
 //! The admin API, behind the bearer token `admin.token`: dead letters (list, show, replay), the
-//! whole history of an event, an entity's conflict state (show, reset), and plugin versions
-//! (list, show, upload, activate, roll back, delete). Every request without the token is refused before anything else is read; without a
-//! configured token the admin API is off. Answers are the types of [`api`], camelCase; the
+//! whole history of an event and a search of events, an entity's conflict state (show, reset),
+//! plugin versions (list, show, upload, activate, roll back, delete), the overview of the last
+//! hour and the running configuration (secrets masked). Every request without the token is
+//! refused before anything else is read; without a configured token the admin API is off.
+//!
+//! Each endpoint is a method of [`Admin`] that the HTTP handler wraps: the console
+//! ([`crate::console`]) calls the same methods, so it has no second path to the data. A
+//! request may also present a console session (its cookie) instead of the token; then a
+//! request that changes anything must carry the session's CSRF token as well. Answers are the types of [`api`], camelCase; the
 //! operations reference lists every endpoint.
 //!
 //! Times in requests are RFC 3339 (`2026-11-27T10:00:00Z`) or Unix milliseconds.
@@ -10,15 +16,21 @@ pub mod api;
 mod dead_letters;
 mod entities;
 mod events;
+mod overview;
 mod plugins;
 
+pub(crate) use plugins::read_form;
+
+use crate::console::Sessions;
 use crate::http::ApiError;
 use crate::http::auth::check_bearer;
+use crate::http::health::BacklogCache;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::Records;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
@@ -33,7 +45,7 @@ async fn guard(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    admin.authorize(request.headers())?;
+    admin.authorize(request.method(), request.headers())?;
     Ok(next.run(request).await)
 }
 
@@ -44,11 +56,39 @@ pub struct Admin {
     token: Option<String>,
     /// Who the token is in records: `admin:` and the start of its SHA-256.
     identity: String,
+    /// The console's sessions, which stand for the token.
+    sessions: Sessions,
+    metrics: Arc<Metrics>,
+    /// The backlog, counted at most 1% of the time (shared with `/metrics`).
+    backlog: Arc<BacklogCache>,
+    /// The per-destination backlog, read at most every two seconds.
+    lanes: overview::LanesCache,
+    /// What the configuration runs, secrets masked.
+    configuration: api::Configuration,
+    /// How many requests the core may have in flight.
+    core_concurrency: usize,
+}
+
+/// What the admin API reads besides the store and the registry.
+pub struct Sight {
+    /// The engine's metrics (the overview reads the last hour from them).
+    pub metrics: Arc<Metrics>,
+    /// The backlog count `/metrics` shares.
+    pub backlog: Arc<BacklogCache>,
+    /// The running configuration.
+    pub configuration: api::Configuration,
+    /// How many requests the core may have in flight (`deliveryConcurrency`).
+    pub core_concurrency: usize,
 }
 
 impl Admin {
     /// The admin API over `records` and `registry`, guarded by `token` (off when `None`).
-    pub fn new(records: Arc<dyn Records>, registry: Arc<Registry>, token: Option<String>) -> Admin {
+    pub fn new(
+        records: Arc<dyn Records>,
+        registry: Arc<Registry>,
+        token: Option<String>,
+        sight: Sight,
+    ) -> Admin {
         let identity = token.as_deref().map_or_else(
             || "admin".to_owned(),
             |t| {
@@ -64,7 +104,41 @@ impl Admin {
             registry,
             token,
             identity,
+            sessions: Sessions::default(),
+            metrics: sight.metrics,
+            backlog: sight.backlog,
+            lanes: overview::LanesCache::default(),
+            configuration: sight.configuration,
+            core_concurrency: sight.core_concurrency,
         }
+    }
+
+    /// Who the admin token is in records and logs.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// The console's sessions.
+    pub(crate) fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Whether `presented` is the admin token (compared in constant time); never with the API
+    /// off.
+    pub(crate) fn is_token(&self, presented: &str) -> bool {
+        self.token.as_deref().is_some_and(|token| {
+            crate::http::auth::constant_time_eq(presented.as_bytes(), token.as_bytes())
+        })
+    }
+
+    /// What the configuration runs, secrets masked.
+    pub fn configuration(&self) -> &api::Configuration {
+        &self.configuration
+    }
+
+    /// Whether the admin API (and with it the console) is on.
+    pub fn enabled(&self) -> bool {
+        self.token.is_some()
     }
 
     /// The admin routes, to merge into the engine's router; uploads may be up to `max_upload`
@@ -75,7 +149,10 @@ impl Admin {
             .route("/admin/dead-letters", get(dead_letters::list))
             .route("/admin/dead-letters/replay", post(dead_letters::replay))
             .route("/admin/dead-letters/{id}", get(dead_letters::show))
+            .route("/admin/events", get(events::search))
             .route("/admin/events/{id}", get(events::show))
+            .route("/admin/overview", get(overview::overview))
+            .route("/admin/config", get(overview::configuration))
             .route(
                 "/admin/entities",
                 get(entities::show).delete(entities::reset),
@@ -98,8 +175,9 @@ impl Admin {
             .with_state(self)
     }
 
-    /// Whether a request may use the admin API.
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// Whether a request may use the admin API: it carries the token, or a console session
+    /// (and, unless it only reads, the session's CSRF token in `x-csrf-token`).
+    fn authorize(&self, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(token) = &self.token else {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -107,7 +185,26 @@ impl Admin {
                 "the admin API is off: set `admin.token` in the configuration",
             ));
         };
-        check_bearer(headers, token)
+        if headers.contains_key(http::header::AUTHORIZATION) {
+            return check_bearer(headers, token);
+        }
+        let Some(session) = self.sessions.from_cookie(headers) else {
+            return check_bearer(headers, token);
+        };
+        let reads = matches!(*method, Method::GET | Method::HEAD);
+        let csrf = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if reads || session.csrf_matches(csrf) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "a request with a console session that changes something must carry the                  session's CSRF token in `x-csrf-token`",
+            ))
+        }
     }
 }
 

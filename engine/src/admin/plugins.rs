@@ -25,27 +25,15 @@ fn refused(r: Refused) -> ApiError {
         "the version was refused; the active version keeps serving",
     )
     .with_failures(r.failures)
+    .with_passed(r.passed)
 }
 
-fn swapped(swap: Swap) -> Json<Swapped> {
-    Json(Swapped { plugin: swap })
+fn swapped(swap: Swap) -> Swapped {
+    Swapped { plugin: swap }
 }
 
-pub(super) async fn list(State(admin): State<Arc<Admin>>) -> Result<Json<Plugins>, ApiError> {
-    let plugins = admin
-        .registry
-        .names()
-        .map(|name| {
-            let active = admin.registry.get(name);
-            PluginSummary {
-                name: name.to_owned(),
-                active: active.as_ref().map(|p| p.hash().to_owned()),
-                world: active.as_ref().map(|p| p.world().to_string()),
-                size: active.as_ref().map(|p| p.size()),
-            }
-        })
-        .collect();
-    Ok(Json(Plugins { plugins }))
+pub(super) async fn list(State(admin): State<Arc<Admin>>) -> Json<Plugins> {
+    Json(admin.plugins())
 }
 
 pub(super) async fn show(
@@ -53,25 +41,7 @@ pub(super) async fn show(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<PluginDetail>, ApiError> {
     let Path(name) = name.map_err(ApiError::bad_request)?;
-    let Some(active) = admin.registry.get(&name) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("no plugin is named `{name}`"),
-        ));
-    };
-    let (versions, activations) = admin
-        .registry
-        .describe(&name)
-        .await
-        .map_err(|e| ApiError::store_unavailable(&e))?;
-    Ok(Json(PluginDetail {
-        active: active.hash().to_owned(),
-        world: active.world().to_string(),
-        name,
-        versions: versions.into_iter().map(Into::into).collect(),
-        activations: activations.into_iter().map(Into::into).collect(),
-    }))
+    admin.plugin(&name).await.map(Json)
 }
 
 /// A new version: the component as the body (`application/wasm`), or a multipart form with a
@@ -88,22 +58,15 @@ pub(super) async fn upload(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let (component, fixtures) = if multipart {
-        read_form(request).await?
+        let form = read_form(request).await?;
+        (form.component, form.fixtures)
     } else {
         let body = axum::body::Bytes::from_request(request, &())
             .await
             .map_err(|e| upload_error(&e.body_text()))?;
         (body.to_vec(), None)
     };
-    if component.is_empty() {
-        return Err(ApiError::bad_request("the upload holds no component"));
-    }
-    let swap = admin
-        .registry
-        .submit(&name, component, fixtures, &admin.identity, "upload")
-        .await
-        .map_err(refused)?;
-    Ok(swapped(swap))
+    admin.upload(&name, component, fixtures).await.map(Json)
 }
 
 fn upload_error(message: &str) -> ApiError {
@@ -118,11 +81,23 @@ fn upload_error(message: &str) -> ApiError {
     }
 }
 
-async fn read_form(request: Request) -> Result<(Vec<u8>, Option<String>), ApiError> {
+/// An upload sent as a form.
+pub(crate) struct UploadForm {
+    /// The component.
+    pub(crate) component: Vec<u8>,
+    /// Its fixtures (JSON), when the form has a non-empty `fixtures` part.
+    pub(crate) fixtures: Option<String>,
+    /// The console's CSRF token, when a console form sent it.
+    pub(crate) csrf: Option<String>,
+}
+
+/// Reads a `multipart/form-data` upload: a `component` part, optionally `fixtures` (JSON) and,
+/// from the console, `csrf`.
+pub(crate) async fn read_form(request: Request) -> Result<UploadForm, ApiError> {
     let mut form = Multipart::from_request(request, &())
         .await
         .map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let (mut component, mut fixtures) = (None, None);
+    let (mut component, mut fixtures, mut csrf) = (None, None, None);
     while let Some(field) = form
         .next_field()
         .await
@@ -137,7 +112,15 @@ async fn read_form(request: Request) -> Result<(Vec<u8>, Option<String>), ApiErr
                 component = Some(bytes.to_vec());
             }
             Some("fixtures") => {
-                fixtures = Some(
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| upload_error(&e.body_text()))?;
+                // A form's file input with no file chosen sends an empty part.
+                fixtures = (!text.trim().is_empty()).then_some(text);
+            }
+            Some("csrf") => {
+                csrf = Some(
                     field
                         .text()
                         .await
@@ -154,7 +137,11 @@ async fn read_form(request: Request) -> Result<(Vec<u8>, Option<String>), ApiErr
     }
     let component =
         component.ok_or_else(|| ApiError::bad_request("the form has no `component` field"))?;
-    Ok((component, fixtures))
+    Ok(UploadForm {
+        component,
+        fixtures,
+        csrf,
+    })
 }
 
 pub(super) async fn activate(
@@ -164,12 +151,7 @@ pub(super) async fn activate(
 ) -> Result<Json<Swapped>, ApiError> {
     let Path(name) = name.map_err(ApiError::bad_request)?;
     let Json(request) = body.map_err(|e| ApiError::from_json_rejection(&e))?;
-    let swap = admin
-        .registry
-        .activate(&name, &request.hash, &admin.identity, "activate")
-        .await
-        .map_err(refused)?;
-    Ok(swapped(swap))
+    admin.activate(&name, &request.hash).await.map(Json)
 }
 
 pub(super) async fn rollback(
@@ -177,12 +159,7 @@ pub(super) async fn rollback(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Swapped>, ApiError> {
     let Path(name) = name.map_err(ApiError::bad_request)?;
-    let swap = admin
-        .registry
-        .rollback(&name, &admin.identity)
-        .await
-        .map_err(refused)?;
-    Ok(swapped(swap))
+    admin.rollback(&name).await.map(Json)
 }
 
 pub(super) async fn delete_version(
@@ -190,16 +167,106 @@ pub(super) async fn delete_version(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Deleted>, ApiError> {
     let Path((name, hash)) = path.map_err(ApiError::bad_request)?;
-    admin
-        .registry
-        .delete(&name, &hash)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "active-version", m),
-            StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not-found", m),
-            other => ApiError::store_unavailable(&other),
-        })?;
-    Ok(Json(Deleted {
-        deleted: VersionRef { name, hash },
-    }))
+    admin.delete_version(&name, &hash).await.map(Json)
+}
+
+impl Admin {
+    /// Every configured plugin and its active version.
+    pub fn plugins(&self) -> Plugins {
+        let plugins = self
+            .registry
+            .names()
+            .map(|name| {
+                let active = self.registry.get(name);
+                PluginSummary {
+                    name: name.to_owned(),
+                    active: active.as_ref().map(|p| p.hash().to_owned()),
+                    world: active.as_ref().map(|p| p.world().to_string()),
+                    size: active.as_ref().map(|p| p.size()),
+                }
+            })
+            .collect();
+        Plugins { plugins }
+    }
+
+    /// One plugin: its versions and activations.
+    pub async fn plugin(&self, name: &str) -> Result<PluginDetail, ApiError> {
+        let Some(active) = self.registry.get(name) else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no plugin is named `{name}`"),
+            ));
+        };
+        let (versions, activations) = self
+            .registry
+            .describe(name)
+            .await
+            .map_err(|e| ApiError::store_unavailable(&e))?;
+        Ok(PluginDetail {
+            active: active.hash().to_owned(),
+            world: active.world().to_string(),
+            name: name.to_owned(),
+            versions: versions.into_iter().map(Into::into).collect(),
+            activations: activations.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    /// Checks `component` (against `fixtures`, its own or its plugin's) and makes it the
+    /// active version of `name`.
+    pub async fn upload(
+        &self,
+        name: &str,
+        component: Vec<u8>,
+        fixtures: Option<String>,
+    ) -> Result<Swapped, ApiError> {
+        if component.is_empty() {
+            return Err(ApiError::bad_request("the upload holds no component"));
+        }
+        let swap = self
+            .registry
+            .submit(name, component, fixtures, &self.identity, "upload")
+            .await
+            .map_err(refused)?;
+        Ok(swapped(swap))
+    }
+
+    /// Makes the stored version `hash` of `name` active again.
+    pub async fn activate(&self, name: &str, hash: &str) -> Result<Swapped, ApiError> {
+        let swap = self
+            .registry
+            .activate(name, hash, &self.identity, "activate")
+            .await
+            .map_err(refused)?;
+        Ok(swapped(swap))
+    }
+
+    /// Makes the version active before the current one active again.
+    pub async fn rollback(&self, name: &str) -> Result<Swapped, ApiError> {
+        let swap = self
+            .registry
+            .rollback(name, &self.identity)
+            .await
+            .map_err(refused)?;
+        Ok(swapped(swap))
+    }
+
+    /// Deletes a stored version that is not active.
+    pub async fn delete_version(&self, name: &str, hash: &str) -> Result<Deleted, ApiError> {
+        self.registry
+            .delete(name, hash)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "active-version", m),
+                StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not-found", m),
+                other => ApiError::store_unavailable(&other),
+            })?;
+        tracing::info!(plugin = name, hash, by = %self.identity, "plugin version deleted");
+        Ok(Deleted {
+            deleted: VersionRef {
+                name: name.to_owned(),
+                hash: hash.to_owned(),
+            },
+        })
+    }
 }

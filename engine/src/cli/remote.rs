@@ -1,10 +1,11 @@
 //! The commands that talk to a running engine's admin API: `dlq`, `events`, `entities` and the
 //! plugin lifecycle commands. They read the API's own types ([`crate::admin::api`]).
 
-use super::text::{dead_letter_line, history_text, plugin_text, short, swap_text};
+use super::text::{dead_letter_line, history_text, plugin_text, short, swap_text, time};
 use crate::admin::api::{
     ActivateRequest, DeadLetterDetail, DeadLetters, Deleted, Entity, EntityAnswer, EntityQuery,
-    EntityReset, ErrorAnswer, EventAnswer, PluginDetail, Plugins, Replayed, Selection, Swapped,
+    EntityReset, ErrorAnswer, EventAnswer, EventList, EventSearch, PluginDetail, Plugins, Replayed,
+    Selection, Swapped,
 };
 use crate::config::Config;
 use anyhow::{Context, bail};
@@ -145,6 +146,27 @@ pub(super) enum EventsCommand {
     Show {
         /// The event's id.
         id: String,
+    },
+    /// Finds events by entity key, type, origin or acceptance time, newest first.
+    Find {
+        /// The entity key.
+        #[arg(long)]
+        key: Option<String>,
+        /// The event type.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// The system it came from.
+        #[arg(long)]
+        origin: Option<String>,
+        /// Accepted at or after this time (RFC 3339 or Unix ms).
+        #[arg(long)]
+        since: Option<String>,
+        /// Accepted before this time (RFC 3339 or Unix ms).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many (default 50, at most 500).
+        #[arg(long)]
+        limit: Option<usize>,
     },
 }
 
@@ -445,6 +467,49 @@ pub(super) fn events(remote: &Remote, command: EventsCommand) -> anyhow::Result<
         EventsCommand::Show { id } => {
             let answer: EventAnswer = client.get(&format!("/admin/events/{id}"), &())?;
             print(remote, &answer, |a| history_text(&a.event));
+        }
+        EventsCommand::Find {
+            key,
+            event_type,
+            origin,
+            since,
+            until,
+            limit,
+        } => {
+            let search = EventSearch {
+                key,
+                event_type,
+                origin,
+                since,
+                until,
+                limit,
+                ..EventSearch::default()
+            };
+            let answer: EventList = client.get("/admin/events", &search)?;
+            print(remote, &answer, |list| {
+                list.events
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{}  {}  {} from {}{}  {}\n",
+                            time(Some(e.accepted_at)),
+                            e.id,
+                            e.event_type,
+                            e.origin,
+                            e.key
+                                .as_deref()
+                                .map(|k| format!(", key {k}"))
+                                .unwrap_or_default(),
+                            e.state
+                        )
+                    })
+                    .collect::<String>()
+                    + if list.events.is_empty() {
+                        "no event matches\n"
+                    } else {
+                        ""
+                    }
+            });
         }
     }
     Ok(())

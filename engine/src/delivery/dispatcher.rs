@@ -29,7 +29,7 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>, mut handed: Handed, shutdown: CancellationToken) {
         let requeued = self.outbox.requeued();
         let mut queue = Queue::new(Capacity::default());
-        let mut slots = Slots::default();
+        let mut slots = Slots::shown_in(self.metrics.in_flight.clone());
         let mut inflight: JoinSet<Finished> = JoinSet::new();
         // Tasks tell when their request has ended, freeing its slot before they record it.
         let (request_ended, mut requests_ended) = tokio::sync::mpsc::unbounded_channel();

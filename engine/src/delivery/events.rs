@@ -36,6 +36,9 @@ impl AttemptEnded<'_> {
                 destination: destination.to_owned(),
             })
             .observe(self.elapsed.as_secs_f64());
+        metrics
+            .recent
+            .attempt(now_ms(), destination, self.next.outcome(), self.elapsed);
         let error = self.error.unwrap_or("");
         let duration_ms = self.elapsed.as_millis();
         let left_out =
@@ -119,5 +122,8 @@ impl Superseded<'_> {
                 outcome: "superseded".to_owned(),
             })
             .inc_by(self.count as u64);
+        metrics
+            .recent
+            .superseded(now_ms(), self.destination, self.count as u64);
     }
 }

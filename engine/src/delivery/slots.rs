@@ -4,7 +4,10 @@
 //! recorded. A task gives its slot back through [`SlotRelease`] as soon as the answer is in, so
 //! the next request to the target starts while the store records this one.
 
+use crate::metrics::DestinationLabels;
 use crate::store::{EntityRef, OutboxRow};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 
@@ -42,9 +45,31 @@ pub(super) struct Slots {
     per_target: HashMap<String, usize>,
     /// Requests in flight in all.
     requests: usize,
+    /// Where requests in flight per target are shown, if anywhere.
+    shown: Option<Family<DestinationLabels, Gauge>>,
 }
 
 impl Slots {
+    /// Slots that show the requests in flight per target in `gauges`.
+    pub(super) fn shown_in(gauges: Family<DestinationLabels, Gauge>) -> Slots {
+        Slots {
+            shown: Some(gauges),
+            ..Slots::default()
+        }
+    }
+
+    /// Shows `target`'s requests in flight.
+    fn show(&self, target: &str) {
+        if let Some(gauges) = &self.shown {
+            let busy = self.per_target.get(target).copied().unwrap_or(0);
+            gauges
+                .get_or_create(&DestinationLabels {
+                    destination: target.to_owned(),
+                })
+                .set(i64::try_from(busy).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Whether `target` has a free slot under its `limit`.
     pub(super) fn has_room(&self, target: &str, limit: usize) -> bool {
         self.per_target.get(target).copied().unwrap_or(0) < limit
@@ -54,31 +79,43 @@ impl Slots {
     pub(super) fn hold(&mut self, task: tokio::task::Id, held: Held) {
         *self.per_target.entry(held.target.clone()).or_default() += 1;
         self.requests += 1;
+        self.show(&held.target);
         self.tasks.insert(task, held);
     }
 
     /// The request of `task` has ended: its slot is free, its row still held.
     pub(super) fn request_ended(&mut self, task: tokio::task::Id) {
-        if let Some(held) = self.tasks.get_mut(&task) {
-            Self::free(&mut self.per_target, &mut self.requests, held);
+        if let Some(held) = self.tasks.get_mut(&task)
+            && Self::free(&mut self.per_target, &mut self.requests, held)
+        {
+            let target = held.target.clone();
+            self.show(&target);
         }
     }
 
     /// Gives back what a finished task held: its slot, if it still had it, and its row.
     pub(super) fn finished(&mut self, task: tokio::task::Id) -> Option<Held> {
         let mut held = self.tasks.remove(&task)?;
-        Self::free(&mut self.per_target, &mut self.requests, &mut held);
+        if Self::free(&mut self.per_target, &mut self.requests, &mut held) {
+            self.show(&held.target);
+        }
         Some(held)
     }
 
-    fn free(per_target: &mut HashMap<String, usize>, requests: &mut usize, held: &mut Held) {
+    /// Frees `held`'s slot if it still has it; answers whether it did.
+    fn free(
+        per_target: &mut HashMap<String, usize>,
+        requests: &mut usize,
+        held: &mut Held,
+    ) -> bool {
         if !std::mem::take(&mut held.requesting) {
-            return;
+            return false;
         }
         if let Some(busy) = per_target.get_mut(&held.target) {
             *busy = busy.saturating_sub(1);
         }
         *requests = requests.saturating_sub(1);
+        true
     }
 
     /// How many requests are in flight.

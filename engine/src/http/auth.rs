@@ -29,7 +29,7 @@ pub fn check_bearer(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
 
 /// Compares two secrets in time that depends neither on where they differ nor on the expected
 /// one's length: their SHA-256 digests (of equal length) are compared byte by byte, all of them.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     let (a, b) = (Sha256::digest(a), Sha256::digest(b));
     a.iter()

@@ -23,6 +23,9 @@ pub struct ErrorDetail {
     /// Every failure found, when there are several (a refused plugin version's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
+    /// What passed beside the failures (a refused plugin version's fixture cases that passed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passed: Vec<String>,
 }
 
 /// An error answer.
@@ -41,8 +44,20 @@ impl ApiError {
                 code: code.to_owned(),
                 message: message.into(),
                 failures: Vec::new(),
+                passed: Vec::new(),
             },
         }
+    }
+
+    /// The same answer, listing what passed beside the failures.
+    pub fn with_passed(mut self, passed: Vec<String>) -> Self {
+        self.detail.passed = passed;
+        self
+    }
+
+    /// What the answer says.
+    pub fn detail(&self) -> &ErrorDetail {
+        &self.detail
     }
 
     /// The same answer, listing every failure found.

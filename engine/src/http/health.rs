@@ -30,8 +30,8 @@ pub struct Health {
     pub metrics_token: Option<String>,
     /// The engine's background stages; `/readyz` fails while one is not running.
     pub stages: Vec<Stage>,
-    /// The backlog last read, and when.
-    pub backlog: BacklogCache,
+    /// The backlog last read, and when (shared with the admin API's overview).
+    pub backlog: Arc<BacklogCache>,
     /// The last write probe's answer, and when.
     pub probe: ProbeCache,
 }
@@ -110,7 +110,10 @@ struct Counted {
 
 impl BacklogCache {
     /// The backlog as counted by `records` after this call began.
-    async fn get(&self, records: &dyn Records) -> Result<Backlog, crate::store::StoreError> {
+    pub(crate) async fn get(
+        &self,
+        records: &dyn Records,
+    ) -> Result<Backlog, crate::store::StoreError> {
         let seen = self.started.load(Ordering::Acquire);
         let mut last = self.last.lock().await;
         if let Some(counted) = &*last {
@@ -273,7 +276,7 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             metrics_token: None,
             stages,
-            backlog: BacklogCache::default(),
+            backlog: Arc::default(),
             probe: ProbeCache::default(),
         });
         let response = readyz(State(health)).await;

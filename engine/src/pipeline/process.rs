@@ -100,6 +100,9 @@ fn run_handler(
         .map_err(|e| (e.code().to_owned(), e.to_string()))
         .and_then(|output| actions(event, handler, output, routes))
         .and_then(|actions| outbox_rows(event, index, handler, actions, routes));
+    metrics
+        .recent
+        .plugin_run(ran_at, plugin.name(), outcome.is_err(), elapsed);
     let run = |outcome: RunOutcome, error: Option<String>| Run {
         handler: index,
         plugin: plugin.name().to_owned(),

@@ -33,6 +33,8 @@ pub struct Refused {
     /// Whether the refusal is about the request (an unknown plugin or version) rather than
     /// the component.
     pub not_found: bool,
+    /// The fixture cases that passed, by name, when others failed.
+    pub passed: Vec<String>,
 }
 
 impl Refused {
@@ -40,6 +42,7 @@ impl Refused {
         Refused {
             failures: vec![failure.into()],
             not_found: false,
+            passed: Vec::new(),
         }
     }
 
@@ -47,6 +50,7 @@ impl Refused {
         Refused {
             failures: vec![failure.into()],
             not_found: true,
+            passed: Vec::new(),
         }
     }
 }
@@ -67,6 +71,9 @@ pub struct Swap {
     pub replaced: Option<String>,
     /// How many fixture cases it passed.
     pub fixtures_passed: usize,
+    /// The fixture cases it passed, by name.
+    #[serde(default)]
+    pub fixture_cases: Vec<String>,
     /// How long validating and activating took, in milliseconds.
     pub took_ms: u64,
     /// Whether it was already the active version (nothing changed).
@@ -424,16 +431,23 @@ impl Registry {
                     ));
                 }
                 Some(fixtures) => {
-                    let failures = fixtures.check(&plugin, &settings);
+                    let (mut passed, mut failures) = (Vec::new(), Vec::new());
+                    for (name, result) in fixtures.run(&plugin, &settings) {
+                        match result {
+                            Ok(()) => passed.push(name),
+                            Err(e) => failures.push(format!("{name}: {e}")),
+                        }
+                    }
                     if !failures.is_empty() {
                         return Err(Refused {
                             failures,
                             not_found: false,
+                            passed,
                         });
                     }
-                    fixtures.len()
+                    passed
                 }
-                None => 0,
+                None => Vec::new(),
             };
             Ok((plugin, component, passed))
         });
@@ -472,7 +486,8 @@ impl Registry {
             world: plugin.world().to_string(),
             size: plugin.size(),
             replaced,
-            fixtures_passed: passed,
+            fixtures_passed: passed.len(),
+            fixture_cases: passed,
             took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             unchanged,
         };

@@ -111,6 +111,7 @@ impl Sources {
                 "duplicate"
             } else {
                 self.metrics.events_accepted.get_or_create(&labels).inc();
+                self.metrics.recent.accepted(accepted_at, 1);
                 "accepted"
             };
             tracing::debug!(first_id = %accepted.id, status, "event accepted");

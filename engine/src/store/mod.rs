@@ -198,6 +198,12 @@ pub trait Records: Send + Sync {
     /// How many events the store holds.
     fn event_count(&self) -> StoreFuture<u64>;
 
+    /// The events `query` selects, newest first, without their payloads.
+    fn find_events(&self, query: EventQuery) -> StoreFuture<Vec<FoundEvent>>;
+
+    /// The deliveries waiting for each lane that has some.
+    fn lanes(&self) -> StoreFuture<Vec<LaneBacklog>>;
+
     /// What a target holds for an entity (the conflict strategies' state), if anything.
     fn entity(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>>;
 

@@ -32,6 +32,7 @@ where
     outbox_entity_state_only_moves_forward(&open().await).await;
     plugin_store_keeps_versions_and_their_activations(&open().await).await;
     records_replay_a_dead_letter_once(&open().await).await;
+    records_find_events_and_count_each_lanes_backlog(&open().await).await;
     retention_removes_only_finished_work_and_forgets_old_dedupe_keys(&open().await).await;
 }
 
@@ -97,7 +98,7 @@ fn run(outcome: RunOutcome, error: Option<&str>) -> Run {
 }
 
 /// The record of `pending` processed by one handler that made `actions`.
-fn processed(pending: &PendingEvent, actions: Vec<OutboxAction>) -> Processed {
+pub(super) fn processed(pending: &PendingEvent, actions: Vec<OutboxAction>) -> Processed {
     Processed {
         event_id: pending.stored.event.id.clone(),
         event_seq: pending.stored.seq,

@@ -255,3 +255,113 @@ pub(super) async fn retention_removes_only_finished_work_and_forgets_old_dedupe_
         "{footprint:?}"
     );
 }
+
+pub(super) async fn records_find_events_and_count_each_lanes_backlog(backend: &Backend) {
+    for (id, key, accepted_at) in [("e1", "k1", 100), ("e2", "k2", 200), ("e3", "k1", 300)] {
+        let mut event = new_event(id, Some(key), None);
+        event.accepted_at = accepted_at;
+        backend.intake.accept(event).await.unwrap();
+    }
+    let find = |query: EventQuery| async move {
+        let found = backend
+            .records
+            .find_events(EventQuery { limit: 10, ..query })
+            .await
+            .unwrap();
+        found
+            .into_iter()
+            .map(|f| (f.event.event.id, f.delivering, f.dead))
+            .collect::<Vec<_>>()
+    };
+    let ids = |found: Vec<(String, bool, bool)>| found.into_iter().map(|f| f.0).collect::<Vec<_>>();
+    // Newest first; by key, type, origin, time and page.
+    let k1 = EventQuery {
+        key: Some("k1".into()),
+        ..EventQuery::default()
+    };
+    assert_eq!(ids(find(k1.clone()).await), ["e3", "e1"]);
+    let all = ids(find(EventQuery::default()).await);
+    assert_eq!(all, ["e3", "e2", "e1"]);
+    let by_type = EventQuery {
+        event_type: Some("tax.rate.updated".into()),
+        origin: Some("hms".into()),
+        ..EventQuery::default()
+    };
+    assert_eq!(ids(find(by_type).await), ["e3", "e2", "e1"]);
+    let elsewhere = EventQuery {
+        origin: Some("nobody".into()),
+        ..EventQuery::default()
+    };
+    assert!(find(elsewhere).await.is_empty());
+    let window = EventQuery {
+        since: Some(200),
+        until: Some(300),
+        ..EventQuery::default()
+    };
+    assert_eq!(ids(find(window).await), ["e2"]);
+    let first_page = backend
+        .records
+        .find_events(EventQuery {
+            limit: 1,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first_page.len(), 1);
+    assert!(first_page[0].event.event.payload.is_empty(), "no payloads");
+    let next_page = EventQuery {
+        before: Some(first_page[0].event.seq),
+        ..EventQuery::default()
+    };
+    assert_eq!(ids(find(next_page).await), ["e2", "e1"]);
+    let by_id = EventQuery {
+        id: Some("e2".into()),
+        ..EventQuery::default()
+    };
+    assert_eq!(ids(find(by_id).await), ["e2"]);
+    assert!(backend.records.lanes().await.unwrap().is_empty());
+
+    // Each event delivered to `state-api`: one retries, one dies, one waits.
+    for pending in backend.queue.pending(0, 100).await.unwrap() {
+        let actions = vec![delivery(
+            &pending.stored.event.id,
+            pending.stored.event.key.as_deref(),
+            None,
+            Strategy::None,
+        )];
+        backend
+            .queue
+            .complete(processed(&pending, actions))
+            .await
+            .unwrap();
+    }
+    let rows = pending_rows(backend).await;
+    backend
+        .outbox
+        .record_attempt(attempt(&rows[0], Next::RetryAt(5_000), 503))
+        .await
+        .unwrap();
+    backend
+        .outbox
+        .record_attempt(attempt(&rows[1], Next::Dead, 410))
+        .await
+        .unwrap();
+    let lanes = backend.records.lanes().await.unwrap();
+    assert_eq!(
+        lanes,
+        [LaneBacklog {
+            lane: "state-api".into(),
+            pending: 2,
+            retrying: 1,
+            next_retry_at: Some(5_000),
+        }]
+    );
+    assert_eq!(
+        find(EventQuery::default()).await,
+        [
+            ("e3".into(), true, false),
+            ("e2".into(), false, true),
+            ("e1".into(), true, false)
+        ]
+    );
+}

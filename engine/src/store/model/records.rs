@@ -172,3 +172,50 @@ mod tests {
         assert_eq!(DeadLetterKind::parse("other"), None);
     }
 }
+
+/// Which events to find (the admin API's search). Set fields narrow the search (all must hold);
+/// the newest come first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only the event with this id.
+    pub id: Option<String>,
+    /// Only events about this entity.
+    pub key: Option<String>,
+    /// Only events of this type.
+    pub event_type: Option<String>,
+    /// Only events from this system.
+    pub origin: Option<String>,
+    /// Only events accepted at or after this time (Unix ms).
+    pub since: Option<i64>,
+    /// Only events accepted before this time (Unix ms).
+    pub until: Option<i64>,
+    /// Only events accepted before this one (its acceptance order): the page after the one that
+    /// ended there.
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// An event a search found, without its payload, and where its work stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundEvent {
+    /// The event (its payload left empty).
+    pub event: StoredEvent,
+    /// Whether some of its actions wait for delivery.
+    pub delivering: bool,
+    /// Whether it has a dead letter not replayed.
+    pub dead: bool,
+}
+
+/// The deliveries waiting for one lane (a destination, or [`CORE_TARGET`](super::CORE_TARGET)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneBacklog {
+    /// The destination, or [`CORE_TARGET`](super::CORE_TARGET) for emitted events.
+    pub lane: String,
+    /// Deliveries waiting.
+    pub pending: u64,
+    /// Of those, how many failed at least once since they were queued (or replayed).
+    pub retrying: u64,
+    /// When the soonest retry is due (Unix ms).
+    pub next_retry_at: Option<i64>,
+}

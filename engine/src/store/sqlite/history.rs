@@ -5,7 +5,10 @@ use super::columns::{named, read_all, to_usize};
 use super::dead_letters::{self, DEAD_LETTER_COLUMNS};
 use super::events::{EVENT_COLUMNS, EVENTS, stored_event};
 use super::outbox::{self, OUTBOX_COLUMNS};
-use crate::store::{Attempt, AttemptOutcome, Backlog, EventHistory, Run, RunOutcome, StoreError};
+use crate::store::{
+    Attempt, AttemptOutcome, Backlog, EventHistory, EventQuery, FoundEvent, LaneBacklog, Run,
+    RunOutcome, StoreError,
+};
 use rusqlite::{Connection, OptionalExtension};
 
 /// Everything recorded about the event `id`; `None` when there is no such event.
@@ -118,4 +121,79 @@ pub(super) fn backlog(conn: &Connection) -> Result<Backlog, StoreError> {
 pub(super) fn event_count(conn: &Connection) -> Result<u64, StoreError> {
     let count: i64 = conn.query_row("SELECT COUNT(*) AS n FROM events", [], |row| row.get("n"))?;
     Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// The events `query` selects, newest first, without their payloads.
+pub(super) fn find_events(
+    conn: &Connection,
+    query: &EventQuery,
+) -> Result<Vec<FoundEvent>, StoreError> {
+    let columns = EVENT_COLUMNS.replace("p.payload AS payload", "x'' AS payload");
+    let mut sql = format!(
+        "SELECT {columns},
+             EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id AND o.state = 'pending')
+                 AS delivering,
+             EXISTS (SELECT 1 FROM dead_letters d WHERE d.event_id = e.id AND d.state = 'dead')
+                 AS dead
+         FROM events e WHERE 1 = 1"
+    );
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    let mut narrow = |clause: &str, value: rusqlite::types::Value| {
+        sql.push_str(clause);
+        values.push(value);
+    };
+    if let Some(id) = &query.id {
+        narrow(" AND e.id = ?", id.clone().into());
+    }
+    if let Some(key) = &query.key {
+        narrow(" AND e.entity_key = ?", key.clone().into());
+    }
+    if let Some(event_type) = &query.event_type {
+        narrow(" AND e.event_type = ?", event_type.clone().into());
+    }
+    if let Some(origin) = &query.origin {
+        narrow(" AND e.origin = ?", origin.clone().into());
+    }
+    if let Some(since) = query.since {
+        narrow(" AND e.accepted_at >= ?", since.into());
+    }
+    if let Some(until) = query.until {
+        narrow(" AND e.accepted_at < ?", until.into());
+    }
+    if let Some(before) = query.before {
+        narrow(" AND e.seq < ?", before.into());
+    }
+    sql.push_str(&format!(
+        " ORDER BY e.seq DESC LIMIT {}",
+        query.limit.max(1)
+    ));
+    let mut stmt = conn.prepare(&sql)?;
+    read_all(stmt.query(rusqlite::params_from_iter(values))?, |row| {
+        Ok(FoundEvent {
+            event: stored_event(row)?,
+            delivering: row.get("delivering")?,
+            dead: row.get("dead")?,
+        })
+    })
+}
+
+/// The deliveries waiting for each lane that has some, by lane name.
+pub(super) fn lanes(conn: &Connection) -> Result<Vec<LaneBacklog>, StoreError> {
+    read_all(
+        conn.prepare_cached(
+            "SELECT CASE kind WHEN 'emit' THEN 'hms-core' ELSE target END AS lane,
+                 COUNT(*) AS pending, SUM(round_attempts > 0) AS retrying,
+                 MIN(CASE WHEN round_attempts > 0 THEN next_attempt_at END) AS next_retry_at
+             FROM outbox WHERE state = 'pending' GROUP BY lane ORDER BY lane",
+        )?
+        .query([])?,
+        |row| {
+            Ok(LaneBacklog {
+                lane: row.get("lane")?,
+                pending: u64::try_from(row.get::<_, i64>("pending")?).unwrap_or(0),
+                retrying: u64::try_from(row.get::<_, i64>("retrying")?).unwrap_or(0),
+                next_retry_at: row.get("next_retry_at")?,
+            })
+        },
+    )
 }

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 
 /// The schema version this engine writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// Opens the database for writing (WAL, `synchronous = FULL`) or reading.
 pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -45,11 +45,12 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     incremental_vacuum(conn, version)?;
     let steps: &[&str] = match version {
         0 => &[include_str!("schema.sql")],
-        1 => &[TO_2, TO_3, TO_4, TO_5, TO_6],
-        2 => &[TO_3, TO_4, TO_5, TO_6],
-        3 => &[TO_4, TO_5, TO_6],
-        4 => &[TO_5, TO_6],
-        5 => &[TO_6],
+        1 => &[TO_2, TO_3, TO_4, TO_5, TO_6, TO_7],
+        2 => &[TO_3, TO_4, TO_5, TO_6, TO_7],
+        3 => &[TO_4, TO_5, TO_6, TO_7],
+        4 => &[TO_5, TO_6, TO_7],
+        5 => &[TO_6, TO_7],
+        6 => &[TO_7],
         SCHEMA_VERSION => return Ok(()),
         newer => {
             return Err(StoreError::Io(format!(
@@ -138,6 +139,13 @@ const TO_6: &str = "
         log      TEXT    NOT NULL,
         position INTEGER NOT NULL
     );
+";
+
+/// Version 6 to 7: events are found by entity key and by acceptance time (the admin API's
+/// search), not by a scan of every event.
+const TO_7: &str = "
+    CREATE INDEX events_key ON events (entity_key, seq) WHERE entity_key IS NOT NULL;
+    CREATE INDEX events_accepted ON events (accepted_at);
 ";
 
 #[cfg(test)]

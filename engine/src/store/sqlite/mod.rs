@@ -40,9 +40,10 @@ mod writer;
 
 use super::{
     Accepted, Activation, AttemptRecord, Backlog, DeadLetter, DeadLetterFilter, EntityRef,
-    EntityState, EventHistory, Footprint, Intake, NewEvent, Outbox, OutboxRow, PendingEvent,
-    PluginStore, PluginVersion, PluginVersionInfo, PluginWrite, Processed, Prune, Pruned, Records,
-    ReplayOutcome, Retention, StoreError, StoreFuture, SupersedeRecord, WorkQueue, Write, Written,
+    EntityState, EventHistory, EventQuery, Footprint, FoundEvent, Intake, LaneBacklog, NewEvent,
+    Outbox, OutboxRow, PendingEvent, PluginStore, PluginVersion, PluginVersionInfo, PluginWrite,
+    Processed, Prune, Pruned, Records, ReplayOutcome, Retention, StoreError, StoreFuture,
+    SupersedeRecord, WorkQueue, Write, Written,
 };
 use readers::Readers;
 use rusqlite::Connection;
@@ -576,6 +577,14 @@ impl Records for SqliteStore {
 
     fn event_count(&self) -> StoreFuture<u64> {
         self.read_records(history::event_count)
+    }
+
+    fn find_events(&self, query: EventQuery) -> StoreFuture<Vec<FoundEvent>> {
+        self.read_records(move |conn| history::find_events(conn, &query))
+    }
+
+    fn lanes(&self) -> StoreFuture<Vec<LaneBacklog>> {
+        self.read_records(history::lanes)
     }
 }
 

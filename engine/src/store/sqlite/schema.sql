@@ -1,4 +1,4 @@
--- The engine's durable state. Version 5 (`migrate.rs` upgrades older databases).
+-- The engine's durable state. Version 7 (`migrate.rs` upgrades older databases).
 --
 -- An event is stored when it is accepted; processing it records one `runs` row per route
 -- handler and turns the handler's actions into `outbox` rows, in the same transaction that
@@ -25,6 +25,9 @@ CREATE TABLE events (
 );
 CREATE INDEX events_pending ON events (route, seq) WHERE processed_at IS NULL;
 CREATE INDEX events_dedupe_age ON events (seq) WHERE dedupe_key IS NOT NULL;
+-- The admin API's search: by entity key (newest first), by acceptance time.
+CREATE INDEX events_key ON events (entity_key, seq) WHERE entity_key IS NOT NULL;
+CREATE INDEX events_accepted ON events (accepted_at);
 
 -- Each event's payload, apart from the event's row: marking an event processed rewrites only
 -- its small row, never a large payload.

@@ -7,6 +7,9 @@
 use crate::store;
 use serde::{Deserialize, Serialize};
 
+mod overview;
+pub use overview::*;
+
 pub use crate::http::error::{ErrorAnswer, ErrorDetail};
 
 /// `GET /admin/dead-letters`.

@@ -4,6 +4,11 @@
 //! oldest pending age, dead letters) are counted by the store for each scrape (at most 1% of
 //! the time), so they are right even just after a restart; the store's size and free space are
 //! read by housekeeping every few seconds.
+//!
+//! Beside them, [`recent`] keeps the last hour minute by minute in memory, for the admin
+//! API's overview.
+
+pub mod recent;
 
 use crate::store::Backlog;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -105,6 +110,10 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     /// Bytes free on the store's file system.
     pub store_free_bytes: Gauge,
+    /// Requests in flight, by destination (`hms-core` for emitted events).
+    pub in_flight: Family<DestinationLabels, Gauge>,
+    /// The last hour, minute by minute.
+    pub recent: recent::Recent,
     /// 1 while this engine does the work (processing, delivery, housekeeping): always with the
     /// embedded store; with a shared one, while it holds the work lease.
     pub work_lease_held: Gauge,
@@ -137,6 +146,8 @@ impl Default for Metrics {
             store_bytes: Gauge::default(),
             store_free_bytes: Gauge::default(),
             work_lease_held: Gauge::default(),
+            in_flight: Family::default(),
+            recent: recent::Recent::default(),
             queue_depth: Family::default(),
             oldest_pending_age: Gauge::default(),
             dead_letters: Gauge::default(),
@@ -191,6 +202,11 @@ impl Default for Metrics {
             "work_lease_held",
             "1 while this engine processes and delivers (with a shared store: holds the work lease)",
             metrics.work_lease_held.clone(),
+        );
+        registry.register(
+            "delivery_in_flight",
+            "Delivery requests in flight, by destination",
+            metrics.in_flight.clone(),
         );
         registry.register(
             "queue_depth",
