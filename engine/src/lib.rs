@@ -21,7 +21,9 @@
 //!   key, signed ([`signing`]), with retries; what gives up becomes a dead letter.
 //!   [`conflict`] decides whether a delivery is newer than what its destination holds.
 //! - [`http`]: the router, JSON errors, bearer tokens, health and metrics endpoints;
-//!   [`admin`]: the admin API and its wire types; [`metrics`]: the Prometheus registry.
+//!   [`admin`]: the admin API and its wire types; [`console`]: the operator console, pages
+//!   over the admin API's methods; [`metrics`]: the Prometheus registry and the last hour in
+//!   memory.
 //! - [`config`]: the YAML configuration; [`engine`] builds the running engine from it;
 //!   [`cli`] is the `sync-engine` command; [`sink`] is a receiver for trying the engine out;
 //!   [`throttle`] keeps repeated failures from flooding the logs.
