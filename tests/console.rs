@@ -476,6 +476,29 @@ async fn console_forms_refuse_other_sites_and_the_cookie_alone() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    // Without a session a page sends the browser to log in and come back; a form goes back
+    // to the overview, its action not done.
+    let page = http
+        .get(engine.url("/console/events?key=k"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+    assert_eq!(
+        page.headers()["location"],
+        "/console/login?next=%2Fconsole%2Fevents%3Fkey%3Dk"
+    );
+    let form = http
+        .post(engine.url("/console/dead-letters/replay"))
+        .form(&[("scope", "matching")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 303);
+    assert_eq!(
+        form.headers()["location"],
+        "/console/login?next=%2Fconsole%2Foverview"
+    );
     // Behind a TLS proxy the cookie is Secure.
     let login = http
         .post(engine.url("/console/login"))

@@ -106,9 +106,12 @@ impl FromRequestParts<Arc<Admin>> for LoggedIn {
             let notice = admin.sessions().take_notice(&session.id);
             return Ok(LoggedIn { session, notice });
         }
+        // Back to the page asked for after logging in; a form posted with an ended session
+        // goes back to the overview (its action is not redone).
         let next = parts
             .uri
             .path_and_query()
+            .filter(|_| parts.method == axum::http::Method::GET)
             .map_or("/console/overview", |p| p.as_str());
         let to = format!("/console/login?next={}", encode(next));
         Err(Redirect::to(&to).into_response())
@@ -275,7 +278,12 @@ async fn login(State(admin): State<Arc<Admin>>, request: Request) -> Response {
     };
     let next = field(&fields, "next").unwrap_or("").to_owned();
     if !admin.is_token(field(&fields, "token").unwrap_or("")) {
-        tracing::warn!("console: a login with a wrong token");
+        // Logged at most once a second, with how many were left out.
+        static WRONG: std::sync::LazyLock<crate::throttle::Throttle> =
+            std::sync::LazyLock::new(crate::throttle::Throttle::default);
+        if let Some(left_out) = WRONG.check("login", std::time::Instant::now()) {
+            tracing::warn!(left_out, "console: a login with a wrong token");
+        }
         return render(
             "login.html",
             context! {
