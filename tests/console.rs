@@ -430,6 +430,38 @@ async fn an_operator_watches_finds_replays_and_swaps_from_a_browser() {
     wait_text(c, "#notice", |t| t.starts_with("Rolled back")).await;
     assert_eq!(text(c, "#active-version").await, first);
     screenshot(c, "plugin").await;
+    // The other stored version can be made active again by hand, and, once it is not active,
+    // deleted; the active one offers neither.
+    let inactive = |action: &'static str| {
+        format!("#versions form[action$='/{action}'] input[name=hash][value^='{second}']")
+    };
+    c.find(Locator::Css(&inactive("activate")))
+        .await
+        .expect("the inactive version can be activated");
+    for active in [&second, &first] {
+        // Each notice names the version it made active, so the wait sees the new page.
+        click(c, "#versions form[action$='/activate'] button").await;
+        let activated = format!("Activated: {active} is now the active version");
+        wait_text(c, "#notice", |t| t.starts_with(&activated)).await;
+        assert_eq!(&text(c, "#active-version").await, active);
+    }
+    click(c, "#versions form[action$='/delete'] button").await;
+    c.accept_alert().await.unwrap();
+    wait_text(c, "#notice", |t| t.starts_with("Deleted version")).await;
+    assert_eq!(
+        c.find_all(Locator::Css("#versions tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        c.find_all(Locator::Css("#versions form"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the active version cannot be activated or deleted"
+    );
     c.goto(&engine.url("/console/plugins")).await.unwrap();
     screenshot(c, "plugins").await;
 
