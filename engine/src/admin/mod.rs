@@ -7,8 +7,9 @@
 //! Each endpoint is a method of [`Admin`] that the HTTP handler wraps: the console
 //! ([`crate::console`]) calls the same methods, so it has no second path to the data. A
 //! request may also present a console session (its cookie) instead of the token; then a
-//! request that changes anything must carry the session's CSRF token as well. Answers are the types of [`api`], camelCase; the
-//! operations reference lists every endpoint.
+//! request that changes anything must carry the session's CSRF token as well.
+//!
+//! Answers are the types of [`api`], camelCase; the operations reference lists every endpoint.
 //!
 //! Times in requests are RFC 3339 (`2026-11-27T10:00:00Z`) or Unix milliseconds.
 
