@@ -426,6 +426,7 @@ pub async fn run(
             backlog: backlog.clone(),
             configuration: crate::admin::api::Configuration::of(&config),
             core_concurrency: config.delivery_concurrency.get(),
+            routes: routes.clone(),
         },
     ));
     let work = Arc::new(Work {

@@ -72,6 +72,7 @@ impl Admin {
             key: given(search.key.as_ref()),
             event_type: given(search.event_type.as_ref()),
             origin: given(search.origin.as_ref()),
+            routes: Vec::new(),
             since: time(search.since.as_ref())?,
             until: time(search.until.as_ref())?,
             before: search.before,

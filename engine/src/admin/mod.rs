@@ -19,6 +19,7 @@ mod entities;
 mod events;
 mod overview;
 mod plugins;
+mod trial;
 
 pub(crate) use plugins::read_form;
 
@@ -68,6 +69,8 @@ pub struct Admin {
     configuration: api::Configuration,
     /// How many requests the core may have in flight.
     core_concurrency: usize,
+    /// The routes, for dry runs.
+    routes: Arc<crate::pipeline::Routes>,
 }
 
 /// What the admin API reads besides the store and the registry.
@@ -80,6 +83,8 @@ pub struct Sight {
     pub configuration: api::Configuration,
     /// How many requests the core may have in flight (`deliveryConcurrency`).
     pub core_concurrency: usize,
+    /// The routes (a dry run runs a candidate as its routes would).
+    pub routes: Arc<crate::pipeline::Routes>,
 }
 
 impl Admin {
@@ -111,6 +116,7 @@ impl Admin {
             lanes: overview::LanesCache::default(),
             configuration: sight.configuration,
             core_concurrency: sight.core_concurrency,
+            routes: sight.routes,
         }
     }
 
@@ -164,6 +170,10 @@ impl Admin {
                 get(plugins::show)
                     .put(plugins::upload)
                     .layer(DefaultBodyLimit::max(max_upload)),
+            )
+            .route(
+                "/admin/plugins/{name}/try",
+                post(trial::try_version).layer(DefaultBodyLimit::max(max_upload)),
             )
             .route("/admin/plugins/{name}/activate", post(plugins::activate))
             .route("/admin/plugins/{name}/rollback", post(plugins::rollback))

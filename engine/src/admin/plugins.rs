@@ -13,7 +13,7 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use std::sync::Arc;
 
-fn refused(r: Refused) -> ApiError {
+pub(super) fn refused(r: Refused) -> ApiError {
     let (status, code) = if r.not_found {
         (StatusCode::NOT_FOUND, "not-found")
     } else {
@@ -53,20 +53,39 @@ pub(super) async fn upload(
     request: Request,
 ) -> Result<Json<Swapped>, ApiError> {
     let Path(name) = name.map_err(ApiError::bad_request)?;
-    let multipart = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let (component, fixtures) = if multipart {
+    let (component, fixtures) = if is_form(&headers) {
         let form = read_form(request).await?;
         (form.component, form.fixtures)
     } else {
-        let body = axum::body::Bytes::from_request(request, &())
-            .await
-            .map_err(|e| upload_error(&e.body_text()))?;
-        (body.to_vec(), None)
+        (read_body(request).await?, None)
     };
     admin.upload(&name, component, fixtures).await.map(Json)
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"))
+}
+
+async fn read_body(request: Request) -> Result<Vec<u8>, ApiError> {
+    let body = axum::body::Bytes::from_request(request, &())
+        .await
+        .map_err(|e| upload_error(&e.body_text()))?;
+    Ok(body.to_vec())
+}
+
+/// A component sent as the body (`application/wasm`) or as a form's `component` part.
+pub(super) async fn read_component(
+    headers: &HeaderMap,
+    request: Request,
+) -> Result<Vec<u8>, ApiError> {
+    if is_form(headers) {
+        Ok(read_form(request).await?.component)
+    } else {
+        read_body(request).await
+    }
 }
 
 fn upload_error(message: &str) -> ApiError {

@@ -1,11 +1,13 @@
 //! The commands that talk to a running engine's admin API: `dlq`, `events`, `entities` and the
 //! plugin lifecycle commands. They read the API's own types ([`crate::admin::api`]).
 
-use super::text::{dead_letter_line, history_text, plugin_text, short, swap_text, time};
+use super::text::{
+    dead_letter_line, history_text, plugin_text, short, swap_text, time, trial_text,
+};
 use crate::admin::api::{
     ActivateRequest, DeadLetterDetail, DeadLetters, Deleted, Entity, EntityAnswer, EntityQuery,
     EntityReset, ErrorAnswer, EventAnswer, EventList, EventSearch, PluginDetail, Plugins, Replayed,
-    Selection, Swapped,
+    Selection, Swapped, Trial, TrialQuery,
 };
 use crate::config::Config;
 use anyhow::{Context, bail};
@@ -97,6 +99,29 @@ pub(super) enum PluginRemote {
         /// Fixtures the version must pass (JSON); without them, the active version's apply.
         #[arg(long)]
         fixtures: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Tries a candidate version on stored events of the plugin's routes, newest first, and
+    /// says for each whether it makes what was made then, something else (with a JSON diff), or
+    /// fails. Nothing is stored, activated or delivered.
+    Try {
+        /// The plugin's name.
+        name: String,
+        /// The candidate component (`.wasm`).
+        file: PathBuf,
+        /// Events accepted at or after this time (RFC 3339 or Unix ms).
+        #[arg(long)]
+        since: Option<String>,
+        /// Events accepted before this time (RFC 3339 or Unix ms).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many events, the newest (default 1,000, at most 10,000).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Also list the events where nothing changed.
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -405,6 +430,33 @@ pub(super) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
                     .multipart(form),
             )?;
             print(&remote, &answer, swap_text);
+        }
+        PluginRemote::Try {
+            name,
+            file,
+            since,
+            until,
+            limit,
+            all,
+            remote,
+        } => {
+            let client = remote.client()?;
+            let component =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let query = TrialQuery {
+                since,
+                until,
+                limit,
+            };
+            let answer: Trial = client.call(
+                client
+                    .request(Method::POST, &format!("/admin/plugins/{name}/try"))
+                    .query(&query)
+                    .header("content-type", "application/wasm")
+                    .timeout(Duration::from_secs(600))
+                    .body(component),
+            )?;
+            print(&remote, &answer, |trial| trial_text(trial, all));
         }
         PluginRemote::List { remote } => {
             let answer: Plugins = remote.client()?.get("/admin/plugins", &())?;

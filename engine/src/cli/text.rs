@@ -1,6 +1,6 @@
 //! How the admin API's answers read as text, for the `dlq`, `events` and `plugin` commands.
 
-use crate::admin::api::{DeadLetter, EventHistory, PluginDetail, Swapped};
+use crate::admin::api::{DeadLetter, EventHistory, PluginDetail, Swapped, Trial};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// A version made active, as text.
@@ -21,6 +21,59 @@ pub(super) fn swap_text(answer: &Swapped) -> String {
         swap.fixtures_passed,
         swap.took_ms,
     )
+}
+
+/// A dry run, as text: each event that changed (or every event, with `all`), then the counts.
+pub(super) fn trial_text(trial: &Trial, all: bool) -> String {
+    let mut out = String::new();
+    for e in trial.events.iter().filter(|e| all || e.verdict != "same") {
+        out.push_str(&format!(
+            "{} {} ({}{}) accepted {}, version then {}\n",
+            e.verdict,
+            e.event_id,
+            e.event_type,
+            e.key
+                .as_deref()
+                .map(|k| format!(", key {k}"))
+                .unwrap_or_default(),
+            time(Some(e.accepted_at)),
+            e.then_version.as_deref().map_or("-", short),
+        ));
+        if let Some(error) = &e.error {
+            out.push_str(&format!("  {error}\n"));
+        }
+        let json = |v: &Option<serde_json::Value>| {
+            v.as_ref().map_or_else(String::new, ToString::to_string)
+        };
+        for c in &e.changes {
+            let line = match c.op.as_str() {
+                "add" => format!("  + {} {}", c.path, json(&c.after)),
+                "remove" => format!("  - {} {}", c.path, json(&c.before)),
+                _ => format!("  ~ {} {} -> {}", c.path, json(&c.before), json(&c.after)),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    let s = &trial.summary;
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} ms"));
+    out.push_str(&format!(
+        "{}@{} on {} event(s): {} same, {} different, {} failed, {} skipped; run time p50 {} p99 {} \
+         (then {} / {}); took {} ms\n",
+        trial.plugin,
+        short(&trial.candidate),
+        s.events,
+        s.same,
+        s.different,
+        s.failed,
+        s.skipped,
+        ms(s.candidate_p50_ms),
+        ms(s.candidate_p99_ms),
+        ms(s.then_p50_ms),
+        ms(s.then_p99_ms),
+        s.took_ms,
+    ));
+    out
 }
 
 /// A plugin's versions and activations, as text.

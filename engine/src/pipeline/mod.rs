@@ -19,6 +19,7 @@ mod outbox_rows;
 mod process;
 mod processor;
 pub mod routes;
+pub mod trial;
 
 pub use processor::{EventFilter, run_processor};
 pub use routes::{Configured, Forward, RouteHandler, Routes, load_plugins};

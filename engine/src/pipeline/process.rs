@@ -96,10 +96,7 @@ fn run_handler(
         .plugin_run_seconds
         .get_or_create(&PluginLabels::new(&plugin))
         .observe(elapsed.as_secs_f64());
-    let outcome = result
-        .map_err(|e| (e.code().to_owned(), e.to_string()))
-        .and_then(|output| actions(event, handler, output, routes))
-        .and_then(|actions| outbox_rows(event, index, handler, actions, routes));
+    let outcome = rows_of(event, index, handler, result, routes);
     metrics
         .recent
         .plugin_run(ran_at, plugin.name(), outcome.is_err(), elapsed);
@@ -164,6 +161,21 @@ pub(super) fn failed_processing(pending: &PendingEvent, error: String) -> Proces
         runs: vec![run],
         generation: pending.generation,
     }
+}
+
+/// What a run of handler `index` on `event` becomes: its outbox rows, or the code and message
+/// of its failure (the plugin's, or its output's against the rules).
+pub(super) fn rows_of(
+    event: &Event,
+    index: usize,
+    handler: &RouteHandler,
+    result: Result<Output, crate::sandbox::RunError>,
+    routes: &Routes,
+) -> Result<Vec<crate::store::OutboxAction>, (String, String)> {
+    result
+        .map_err(|e| (e.code().to_owned(), e.to_string()))
+        .and_then(|output| actions(event, handler, output, routes))
+        .and_then(|actions| outbox_rows(event, index, handler, actions, routes))
 }
 
 /// A run's actions: a handler's own, or a transformer's payload sent where its route says.

@@ -79,6 +79,21 @@ impl Routes {
         self.handlers.get(route).map_or(&[], Vec::as_slice)
     }
 
+    /// Every route the plugin `name` handles events of, with its place among the route's
+    /// handlers (a plugin may handle a route twice), by route name.
+    pub fn of_plugin(&self, name: &str) -> Vec<(String, usize, &RouteHandler)> {
+        let mut of = Vec::new();
+        for (route, handlers) in &self.handlers {
+            for (i, handler) in handlers.iter().enumerate() {
+                if handler.handler.name == name {
+                    of.push((route.to_string(), i, handler));
+                }
+            }
+        }
+        of.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        of
+    }
+
     /// Every configured route, by its name in records (`bus:<type>`, `webhook:<path>`).
     pub fn names(&self) -> impl Iterator<Item = String> + '_ {
         self.handlers.keys().map(ToString::to_string)

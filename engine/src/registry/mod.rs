@@ -348,6 +348,79 @@ impl Registry {
             .await
     }
 
+    /// Compiles `component` as a candidate version of `name`, checked as an upload is (size,
+    /// compile deadline, world) but neither stored nor activated: for a dry run.
+    pub async fn candidate(&self, name: &str, component: Vec<u8>) -> Result<Plugin, Refused> {
+        if !self.settings.contains_key(name) {
+            return Err(Refused::missing(format!(
+                "no plugin is named `{name}` in the configuration (`plugins`)"
+            )));
+        }
+        let (plugin, _, ()) = self.compile_checked(name, component, |_| Ok(())).await?;
+        Ok(plugin)
+    }
+
+    /// Compiles `component` as a version of `name` (in a compile slot, within
+    /// `sandbox.compileTimeout` once the engine has started), checks that it keeps the world of
+    /// the active version, then runs `check` on it; all on a thread that may block.
+    async fn compile_checked<T: Send + 'static>(
+        &self,
+        name: &str,
+        component: Vec<u8>,
+        check: impl FnOnce(&Plugin) -> Result<T, Refused> + Send + 'static,
+    ) -> Result<(Plugin, Vec<u8>, T), Refused> {
+        if component.len() > self.max_component_size {
+            return Err(Refused::one(format!(
+                "the component is {} bytes; at most {} are taken (admin.maxUploadSize)",
+                component.len(),
+                self.max_component_size
+            )));
+        }
+        let timeout = if self.started.load(std::sync::atomic::Ordering::Acquire) {
+            self.check_timeout
+        } else {
+            // At start: the configuration's own files, without a deadline.
+            Duration::from_secs(365 * 24 * 3600)
+        };
+        let late = || {
+            Refused::one(format!(
+                "checking the component (compiling it, running its fixtures) took longer than \
+                 {} (sandbox.compileTimeout); the active version stays",
+                humantime::format_duration(timeout)
+            ))
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        // A slot to compile in; one whose check ran late is held until that check ends.
+        let slot = tokio::time::timeout_at(deadline, self.compiling.clone().acquire_owned())
+            .await
+            .map_err(|_| late())?
+            .map_err(|_| Refused::one("the engine is stopping"))?;
+        let sandbox = self.sandbox.clone();
+        let plugin_name = name.to_owned();
+        let current_world = self.get(name).as_ref().map(Plugin::world);
+        let checked = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let plugin = sandbox
+                .load(&plugin_name, &component)
+                .map_err(|e| Refused::one(e.to_string()))?;
+            if let Some(world) = current_world
+                && world != plugin.world()
+            {
+                return Err(Refused::one(format!(
+                    "`{plugin_name}` is a {world} plugin and this component implements the {} \
+                     world; a new version must keep the world its routes use",
+                    plugin.world()
+                )));
+            }
+            let checked = check(&plugin)?;
+            Ok((plugin, component, checked))
+        });
+        tokio::time::timeout_at(deadline, checked)
+            .await
+            .map_err(|_| late())?
+            .map_err(|e| Refused::one(format!("the check failed: {e}")))?
+    }
+
     /// The check, the store's record and the swap, under the `changing` lock. `inherit`: a
     /// version without fixtures must pass the active version's.
     async fn check_and_swap(
@@ -381,80 +454,35 @@ impl Registry {
             .map(Fixtures::parse)
             .transpose()
             .map_err(Refused::one)?;
-        let sandbox = self.sandbox.clone();
-        let (plugin_name, settings) = (name.to_owned(), settings.clone());
-        let current_world = current.as_ref().map(Plugin::world);
-        if component.len() > self.max_component_size {
-            return Err(Refused::one(format!(
-                "the component is {} bytes; at most {} are taken (admin.maxUploadSize)",
-                component.len(),
-                self.max_component_size
-            )));
-        }
-        let timeout = if self.started.load(std::sync::atomic::Ordering::Acquire) {
-            self.check_timeout
-        } else {
-            // At start: the configuration's own files, without a deadline.
-            Duration::from_secs(365 * 24 * 3600)
-        };
-        let late = || {
-            Refused::one(format!(
-                "checking the component (compiling it, running its fixtures) took longer than \
-                 {} (sandbox.compileTimeout); the active version stays",
-                humantime::format_duration(timeout)
-            ))
-        };
-        let deadline = tokio::time::Instant::now() + timeout;
-        // A slot to compile in; one whose check ran late is held until that check ends.
-        let slot = tokio::time::timeout_at(deadline, self.compiling.clone().acquire_owned())
-            .await
-            .map_err(|_| late())?
-            .map_err(|_| Refused::one("the engine is stopping"))?;
-        let check = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            let plugin = sandbox
-                .load(&plugin_name, &component)
-                .map_err(|e| Refused::one(e.to_string()))?;
-            if let Some(world) = current_world
-                && world != plugin.world()
-            {
-                return Err(Refused::one(format!(
-                    "`{plugin_name}` is a {world} plugin and this component implements the {} \
-                     world; a new version must keep the world its routes use",
-                    plugin.world()
-                )));
-            }
-            let passed = match &parsed {
-                Some(_) if plugin.world() == World::Resolver => {
+        let settings = settings.clone();
+        let (plugin, component, passed) = self
+            .compile_checked(name, component, move |plugin| {
+                let Some(fixtures) = &parsed else {
+                    return Ok(Vec::new());
+                };
+                if plugin.world() == World::Resolver {
                     return Err(Refused::one(
                         "fixtures test transformers and handlers; a resolver cannot be given any",
                     ));
                 }
-                Some(fixtures) => {
-                    let (mut passed, mut failures) = (Vec::new(), Vec::new());
-                    for (name, result) in fixtures.run(&plugin, &settings) {
-                        match result {
-                            Ok(()) => passed.push(name),
-                            Err(e) => failures.push(format!("{name}: {e}")),
-                        }
+                let (mut passed, mut failures) = (Vec::new(), Vec::new());
+                for (name, result) in fixtures.run(plugin, &settings) {
+                    match result {
+                        Ok(()) => passed.push(name),
+                        Err(e) => failures.push(format!("{name}: {e}")),
                     }
-                    if !failures.is_empty() {
-                        return Err(Refused {
-                            failures,
-                            not_found: false,
-                            passed,
-                        });
-                    }
-                    passed
                 }
-                None => Vec::new(),
-            };
-            Ok((plugin, component, passed))
-        });
-        let (plugin, component, passed) = tokio::time::timeout_at(deadline, check)
-            .await
-            .map_err(|_| late())?
-            .map_err(|e| Refused::one(format!("the check failed: {e}")))??;
+                if failures.is_empty() {
+                    Ok(passed)
+                } else {
+                    Err(Refused {
+                        failures,
+                        not_found: false,
+                        passed,
+                    })
+                }
+            })
+            .await?;
         let replaced = current.as_ref().map(|c| c.hash().to_owned());
         let unchanged = replaced.as_deref() == Some(plugin.hash());
         let now = now_ms();

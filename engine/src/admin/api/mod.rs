@@ -8,7 +8,9 @@ use crate::store;
 use serde::{Deserialize, Serialize};
 
 mod overview;
+mod trial;
 pub use overview::*;
+pub use trial::*;
 
 pub use crate::http::error::{ErrorAnswer, ErrorDetail};
 

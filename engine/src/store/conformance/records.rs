@@ -288,6 +288,15 @@ pub(super) async fn records_find_events_and_count_each_lanes_backlog(backend: &B
         ..EventQuery::default()
     };
     assert_eq!(ids(find(by_type).await), ["e3", "e2", "e1"]);
+    let by_route = |routes: &[&str]| EventQuery {
+        routes: routes.iter().map(|r| (*r).to_owned()).collect(),
+        ..EventQuery::default()
+    };
+    assert_eq!(
+        ids(find(by_route(&["webhook:/x", "bus:tax.rate.updated"])).await),
+        ["e3", "e2", "e1"]
+    );
+    assert!(find(by_route(&["webhook:/x"])).await.is_empty());
     let elsewhere = EventQuery {
         origin: Some("nobody".into()),
         ..EventQuery::default()

@@ -185,6 +185,9 @@ pub struct EventQuery {
     pub event_type: Option<String>,
     /// Only events from this system.
     pub origin: Option<String>,
+    /// Only events that arrived on one of these routes (`bus:<type>`, `webhook:<path>`), when
+    /// any are given.
+    pub routes: Vec<String>,
     /// Only events accepted at or after this time (Unix ms).
     pub since: Option<i64>,
     /// Only events accepted before this time (Unix ms).

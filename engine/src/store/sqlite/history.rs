@@ -154,6 +154,14 @@ pub(super) fn find_events(
     if let Some(origin) = &query.origin {
         narrow(" AND e.origin = ?", origin.clone().into());
     }
+    if !query.routes.is_empty() {
+        // One parameter however many routes.
+        let routes = serde_json::to_string(&query.routes).unwrap_or_default();
+        narrow(
+            " AND e.route IN (SELECT value FROM json_each(?))",
+            routes.into(),
+        );
+    }
     if let Some(since) = query.since {
         narrow(" AND e.accepted_at >= ?", since.into());
     }
