@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use sync_engine_tests::{
-    Receiver, TestEngine, admin_call, admin_until, http, post_json, seed_config,
+    Receiver, TestEngine, admin_call, admin_until, post_json, seed_config, send_component,
 };
 use test_components::component;
 
@@ -28,16 +28,8 @@ async fn try_candidate(
     bytes: Vec<u8>,
     query: &str,
 ) -> (u16, Value) {
-    let response = http()
-        .post(engine.url(&format!("/admin/plugins/{name}/try?{query}")))
-        .bearer_auth(ADMIN)
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await
-        .expect("the engine answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("a JSON answer"))
+    let path = format!("/admin/plugins/{name}/try?{query}");
+    send_component(engine, ADMIN, reqwest::Method::POST, &path, bytes).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -605,8 +605,21 @@ pub async fn upload_component(
     name: &str,
     bytes: Vec<u8>,
 ) -> (u16, serde_json::Value) {
+    let path = format!("/admin/plugins/{name}");
+    send_component(engine, token, reqwest::Method::PUT, &path, bytes).await
+}
+
+/// Sends `bytes` (`application/wasm`) to the admin API's `method path` (with the bearer
+/// `token`); returns the status and the JSON answer.
+pub async fn send_component(
+    engine: &TestEngine,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    bytes: Vec<u8>,
+) -> (u16, serde_json::Value) {
     let response = http()
-        .put(engine.url(&format!("/admin/plugins/{name}")))
+        .request(method, engine.url(path))
         .bearer_auth(token)
         .header("content-type", "application/wasm")
         .body(bytes)
