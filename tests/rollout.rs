@@ -230,3 +230,150 @@ async fn a_dry_run_reports_exactly_the_events_a_changed_mapping_affects() {
     assert_eq!(plugin["active"], active);
     engine.stop().await;
 }
+
+/// The rate of the `i`th event of the shadow test, and whether the rounding version changes it:
+/// every fourth has four decimals.
+fn rate(i: usize) -> (String, bool) {
+    if i.is_multiple_of(4) {
+        (format!("0.{:04}", 1001 + i), true)
+    } else {
+        (format!("0.{:02}", 1 + i % 90), false)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_under_load_agrees_on_unchanged_fields_and_reports_the_changed_ones() {
+    let (state_api, core) = (Receiver::start().await, Receiver::start().await);
+    let engine = engine(&state_api, &core).await;
+    let shadow = "/admin/plugins/tax-rate-outbound/shadow";
+    let (status, started) = send_component(
+        &engine,
+        ADMIN,
+        reqwest::Method::PUT,
+        shadow,
+        component("tax-rate-rounded"),
+    )
+    .await;
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(started["runs"], 0);
+    let active = started["active"].as_str().unwrap().to_owned();
+    assert_ne!(started["shadow"], active.as_str());
+
+    // Load: 200 events from 8 senders at once.
+    const EVENTS: usize = 200;
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..8 {
+        let url = engine.url("/events/tax.rate.updated");
+        senders.spawn(async move {
+            let mut ids = Vec::new();
+            for i in (sender..EVENTS).step_by(8) {
+                let body = format!(r#"{{"rate": {}, "year": {}}}"#, rate(i).0, 2000 + i);
+                let (status, answer) = post_json(&url, &body, &[]).await;
+                assert_eq!(status, 202, "{answer}");
+                ids.push((i, answer["id"].as_str().unwrap().to_owned()));
+            }
+            ids
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(sent) = senders.join_next().await {
+        ids.extend(sent.unwrap());
+    }
+    // Every event delivered once, as the active version maps it: the shadow delivered nothing.
+    let received = state_api.wait_for(EVENTS, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(state_api.received().len(), EVENTS, "nothing more");
+    let rates: BTreeSet<String> = received
+        .iter()
+        .map(|r| r.json()["newRates"].to_string())
+        .collect();
+    assert_eq!(
+        rates.len(),
+        (0..EVENTS)
+            .map(|i| rate(i).0)
+            .collect::<BTreeSet<_>>()
+            .len()
+    );
+    assert!(
+        rates.contains("0.1001"),
+        "the active version's mapping was delivered"
+    );
+
+    // The shadow ran on each event (or counted it skipped), differing exactly where the rate
+    // has more than two decimals, and only in `newRates`.
+    let report = admin_until(&engine, ADMIN, shadow, Duration::from_secs(60), |r| {
+        r["runs"].as_u64().unwrap() + r["skipped"].as_u64().unwrap() == EVENTS as u64
+    })
+    .await;
+    assert_eq!(report["failed"], 0, "{report:#}");
+    assert!(report["runs"].as_u64().unwrap() > 0, "{report:#}");
+    for difference in report["latest"].as_array().unwrap() {
+        assert_eq!(difference["verdict"], "different");
+        let changes = difference["changes"].as_array().unwrap();
+        assert_eq!(changes.len(), 1, "{difference:#}");
+        assert_eq!(changes[0]["path"], "/0/body/newRates");
+    }
+    let mut shadowed = 0;
+    for (i, id) in &ids {
+        let (_, answer) =
+            admin_call(&engine, ADMIN, "GET", &format!("/admin/events/{id}"), None).await;
+        let runs = answer["event"]["shadowRuns"].as_array().unwrap();
+        let Some(run) = runs.first() else {
+            continue; // skipped under load
+        };
+        shadowed += 1;
+        let expected = if rate(*i).1 { "different" } else { "same" };
+        assert_eq!(run["verdict"], expected, "event {i}: {run:#}");
+        assert_eq!(run["activeHash"], active.as_str());
+    }
+    assert_eq!(shadowed, report["runs"].as_u64().unwrap());
+    let agreement = report["agreementRate"].as_f64().unwrap();
+    let same = report["same"].as_f64().unwrap();
+    assert!((agreement - same / shadowed as f64).abs() < 1e-9);
+    let metrics = sync_engine_tests::scrape(&engine).await;
+    assert_eq!(
+        sync_engine_tests::sample(
+            &metrics,
+            r#"sync_shadow_runs_total{plugin="tax-rate-outbound",verdict="different"}"#
+        ),
+        report["different"].as_f64().unwrap()
+    );
+
+    // Promoted in one call, through the upload's checks: it is active, the shadow is gone,
+    // and the next event is delivered rounded.
+    let (status, promoted) =
+        admin_call(&engine, ADMIN, "POST", &format!("{shadow}/promote"), None).await;
+    assert_eq!(status, 200, "{promoted}");
+    assert_eq!(promoted["plugin"]["hash"], started["shadow"]);
+    assert_eq!(promoted["plugin"]["replaced"], active.as_str());
+    let (status, _) = admin_call(&engine, ADMIN, "GET", shadow, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = post_json(
+        &engine.url("/events/tax.rate.updated"),
+        r#"{"rate": 0.0725, "year": 2300}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let last = state_api
+        .wait_for(EVENTS + 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(last[EVENTS].json()["newRates"], json!(0.07));
+
+    // Stopped in one call, answering what it did; then there is none to stop.
+    let (status, _) = send_component(
+        &engine,
+        ADMIN,
+        reqwest::Method::PUT,
+        shadow,
+        component("tax-rate-outbound"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, stopped) = admin_call(&engine, ADMIN, "DELETE", shadow, None).await;
+    assert_eq!(status, 200, "{stopped}");
+    assert_eq!(stopped["plugin"], "tax-rate-outbound");
+    let (status, missing) = admin_call(&engine, ADMIN, "DELETE", shadow, None).await;
+    assert_eq!(status, 404, "{missing}");
+    engine.stop().await;
+}

@@ -393,16 +393,17 @@ pub async fn run(
     let stop_following = CancellationToken::new();
     let (store, shared) = open_store(&config, stop_following.clone()).await?;
     let backend = Backend::sqlite(&store);
+    let metrics = Arc::new(Metrics::default());
     let registry = Arc::new(Registry::new(
         sandbox.clone(),
         backend.plugins.clone(),
         &config,
+        metrics.clone(),
     ));
     registry.bootstrap(&config, &plugins).await?;
     // From here the registry holds the versions that run: a configured version swapped out later
     // must not stay loaded (with the instances it keeps for reuse) until the engine stops.
     drop(plugins);
-    let metrics = Arc::new(Metrics::default());
     let dispatcher = Arc::new(Dispatcher::new(
         &config,
         backend.outbox.clone(),
@@ -535,6 +536,11 @@ pub async fn run(
         }
     };
     let following = tokio::spawn(registry.clone().follow(shutdown.clone()));
+    let shadowing = tokio::spawn(registry.shadows().clone().run(
+        routes.clone(),
+        backend.records.clone(),
+        shutdown.clone(),
+    ));
     let watcher = config.plugin_dir.as_ref().map(|dir| {
         tokio::spawn(crate::registry::watch(
             registry.clone(),
@@ -582,6 +588,7 @@ pub async fn run(
         let _ = watcher.await;
     }
     let _ = following.await;
+    let _ = shadowing.await;
     stop_following.cancel();
     if let Some(follower) = follower {
         let _ = follower.await;

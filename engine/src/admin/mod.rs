@@ -19,6 +19,7 @@ mod entities;
 mod events;
 mod overview;
 mod plugins;
+mod shadow;
 mod trial;
 
 pub(crate) use plugins::read_form;
@@ -174,6 +175,17 @@ impl Admin {
             .route(
                 "/admin/plugins/{name}/try",
                 post(trial::try_version).layer(DefaultBodyLimit::max(max_upload)),
+            )
+            .route(
+                "/admin/plugins/{name}/shadow",
+                get(shadow::report)
+                    .put(shadow::start)
+                    .delete(shadow::stop)
+                    .layer(DefaultBodyLimit::max(max_upload)),
+            )
+            .route(
+                "/admin/plugins/{name}/shadow/promote",
+                post(shadow::promote),
             )
             .route("/admin/plugins/{name}/activate", post(plugins::activate))
             .route("/admin/plugins/{name}/rollback", post(plugins::rollback))

@@ -53,13 +53,22 @@ pub(super) async fn upload(
     request: Request,
 ) -> Result<Json<Swapped>, ApiError> {
     let Path(name) = name.map_err(ApiError::bad_request)?;
-    let (component, fixtures) = if is_form(&headers) {
-        let form = read_form(request).await?;
-        (form.component, form.fixtures)
-    } else {
-        (read_body(request).await?, None)
-    };
+    let (component, fixtures) = read_upload(&headers, request).await?;
     admin.upload(&name, component, fixtures).await.map(Json)
+}
+
+/// A component and its fixtures: the body (`application/wasm`, no fixtures), or a form's
+/// `component` and `fixtures` parts.
+pub(super) async fn read_upload(
+    headers: &HeaderMap,
+    request: Request,
+) -> Result<(Vec<u8>, Option<String>), ApiError> {
+    if is_form(headers) {
+        let form = read_form(request).await?;
+        Ok((form.component, form.fixtures))
+    } else {
+        Ok((read_body(request).await?, None))
+    }
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
@@ -74,18 +83,6 @@ async fn read_body(request: Request) -> Result<Vec<u8>, ApiError> {
         .await
         .map_err(|e| upload_error(&e.body_text()))?;
     Ok(body.to_vec())
-}
-
-/// A component sent as the body (`application/wasm`) or as a form's `component` part.
-pub(super) async fn read_component(
-    headers: &HeaderMap,
-    request: Request,
-) -> Result<Vec<u8>, ApiError> {
-    if is_form(headers) {
-        Ok(read_form(request).await?.component)
-    } else {
-        read_body(request).await
-    }
 }
 
 fn upload_error(message: &str) -> ApiError {

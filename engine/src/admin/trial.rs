@@ -2,10 +2,10 @@
 //! plugin's routes. The candidate is compiled as an upload is, never stored or activated; each
 //! event runs in the same sandbox, limits and settings, and nothing it makes is delivered.
 
-use super::api::{Change, Trial, TrialEvent, TrialQuery, TrialSummary};
+use super::api::{Trial, TrialEvent, TrialQuery, TrialSummary};
 use super::{Admin, parse_time};
 use crate::http::ApiError;
-use crate::pipeline::trial::{Then, Verdict, try_on};
+use crate::pipeline::trial::{Then, Verdict, changes, try_on};
 use crate::sandbox::World;
 use crate::store::{EventHistory, EventQuery, RunOutcome};
 use axum::Json;
@@ -13,12 +13,15 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Events a dry run takes when the request does not say.
 const DEFAULT_EVENTS: usize = 1_000;
 /// The most one dry run takes.
 const MAX_EVENTS: usize = 10_000;
+
+/// How long a dry run waits, per event, for a sandbox slot that live events hold.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) async fn try_version(
     State(admin): State<Arc<Admin>>,
@@ -29,7 +32,7 @@ pub(super) async fn try_version(
 ) -> Result<Json<Trial>, ApiError> {
     let Path(name) = name.map_err(ApiError::bad_request)?;
     let Query(query) = query.map_err(ApiError::bad_request)?;
-    let component = super::plugins::read_component(&headers, request).await?;
+    let (component, _) = super::plugins::read_upload(&headers, request).await?;
     admin.try_version(&name, component, &query).await.map(Json)
 }
 
@@ -227,7 +230,15 @@ fn try_case(
             error: &error,
         },
     };
-    let tried = try_on(&stored.event, case.index, handler, routes, candidate, then);
+    let tried = try_on(
+        &stored.event,
+        case.index,
+        handler,
+        routes,
+        candidate,
+        then,
+        BUSY_WAIT,
+    );
     match tried.verdict {
         Verdict::Same => event.verdict = "same".into(),
         Verdict::Failed(e) => {
@@ -238,39 +249,16 @@ fn try_case(
             event.verdict = "different".into();
             event.changes = changes(&before, &patch);
         }
+        Verdict::Busy => {
+            event.verdict = "failed".into();
+            event.error = Some(format!(
+                "no sandbox slot came free within {} (live events hold them all)",
+                humantime::format_duration(BUSY_WAIT)
+            ));
+        }
     }
     let took = u64::try_from(tried.took.as_micros()).unwrap_or(u64::MAX);
     (event, Some(took), u64::try_from(run.duration_us).ok())
-}
-
-/// The patch's operations, each with the value it replaces or removes.
-fn changes(before: &serde_json::Value, patch: &json_patch::Patch) -> Vec<Change> {
-    use json_patch::PatchOperation;
-    patch
-        .iter()
-        .filter_map(|op| {
-            let (name, path, after) = match op {
-                PatchOperation::Add(add) => ("add", add.path.to_string(), Some(add.value.clone())),
-                PatchOperation::Remove(remove) => ("remove", remove.path.to_string(), None),
-                PatchOperation::Replace(replace) => (
-                    "replace",
-                    replace.path.to_string(),
-                    Some(replace.value.clone()),
-                ),
-                // A diff makes only the three above.
-                _ => return None,
-            };
-            let before = (name != "add")
-                .then(|| before.pointer(&path).cloned())
-                .flatten();
-            Some(Change {
-                op: name.into(),
-                path,
-                before,
-                after,
-            })
-        })
-        .collect()
 }
 
 /// The `q` quantile of `micros`, in milliseconds.

@@ -73,6 +73,15 @@ pub struct DestinationLabels {
     pub destination: String,
 }
 
+/// The labels of the shadow counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    /// The plugin.
+    pub plugin: String,
+    /// `same`, `different`, `failed` or `skipped`.
+    pub verdict: String,
+}
+
 /// The labels of the pruning counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PrunedLabels {
@@ -112,6 +121,8 @@ pub struct Metrics {
     pub store_free_bytes: Gauge,
     /// Requests in flight, by destination (`hms-core` for emitted events).
     pub in_flight: Family<DestinationLabels, Gauge>,
+    /// Shadow versions' runs, by plugin and verdict.
+    pub shadow_runs: Family<ShadowLabels, Counter>,
     /// The last hour, minute by minute.
     pub recent: recent::Recent,
     /// 1 while this engine does the work (processing, delivery, housekeeping): always with the
@@ -147,6 +158,7 @@ impl Default for Metrics {
             store_free_bytes: Gauge::default(),
             work_lease_held: Gauge::default(),
             in_flight: Family::default(),
+            shadow_runs: Family::default(),
             recent: recent::Recent::default(),
             queue_depth: Family::default(),
             oldest_pending_age: Gauge::default(),
@@ -209,6 +221,11 @@ impl Default for Metrics {
             metrics.in_flight.clone(),
         );
         registry.register(
+            "shadow_runs",
+            "Shadow versions' runs by plugin and verdict (same, different, failed, skipped)",
+            metrics.shadow_runs.clone(),
+        );
+        registry.register(
             "queue_depth",
             "Work waiting: events to process, deliveries to send",
             metrics.queue_depth.clone(),
@@ -231,6 +248,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a shadow run of `plugin` that ended `verdict`.
+    pub fn count_shadow(&self, plugin: &str, verdict: &str) {
+        self.shadow_runs
+            .get_or_create(&ShadowLabels {
+                plugin: plugin.to_owned(),
+                verdict: verdict.to_owned(),
+            })
+            .inc();
+    }
+
     /// Renders every metric, with the backlog gauges set from `backlog` as of `now` (Unix ms).
     pub fn render(&self, backlog: &Backlog, now: i64) -> String {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);

@@ -19,6 +19,7 @@ mod outbox_rows;
 mod process;
 mod processor;
 pub mod routes;
+pub mod shadow;
 pub mod trial;
 
 pub use processor::{EventFilter, run_processor};

@@ -97,6 +97,9 @@ fn run_handler(
         .get_or_create(&PluginLabels::new(&plugin))
         .observe(elapsed.as_secs_f64());
     let outcome = rows_of(event, index, handler, result, routes);
+    registry
+        .shadows()
+        .offer(event, index, handler, &outcome, &plugin, elapsed);
     metrics
         .recent
         .plugin_run(ran_at, plugin.name(), outcome.is_err(), elapsed);

@@ -42,6 +42,56 @@ pub enum Verdict {
     },
     /// The candidate failed (and the version then did not, or failed otherwise).
     Failed(String),
+    /// No sandbox slot came free in the time the caller would wait: it did not run.
+    Busy,
+}
+
+/// One difference: an RFC 6902 operation on the list of rows made then (each row as `{kind,
+/// target, contentType, headers, key, version, timestamp, reason, body}`, a JSON body parsed),
+/// with the value it replaces or removes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// `add`, `remove` or `replace`.
+    pub op: String,
+    /// A JSON Pointer into the rows, such as `/0/body/newRates`; empty for the whole result.
+    pub path: String,
+    /// The value then (`remove`, `replace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    /// The candidate's value (`add`, `replace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+}
+
+/// The patch's operations, each with the value it replaces or removes in `before`.
+pub fn changes(before: &Value, patch: &json_patch::Patch) -> Vec<Change> {
+    use json_patch::PatchOperation;
+    patch
+        .iter()
+        .filter_map(|op| {
+            let (name, path, after) = match op {
+                PatchOperation::Add(add) => ("add", add.path.to_string(), Some(add.value.clone())),
+                PatchOperation::Remove(remove) => ("remove", remove.path.to_string(), None),
+                PatchOperation::Replace(replace) => (
+                    "replace",
+                    replace.path.to_string(),
+                    Some(replace.value.clone()),
+                ),
+                // A diff makes only the three above.
+                _ => return None,
+            };
+            let before = (name != "add")
+                .then(|| before.pointer(&path).cloned())
+                .flatten();
+            Some(Change {
+                op: name.into(),
+                path,
+                before,
+                after,
+            })
+        })
+        .collect()
 }
 
 /// A candidate's run on one event.
@@ -53,12 +103,10 @@ pub struct Tried {
     pub took: Duration,
 }
 
-/// How long a trial waits for a sandbox slot that live events hold, in all, before it calls
-/// the event failed.
-const BUSY_WAIT: Duration = Duration::from_secs(5);
-
 /// Runs `candidate` as handler `index` (`handler`) on `event` and compares its rows with
-/// `then`. Blocks while the plugin runs: call it on a thread that may block.
+/// `then`. Live events come first: when the sandbox has no free slot it waits for one, at most
+/// `wait` in all, then gives up ([`Verdict::Busy`]). Blocks while the plugin runs: call it on a
+/// thread that may block.
 pub fn try_on(
     event: &Event,
     index: usize,
@@ -66,15 +114,21 @@ pub fn try_on(
     routes: &Routes,
     candidate: &Plugin,
     then: Then<'_>,
+    wait: Duration,
 ) -> Tried {
     let waited = Instant::now();
     let (result, took) = loop {
         let started = Instant::now();
         let result = candidate.run(event, &handler.handler.setup);
         match &result {
-            // Live events come first: wait for a slot rather than take theirs.
-            Err(e) if e.is_capacity() && waited.elapsed() < BUSY_WAIT => {
+            Err(e) if e.is_capacity() && waited.elapsed() < wait => {
                 std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) if e.is_capacity() => {
+                return Tried {
+                    verdict: Verdict::Busy,
+                    took: started.elapsed(),
+                };
             }
             _ => break (result, started.elapsed()),
         }

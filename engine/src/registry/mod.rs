@@ -100,6 +100,8 @@ pub struct Registry {
     started: std::sync::atomic::AtomicBool,
     /// The largest component accepted, from any source.
     max_component_size: usize,
+    /// The shadow versions.
+    shadows: Arc<crate::pipeline::shadow::Shadows>,
 }
 
 /// Components compiled and checked at once.
@@ -108,7 +110,12 @@ const COMPILE_SLOTS: usize = 2;
 impl Registry {
     /// A registry for the configured plugins, with no version active yet:
     /// [`Registry::bootstrap`] activates them.
-    pub fn new(sandbox: Arc<Sandbox>, store: Arc<dyn PluginStore>, config: &Config) -> Registry {
+    pub fn new(
+        sandbox: Arc<Sandbox>,
+        store: Arc<dyn PluginStore>,
+        config: &Config,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Registry {
         let settings = config
             .plugins
             .keys()
@@ -129,7 +136,13 @@ impl Registry {
             check_timeout: config.sandbox.compile_timeout,
             started: std::sync::atomic::AtomicBool::new(false),
             max_component_size: config.admin.max_upload_size,
+            shadows: Arc::new(crate::pipeline::shadow::Shadows::new(metrics)),
         }
+    }
+
+    /// The shadow versions: candidates that run beside the active ones on live events.
+    pub fn shadows(&self) -> &Arc<crate::pipeline::shadow::Shadows> {
+        &self.shadows
     }
 
     /// The largest component taken as a new version (`admin.maxUploadSize`), uploaded or

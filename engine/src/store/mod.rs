@@ -204,6 +204,9 @@ pub trait Records: Send + Sync {
     /// The deliveries waiting for each lane that has some.
     fn lanes(&self) -> StoreFuture<Vec<LaneBacklog>>;
 
+    /// Records shadow versions' runs (those of events pruned meanwhile are left out).
+    fn record_shadow_runs(&self, runs: Vec<ShadowRun>) -> StoreFuture<()>;
+
     /// What a target holds for an entity (the conflict strategies' state), if anything.
     fn entity(&self, entity: EntityRef) -> StoreFuture<Option<EntityState>>;
 

@@ -165,6 +165,9 @@ pub struct EventHistory {
     pub actions: Vec<ActionRecord>,
     /// Its dead letters, replayed or not.
     pub dead_letters: Vec<DeadLetter>,
+    /// What shadow versions made of it, beside the runs that counted.
+    #[serde(default)]
+    pub shadow_runs: Vec<ShadowRun>,
 }
 
 impl From<store::EventHistory> for EventHistory {
@@ -174,6 +177,52 @@ impl From<store::EventHistory> for EventHistory {
             runs: h.runs.into_iter().map(Into::into).collect(),
             actions: h.outbox.into_iter().map(Into::into).collect(),
             dead_letters: h.dead_letters.into_iter().map(Into::into).collect(),
+            shadow_runs: h.shadow_runs.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// A shadow version's run on the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowRun {
+    /// The handler's index among its route's handlers.
+    pub handler: usize,
+    /// The plugin.
+    pub plugin: String,
+    /// The shadow version's hash.
+    pub shadow_hash: String,
+    /// The active version's hash, whose run counted.
+    pub active_hash: String,
+    /// `same`, `different` or `failed`.
+    pub verdict: String,
+    /// What differs from what the active version made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    /// The shadow's error, when it failed.
+    pub error: Option<String>,
+    /// How long it took, in microseconds.
+    pub duration_us: i64,
+    /// When it ran.
+    pub ran_at: i64,
+}
+
+impl From<store::ShadowRun> for ShadowRun {
+    fn from(r: store::ShadowRun) -> Self {
+        ShadowRun {
+            handler: r.handler,
+            plugin: r.plugin,
+            shadow_hash: r.shadow_hash,
+            active_hash: r.active_hash,
+            verdict: r.verdict,
+            changes: r
+                .changes
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok())
+                .unwrap_or_default(),
+            error: r.error,
+            duration_us: r.duration_us,
+            ran_at: r.ran_at,
         }
     }
 }

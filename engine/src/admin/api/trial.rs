@@ -88,20 +88,61 @@ pub struct TrialEvent {
     pub error: Option<String>,
 }
 
-/// One difference: an RFC 6902 operation on the list of actions made then (each action as
-/// `{kind, target, contentType, headers, key, version, timestamp, reason, body}`, a JSON body
-/// parsed), with the value it replaces or removes.
+/// One difference between what was made then and what the candidate makes.
+pub use crate::pipeline::trial::Change;
+
+/// A shadow version and what it has done (`GET`, `PUT`, `DELETE /admin/plugins/{name}/shadow`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Change {
-    /// `add`, `remove` or `replace`.
-    pub op: String,
-    /// A JSON Pointer into the actions, such as `/0/body/newRates`; empty for the whole result.
-    pub path: String,
-    /// The value then (`remove`, `replace`).
+pub struct ShadowReport {
+    /// The plugin.
+    pub plugin: String,
+    /// The shadow version's hash.
+    pub shadow: String,
+    /// The version active now.
+    pub active: Option<String>,
+    /// When the shadow started (Unix ms).
+    pub started_at: i64,
+    /// Who started it.
+    pub started_by: String,
+    /// Events it ran on.
+    pub runs: u64,
+    /// Of those, where it made what the active version made.
+    pub same: u64,
+    /// Where it made something else.
+    pub different: u64,
+    /// Where it failed (and the active version did not, or failed otherwise).
+    pub failed: u64,
+    /// Events it did not run on: its queue was full, or no sandbox slot was free.
+    pub skipped: u64,
+    /// `same` over `runs`, when it ran.
+    pub agreement_rate: Option<f64>,
+    /// The shadow's run time, median, in milliseconds.
+    pub shadow_p50_ms: Option<f64>,
+    /// The shadow's run time, 99th percentile, in milliseconds.
+    pub shadow_p99_ms: Option<f64>,
+    /// The active version's run time on the same events, median, in milliseconds.
+    pub active_p50_ms: Option<f64>,
+    /// The active version's run time on the same events, 99th percentile, in milliseconds.
+    pub active_p99_ms: Option<f64>,
+    /// The latest differences and failures, newest first (at most 20).
+    pub latest: Vec<ShadowDifference>,
+}
+
+/// One event where a shadow made something else than the active version, or failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowDifference {
+    /// The event.
+    pub event_id: String,
+    /// `different` or `failed`.
+    pub verdict: String,
+    /// What differs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    /// The shadow's error, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub before: Option<serde_json::Value>,
-    /// The candidate's value (`add`, `replace`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<serde_json::Value>,
+    pub error: Option<String>,
+    /// When it ran (Unix ms).
+    pub ran_at: i64,
 }

@@ -14,6 +14,8 @@ pub struct EventHistory {
     pub outbox: Vec<(OutboxRow, Vec<Attempt>)>,
     /// Its dead letters, replayed or not.
     pub dead_letters: Vec<DeadLetter>,
+    /// What shadow versions made of it, beside the runs that counted.
+    pub shadow_runs: Vec<ShadowRun>,
 }
 
 /// What a dead letter is about.
@@ -221,4 +223,29 @@ pub struct LaneBacklog {
     pub retrying: u64,
     /// When the soonest retry is due (Unix ms).
     pub next_retry_at: Option<i64>,
+}
+
+/// A shadow version's run on an event: what it made, against what the active version made.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShadowRun {
+    /// The event.
+    pub event_id: String,
+    /// The plugin's place among the route's handlers.
+    pub handler: usize,
+    /// The plugin.
+    pub plugin: String,
+    /// The shadow version's hash.
+    pub shadow_hash: String,
+    /// The active version's hash, whose run counted.
+    pub active_hash: String,
+    /// `same`, `different` or `failed`.
+    pub verdict: String,
+    /// The differences (JSON Patch operations with the values they replace), as JSON text.
+    pub changes: Option<String>,
+    /// The shadow's error, when it failed.
+    pub error: Option<String>,
+    /// How long the shadow's run took, in microseconds.
+    pub duration_us: i64,
+    /// When it ran (Unix ms).
+    pub ran_at: i64,
 }

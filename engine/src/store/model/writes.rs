@@ -9,7 +9,7 @@
 
 use super::{
     Accepted, AttemptRecord, DeadLetterFilter, EntityRef, EntityState, NewEvent, OutboxRow,
-    PluginWrite, Processed, Prune, Pruned, ReplayOutcome, SupersedeRecord,
+    PluginWrite, Processed, Prune, Pruned, ReplayOutcome, ShadowRun, SupersedeRecord,
 };
 use crate::sandbox::event::{Event, Header};
 use crate::store::StoreError;
@@ -43,6 +43,8 @@ pub enum Write {
         /// When.
         at: i64,
     },
+    /// Record shadow versions' runs (kept last: the NATS log's older entries still read).
+    Shadowed(Vec<ShadowRun>),
 }
 
 /// What a write answers.
@@ -73,7 +75,7 @@ pub enum Written {
     Held(Option<EntityState>),
     /// [`Write::Prune`].
     Pruned(Pruned),
-    /// [`Write::Plugin`] and [`Write::Probe`].
+    /// [`Write::Plugin`], [`Write::Probe`] and [`Write::Shadowed`].
     Done,
 }
 

@@ -7,7 +7,7 @@ use super::events::{EVENT_COLUMNS, EVENTS, stored_event};
 use super::outbox::{self, OUTBOX_COLUMNS};
 use crate::store::{
     Attempt, AttemptOutcome, Backlog, EventHistory, EventQuery, FoundEvent, LaneBacklog, Run,
-    RunOutcome, StoreError,
+    RunOutcome, ShadowRun, StoreError,
 };
 use rusqlite::{Connection, OptionalExtension};
 
@@ -80,11 +80,34 @@ pub(super) fn event_history(
         .query([id])?,
         dead_letters::row,
     )?;
+    let shadow_runs = read_all(
+        conn.prepare_cached(
+            "SELECT event_id, handler, plugin, shadow_hash, active_hash, verdict, changes, error,
+                 duration_us, ran_at
+             FROM shadow_runs WHERE event_id = ?1 ORDER BY id",
+        )?
+        .query([id])?,
+        |row| {
+            Ok(ShadowRun {
+                event_id: row.get("event_id")?,
+                handler: to_usize(row.get("handler")?),
+                plugin: row.get("plugin")?,
+                shadow_hash: row.get("shadow_hash")?,
+                active_hash: row.get("active_hash")?,
+                verdict: row.get("verdict")?,
+                changes: row.get("changes")?,
+                error: row.get("error")?,
+                duration_us: row.get("duration_us")?,
+                ran_at: row.get("ran_at")?,
+            })
+        },
+    )?;
     Ok(Some(EventHistory {
         event,
         runs,
         outbox,
         dead_letters: dead,
+        shadow_runs,
     }))
 }
 
@@ -204,4 +227,29 @@ pub(super) fn lanes(conn: &Connection) -> Result<Vec<LaneBacklog>, StoreError> {
             })
         },
     )
+}
+
+/// Records shadow versions' runs. A run of an event pruned meanwhile is left out.
+pub(super) fn insert_shadow_runs(conn: &Connection, runs: &[ShadowRun]) -> Result<(), StoreError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO shadow_runs (event_id, handler, plugin, shadow_hash, active_hash, verdict,
+             changes, error, duration_us, ran_at)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE EXISTS
+             (SELECT 1 FROM events WHERE id = ?1)",
+    )?;
+    for run in runs {
+        insert.execute(rusqlite::params![
+            run.event_id,
+            super::columns::from_usize(run.handler),
+            run.plugin,
+            run.shadow_hash,
+            run.active_hash,
+            run.verdict,
+            run.changes,
+            run.error,
+            run.duration_us,
+            run.ran_at,
+        ])?;
+    }
+    Ok(())
 }

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 
 /// The schema version this engine writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 /// Opens the database for writing (WAL, `synchronous = FULL`) or reading.
 pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -45,12 +45,13 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     incremental_vacuum(conn, version)?;
     let steps: &[&str] = match version {
         0 => &[include_str!("schema.sql")],
-        1 => &[TO_2, TO_3, TO_4, TO_5, TO_6, TO_7],
-        2 => &[TO_3, TO_4, TO_5, TO_6, TO_7],
-        3 => &[TO_4, TO_5, TO_6, TO_7],
-        4 => &[TO_5, TO_6, TO_7],
-        5 => &[TO_6, TO_7],
-        6 => &[TO_7],
+        1 => &[TO_2, TO_3, TO_4, TO_5, TO_6, TO_7, TO_8],
+        2 => &[TO_3, TO_4, TO_5, TO_6, TO_7, TO_8],
+        3 => &[TO_4, TO_5, TO_6, TO_7, TO_8],
+        4 => &[TO_5, TO_6, TO_7, TO_8],
+        5 => &[TO_6, TO_7, TO_8],
+        6 => &[TO_7, TO_8],
+        7 => &[TO_8],
         SCHEMA_VERSION => return Ok(()),
         newer => {
             return Err(StoreError::Io(format!(
@@ -146,6 +147,24 @@ const TO_6: &str = "
 const TO_7: &str = "
     CREATE INDEX events_key ON events (entity_key, seq) WHERE entity_key IS NOT NULL;
     CREATE INDEX events_accepted ON events (accepted_at);
+";
+
+/// Version 7 to 8: what shadow versions made of events.
+const TO_8: &str = "
+    CREATE TABLE shadow_runs (
+        id          INTEGER PRIMARY KEY,
+        event_id    TEXT    NOT NULL REFERENCES events (id),
+        handler     INTEGER NOT NULL,
+        plugin      TEXT    NOT NULL,
+        shadow_hash TEXT    NOT NULL,
+        active_hash TEXT    NOT NULL,
+        verdict     TEXT    NOT NULL,
+        changes     TEXT,
+        error       TEXT,
+        duration_us INTEGER NOT NULL,
+        ran_at      INTEGER NOT NULL
+    );
+    CREATE INDEX shadow_runs_event ON shadow_runs (event_id);
 ";
 
 #[cfg(test)]

@@ -42,8 +42,8 @@ use super::{
     Accepted, Activation, AttemptRecord, Backlog, DeadLetter, DeadLetterFilter, EntityRef,
     EntityState, EventHistory, EventQuery, Footprint, FoundEvent, Intake, LaneBacklog, NewEvent,
     Outbox, OutboxRow, PendingEvent, PluginStore, PluginVersion, PluginVersionInfo, PluginWrite,
-    Processed, Prune, Pruned, Records, ReplayOutcome, Retention, StoreError, StoreFuture,
-    SupersedeRecord, WorkQueue, Write, Written,
+    Processed, Prune, Pruned, Records, ReplayOutcome, Retention, ShadowRun, StoreError,
+    StoreFuture, SupersedeRecord, WorkQueue, Write, Written,
 };
 use readers::Readers;
 use rusqlite::Connection;
@@ -585,6 +585,10 @@ impl Records for SqliteStore {
 
     fn lanes(&self) -> StoreFuture<Vec<LaneBacklog>> {
         self.read_records(history::lanes)
+    }
+
+    fn record_shadow_runs(&self, runs: Vec<ShadowRun>) -> StoreFuture<()> {
+        self.queue(Write::Shadowed(runs), Written::done)
     }
 }
 

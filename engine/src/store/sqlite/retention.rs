@@ -89,6 +89,7 @@ fn remove(conn: &Connection, seqs: &[i64], ids: &[String]) -> Result<u64, StoreE
         "DELETE FROM attempts WHERE outbox_id IN
              (SELECT id FROM outbox WHERE event_id IN (SELECT value FROM json_each(?1)))",
         "DELETE FROM dead_letters WHERE event_id IN (SELECT value FROM json_each(?1))",
+        "DELETE FROM shadow_runs WHERE event_id IN (SELECT value FROM json_each(?1))",
         "DELETE FROM outbox WHERE event_id IN (SELECT value FROM json_each(?1))",
         "DELETE FROM runs WHERE event_id IN (SELECT value FROM json_each(?1))",
     ] {

@@ -1,4 +1,4 @@
--- The engine's durable state. Version 7 (`migrate.rs` upgrades older databases).
+-- The engine's durable state. Version 8 (`migrate.rs` upgrades older databases).
 --
 -- An event is stored when it is accepted; processing it records one `runs` row per route
 -- handler and turns the handler's actions into `outbox` rows, in the same transaction that
@@ -112,6 +112,23 @@ CREATE TABLE entity_state (
     updated_at      INTEGER NOT NULL,
     PRIMARY KEY (kind, target, entity_key)
 ) WITHOUT ROWID;
+
+-- What shadow versions made of events, beside the active version's runs (which alone count).
+CREATE TABLE shadow_runs (
+    id          INTEGER PRIMARY KEY,
+    event_id    TEXT    NOT NULL REFERENCES events (id),
+    handler     INTEGER NOT NULL,
+    plugin      TEXT    NOT NULL,
+    shadow_hash TEXT    NOT NULL,
+    active_hash TEXT    NOT NULL,
+    verdict     TEXT    NOT NULL,                    -- `same`, `different` or `failed`
+    changes     TEXT,                                -- JSON Patch operations, with the values
+                                                     -- they replace
+    error       TEXT,
+    duration_us INTEGER NOT NULL,
+    ran_at      INTEGER NOT NULL
+);
+CREATE INDEX shadow_runs_event ON shadow_runs (event_id);
 
 CREATE TABLE attempts (
     id          INTEGER PRIMARY KEY,

@@ -233,7 +233,8 @@ impl Sync {
                 Write::Complete(..)
                 | Write::Prune(..)
                 | Write::Attempt(..)
-                | Write::Supersede(..) => Sync::Normal,
+                | Write::Supersede(..)
+                | Write::Shadowed(..) => Sync::Normal,
             },
         }
     }
@@ -360,6 +361,10 @@ fn apply_write(c: &Connection, write: &Write) -> Result<Written, StoreError> {
         }
         Write::Probe { at } => {
             events::probe(c, *at)?;
+            Written::Done
+        }
+        Write::Shadowed(runs) => {
+            super::history::insert_shadow_runs(c, runs)?;
             Written::Done
         }
     })
