@@ -21,6 +21,23 @@ async fn engine(state_api: &Receiver, core: &Receiver) -> TestEngine {
     TestEngine::start(&yaml).await
 }
 
+/// Runs the `sync-engine` command against `engine`'s admin API; answers what it printed, and
+/// panics when it fails.
+fn cli(engine: &TestEngine, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sync-engine-e2e"))
+        .args(args)
+        .args(["--url", &engine.url(""), "--token", ADMIN])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{args:?}: {printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    printed
+}
+
 /// `POST /admin/plugins/{name}/try?{query}` with `bytes` as the candidate.
 async fn try_candidate(
     engine: &TestEngine,
@@ -190,17 +207,10 @@ async fn a_dry_run_reports_exactly_the_events_a_changed_mapping_affects() {
     assert_eq!(status, 400);
 
     // The command line says the same, one line per change.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sync-engine-e2e"))
-        .args(["plugin", "try", "tax-rate-outbound"])
-        .arg(test_components::component_path("tax-rate-rounded"))
-        .args(["--url", &engine.url(""), "--token", ADMIN])
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let file = test_components::component_path("tax-rate-rounded");
+    let printed = cli(
+        &engine,
+        &["plugin", "try", "tax-rate-outbound", file.to_str().unwrap()],
     );
     assert!(
         printed.contains(&format!("different {} (tax.rate.updated)", all[1])),
@@ -339,6 +349,16 @@ async fn a_shadow_under_load_agrees_on_unchanged_fields_and_reports_the_changed_
         report["different"].as_f64().unwrap()
     );
 
+    let printed = cli(&engine, &["plugin", "shadow-report", "tax-rate-outbound"]);
+    assert!(
+        printed.contains(&format!(
+            "{} same, {} different, 0 failed",
+            report["same"], report["different"]
+        )),
+        "{printed}"
+    );
+    assert!(printed.contains("  ~ /0/body/newRates "), "{printed}");
+
     // Promoted in one call, through the upload's checks: it is active, the shadow is gone,
     // and the next event is delivered rounded.
     let (status, promoted) =
@@ -370,9 +390,11 @@ async fn a_shadow_under_load_agrees_on_unchanged_fields_and_reports_the_changed_
     )
     .await;
     assert_eq!(status, 200);
-    let (status, stopped) = admin_call(&engine, ADMIN, "DELETE", shadow, None).await;
-    assert_eq!(status, 200, "{stopped}");
-    assert_eq!(stopped["plugin"], "tax-rate-outbound");
+    let stopped = cli(&engine, &["plugin", "shadow-stop", "tax-rate-outbound"]);
+    assert!(
+        stopped.starts_with("stopped\ntax-rate-outbound: shadow "),
+        "{stopped}"
+    );
     let (status, missing) = admin_call(&engine, ADMIN, "DELETE", shadow, None).await;
     assert_eq!(status, 404, "{missing}");
     engine.stop().await;

@@ -2,12 +2,12 @@
 //! plugin lifecycle commands. They read the API's own types ([`crate::admin::api`]).
 
 use super::text::{
-    dead_letter_line, history_text, plugin_text, short, swap_text, time, trial_text,
+    dead_letter_line, history_text, plugin_text, shadow_text, short, swap_text, time, trial_text,
 };
 use crate::admin::api::{
     ActivateRequest, DeadLetterDetail, DeadLetters, Deleted, Entity, EntityAnswer, EntityQuery,
     EntityReset, ErrorAnswer, EventAnswer, EventList, EventSearch, PluginDetail, Plugins, Replayed,
-    Selection, Swapped, Trial, TrialQuery,
+    Selection, ShadowReport, Swapped, Trial, TrialQuery,
 };
 use crate::config::Config;
 use anyhow::{Context, bail};
@@ -122,6 +122,40 @@ pub(super) enum PluginRemote {
         /// Also list the events where nothing changed.
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Runs a candidate version as the plugin's shadow: beside the active version on live
+    /// events, delivering nothing, comparing what it makes (replaces the shadow, if any).
+    Shadow {
+        /// The plugin's name.
+        name: String,
+        /// The candidate component (`.wasm`).
+        file: PathBuf,
+        /// Fixtures it must pass when promoted (JSON); without them, the active version's apply.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Shows what the plugin's shadow has done: how often it agreed, its latest differences.
+    ShadowReport {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Stops the plugin's shadow, showing what it did.
+    ShadowStop {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Makes the plugin's shadow its active version, after the same checks as an upload.
+    Promote {
+        /// The plugin's name.
+        name: String,
         #[command(flatten)]
         remote: Remote,
     },
@@ -401,6 +435,25 @@ pub(super) fn dlq(remote: &Remote, command: DlqCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A component (and its fixtures) as the multipart form the admin API takes.
+fn upload_form(
+    file: &std::path::Path,
+    fixtures: Option<&std::path::Path>,
+) -> anyhow::Result<reqwest::blocking::multipart::Form> {
+    let component =
+        std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut form = reqwest::blocking::multipart::Form::new().part(
+        "component",
+        reqwest::blocking::multipart::Part::bytes(component).mime_str("application/wasm")?,
+    );
+    if let Some(fixtures) = fixtures {
+        let json = std::fs::read_to_string(fixtures)
+            .with_context(|| format!("cannot read {}", fixtures.display()))?;
+        form = form.text("fixtures", json);
+    }
+    Ok(form)
+}
+
 pub(super) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
     use reqwest::Method;
     match command {
@@ -411,23 +464,52 @@ pub(super) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
             remote,
         } => {
             let client = remote.client()?;
-            let component =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let mut form = reqwest::blocking::multipart::Form::new().part(
-                "component",
-                reqwest::blocking::multipart::Part::bytes(component)
-                    .mime_str("application/wasm")?,
-            );
-            if let Some(fixtures) = fixtures {
-                let json = std::fs::read_to_string(&fixtures)
-                    .with_context(|| format!("cannot read {}", fixtures.display()))?;
-                form = form.text("fixtures", json);
-            }
+            let form = upload_form(&file, fixtures.as_deref())?;
             let answer: Swapped = client.call(
                 client
                     .request(Method::PUT, &format!("/admin/plugins/{name}"))
                     .timeout(Duration::from_secs(300))
                     .multipart(form),
+            )?;
+            print(&remote, &answer, swap_text);
+        }
+        PluginRemote::Shadow {
+            name,
+            file,
+            fixtures,
+            remote,
+        } => {
+            let client = remote.client()?;
+            let form = upload_form(&file, fixtures.as_deref())?;
+            let answer: ShadowReport = client.call(
+                client
+                    .request(Method::PUT, &format!("/admin/plugins/{name}/shadow"))
+                    .timeout(Duration::from_secs(300))
+                    .multipart(form),
+            )?;
+            print(&remote, &answer, shadow_text);
+        }
+        PluginRemote::ShadowReport { name, remote } => {
+            let answer: ShadowReport = remote
+                .client()?
+                .get(&format!("/admin/plugins/{name}/shadow"), &())?;
+            print(&remote, &answer, shadow_text);
+        }
+        PluginRemote::ShadowStop { name, remote } => {
+            let client = remote.client()?;
+            let answer: ShadowReport = client
+                .call(client.request(Method::DELETE, &format!("/admin/plugins/{name}/shadow")))?;
+            print(&remote, &answer, |r| format!("stopped\n{}", shadow_text(r)));
+        }
+        PluginRemote::Promote { name, remote } => {
+            let client = remote.client()?;
+            let answer: Swapped = client.call(
+                client
+                    .request(
+                        Method::POST,
+                        &format!("/admin/plugins/{name}/shadow/promote"),
+                    )
+                    .timeout(Duration::from_secs(300)),
             )?;
             print(&remote, &answer, swap_text);
         }

@@ -1,6 +1,8 @@
 //! How the admin API's answers read as text, for the `dlq`, `events` and `plugin` commands.
 
-use crate::admin::api::{DeadLetter, EventHistory, PluginDetail, Swapped, Trial};
+use crate::admin::api::{
+    Change, DeadLetter, EventHistory, PluginDetail, ShadowReport, Swapped, Trial,
+};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// A version made active, as text.
@@ -73,6 +75,57 @@ pub(super) fn trial_text(trial: &Trial, all: bool) -> String {
         ms(s.then_p99_ms),
         s.took_ms,
     ));
+    out
+}
+
+/// Differences, one per line: `+ path value`, `- path value`, `~ path before -> after`.
+fn changes_text(changes: &[Change]) -> String {
+    let json =
+        |v: &Option<serde_json::Value>| v.as_ref().map_or_else(String::new, ToString::to_string);
+    changes
+        .iter()
+        .map(|c| match c.op.as_str() {
+            "add" => format!("  + {} {}\n", c.path, json(&c.after)),
+            "remove" => format!("  - {} {}\n", c.path, json(&c.before)),
+            _ => format!("  ~ {} {} -> {}\n", c.path, json(&c.before), json(&c.after)),
+        })
+        .collect()
+}
+
+/// A shadow's report, as text: the counts, then its latest differences.
+pub(super) fn shadow_text(r: &ShadowReport) -> String {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} ms"));
+    let mut out = format!(
+        "{}: shadow {} beside {} since {} (by {})\n  {} run(s): {} same, {} different, {} failed; {} skipped; agreement {}\n  run time p50 {} p99 {} (active {} / {})\n",
+        r.plugin,
+        short(&r.shadow),
+        r.active.as_deref().map_or("-", short),
+        time(Some(r.started_at)),
+        r.started_by,
+        r.runs,
+        r.same,
+        r.different,
+        r.failed,
+        r.skipped,
+        r.agreement_rate
+            .map_or_else(|| "-".to_owned(), |a| format!("{:.1}%", a * 100.0)),
+        ms(r.shadow_p50_ms),
+        ms(r.shadow_p99_ms),
+        ms(r.active_p50_ms),
+        ms(r.active_p99_ms),
+    );
+    for d in &r.latest {
+        out.push_str(&format!(
+            "{} {} at {}\n",
+            d.verdict,
+            d.event_id,
+            time(Some(d.ran_at))
+        ));
+        if let Some(error) = &d.error {
+            out.push_str(&format!("  {error}\n"));
+        }
+        out.push_str(&changes_text(&d.changes));
+    }
     out
 }
 
