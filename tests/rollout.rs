@@ -399,3 +399,201 @@ async fn a_shadow_under_load_agrees_on_unchanged_fields_and_reports_the_changed_
     assert_eq!(status, 404, "{missing}");
     engine.stop().await;
 }
+
+/// Posts bus events `range` from 8 senders at once, each about the key `k{i % keys}` in the
+/// year `2000 + i`; answers their ids by index.
+async fn load(
+    engine: &TestEngine,
+    range: std::ops::Range<usize>,
+    keys: usize,
+) -> Vec<(usize, String)> {
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..8 {
+        let url = engine.url("/events/tax.rate.updated");
+        let range = range.clone();
+        senders.spawn(async move {
+            let mut ids = Vec::new();
+            for i in range.skip(sender).step_by(8) {
+                let body = format!(r#"{{"rate": 0.05, "year": {}}}"#, 2000 + i);
+                let key = format!("k{}", i % keys);
+                let (status, answer) = post_json(&url, &body, &[("hms-key", &key)]).await;
+                assert_eq!(status, 202, "{answer}");
+                ids.push((i, answer["id"].as_str().unwrap().to_owned()));
+            }
+            ids
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(sent) = senders.join_next().await {
+        ids.extend(sent.unwrap());
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_fails_a_tenth_of_its_events_is_rolled_back_and_nothing_is_lost() {
+    let (state_api, core) = (Receiver::start().await, Receiver::start().await);
+    let engine = engine(&state_api, &core).await;
+    let canary = "/admin/plugins/tax-rate-outbound/canary";
+    let (status, started) = send_component(
+        &engine,
+        ADMIN,
+        reqwest::Method::PUT,
+        &format!("{canary}?percent=50&minRuns=10&window=10m&failureMargin=0.05"),
+        component("tax-rate-flaky"),
+    )
+    .await;
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(started["state"], "running");
+    assert_eq!(started["percent"], 50);
+    let (flaky, active) = (
+        started["canary"].as_str().unwrap().to_owned(),
+        started["active"].as_str().unwrap().to_owned(),
+    );
+    // Kept in the store (so events can name it), not active.
+    let (_, plugin) = admin_call(
+        &engine,
+        ADMIN,
+        "GET",
+        "/admin/plugins/tax-rate-outbound",
+        None,
+    )
+    .await;
+    assert_eq!(plugin["versions"].as_array().unwrap().len(), 2, "{plugin}");
+    assert_eq!(plugin["active"], active.as_str());
+
+    // Under load the canary fails one of its events in ten, the active version none: it is
+    // rolled back on its own, saying why.
+    const KEYS: usize = 40;
+    let mut ids = load(&engine, 0..400, KEYS).await;
+    let report = admin_until(&engine, ADMIN, canary, Duration::from_secs(60), |r| {
+        r["state"] == "rolled-back"
+    })
+    .await;
+    let why = report["why"].as_str().unwrap();
+    assert!(why.starts_with("its failure rate was "), "{why}");
+    assert!(
+        report["canaryWindow"]["failed"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+    assert_eq!(report["activeWindow"]["failed"], 0);
+    let rolled_back_at = report["endedAt"].as_i64().unwrap();
+    let metrics = sync_engine_tests::scrape(&engine).await;
+    assert_eq!(
+        sync_engine_tests::sample(
+            &metrics,
+            r#"sync_canary_rollbacks_total{plugin="tax-rate-outbound"}"#
+        ),
+        1.0
+    );
+
+    // The active version keeps delivering, every key again.
+    ids.extend(load(&engine, 400..480, KEYS).await);
+
+    // Nothing lost: what the canary failed is a dead letter; replayed, it runs on the active
+    // version and is delivered. Nothing twice: one delivery per event.
+    let failed = admin_until(
+        &engine,
+        ADMIN,
+        "/admin/dead-letters",
+        Duration::from_secs(30),
+        |a| !a["deadLetters"].as_array().unwrap().is_empty(),
+    )
+    .await;
+    for dead in failed["deadLetters"].as_array().unwrap() {
+        assert_eq!(dead["kind"], "plugin");
+        assert_eq!(dead["pluginHash"], flaky.as_str());
+    }
+    let (status, replayed) = admin_call(
+        &engine,
+        ADMIN,
+        "POST",
+        "/admin/dead-letters/replay",
+        Some(json!({"all": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{replayed}");
+    let received = state_api.wait_for(ids.len(), Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        state_api.received().len(),
+        ids.len(),
+        "one delivery per event"
+    );
+    let keys: BTreeSet<String> = received
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), ids.len(), "no event delivered twice");
+
+    // Each key stayed on one version while the canary ran; every run names its version.
+    let mut versions: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    let (mut on_canary, mut after) = (0, 0);
+    for (i, id) in &ids {
+        let (_, answer) =
+            admin_call(&engine, ADMIN, "GET", &format!("/admin/events/{id}"), None).await;
+        let first = &answer["event"]["runs"][0];
+        let hash = first["pluginHash"].as_str().unwrap().to_owned();
+        assert!(hash == flaky || hash == active, "{first}");
+        if first["ranAt"].as_i64().unwrap() < rolled_back_at {
+            on_canary += usize::from(hash == flaky);
+            versions
+                .entry(format!("k{}", i % KEYS))
+                .or_default()
+                .insert(hash);
+        } else if *i >= 400 {
+            after += 1;
+            assert_eq!(hash, active, "after the rollback, the active version");
+        }
+    }
+    assert!(on_canary > 0);
+    assert_eq!(after, 80);
+    for (key, hashes) in &versions {
+        assert_eq!(hashes.len(), 1, "{key} ran on {hashes:?}");
+    }
+
+    // A canary can be resized, stopped and promoted in one call each.
+    let (status, _) = admin_call(
+        &engine,
+        ADMIN,
+        "PATCH",
+        canary,
+        Some(json!({"percent": 20})),
+    )
+    .await;
+    assert_eq!(status, 404, "none runs now");
+    let (status, _) = send_component(
+        &engine,
+        ADMIN,
+        reqwest::Method::PUT,
+        canary,
+        component("tax-rate-rounded"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, resized) = admin_call(
+        &engine,
+        ADMIN,
+        "PATCH",
+        canary,
+        Some(json!({"percent": 100})),
+    )
+    .await;
+    assert_eq!(
+        (status, resized["percent"].as_u64()),
+        (200, Some(100)),
+        "{resized}"
+    );
+    let (status, _) =
+        admin_call(&engine, ADMIN, "PATCH", canary, Some(json!({"percent": 0}))).await;
+    assert_eq!(status, 400);
+    let (status, promoted) =
+        admin_call(&engine, ADMIN, "POST", &format!("{canary}/promote"), None).await;
+    assert_eq!(status, 200, "{promoted}");
+    let (_, report) = admin_call(&engine, ADMIN, "GET", canary, None).await;
+    assert_eq!(report["state"], "promoted");
+    assert_eq!(report["active"], report["canary"]);
+    let (status, _) = admin_call(&engine, ADMIN, "DELETE", canary, None).await;
+    assert_eq!(status, 404);
+    engine.stop().await;
+}

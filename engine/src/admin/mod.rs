@@ -14,6 +14,7 @@
 //! Times in requests are RFC 3339 (`2026-11-27T10:00:00Z`) or Unix milliseconds.
 
 pub mod api;
+mod canary;
 mod dead_letters;
 mod entities;
 mod events;
@@ -186,6 +187,18 @@ impl Admin {
             .route(
                 "/admin/plugins/{name}/shadow/promote",
                 post(shadow::promote),
+            )
+            .route(
+                "/admin/plugins/{name}/canary",
+                get(canary::report)
+                    .put(canary::start)
+                    .patch(canary::resize)
+                    .delete(canary::stop)
+                    .layer(DefaultBodyLimit::max(max_upload)),
+            )
+            .route(
+                "/admin/plugins/{name}/canary/promote",
+                post(canary::promote),
             )
             .route("/admin/plugins/{name}/activate", post(plugins::activate))
             .route("/admin/plugins/{name}/rollback", post(plugins::rollback))

@@ -73,6 +73,13 @@ pub struct DestinationLabels {
     pub destination: String,
 }
 
+/// The labels of per-plugin counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginNameLabels {
+    /// The plugin.
+    pub plugin: String,
+}
+
 /// The labels of the shadow counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ShadowLabels {
@@ -123,6 +130,8 @@ pub struct Metrics {
     pub in_flight: Family<DestinationLabels, Gauge>,
     /// Shadow versions' runs, by plugin and verdict.
     pub shadow_runs: Family<ShadowLabels, Counter>,
+    /// Canaries rolled back on their own, by plugin.
+    pub canary_rollbacks: Family<PluginNameLabels, Counter>,
     /// The last hour, minute by minute.
     pub recent: recent::Recent,
     /// 1 while this engine does the work (processing, delivery, housekeeping): always with the
@@ -159,6 +168,7 @@ impl Default for Metrics {
             work_lease_held: Gauge::default(),
             in_flight: Family::default(),
             shadow_runs: Family::default(),
+            canary_rollbacks: Family::default(),
             recent: recent::Recent::default(),
             queue_depth: Family::default(),
             oldest_pending_age: Gauge::default(),
@@ -226,6 +236,11 @@ impl Default for Metrics {
             metrics.shadow_runs.clone(),
         );
         registry.register(
+            "canary_rollbacks",
+            "Canaries rolled back on their own (failure rate or p99 past their margin), by plugin",
+            metrics.canary_rollbacks.clone(),
+        );
+        registry.register(
             "queue_depth",
             "Work waiting: events to process, deliveries to send",
             metrics.queue_depth.clone(),
@@ -254,6 +269,15 @@ impl Metrics {
             .get_or_create(&ShadowLabels {
                 plugin: plugin.to_owned(),
                 verdict: verdict.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a canary of `plugin` rolled back on its own.
+    pub fn count_canary_rollback(&self, plugin: &str) {
+        self.canary_rollbacks
+            .get_or_create(&PluginNameLabels {
+                plugin: plugin.to_owned(),
             })
             .inc();
     }

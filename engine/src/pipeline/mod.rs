@@ -14,6 +14,7 @@
 //! - `processor`: the loop that reads pending events and commits results in batches;
 //! - [`handoff`]: committed rows handed to the dispatcher in memory.
 
+pub mod canary;
 pub mod handoff;
 mod outbox_rows;
 mod process;

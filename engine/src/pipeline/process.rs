@@ -70,11 +70,16 @@ fn run_handler(
     registry: &Registry,
     metrics: &Metrics,
 ) -> Option<RunRecord> {
-    // The version active now: this run finishes on it, whatever is swapped in meanwhile.
-    let Some(plugin) = registry.get(&handler.handler.name) else {
+    // The version active now (or the plugin's canary, for its share of keys): this run
+    // finishes on it, whatever is swapped in meanwhile.
+    let Some(active) = registry.get(&handler.handler.name) else {
         tracing::error!(plugin = %handler.handler.name, "no version of the plugin is loaded");
         return None;
     };
+    let plugin =
+        registry
+            .canaries()
+            .pick(&handler.handler.name, || canary_key(event, handler), active);
     let _span = tracing::info_span!(
         "run",
         event_id = %event.id,
@@ -100,6 +105,9 @@ fn run_handler(
     registry
         .shadows()
         .offer(event, index, handler, &outcome, &plugin, elapsed);
+    registry
+        .canaries()
+        .observe(plugin.name(), plugin.hash(), outcome.is_err(), elapsed);
     metrics
         .recent
         .plugin_run(ran_at, plugin.name(), outcome.is_err(), elapsed);
@@ -132,6 +140,16 @@ fn run_handler(
             }
         }
     })
+}
+
+/// What decides an event's version under a canary: its entity key (the event's, else the one
+/// the route's conflict pointer finds in the payload), else its id.
+fn canary_key(event: &Event, handler: &RouteHandler) -> String {
+    event
+        .key
+        .clone()
+        .or_else(|| handler.conflict.extract(&event.payload).key)
+        .unwrap_or_else(|| event.id.clone())
 }
 
 /// A run that never reached a plugin, recorded against the first handler with `error`.

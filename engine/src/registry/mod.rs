@@ -102,6 +102,18 @@ pub struct Registry {
     max_component_size: usize,
     /// The shadow versions.
     shadows: Arc<crate::pipeline::shadow::Shadows>,
+    /// The canaries.
+    canaries: crate::pipeline::canary::Canaries,
+}
+
+/// How a checked version is kept: whose fixtures it must pass, who gave it and why, and
+/// whether it becomes active.
+struct Keep<'a> {
+    /// Without fixtures of its own, it must pass the active version's.
+    inherit: bool,
+    by: &'a str,
+    reason: &'a str,
+    activate: bool,
 }
 
 /// Components compiled and checked at once.
@@ -136,8 +148,14 @@ impl Registry {
             check_timeout: config.sandbox.compile_timeout,
             started: std::sync::atomic::AtomicBool::new(false),
             max_component_size: config.admin.max_upload_size,
-            shadows: Arc::new(crate::pipeline::shadow::Shadows::new(metrics)),
+            shadows: Arc::new(crate::pipeline::shadow::Shadows::new(metrics.clone())),
+            canaries: crate::pipeline::canary::Canaries::new(metrics),
         }
+    }
+
+    /// The canaries: stored versions that take a share of live events by key.
+    pub fn canaries(&self) -> &crate::pipeline::canary::Canaries {
+        &self.canaries
     }
 
     /// The shadow versions: candidates that run beside the active ones on live events.
@@ -445,6 +463,59 @@ impl Registry {
         by: &str,
         reason: &str,
     ) -> Result<Swap, Refused> {
+        let keep = Keep {
+            inherit,
+            by,
+            reason,
+            activate: true,
+        };
+        let (swap, _) = self
+            .check_and_keep(name, component, own_fixtures, keep)
+            .await?;
+        Ok(swap)
+    }
+
+    /// Checks a new version of `name` with the checks of an upload and keeps it in the store
+    /// without activating it (a canary's version): answers it, compiled.
+    pub async fn stage(
+        self: &Arc<Self>,
+        name: &str,
+        component: Vec<u8>,
+        fixtures: Option<String>,
+        by: &str,
+    ) -> Result<Plugin, Refused> {
+        let (this, name, by) = (self.clone(), name.to_owned(), by.to_owned());
+        detached(async move {
+            let _changing = this.lock_for(&name).await?;
+            let keep = Keep {
+                inherit: true,
+                by: &by,
+                reason: "canary",
+                activate: false,
+            };
+            let (_, plugin) = this
+                .check_and_keep(&name, component, fixtures, keep)
+                .await?;
+            Ok(plugin)
+        })
+        .await
+    }
+
+    /// The check and the store's record, and, when `keep.activate`, the swap: under the
+    /// `changing` lock.
+    async fn check_and_keep(
+        &self,
+        name: &str,
+        component: Vec<u8>,
+        own_fixtures: Option<String>,
+        keep: Keep<'_>,
+    ) -> Result<(Swap, Plugin), Refused> {
+        let Keep {
+            inherit,
+            by,
+            reason,
+            activate,
+        } = keep;
         let started = Instant::now();
         let settings = self.settings.get(name).ok_or_else(|| {
             Refused::missing(format!(
@@ -496,8 +567,11 @@ impl Registry {
                 }
             })
             .await?;
-        let replaced = current.as_ref().map(|c| c.hash().to_owned());
-        let unchanged = replaced.as_deref() == Some(plugin.hash());
+        let replaced = current
+            .as_ref()
+            .filter(|_| activate)
+            .map(|c| c.hash().to_owned());
+        let unchanged = current.as_ref().map(Plugin::hash) == Some(plugin.hash());
         let now = now_ms();
         // The version and its activation are one write: the store never names an active
         // version it does not hold.
@@ -512,7 +586,7 @@ impl Registry {
                     uploaded_at: now,
                     uploaded_by: by.to_owned(),
                 },
-                activate: (!unchanged).then(|| ActivationRecord {
+                activate: (activate && !unchanged).then(|| ActivationRecord {
                     at: now,
                     by: by.to_owned(),
                     reason: reason.to_owned(),
@@ -532,7 +606,7 @@ impl Registry {
             took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             unchanged,
         };
-        if !unchanged {
+        if activate && !unchanged {
             tracing::info!(
                 plugin = %name,
                 version = %plugin.version_tag(),
@@ -544,7 +618,7 @@ impl Registry {
             );
             self.install(name, &plugin);
         }
-        Ok(swap)
+        Ok((swap, plugin))
     }
 
     /// Every version of a plugin and its activations.

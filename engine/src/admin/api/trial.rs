@@ -146,3 +146,83 @@ pub struct ShadowDifference {
     /// When it ran (Unix ms).
     pub ran_at: i64,
 }
+
+/// How a canary is started (`PUT /admin/plugins/{name}/canary`, the query string): its share
+/// and when it is rolled back on its own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CanaryQuery {
+    /// The share of entity keys it takes, in percent (1 to 100; default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
+    /// How far back runs count, such as `5m` (default 5 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Runs of each version in the window before anything is decided (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_runs: Option<usize>,
+    /// How much higher its failure rate may be than the active version's (default 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_margin: Option<f64>,
+    /// How many times the active version's p99 run time its own may be (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ratio: Option<f64>,
+}
+
+/// `PATCH /admin/plugins/{name}/canary`: a new share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryShare {
+    /// The share of entity keys it takes, in percent (1 to 100).
+    pub percent: u8,
+}
+
+/// A canary and how it fares (`GET`, `PUT`, `PATCH`, `DELETE /admin/plugins/{name}/canary`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryReport {
+    /// The plugin.
+    pub plugin: String,
+    /// The canary's version.
+    pub canary: String,
+    /// The version active now.
+    pub active: Option<String>,
+    /// The share of entity keys it takes, in percent.
+    pub percent: u8,
+    /// When it started (Unix ms).
+    pub started_at: i64,
+    /// Who started it.
+    pub started_by: String,
+    /// `running`, `rolled-back` (on its own), `stopped` or `promoted`.
+    pub state: String,
+    /// When it ended.
+    pub ended_at: Option<i64>,
+    /// Why it ended.
+    pub why: Option<String>,
+    /// How far back runs count, in milliseconds.
+    pub window_ms: u64,
+    /// Runs of each version in the window before anything is decided.
+    pub min_runs: usize,
+    /// How much higher its failure rate may be than the active version's.
+    pub failure_margin: f64,
+    /// How many times the active version's p99 run time its own may be.
+    pub p99_ratio: f64,
+    /// The canary's runs in the window.
+    pub canary_window: RunWindow,
+    /// The active version's runs in the window.
+    pub active_window: RunWindow,
+}
+
+/// A version's runs over a canary's window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunWindow {
+    /// Runs.
+    pub runs: usize,
+    /// Of those, failed.
+    pub failed: usize,
+    /// `failed` over `runs`.
+    pub failure_rate: Option<f64>,
+    /// The 99th percentile run time, in milliseconds.
+    pub p99_ms: Option<f64>,
+}

@@ -1,0 +1,38 @@
+//! A broken new version of the seed's outbound transformer: it maps as the seed's version does,
+//! but fails every event whose year ends in 7 (one in ten) with an internal error. What a
+//! canary of it should be rolled back for.
+
+use hms_sync_sdk::{Error, Event, Result, Transformer};
+use serde::{Deserialize, Serialize};
+use serde_json::Number;
+
+#[derive(Deserialize)]
+struct HmsRate {
+    rate: Number,
+    year: u16,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StateRate {
+    new_rates: Number,
+    effective_year: u16,
+}
+
+/// Maps HMS tax rates to the state API's format, failing one year in ten.
+pub struct Flaky;
+
+impl Transformer for Flaky {
+    fn transform(event: Event) -> Result<Vec<u8>> {
+        let HmsRate { rate, year } = event.json()?;
+        if year % 10 == 7 {
+            return Err(Error::internal(format!("cannot map the year {year}")));
+        }
+        hms_sync_sdk::to_json(&StateRate {
+            new_rates: rate,
+            effective_year: year,
+        })
+    }
+}
+
+hms_sync_sdk::export_transformer!(Flaky);
