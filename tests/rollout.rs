@@ -478,6 +478,10 @@ async fn a_canary_that_fails_a_tenth_of_its_events_is_rolled_back_and_nothing_is
     );
     assert_eq!(report["activeWindow"]["failed"], 0);
     let rolled_back_at = report["endedAt"].as_i64().unwrap();
+    let printed = cli(&engine, &["plugin", "canary-report", "tax-rate-outbound"]);
+    assert!(printed.contains("on 50% of keys"), "{printed}");
+    assert!(printed.contains(", rolled-back since "), "{printed}");
+    assert!(printed.contains(&format!(": {why}\n")), "{printed}");
     let metrics = sync_engine_tests::scrape(&engine).await;
     assert_eq!(
         sync_engine_tests::sample(

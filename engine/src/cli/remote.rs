@@ -2,12 +2,14 @@
 //! plugin lifecycle commands. They read the API's own types ([`crate::admin::api`]).
 
 use super::text::{
-    dead_letter_line, history_text, plugin_text, shadow_text, short, swap_text, time, trial_text,
+    canary_text, dead_letter_line, history_text, plugin_text, shadow_text, short, swap_text, time,
+    trial_text,
 };
 use crate::admin::api::{
-    ActivateRequest, DeadLetterDetail, DeadLetters, Deleted, Entity, EntityAnswer, EntityQuery,
-    EntityReset, ErrorAnswer, EventAnswer, EventList, EventSearch, PluginDetail, Plugins, Replayed,
-    Selection, ShadowReport, Swapped, Trial, TrialQuery,
+    ActivateRequest, CanaryQuery, CanaryReport, CanaryShare, DeadLetterDetail, DeadLetters,
+    Deleted, Entity, EntityAnswer, EntityQuery, EntityReset, ErrorAnswer, EventAnswer, EventList,
+    EventSearch, PluginDetail, Plugins, Replayed, Selection, ShadowReport, Swapped, Trial,
+    TrialQuery,
 };
 use crate::config::Config;
 use anyhow::{Context, bail};
@@ -153,7 +155,66 @@ pub(super) enum PluginRemote {
         remote: Remote,
     },
     /// Makes the plugin's shadow its active version, after the same checks as an upload.
-    Promote {
+    ShadowPromote {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Checks a candidate version as an upload is, keeps it, and lets it take a share of the
+    /// plugin's live events by entity key; it is rolled back on its own when it fails more, or
+    /// runs slower, than the active version by more than the margins.
+    Canary {
+        /// The plugin's name.
+        name: String,
+        /// The candidate component (`.wasm`).
+        file: PathBuf,
+        /// Fixtures it must pass (JSON); without them, the active version's apply.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+        /// The share of entity keys it takes, in percent (default 10).
+        #[arg(long)]
+        percent: Option<u8>,
+        /// How far back runs count, such as `5m` (default 5 minutes).
+        #[arg(long)]
+        window: Option<String>,
+        /// Runs of each version in the window before anything is decided (default 20).
+        #[arg(long)]
+        min_runs: Option<usize>,
+        /// How much higher its failure rate may be than the active version's (default 0.05).
+        #[arg(long)]
+        failure_margin: Option<f64>,
+        /// How many times the active version's p99 run time its own may be (default 3).
+        #[arg(long)]
+        p99_ratio: Option<f64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Sets the share of entity keys the plugin's canary takes.
+    CanaryShare {
+        /// The plugin's name.
+        name: String,
+        /// The share, in percent (1 to 100).
+        percent: u8,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Shows how the plugin's canary fares (or how its last one ended, and why).
+    CanaryReport {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Stops the plugin's canary: its keys go back to the active version.
+    CanaryStop {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Makes the plugin's canary its active version.
+    CanaryPromote {
         /// The plugin's name.
         name: String,
         #[command(flatten)]
@@ -501,13 +562,79 @@ pub(super) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
                 .call(client.request(Method::DELETE, &format!("/admin/plugins/{name}/shadow")))?;
             print(&remote, &answer, |r| format!("stopped\n{}", shadow_text(r)));
         }
-        PluginRemote::Promote { name, remote } => {
+        PluginRemote::ShadowPromote { name, remote } => {
             let client = remote.client()?;
             let answer: Swapped = client.call(
                 client
                     .request(
                         Method::POST,
                         &format!("/admin/plugins/{name}/shadow/promote"),
+                    )
+                    .timeout(Duration::from_secs(300)),
+            )?;
+            print(&remote, &answer, swap_text);
+        }
+        PluginRemote::Canary {
+            name,
+            file,
+            fixtures,
+            percent,
+            window,
+            min_runs,
+            failure_margin,
+            p99_ratio,
+            remote,
+        } => {
+            let client = remote.client()?;
+            let form = upload_form(&file, fixtures.as_deref())?;
+            let query = CanaryQuery {
+                percent,
+                window,
+                min_runs,
+                failure_margin,
+                p99_ratio,
+            };
+            let answer: CanaryReport = client.call(
+                client
+                    .request(Method::PUT, &format!("/admin/plugins/{name}/canary"))
+                    .query(&query)
+                    .timeout(Duration::from_secs(300))
+                    .multipart(form),
+            )?;
+            print(&remote, &answer, canary_text);
+        }
+        PluginRemote::CanaryShare {
+            name,
+            percent,
+            remote,
+        } => {
+            let client = remote.client()?;
+            let answer: CanaryReport = client.call(
+                client
+                    .request(Method::PATCH, &format!("/admin/plugins/{name}/canary"))
+                    .json(&CanaryShare { percent }),
+            )?;
+            print(&remote, &answer, canary_text);
+        }
+        PluginRemote::CanaryReport { name, remote } => {
+            let answer: CanaryReport = remote
+                .client()?
+                .get(&format!("/admin/plugins/{name}/canary"), &())?;
+            print(&remote, &answer, canary_text);
+        }
+        PluginRemote::CanaryStop { name, remote } => {
+            let client = remote.client()?;
+            let answer: CanaryReport = client
+                .call(client.request(Method::DELETE, &format!("/admin/plugins/{name}/canary")))?;
+            print(&remote, &answer, canary_text);
+        }
+        PluginRemote::CanaryPromote { name, remote } => {
+            let client = remote.client()?;
+            let answer: Swapped = client.call(
+                client
+                    .request(
+                        Method::POST,
+                        &format!("/admin/plugins/{name}/canary/promote"),
                     )
                     .timeout(Duration::from_secs(300)),
             )?;

@@ -1,7 +1,8 @@
 //! How the admin API's answers read as text, for the `dlq`, `events` and `plugin` commands.
 
 use crate::admin::api::{
-    Change, DeadLetter, EventHistory, PluginDetail, ShadowReport, Swapped, Trial,
+    CanaryReport, Change, DeadLetter, EventHistory, PluginDetail, RunWindow, ShadowReport, Swapped,
+    Trial,
 };
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -126,6 +127,44 @@ pub(super) fn shadow_text(r: &ShadowReport) -> String {
         }
         out.push_str(&changes_text(&d.changes));
     }
+    out
+}
+
+/// A canary's report, as text: its share and state, then both versions over its window.
+pub(super) fn canary_text(r: &CanaryReport) -> String {
+    let window = |w: &RunWindow| {
+        format!(
+            "{} run(s), {} failed ({}), p99 {}",
+            w.runs,
+            w.failed,
+            w.failure_rate
+                .map_or_else(|| "-".to_owned(), |f| format!("{:.1}%", f * 100.0)),
+            w.p99_ms
+                .map_or_else(|| "-".to_owned(), |p| format!("{p:.2} ms"))
+        )
+    };
+    let mut out = format!(
+        "{}: canary {} on {}% of keys beside {}, {} since {} (by {})\n",
+        r.plugin,
+        short(&r.canary),
+        r.percent,
+        r.active.as_deref().map_or("-", short),
+        r.state,
+        time(Some(r.started_at)),
+        r.started_by,
+    );
+    if let Some(why) = &r.why {
+        out.push_str(&format!("  ended {}: {why}\n", time(r.ended_at)));
+    }
+    out.push_str(&format!(
+        "  canary: {}\n  active: {}\n  over {} s, after {} runs each; rolled back past +{:.1} points of failures or {}x the p99\n",
+        window(&r.canary_window),
+        window(&r.active_window),
+        r.window_ms / 1000,
+        r.min_runs,
+        r.failure_margin * 100.0,
+        r.p99_ratio,
+    ));
     out
 }
 
