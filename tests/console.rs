@@ -462,6 +462,45 @@ async fn an_operator_watches_finds_replays_and_swaps_from_a_browser() {
             .is_empty(),
         "the active version cannot be activated or deleted"
     );
+    // Before shipping: a dry run of a candidate on the stored events, then it as a shadow and
+    // as a canary beside the active version.
+    let candidate = component_path("tax-rate-rounded").display().to_string();
+    fill(c, "#candidate", &candidate).await;
+    click(c, "#rollout-form button[formaction$='/try']").await;
+    let summary = wait_text(c, "#trial-summary", |t| t.contains("stored event")).await;
+    // Six stored events (one a dead letter); a rate such as 0.06999999999999999 is rounded.
+    assert!(summary.starts_with("On 6 stored events"), "{summary}");
+    assert!(summary.contains(" 0 failed"), "{summary}");
+    assert!(summary.contains("Nothing was delivered"), "{summary}");
+    screenshot(c, "trial").await;
+    c.goto(&engine.url("/console/plugins/tax-rate-outbound"))
+        .await
+        .unwrap();
+    fill(c, "#candidate", &candidate).await;
+    click(c, "#rollout-form button[formaction$='/shadow']").await;
+    wait_text(c, "#notice", |t| t.starts_with("Shadow ")).await;
+    assert!(text(c, "#shadow").await.contains("running"));
+    fill(c, "#candidate", &candidate).await;
+    fill(c, "#percent", "20").await;
+    click(c, "#rollout-form button[formaction$='/canary']").await;
+    wait_text(c, "#notice", |t| t.starts_with("Canary ")).await;
+    assert!(text(c, "#canary").await.contains("On 20% of keys"));
+    c.execute(
+        "document.getElementById('rollout-title').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(c, "plugin-rollout").await;
+    click(c, "form[action$='/canary-stop'] button").await;
+    wait_text(c, "#notice", |t| t.starts_with("The canary stopped")).await;
+    assert!(text(c, "#canary").await.contains("stopped"));
+    click(c, "form[action$='/shadow-stop'] button").await;
+    wait_text(c, "#notice", |t| t.starts_with("The shadow stopped")).await;
+    assert!(
+        c.find(Locator::Css("#shadow")).await.is_err(),
+        "no shadow runs"
+    );
     c.goto(&engine.url("/console/plugins")).await.unwrap();
     screenshot(c, "plugins").await;
 

@@ -23,7 +23,7 @@ mod plugins;
 mod shadow;
 mod trial;
 
-pub(crate) use plugins::read_form;
+pub(crate) use plugins::{UploadForm, read_form};
 
 use crate::console::Sessions;
 use crate::http::ApiError;

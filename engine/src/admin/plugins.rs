@@ -105,15 +105,18 @@ pub(crate) struct UploadForm {
     pub(crate) fixtures: Option<String>,
     /// The console's CSRF token, when a console form sent it.
     pub(crate) csrf: Option<String>,
+    /// The canary share the console's form asks for.
+    pub(crate) percent: Option<String>,
 }
 
 /// Reads a `multipart/form-data` upload: a `component` part, optionally `fixtures` (JSON) and,
-/// from the console, `csrf`.
+/// from the console, `csrf` and `percent`.
 pub(crate) async fn read_form(request: Request) -> Result<UploadForm, ApiError> {
     let mut form = Multipart::from_request(request, &())
         .await
         .map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let (mut component, mut fixtures, mut csrf) = (None, None, None);
+    let (mut component, mut fixtures) = (None, None);
+    let (mut csrf, mut percent) = (None, None);
     while let Some(field) = form
         .next_field()
         .await
@@ -135,8 +138,13 @@ pub(crate) async fn read_form(request: Request) -> Result<UploadForm, ApiError> 
                 // A form's file input with no file chosen sends an empty part.
                 fixtures = (!text.trim().is_empty()).then_some(text);
             }
-            Some("csrf") => {
-                csrf = Some(
+            Some(name @ ("csrf" | "percent")) => {
+                let slot = if name == "csrf" {
+                    &mut csrf
+                } else {
+                    &mut percent
+                };
+                *slot = Some(
                     field
                         .text()
                         .await
@@ -157,6 +165,7 @@ pub(crate) async fn read_form(request: Request) -> Result<UploadForm, ApiError> 
         component,
         fixtures,
         csrf,
+        percent,
     })
 }
 

@@ -21,6 +21,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("plugins.html", include_str!("templates/plugins.html")),
     ("plugin.html", include_str!("templates/plugin.html")),
     ("config.html", include_str!("templates/config.html")),
+    ("trial.html", include_str!("templates/trial.html")),
 ];
 
 static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
