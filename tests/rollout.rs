@@ -439,7 +439,7 @@ async fn a_canary_that_fails_a_tenth_of_its_events_is_rolled_back_and_nothing_is
         &engine,
         ADMIN,
         reqwest::Method::PUT,
-        &format!("{canary}?percent=50&minRuns=10&window=10m&failureMargin=0.05"),
+        &format!("{canary}?percent=50&minRuns=10&window=10m&failureMargin=0.05&p99Ratio=1000"),
         component("tax-rate-flaky"),
     )
     .await;
@@ -463,7 +463,8 @@ async fn a_canary_that_fails_a_tenth_of_its_events_is_rolled_back_and_nothing_is
     assert_eq!(plugin["active"], active.as_str());
 
     // Under load the canary fails one of its events in ten, the active version none: it is
-    // rolled back on its own, saying why.
+    // rolled back on its own, saying why (for its failures: its run times, cold at first, are
+    // let be here).
     const KEYS: usize = 40;
     let mut ids = load(&engine, 0..400, KEYS).await;
     let report = admin_until(&engine, ADMIN, canary, Duration::from_secs(60), |r| {

@@ -3,9 +3,10 @@
 //! percentage of key buckets (a key's SHA-256 modulo 100): a key stays on one version while the
 //! share holds, and a raised share only moves more keys to the canary.
 //!
-//! Every run of either version is counted with its time, over a sliding window; once both have
-//! run at least `min_runs` times in it, a canary whose failure rate exceeds the active version's
-//! by more than `failure_margin`, or whose p99 run time exceeds the active version's times
+//! Every run of either version is counted with its time, over a sliding window, judged at most
+//! four times a second; once both have run at least `min_runs` times in it, a canary whose
+//! failure rate exceeds the active version's by more than `failure_margin`, or (once both have
+//! run [`P99_MIN_RUNS`] times) whose p99 run time exceeds the active version's times
 //! `p99_ratio`, is rolled back on its own: its events go to the active version again, and why
 //! is logged, counted and kept in its report.
 
@@ -14,12 +15,19 @@ use crate::sandbox::Plugin;
 use crate::store::now_ms;
 use arc_swap::ArcSwap;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// The most runs of each version kept in a canary's window.
 pub const MAX_SAMPLES: usize = 10_000;
+
+/// Runs of each version in the window before their p99 run times are compared: with fewer, a
+/// p99 is only the slowest run (a version's first, cold runs).
+pub const P99_MIN_RUNS: usize = 100;
+
+/// How often the window is judged, at most (it is sorted each time).
+const JUDGE_EVERY_MS: i64 = 250;
 
 /// When a canary is rolled back on its own.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,6 +129,8 @@ pub struct Canary {
     /// When it is rolled back on its own.
     pub limits: Limits,
     percent: AtomicU8,
+    /// When the window was last judged (Unix ms).
+    judged_at: AtomicI64,
     runs: Mutex<(Runs, Runs)>,
     ended: Mutex<Option<Ended>>,
 }
@@ -134,6 +144,7 @@ impl Canary {
             by: by.to_owned(),
             limits,
             percent: AtomicU8::new(percent.min(100)),
+            judged_at: AtomicI64::new(0),
             runs: Mutex::default(),
             ended: Mutex::default(),
         }
@@ -167,33 +178,41 @@ impl Canary {
     /// Why it should be rolled back now, if it should.
     fn verdict(&self) -> Option<String> {
         let (canary, active) = self.windows();
-        let limits = &self.limits;
-        if canary.runs < limits.min_runs || active.runs < limits.min_runs {
-            return None;
-        }
-        let window = humantime::format_duration(limits.window);
-        let (fc, fa) = (canary.failure_rate?, active.failure_rate?);
-        if fc > fa + limits.failure_margin {
-            return Some(format!(
-                "its failure rate was {:.1}% against {:.1}% for the active version over the last \
-                 {window} ({} and {} runs; the margin is {:.1} points)",
-                fc * 100.0,
-                fa * 100.0,
-                canary.runs,
-                active.runs,
-                limits.failure_margin * 100.0
-            ));
-        }
-        let (pc, pa) = (canary.p99_ms?, active.p99_ms?);
-        if pc > pa * limits.p99_ratio {
-            return Some(format!(
-                "its p99 run time was {pc:.2} ms against {pa:.2} ms for the active version over \
-                 the last {window} (at most {}× is taken)",
-                limits.p99_ratio
-            ));
-        }
-        None
+        judge(&self.limits, canary, active)
     }
+}
+
+/// Whether a canary whose window is `canary` should be rolled back, beside an active version
+/// whose window is `active`: why, if it should.
+fn judge(limits: &Limits, canary: Window, active: Window) -> Option<String> {
+    if canary.runs < limits.min_runs || active.runs < limits.min_runs {
+        return None;
+    }
+    let window = humantime::format_duration(limits.window);
+    let (fc, fa) = (canary.failure_rate?, active.failure_rate?);
+    if fc > fa + limits.failure_margin {
+        return Some(format!(
+            "its failure rate was {:.1}% against {:.1}% for the active version over the last \
+             {window} ({} and {} runs; the margin is {:.1} points)",
+            fc * 100.0,
+            fa * 100.0,
+            canary.runs,
+            active.runs,
+            limits.failure_margin * 100.0
+        ));
+    }
+    let enough = P99_MIN_RUNS.max(limits.min_runs);
+    if canary.runs < enough || active.runs < enough {
+        return None;
+    }
+    let (pc, pa) = (canary.p99_ms?, active.p99_ms?);
+    (pc > pa * limits.p99_ratio).then(|| {
+        format!(
+            "its p99 run time was {pc:.2} ms against {pa:.2} ms for the active version over the \
+             last {window} (at most {}× is taken)",
+            limits.p99_ratio
+        )
+    })
 }
 
 fn window_ms(window: Duration) -> i64 {
@@ -313,6 +332,16 @@ impl Canaries {
                 runs.1.push(sample, window);
             }
         }
+        // Judged at most every JUDGE_EVERY_MS, by one run at a time.
+        let judged = canary.judged_at.load(Ordering::Acquire);
+        if sample.at - judged < JUDGE_EVERY_MS
+            || canary
+                .judged_at
+                .compare_exchange(judged, sample.at, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
         if let Some(why) = canary.verdict() {
             let ended = self.running.load().get(plugin).cloned();
             if ended.is_some_and(|running| Arc::ptr_eq(&running, &canary)) {
@@ -332,6 +361,50 @@ impl Canaries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn window(runs: usize, failed: usize, p99_ms: f64) -> Window {
+        Window {
+            runs,
+            failed,
+            failure_rate: Some(failed as f64 / runs as f64),
+            p99_ms: Some(p99_ms),
+        }
+    }
+
+    #[test]
+    fn a_canary_is_judged_on_failures_then_on_its_p99_once_each_ran_enough() {
+        let limits = Limits::default();
+        // Too few runs: nothing decided, however bad.
+        assert_eq!(
+            judge(&limits, window(19, 19, 9.0), window(50, 0, 1.0)),
+            None
+        );
+        // Failing 10% against none: past the five-point margin.
+        let why = judge(&limits, window(20, 2, 1.0), window(20, 0, 1.0)).unwrap();
+        assert!(
+            why.starts_with("its failure rate was 10.0% against 0.0%"),
+            "{why}"
+        );
+        // Within the margin.
+        assert_eq!(
+            judge(&limits, window(100, 4, 1.0), window(100, 0, 1.0)),
+            None
+        );
+        // Slow, but a p99 of fewer than 100 runs is only the slowest one: let be.
+        assert_eq!(
+            judge(&limits, window(99, 0, 9.0), window(500, 0, 1.0)),
+            None
+        );
+        let why = judge(&limits, window(100, 0, 3.1), window(100, 0, 1.0)).unwrap();
+        assert!(
+            why.starts_with("its p99 run time was 3.10 ms against 1.00 ms"),
+            "{why}"
+        );
+        assert_eq!(
+            judge(&limits, window(100, 0, 2.9), window(100, 0, 1.0)),
+            None
+        );
+    }
 
     #[test]
     fn buckets_spread_keys_and_stay_put() {
