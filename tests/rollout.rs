@@ -172,6 +172,32 @@ async fn a_dry_run_reports_exactly_the_events_a_changed_mapping_affects() {
     .await;
     assert_eq!(later["summary"]["events"], 0);
 
+    // A handler is tried alike: its actions compared in order (here, the version itself).
+    let (status, _) = post_json(
+        &engine.url("/webhook/tax-rate"),
+        r#"{"currentRate": 0.07, "taxYear": 2031}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    core.wait_for(1, Duration::from_secs(30)).await;
+    let (status, handler) = try_candidate(
+        &engine,
+        "tax-rate-inbound",
+        component("tax-rate-inbound"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{handler}");
+    assert_eq!(
+        (
+            handler["summary"]["events"].as_u64(),
+            handler["summary"]["same"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{handler:#}"
+    );
+
     // The same version tried: nothing differs.
     let (_, itself) = try_candidate(
         &engine,
@@ -323,7 +349,7 @@ async fn a_shadow_under_load_agrees_on_unchanged_fields_and_reports_the_changed_
         assert_eq!(changes.len(), 1, "{difference:#}");
         assert_eq!(changes[0]["path"], "/0/body/newRates");
     }
-    let mut shadowed = 0;
+    let (mut shadowed, mut differed) = (0, None);
     for (i, id) in &ids {
         let (_, answer) =
             admin_call(&engine, ADMIN, "GET", &format!("/admin/events/{id}"), None).await;
@@ -334,9 +360,20 @@ async fn a_shadow_under_load_agrees_on_unchanged_fields_and_reports_the_changed_
         shadowed += 1;
         let expected = if rate(*i).1 { "different" } else { "same" };
         assert_eq!(run["verdict"], expected, "event {i}: {run:#}");
+        if rate(*i).1 {
+            differed.get_or_insert_with(|| id.clone());
+        }
         assert_eq!(run["activeHash"], active.as_str());
     }
     assert_eq!(shadowed, report["runs"].as_u64().unwrap());
+    // `sync-engine events show` prints what the shadow made of a changed event.
+    let id = differed.expect("the shadow ran on some changed event");
+    let shown = cli(&engine, &["events", "show", &id]);
+    assert!(
+        shown.contains("  shadow tax-rate-outbound@") && shown.contains(": different\n"),
+        "{shown}"
+    );
+    assert!(shown.contains("  ~ /0/body/newRates "), "{shown}");
     let agreement = report["agreementRate"].as_f64().unwrap();
     let same = report["same"].as_f64().unwrap();
     assert!((agreement - same / shadowed as f64).abs() < 1e-9);

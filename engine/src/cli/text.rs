@@ -301,5 +301,18 @@ pub(super) fn history_text(h: &EventHistory) -> String {
     for d in &h.dead_letters {
         out.push_str(&format!("  dead letter {}", dead_letter_line(d)));
     }
+    for r in &h.shadow_runs {
+        out.push_str(&format!(
+            "  shadow {}@{} beside {}: {}{}\n",
+            r.plugin,
+            short(&r.shadow_hash),
+            short(&r.active_hash),
+            r.verdict,
+            r.error
+                .as_deref()
+                .map_or(String::new(), |e| format!(" ({e})")),
+        ));
+        out.push_str(&changes_text(&r.changes));
+    }
     out
 }
