@@ -594,6 +594,34 @@ async fn a_canary_that_fails_a_tenth_of_its_events_is_rolled_back_and_nothing_is
         assert_eq!(hashes.len(), 1, "{key} ran on {hashes:?}");
     }
 
+    // The active version itself is refused as a canary, and not stored again.
+    let (_, before) = admin_call(
+        &engine,
+        ADMIN,
+        "GET",
+        "/admin/plugins/tax-rate-outbound",
+        None,
+    )
+    .await;
+    let (status, _) = send_component(
+        &engine,
+        ADMIN,
+        reqwest::Method::PUT,
+        canary,
+        component("tax-rate-outbound"),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (_, after_refusal) = admin_call(
+        &engine,
+        ADMIN,
+        "GET",
+        "/admin/plugins/tax-rate-outbound",
+        None,
+    )
+    .await;
+    assert_eq!(before["versions"], after_refusal["versions"]);
+
     // A canary can be resized, stopped and promoted in one call each.
     let (status, _) = admin_call(
         &engine,
@@ -618,14 +646,34 @@ async fn a_canary_that_fails_a_tenth_of_its_events_is_rolled_back_and_nothing_is
         ADMIN,
         "PATCH",
         canary,
-        Some(json!({"percent": 100})),
+        Some(json!({"percent": 90})),
     )
     .await;
     assert_eq!(
         (status, resized["percent"].as_u64()),
-        (200, Some(100)),
+        (200, Some(90)),
         "{resized}"
     );
+    let (status, _) = admin_call(
+        &engine,
+        ADMIN,
+        "PATCH",
+        canary,
+        Some(json!({"percent": 100})),
+    )
+    .await;
+    assert_eq!(status, 400, "every key is a promotion");
+    // Its stored version cannot be deleted while it runs.
+    let rounded = resized["canary"].as_str().unwrap();
+    let (status, _) = admin_call(
+        &engine,
+        ADMIN,
+        "DELETE",
+        &format!("/admin/plugins/tax-rate-outbound/versions/{rounded}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409);
     let (status, _) =
         admin_call(&engine, ADMIN, "PATCH", canary, Some(json!({"percent": 0}))).await;
     assert_eq!(status, 400);

@@ -5,7 +5,7 @@
 use super::Admin;
 use super::api::{CanaryQuery, CanaryReport, CanaryShare, RunWindow, Swapped};
 use crate::http::ApiError;
-use crate::pipeline::canary::{Canary, Limits, Window};
+use crate::pipeline::canary::{Canary, Limits, Snapshot, Window};
 use crate::sandbox::World;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -75,11 +75,13 @@ fn no_canary(name: &str) -> ApiError {
 }
 
 fn share(percent: u8) -> Result<u8, ApiError> {
-    if (1..=100).contains(&percent) {
+    if (1..=99).contains(&percent) {
         Ok(percent)
     } else {
+        // At 100% the active version would run nothing to compare with: promote instead.
         Err(ApiError::bad_request(
-            "`percent` is the share of entity keys the canary takes: 1 to 100",
+            "`percent` is the share of entity keys the canary takes: 1 to 99 (to give it \
+             every key, promote it)",
         ))
     }
 }
@@ -116,12 +118,14 @@ impl Admin {
         if component.is_empty() {
             return Err(ApiError::bad_request("the request holds no component"));
         }
-        let plugin = self
+        // What it is, before it is stored: a resolver, or the active version, is refused
+        // without a trace (its compiled code is cached, so staging it compiles nothing again).
+        let candidate = self
             .registry
-            .stage(name, component, fixtures, &self.identity)
+            .candidate(name, component.clone())
             .await
             .map_err(super::plugins::refused)?;
-        if plugin.world() == World::Resolver {
+        if candidate.world() == World::Resolver {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "refused",
@@ -131,7 +135,7 @@ impl Admin {
         if self
             .registry
             .get(name)
-            .is_some_and(|active| active.hash() == plugin.hash())
+            .is_some_and(|active| active.hash() == candidate.hash())
         {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -139,12 +143,18 @@ impl Admin {
                 "this version is the active one already",
             ));
         }
+        drop(candidate);
+        let plugin = self
+            .registry
+            .stage(name, component, fixtures, &self.identity)
+            .await
+            .map_err(super::plugins::refused)?;
         let canary =
             self.registry
                 .canaries()
                 .start(Canary::new(plugin, percent, limits, &self.identity));
         tracing::info!(plugin = name, canary = %canary.plugin.version_tag(), percent, by = %self.identity, "canary started");
-        Ok(self.canary_of(&canary))
+        Ok(self.canary_of(&canary.snapshot()))
     }
 
     /// Sets the share of keys `name`'s canary takes.
@@ -157,7 +167,7 @@ impl Admin {
             .ok_or_else(|| no_canary(name))?;
         canary.set_percent(percent);
         tracing::info!(plugin = name, percent, by = %self.identity, "canary share changed");
-        Ok(self.canary_of(&canary))
+        Ok(self.canary_of(&canary.snapshot()))
     }
 
     /// How `name`'s canary fares (its last one, once ended).
@@ -182,54 +192,62 @@ impl Admin {
     }
 
     /// Makes `name`'s canary the active version, through the checks of an activation; the
-    /// canary ends once it is active.
+    /// canary ends once it is active. One that has ended (rolled back) is not promoted.
     pub async fn promote_canary(&self, name: &str) -> Result<Swapped, ApiError> {
         let canary = self
             .registry
             .canaries()
             .of(name)
+            .filter(|c| c.ended().is_none())
             .ok_or_else(|| no_canary(name))?;
         let swap = self
             .registry
             .activate(name, canary.plugin.hash(), &self.identity, "promote")
             .await
             .map_err(super::plugins::refused)?;
-        self.registry
-            .canaries()
-            .end(name, "promoted", format!("promoted by {}", self.identity));
+        self.registry.canaries().end_if(
+            &canary,
+            "promoted",
+            format!("promoted by {}", self.identity),
+        );
         Ok(Swapped { plugin: swap })
     }
 
-    fn canary_of(&self, canary: &Canary) -> CanaryReport {
+    /// The version `name`'s running canary delivers with, if it has one.
+    pub(super) fn canary_hash(&self, name: &str) -> Option<String> {
+        self.registry
+            .canaries()
+            .of(name)
+            .map(|c| c.plugin.hash().to_owned())
+    }
+
+    fn canary_of(&self, canary: &Snapshot) -> CanaryReport {
         let window = |w: Window| RunWindow {
             runs: w.runs,
             failed: w.failed,
             failure_rate: w.failure_rate,
             p99_ms: w.p99_ms,
         };
-        let (mine, active) = canary.windows();
-        let ended = canary.ended();
+        let ended = canary.ended.as_ref();
         CanaryReport {
-            plugin: canary.plugin.name().to_owned(),
-            canary: canary.plugin.hash().to_owned(),
+            plugin: canary.plugin.clone(),
+            canary: canary.hash.clone(),
             active: self
                 .registry
-                .get(canary.plugin.name())
+                .get(&canary.plugin)
                 .map(|p| p.hash().to_owned()),
-            percent: canary.percent(),
+            percent: canary.percent,
             started_at: canary.started_at,
             started_by: canary.by.clone(),
-            state: ended
-                .as_ref()
-                .map_or_else(|| "running".to_owned(), |e| e.how.clone()),
-            ended_at: ended.as_ref().map(|e| e.at),
-            why: ended.map(|e| e.why),
+            state: ended.map_or_else(|| "running".to_owned(), |e| e.how.clone()),
+            ended_at: ended.map(|e| e.at),
+            why: ended.map(|e| e.why.clone()),
             window_ms: u64::try_from(canary.limits.window.as_millis()).unwrap_or(u64::MAX),
             min_runs: canary.limits.min_runs,
             failure_margin: canary.limits.failure_margin,
             p99_ratio: canary.limits.p99_ratio,
-            canary_window: window(mine),
-            active_window: window(active),
+            canary_window: window(canary.canary),
+            active_window: window(canary.active),
         }
     }
 }

@@ -73,6 +73,8 @@ pub struct Admin {
     core_concurrency: usize,
     /// The routes, for dry runs.
     routes: Arc<crate::pipeline::Routes>,
+    /// Held while a dry run runs: one at a time.
+    trials: tokio::sync::Mutex<()>,
 }
 
 /// What the admin API reads besides the store and the registry.
@@ -119,6 +121,7 @@ impl Admin {
             configuration: sight.configuration,
             core_concurrency: sight.core_concurrency,
             routes: sight.routes,
+            trials: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -278,6 +278,13 @@ impl Admin {
 
     /// Deletes a stored version that is not active.
     pub async fn delete_version(&self, name: &str, hash: &str) -> Result<Deleted, ApiError> {
+        if self.canary_hash(name).as_deref() == Some(hash) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "canary-version",
+                "this version runs as the plugin's canary: stop the canary first",
+            ));
+        }
         self.registry
             .delete(name, hash)
             .await

@@ -82,17 +82,28 @@ impl Admin {
             ));
         }
         let handled = self.routes.of_plugin(name);
-        let found = self
-            .records
-            .find_events(EventQuery {
-                routes: handled.iter().map(|(route, _, _)| route.clone()).collect(),
-                since,
-                until,
-                limit,
-                ..EventQuery::default()
-            })
-            .await
-            .map_err(|e| ApiError::store_unavailable(&e))?;
+        // One dry run at a time: each reads and runs up to MAX_EVENTS events.
+        let _running = self.trials.try_lock().map_err(|_| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "dry-run-running",
+                "another dry run is running on this engine; try again when it has finished",
+            )
+        })?;
+        let found = if handled.is_empty() {
+            Vec::new()
+        } else {
+            self.records
+                .find_events(EventQuery {
+                    routes: handled.iter().map(|(route, _, _)| route.clone()).collect(),
+                    since,
+                    until,
+                    limit,
+                    ..EventQuery::default()
+                })
+                .await
+                .map_err(|e| ApiError::store_unavailable(&e))?
+        };
         let mut cases = Vec::with_capacity(found.len());
         for f in found {
             let route = f.event.route.to_string();
@@ -219,8 +230,15 @@ fn try_case(
         .history
         .outbox
         .iter()
-        .map(|(row, _)| row.action.clone())
-        .filter(|a| a.idempotency_key.starts_with(&prefix))
+        .filter(|(row, _)| row.action.idempotency_key.starts_with(&prefix))
+        .map(|(row, _)| {
+            let mut action = row.action.clone();
+            // Superseding a row records why in its `reason`; when it was made it had none.
+            if row.state == crate::store::OutboxState::Superseded {
+                action.reason = None;
+            }
+            action
+        })
         .collect();
     let error = run.error.clone().unwrap_or_default();
     let then = match &run.outcome {

@@ -194,7 +194,7 @@ pub(super) enum PluginRemote {
     CanaryShare {
         /// The plugin's name.
         name: String,
-        /// The share, in percent (1 to 100).
+        /// The share, in percent (1 to 99).
         percent: u8,
         #[command(flatten)]
         remote: Remote,

@@ -784,7 +784,7 @@ async fn start_canary(admin: &Admin, name: &str, form: crate::admin::UploadForm)
         .filter(|p| !p.is_empty());
     let Ok(percent) = percent.map(str::parse::<u8>).transpose() else {
         return Notice::refused(
-            "The canary's share is a whole percentage, 1 to 100.",
+            "The canary's share is a whole percentage, 1 to 99.",
             Vec::new(),
         );
     };
@@ -902,7 +902,7 @@ async fn plugin_action(
                 Err(e) => refused_notice("The share was not changed.", &e, false),
             },
             Err(_) => Notice::refused(
-                "The canary's share is a whole percentage, 1 to 100.",
+                "The canary's share is a whole percentage, 1 to 99.",
                 Vec::new(),
             ),
         },

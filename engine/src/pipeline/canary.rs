@@ -227,10 +227,51 @@ pub fn bucket(key: &str) -> u8 {
     u8::try_from(n % 100).expect("below 100")
 }
 
-/// The canaries of every plugin: the running ones, and the last one that ended.
+/// What a canary was or is, without its version's code (an ended canary keeps no instances).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The plugin.
+    pub plugin: String,
+    /// The canary's version.
+    pub hash: String,
+    /// Its share of keys, in percent.
+    pub percent: u8,
+    /// When it started (Unix ms).
+    pub started_at: i64,
+    /// Who started it.
+    pub by: String,
+    /// When it is rolled back on its own.
+    pub limits: Limits,
+    /// Its runs in the window.
+    pub canary: Window,
+    /// The active version's runs in the window.
+    pub active: Window,
+    /// How it ended, if it has.
+    pub ended: Option<Ended>,
+}
+
+impl Canary {
+    /// What it is now.
+    pub fn snapshot(&self) -> Snapshot {
+        let (canary, active) = self.windows();
+        Snapshot {
+            plugin: self.plugin.name().to_owned(),
+            hash: self.plugin.hash().to_owned(),
+            percent: self.percent(),
+            started_at: self.started_at,
+            by: self.by.clone(),
+            limits: self.limits,
+            canary,
+            active,
+            ended: self.ended(),
+        }
+    }
+}
+
+/// The canaries of every plugin: the running ones, and how the last one that ended was.
 pub struct Canaries {
     running: ArcSwap<HashMap<String, Arc<Canary>>>,
-    last: Mutex<HashMap<String, Arc<Canary>>>,
+    last: Mutex<HashMap<String, Snapshot>>,
     metrics: Arc<Metrics>,
 }
 
@@ -249,9 +290,9 @@ impl Canaries {
         self.running.load().get(plugin).cloned()
     }
 
-    /// The running canary of `plugin`, else the last one that ended.
-    pub fn latest(&self, plugin: &str) -> Option<Arc<Canary>> {
-        self.of(plugin).or_else(|| {
+    /// The running canary of `plugin`, else the last one that ended, as they are now.
+    pub fn latest(&self, plugin: &str) -> Option<Snapshot> {
+        self.of(plugin).map(|c| c.snapshot()).or_else(|| {
             self.last
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -277,38 +318,69 @@ impl Canaries {
     }
 
     /// Ends the running canary of `plugin` (`how`: `stopped`, `promoted`, `rolled-back`);
-    /// answers it.
-    pub fn end(&self, plugin: &str, how: &str, why: String) -> Option<Arc<Canary>> {
-        let mut ended = None;
-        self.running.rcu(|current| {
-            let mut next = HashMap::clone(current);
-            ended = next.remove(plugin);
-            next
-        });
-        let ended = ended?;
-        self.ended(&ended, how, why);
-        Some(ended)
+    /// answers how it ended.
+    pub fn end(&self, plugin: &str, how: &str, why: String) -> Option<Snapshot> {
+        let running = self.of(plugin)?;
+        self.end_if(&running, how, why)
     }
 
-    fn ended(&self, canary: &Arc<Canary>, how: &str, why: String) {
+    /// Ends `canary` if it is still its plugin's running canary (not one started since);
+    /// answers how it ended.
+    pub fn end_if(&self, canary: &Arc<Canary>, how: &str, why: String) -> Option<Snapshot> {
+        let name = canary.plugin.name();
+        let mut ended = false;
+        self.running.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            ended = next
+                .get(name)
+                .is_some_and(|running| Arc::ptr_eq(running, canary));
+            if ended {
+                next.remove(name);
+            }
+            next
+        });
+        ended.then(|| self.ended(canary, how, why))
+    }
+
+    fn ended(&self, canary: &Arc<Canary>, how: &str, why: String) -> Snapshot {
         *canary.ended.lock().unwrap_or_else(PoisonError::into_inner) = Some(Ended {
             at: now_ms(),
             how: how.to_owned(),
             why,
         });
+        let snapshot = canary.snapshot();
         self.last
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(canary.plugin.name().to_owned(), canary.clone());
+            .insert(snapshot.plugin.clone(), snapshot.clone());
+        snapshot
     }
 
-    /// The version that runs `plugin` on an event: the canary's when the bucket of the
-    /// event's key (`key`, asked only when there is a canary) is within its share, else
-    /// `active`.
-    pub fn pick(&self, plugin: &str, key: impl FnOnce() -> String, active: Plugin) -> Plugin {
-        match self.running.load().get(plugin) {
-            Some(canary) if bucket(&key()) < canary.percent() => canary.plugin.clone(),
-            _ => active,
+    /// The version that runs `plugin` on an event, and whether it is the canary: the
+    /// canary's when the bucket of the event's key (`key`, asked only when there is a canary)
+    /// is within its share, else `active`. A canary whose version has become the active one
+    /// (activated another way) ends here.
+    pub fn pick(
+        &self,
+        plugin: &str,
+        key: impl FnOnce() -> String,
+        active: Plugin,
+    ) -> (Plugin, bool) {
+        let Some(canary) = self.running.load().get(plugin).cloned() else {
+            return (active, false);
+        };
+        if canary.plugin.hash() == active.hash() {
+            self.end_if(
+                &canary,
+                "promoted",
+                "its version became the active one".into(),
+            );
+            return (active, false);
+        }
+        if bucket(&key()) < canary.percent() {
+            (canary.plugin.clone(), true)
+        } else {
+            (active, false)
         }
     }
 
@@ -343,16 +415,15 @@ impl Canaries {
             return;
         }
         if let Some(why) = canary.verdict() {
-            let ended = self.running.load().get(plugin).cloned();
-            if ended.is_some_and(|running| Arc::ptr_eq(&running, &canary)) {
+            let version = canary.plugin.version_tag();
+            if self.end_if(&canary, "rolled-back", why.clone()).is_some() {
                 tracing::warn!(
                     plugin,
-                    canary = %canary.plugin.version_tag(),
+                    canary = %version,
                     why = %why,
                     "canary rolled back: its events go to the active version again"
                 );
                 self.metrics.count_canary_rollback(plugin);
-                self.end(plugin, "rolled-back", why);
             }
         }
     }

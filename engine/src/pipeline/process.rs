@@ -76,7 +76,7 @@ fn run_handler(
         tracing::error!(plugin = %handler.handler.name, "no version of the plugin is loaded");
         return None;
     };
-    let plugin =
+    let (plugin, on_canary) =
         registry
             .canaries()
             .pick(&handler.handler.name, || canary_key(event, handler), active);
@@ -102,9 +102,12 @@ fn run_handler(
         .get_or_create(&PluginLabels::new(&plugin))
         .observe(elapsed.as_secs_f64());
     let outcome = rows_of(event, index, handler, result, routes);
-    registry
-        .shadows()
-        .offer(event, index, handler, &outcome, &plugin, elapsed);
+    // A shadow is compared with the active version only, never with a canary.
+    if !on_canary {
+        registry
+            .shadows()
+            .offer(event, index, handler, &outcome, &plugin, elapsed);
+    }
     registry
         .canaries()
         .observe(plugin.name(), plugin.hash(), outcome.is_err(), elapsed);

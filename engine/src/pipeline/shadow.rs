@@ -4,10 +4,12 @@
 //! dry run does ([`super::trial`]), compares, counts, and records the comparison with the
 //! event.
 //!
-//! A shadow never delays live work: the offer is a `try_send` into a bounded queue (at most
-//! [`QUEUE_EVENTS`] events and [`QUEUE_BYTES`] of payloads), the worker is one task running one
-//! event at a time, and it never waits for a sandbox slot live events hold. An event the queue
-//! has no room for, or that finds no free slot, is skipped and counted.
+//! A shadow never makes live work wait for it: the offer is a `try_send` into a bounded queue
+//! (at most [`QUEUE_EVENTS`] events and [`QUEUE_BYTES`] of payloads and rows), the worker is one
+//! task running one event at a time, and it never waits for a sandbox slot: when none is free
+//! it skips. An event the queue has no room for, or that finds no free slot, is skipped and
+//! counted. While it runs it does hold a slot (and a core), so `sandbox.maxInstances` should
+//! leave room for it.
 
 use super::routes::{RouteHandler, Routes};
 use super::trial::{Then, Verdict, try_on};
@@ -27,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 /// The most events waiting for shadows.
 pub const QUEUE_EVENTS: usize = 256;
 
-/// The most payload bytes waiting for shadows.
+/// The most bytes (payloads, and the rows they are compared with) waiting for shadows.
 pub const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How many of a shadow's latest differences (and failures) are kept for its report.
@@ -124,6 +126,8 @@ struct Job {
     live: Live,
     active_hash: String,
     active_us: u64,
+    /// What it counts for in the queue's byte budget.
+    bytes: usize,
 }
 
 /// The shadows of every plugin, and the queue to their worker.
@@ -191,7 +195,11 @@ impl Shadows {
         let Some(shadow) = self.of(&handler.handler.name) else {
             return;
         };
-        let bytes = event.payload.len();
+        // What the job holds: the payload and the rows to compare with.
+        let bytes = event.payload.len()
+            + live
+                .as_ref()
+                .map_or(0, |rows| rows.iter().map(|r| r.body.len() + 256).sum());
         if self.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > QUEUE_BYTES {
             self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             shadow.skipped(&self.metrics);
@@ -208,6 +216,7 @@ impl Shadows {
             },
             active_hash: active.hash().to_owned(),
             active_us: u64::try_from(active_took.as_micros()).unwrap_or(u64::MAX),
+            bytes,
         };
         if self.queue.try_send(job).is_err() {
             self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
@@ -246,11 +255,13 @@ impl Shadows {
                     Err(_) => break,
                 }
             }
-            let bytes: usize = batch.iter().map(|j| j.event.payload.len()).sum();
-            let (routes, worker) = (routes.clone(), self.clone());
+            let bytes: usize = batch.iter().map(|j| j.bytes).sum();
+            let (routes, worker, stopping) = (routes.clone(), self.clone(), shutdown.clone());
             let runs = tokio::task::spawn_blocking(move || {
+                // A stopping engine does not wait for the rest of the batch.
                 batch
                     .iter()
+                    .take_while(|_| !stopping.is_cancelled())
                     .filter_map(|job| worker.run_one(job, &routes))
                     .collect::<Vec<_>>()
             })

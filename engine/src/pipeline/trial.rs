@@ -104,9 +104,8 @@ pub struct Tried {
 }
 
 /// Runs `candidate` as handler `index` (`handler`) on `event` and compares its rows with
-/// `then`. Live events come first: when the sandbox has no free slot it waits for one, at most
-/// `wait` in all, then gives up ([`Verdict::Busy`]). Blocks while the plugin runs: call it on a
-/// thread that may block.
+/// `then`. When the sandbox has no free slot it waits for one, at most `wait` in all, then gives
+/// up ([`Verdict::Busy`]). Blocks while the plugin runs: call it on a thread that may block.
 pub fn try_on(
     event: &Event,
     index: usize,

@@ -152,7 +152,7 @@ pub struct ShadowDifference {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CanaryQuery {
-    /// The share of entity keys it takes, in percent (1 to 100; default 10).
+    /// The share of entity keys it takes, in percent (1 to 99; default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<u8>,
     /// How far back runs count, such as `5m` (default 5 minutes).
@@ -173,7 +173,7 @@ pub struct CanaryQuery {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryShare {
-    /// The share of entity keys it takes, in percent (1 to 100).
+    /// The share of entity keys it takes, in percent (1 to 99).
     pub percent: u8,
 }
 
