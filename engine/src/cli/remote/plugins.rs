@@ -1,0 +1,410 @@
+//! The plugin lifecycle commands against a running engine: upload, dry run, shadow, canary,
+//! list, show, activate, roll back, delete.
+
+use super::super::text::{canary_text, plugin_text, shadow_text, short, swap_text, trial_text};
+use super::{Remote, print};
+use crate::admin::api::{
+    ActivateRequest, CanaryQuery, CanaryReport, CanaryShare, Deleted, PluginDetail, Plugins,
+    ShadowReport, Swapped, Trial, TrialQuery,
+};
+use anyhow::Context;
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Plugin commands against a running engine.
+#[derive(Debug, Subcommand)]
+pub(in crate::cli) enum PluginRemote {
+    /// Uploads a new version of a plugin: the engine checks it (world, fixtures) and, when it
+    /// passes, makes it active; otherwise it says every reason and the active version stays.
+    Upload {
+        /// The plugin's name.
+        name: String,
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// Fixtures the version must pass (JSON); without them, the active version's apply.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Tries a candidate version on stored events of the plugin's routes, newest first, and
+    /// says for each whether it makes what was made then, something else (with a JSON diff), or
+    /// fails. Nothing is stored, activated or delivered.
+    Try {
+        /// The plugin's name.
+        name: String,
+        /// The candidate component (`.wasm`).
+        file: PathBuf,
+        /// Events accepted at or after this time (RFC 3339 or Unix ms).
+        #[arg(long)]
+        since: Option<String>,
+        /// Events accepted before this time (RFC 3339 or Unix ms).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many events, the newest (default 1,000, at most 10,000).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Also list the events where nothing changed.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Runs a candidate version as the plugin's shadow: beside the active version on live
+    /// events, delivering nothing, comparing what it makes (replaces the shadow, if any).
+    Shadow {
+        /// The plugin's name.
+        name: String,
+        /// The candidate component (`.wasm`).
+        file: PathBuf,
+        /// Fixtures it must pass when promoted (JSON); without them, the active version's apply.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Shows what the plugin's shadow has done: how often it agreed, its latest differences.
+    ShadowReport {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Stops the plugin's shadow, showing what it did.
+    ShadowStop {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Makes the plugin's shadow its active version, after the same checks as an upload.
+    ShadowPromote {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Checks a candidate version as an upload is, keeps it, and lets it take a share of the
+    /// plugin's live events by entity key; it is rolled back on its own when it fails more, or
+    /// runs slower, than the active version by more than the margins.
+    Canary {
+        /// The plugin's name.
+        name: String,
+        /// The candidate component (`.wasm`).
+        file: PathBuf,
+        /// Fixtures it must pass (JSON); without them, the active version's apply.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+        /// The share of entity keys it takes, in percent (default 10).
+        #[arg(long)]
+        percent: Option<u8>,
+        /// How far back runs count, such as `5m` (default 5 minutes).
+        #[arg(long)]
+        window: Option<String>,
+        /// Runs of each version in the window before anything is decided (default 20).
+        #[arg(long)]
+        min_runs: Option<usize>,
+        /// How much higher its failure rate may be than the active version's (default 0.05).
+        #[arg(long)]
+        failure_margin: Option<f64>,
+        /// How many times the active version's p99 run time its own may be (default 3).
+        #[arg(long)]
+        p99_ratio: Option<f64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Sets the share of entity keys the plugin's canary takes.
+    CanaryShare {
+        /// The plugin's name.
+        name: String,
+        /// The share, in percent (1 to 99).
+        percent: u8,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Shows how the plugin's canary fares (or how its last one ended, and why).
+    CanaryReport {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Stops the plugin's canary: its keys go back to the active version.
+    CanaryStop {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Makes the plugin's canary its active version.
+    CanaryPromote {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Lists the plugins and their active versions.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Shows a plugin's versions and activations.
+    Show {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Makes a stored version active again, after the same checks as an upload.
+    Activate {
+        /// The plugin's name.
+        name: String,
+        /// The version's hash.
+        hash: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Makes the version active before the current one active again.
+    Rollback {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Deletes a version that is not active.
+    Delete {
+        /// The plugin's name.
+        name: String,
+        /// The version's hash.
+        hash: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// A component (and its fixtures) as the multipart form the admin API takes.
+fn upload_form(
+    file: &std::path::Path,
+    fixtures: Option<&std::path::Path>,
+) -> anyhow::Result<reqwest::blocking::multipart::Form> {
+    let component =
+        std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut form = reqwest::blocking::multipart::Form::new().part(
+        "component",
+        reqwest::blocking::multipart::Part::bytes(component).mime_str("application/wasm")?,
+    );
+    if let Some(fixtures) = fixtures {
+        let json = std::fs::read_to_string(fixtures)
+            .with_context(|| format!("cannot read {}", fixtures.display()))?;
+        form = form.text("fixtures", json);
+    }
+    Ok(form)
+}
+
+pub(in crate::cli) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
+    use reqwest::Method;
+    match command {
+        PluginRemote::Upload {
+            name,
+            file,
+            fixtures,
+            remote,
+        } => {
+            let client = remote.client()?;
+            let form = upload_form(&file, fixtures.as_deref())?;
+            let answer: Swapped = client.call(
+                client
+                    .request(Method::PUT, &format!("/admin/plugins/{name}"))
+                    .timeout(Duration::from_secs(300))
+                    .multipart(form),
+            )?;
+            print(&remote, &answer, swap_text);
+        }
+        PluginRemote::Shadow {
+            name,
+            file,
+            fixtures,
+            remote,
+        } => {
+            let client = remote.client()?;
+            let form = upload_form(&file, fixtures.as_deref())?;
+            let answer: ShadowReport = client.call(
+                client
+                    .request(Method::PUT, &format!("/admin/plugins/{name}/shadow"))
+                    .timeout(Duration::from_secs(300))
+                    .multipart(form),
+            )?;
+            print(&remote, &answer, shadow_text);
+        }
+        PluginRemote::ShadowReport { name, remote } => {
+            let answer: ShadowReport = remote
+                .client()?
+                .get(&format!("/admin/plugins/{name}/shadow"), &())?;
+            print(&remote, &answer, shadow_text);
+        }
+        PluginRemote::ShadowStop { name, remote } => {
+            let client = remote.client()?;
+            let answer: ShadowReport = client
+                .call(client.request(Method::DELETE, &format!("/admin/plugins/{name}/shadow")))?;
+            print(&remote, &answer, |r| format!("stopped\n{}", shadow_text(r)));
+        }
+        PluginRemote::ShadowPromote { name, remote } => {
+            let client = remote.client()?;
+            let answer: Swapped = client.call(
+                client
+                    .request(
+                        Method::POST,
+                        &format!("/admin/plugins/{name}/shadow/promote"),
+                    )
+                    .timeout(Duration::from_secs(300)),
+            )?;
+            print(&remote, &answer, swap_text);
+        }
+        PluginRemote::Canary {
+            name,
+            file,
+            fixtures,
+            percent,
+            window,
+            min_runs,
+            failure_margin,
+            p99_ratio,
+            remote,
+        } => {
+            let client = remote.client()?;
+            let form = upload_form(&file, fixtures.as_deref())?;
+            let query = CanaryQuery {
+                percent,
+                window,
+                min_runs,
+                failure_margin,
+                p99_ratio,
+            };
+            let answer: CanaryReport = client.call(
+                client
+                    .request(Method::PUT, &format!("/admin/plugins/{name}/canary"))
+                    .query(&query)
+                    .timeout(Duration::from_secs(300))
+                    .multipart(form),
+            )?;
+            print(&remote, &answer, canary_text);
+        }
+        PluginRemote::CanaryShare {
+            name,
+            percent,
+            remote,
+        } => {
+            let client = remote.client()?;
+            let answer: CanaryReport = client.call(
+                client
+                    .request(Method::PATCH, &format!("/admin/plugins/{name}/canary"))
+                    .json(&CanaryShare { percent }),
+            )?;
+            print(&remote, &answer, canary_text);
+        }
+        PluginRemote::CanaryReport { name, remote } => {
+            let answer: CanaryReport = remote
+                .client()?
+                .get(&format!("/admin/plugins/{name}/canary"), &())?;
+            print(&remote, &answer, canary_text);
+        }
+        PluginRemote::CanaryStop { name, remote } => {
+            let client = remote.client()?;
+            let answer: CanaryReport = client
+                .call(client.request(Method::DELETE, &format!("/admin/plugins/{name}/canary")))?;
+            print(&remote, &answer, canary_text);
+        }
+        PluginRemote::CanaryPromote { name, remote } => {
+            let client = remote.client()?;
+            let answer: Swapped = client.call(
+                client
+                    .request(
+                        Method::POST,
+                        &format!("/admin/plugins/{name}/canary/promote"),
+                    )
+                    .timeout(Duration::from_secs(300)),
+            )?;
+            print(&remote, &answer, swap_text);
+        }
+        PluginRemote::Try {
+            name,
+            file,
+            since,
+            until,
+            limit,
+            all,
+            remote,
+        } => {
+            let client = remote.client()?;
+            let component =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let query = TrialQuery {
+                since,
+                until,
+                limit,
+            };
+            let answer: Trial = client.call(
+                client
+                    .request(Method::POST, &format!("/admin/plugins/{name}/try"))
+                    .query(&query)
+                    .header("content-type", "application/wasm")
+                    .timeout(Duration::from_secs(600))
+                    .body(component),
+            )?;
+            print(&remote, &answer, |trial| trial_text(trial, all));
+        }
+        PluginRemote::List { remote } => {
+            let answer: Plugins = remote.client()?.get("/admin/plugins", &())?;
+            print(&remote, &answer, |a| {
+                a.plugins
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}  {}  {}\n",
+                            p.name,
+                            short(p.active.as_deref().unwrap_or("-")),
+                            p.world.as_deref().unwrap_or("-")
+                        )
+                    })
+                    .collect()
+            });
+        }
+        PluginRemote::Show { name, remote } => {
+            let answer: PluginDetail = remote
+                .client()?
+                .get(&format!("/admin/plugins/{name}"), &())?;
+            print(&remote, &answer, plugin_text);
+        }
+        PluginRemote::Activate { name, hash, remote } => {
+            let client = remote.client()?;
+            let answer: Swapped = client.call(
+                client
+                    .request(Method::POST, &format!("/admin/plugins/{name}/activate"))
+                    .timeout(Duration::from_secs(300))
+                    .json(&ActivateRequest { hash }),
+            )?;
+            print(&remote, &answer, swap_text);
+        }
+        PluginRemote::Rollback { name, remote } => {
+            let client = remote.client()?;
+            let answer: Swapped = client.call(
+                client
+                    .request(Method::POST, &format!("/admin/plugins/{name}/rollback"))
+                    .timeout(Duration::from_secs(300)),
+            )?;
+            print(&remote, &answer, swap_text);
+        }
+        PluginRemote::Delete { name, hash, remote } => {
+            let client = remote.client()?;
+            let answer: Deleted = client.call(client.request(
+                Method::DELETE,
+                &format!("/admin/plugins/{name}/versions/{hash}"),
+            ))?;
+            print(&remote, &answer, |a| {
+                format!("deleted {}@{}\n", a.deleted.name, short(&a.deleted.hash))
+            });
+        }
+    }
+    Ok(())
+}
