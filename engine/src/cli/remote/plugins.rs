@@ -183,6 +183,18 @@ pub(in crate::cli) enum PluginRemote {
     },
 }
 
+/// `POST path` (a rollback, a promotion), which makes a version active: prints which.
+fn swap(remote: &Remote, path: &str) -> anyhow::Result<()> {
+    let client = remote.client()?;
+    let answer: Swapped = client.call(
+        client
+            .request(reqwest::Method::POST, path)
+            .timeout(Duration::from_secs(300)),
+    )?;
+    print(remote, &answer, swap_text);
+    Ok(())
+}
+
 /// A component (and its fixtures) as the multipart form the admin API takes.
 fn upload_form(
     file: &std::path::Path,
@@ -250,16 +262,7 @@ pub(in crate::cli) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
             print(&remote, &answer, |r| format!("stopped\n{}", shadow_text(r)));
         }
         PluginRemote::ShadowPromote { name, remote } => {
-            let client = remote.client()?;
-            let answer: Swapped = client.call(
-                client
-                    .request(
-                        Method::POST,
-                        &format!("/admin/plugins/{name}/shadow/promote"),
-                    )
-                    .timeout(Duration::from_secs(300)),
-            )?;
-            print(&remote, &answer, swap_text);
+            swap(&remote, &format!("/admin/plugins/{name}/shadow/promote"))?;
         }
         PluginRemote::Canary {
             name,
@@ -316,16 +319,7 @@ pub(in crate::cli) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
             print(&remote, &answer, canary_text);
         }
         PluginRemote::CanaryPromote { name, remote } => {
-            let client = remote.client()?;
-            let answer: Swapped = client.call(
-                client
-                    .request(
-                        Method::POST,
-                        &format!("/admin/plugins/{name}/canary/promote"),
-                    )
-                    .timeout(Duration::from_secs(300)),
-            )?;
-            print(&remote, &answer, swap_text);
+            swap(&remote, &format!("/admin/plugins/{name}/canary/promote"))?;
         }
         PluginRemote::Try {
             name,
@@ -387,13 +381,7 @@ pub(in crate::cli) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
             print(&remote, &answer, swap_text);
         }
         PluginRemote::Rollback { name, remote } => {
-            let client = remote.client()?;
-            let answer: Swapped = client.call(
-                client
-                    .request(Method::POST, &format!("/admin/plugins/{name}/rollback"))
-                    .timeout(Duration::from_secs(300)),
-            )?;
-            print(&remote, &answer, swap_text);
+            swap(&remote, &format!("/admin/plugins/{name}/rollback"))?;
         }
         PluginRemote::Delete { name, hash, remote } => {
             let client = remote.client()?;
