@@ -342,36 +342,39 @@ async fn run_listen_brings_an_exposed_configuration_back_to_loopback() {
 }
 
 #[test]
-fn validate_accepts_the_example_configuration() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let example = root.join("examples/tax-rate.yaml");
-    // The example reads the plugins where `scripts/run-example` builds them; check a copy that
-    // points at this build's plugins.
-    let built_by_the_script = "../target/wasm-plugins/wasm32-unknown-unknown/plugin";
-    let text = std::fs::read_to_string(&example).unwrap();
-    assert!(text.contains(built_by_the_script), "{text}");
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tax-rate.yaml");
-    std::fs::write(&config, text.replace(built_by_the_script, ARTIFACTS)).unwrap();
-    let output = Command::new(ENGINE)
-        .arg("validate")
-        .arg(&config)
-        .env("HMS_CORE_TOKEN", "test")
-        .env("SYNC_ENGINE_ADMIN_TOKEN", "an-admin-token-for-tests")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        stdout.contains(
-            "is valid: 2 plugin(s), 1 destination(s), 1 HMS event route(s), 1 webhook(s)"
-        ),
-        "{stdout}"
-    );
+fn validate_accepts_the_example_configurations() {
+    for example in ["tax-rate.yaml", "tax-rate-nats.yaml"] {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let example = root.join("examples").join(example);
+        // The examples read the plugins where `scripts/run-example` builds them; check a copy
+        // that points at this build's plugins.
+        let built_by_the_script = "../target/wasm-plugins/wasm32-unknown-unknown/plugin";
+        let text = std::fs::read_to_string(&example).unwrap();
+        assert!(text.contains(built_by_the_script), "{text}");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tax-rate.yaml");
+        std::fs::write(&config, text.replace(built_by_the_script, ARTIFACTS)).unwrap();
+        let output = Command::new(ENGINE)
+            .arg("validate")
+            .arg(&config)
+            .env("HMS_CORE_TOKEN", "test")
+            .env("SYNC_ENGINE_ADMIN_TOKEN", "an-admin-token-for-tests")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}: {stdout}\n{}",
+            example.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains(
+                "is valid: 2 plugin(s), 1 destination(s), 1 HMS event route(s), 1 webhook(s)"
+            ),
+            "{stdout}"
+        );
+    }
 }
 
 #[test]

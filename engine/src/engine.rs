@@ -404,12 +404,18 @@ pub async fn run(
     // From here the registry holds the versions that run: a configured version swapped out later
     // must not stay loaded (with the instances it keeps for reuse) until the engine stops.
     drop(plugins);
+    // The HMS bus on NATS, when the engine is on one: connected in the background.
+    let bus = match config.bus.nats() {
+        Some(nats) => Some(Arc::new(crate::bus::Bus::connect(nats).await?)),
+        None => None,
+    };
     let dispatcher = Arc::new(Dispatcher::new(
         &config,
         backend.outbox.clone(),
         routes.clone(),
         registry.clone(),
         metrics.clone(),
+        bus.clone(),
     )?);
     let sources = Arc::new(Sources::new(
         &config,
@@ -549,9 +555,13 @@ pub async fn run(
         ))
     });
 
+    let reading_bus = bus.map(|bus| {
+        tokio::spawn(crate::sources::BusSource::new(sources.clone(), bus).run(shutdown.clone()))
+    });
+
     let address = listener.local_addr()?;
     tracing::info!(%address, store = %store.path().display(), "sync engine listening");
-    let sources = sources.router(config.max_body_size);
+    let sources = sources.router();
     let admin = admin
         .clone()
         .router(config.admin.max_upload_size)
@@ -583,6 +593,9 @@ pub async fn run(
     // However the server ended, stop the rest and let it finish cleanly: the work (which gives
     // the lease back once it has stopped), then the follower its last writes waited for.
     shutdown.cancel();
+    if let Some(reading_bus) = reading_bus {
+        let _ = reading_bus.await;
+    }
     let _ = working.await;
     if let Some(watcher) = watcher {
         let _ = watcher.await;

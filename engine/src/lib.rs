@@ -7,8 +7,9 @@
 //! The modules follow one event through the engine (`docs/architecture.md` walks it hop by
 //! hop):
 //!
-//! - [`sources`]: the listeners: the embedded HMS bus (`POST /events/{type}`) and the
-//!   configured webhooks. An event is answered only once it is committed.
+//! - [`sources`]: where events come in: the HMS bus (the embedded `POST /events/{type}`, or a
+//!   NATS subscription, over [`bus`]) and the configured webhooks. An event is answered (or its
+//!   bus message acknowledged) only once it is committed.
 //! - [`store`]: the durable store behind five seams (intake, work queue, outbox, plugin store,
 //!   records); [`store::sqlite`] is the embedded backend, with group commit.
 //! - [`pipeline`]: runs each accepted event through its route's plugins and turns what they
@@ -17,8 +18,9 @@
 //!   against the `transformer`, `handler` and `resolver` worlds, and runs each event in a fresh,
 //!   limited instance; the event model and fixtures live there too. [`registry`] holds the
 //!   active version of each plugin and swaps in new ones while events flow.
-//! - [`delivery`]: sends outbox rows to destinations and to the HMS core, in order per entity
-//!   key, signed ([`signing`]), with retries; what gives up becomes a dead letter.
+//! - [`delivery`]: sends outbox rows to destinations and to the HMS core (over HTTP, or onto
+//!   the NATS bus), in order per entity key, signed ([`signing`]), with retries; what gives up
+//!   becomes a dead letter.
 //!   [`conflict`] decides whether a delivery is newer than what its destination holds.
 //! - [`http`]: the router, JSON errors, bearer tokens, health and metrics endpoints;
 //!   [`admin`]: the admin API and its wire types; [`console`]: the operator console, pages
@@ -29,6 +31,7 @@
 //!   [`throttle`] keeps repeated failures from flooding the logs.
 
 pub mod admin;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod conflict;

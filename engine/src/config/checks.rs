@@ -63,14 +63,13 @@ impl Config {
             }
             (StoreKind::Nats, Some(nats)) => nats,
         };
-        if nats.servers.is_empty() {
-            p.add("store.nats.servers", "name at least one server");
-        }
-        for (i, server) in nats.servers.iter().enumerate() {
-            if let Err(e) = check_nats_url(server) {
-                p.add(format!("store.nats.servers[{i}]"), e);
-            }
-        }
+        check_nats_connection(
+            "store.nats",
+            &nats.servers,
+            nats.credentials.is_some(),
+            (nats.user.is_some(), nats.password.is_some()),
+            p,
+        );
         if nats.prefix.is_empty()
             || !nats
                 .prefix
@@ -97,15 +96,84 @@ impl Config {
         if nats.snapshot_interval < std::time::Duration::from_secs(1) {
             p.add("store.nats.snapshotInterval", "at least 1s");
         }
-        if nats.credentials.is_some() && nats.user.is_some() {
+    }
+
+    /// The `bus` section: a `nats` section exactly with `kind: nats`, what it names, and with
+    /// it neither the HTTP endpoint's token nor the core's URL (emitted events go onto the bus).
+    fn check_bus(&self, p: &mut Problems) {
+        use super::bus::BusKind;
+        let nats = match (self.bus.kind, &self.bus.nats) {
+            (BusKind::Http, None) => return,
+            (BusKind::Http, Some(_)) => {
+                p.add("bus.nats", "only with `bus.kind: nats`");
+                return;
+            }
+            (BusKind::Nats, None) => {
+                p.add(
+                    "bus.nats",
+                    "`bus.kind: nats` needs this section (at least `servers`)",
+                );
+                return;
+            }
+            (BusKind::Nats, Some(nats)) => nats,
+        };
+        if self.bus.token.is_some() {
             p.add(
-                "store.nats.user",
-                "either `credentials` or `user`, not both",
+                "bus.token",
+                "only with `bus.kind: http`: on the NATS bus, `POST /events/{type}` is off",
             );
         }
-        if nats.user.is_some() != nats.password.is_some() {
-            p.add("store.nats.password", "`user` and `password` go together");
+        if self.core.is_some() {
+            p.add(
+                "core",
+                "only with `bus.kind: http`: on the NATS bus, emitted events are published \
+                 onto it; remove `core`",
+            );
         }
+        check_nats_connection(
+            "bus.nats",
+            &nats.servers,
+            nats.credentials.is_some(),
+            (nats.user.is_some(), nats.password.is_some()),
+            p,
+        );
+        let prefix_ok = !nats.subject_prefix.is_empty()
+            && nats.subject_prefix.split('.').all(|token| {
+                !token.is_empty()
+                    && token
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !prefix_ok {
+            p.add(
+                "bus.nats.subjectPrefix",
+                "dot-separated words of letters, digits, `-` and `_` (no wildcards)",
+            );
+        }
+        for (key, name) in [
+            ("bus.nats.stream", nats.stream.as_deref()),
+            ("bus.nats.consumer", Some(nats.consumer.as_str())),
+        ] {
+            if let Some(name) = name
+                && (name.is_empty()
+                    || name.len() > 64
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            {
+                p.add(key, "1 to 64 letters, digits, `-` and `_`");
+            }
+        }
+        for (key, value) in [
+            ("bus.nats.ackWait", nats.ack_wait),
+            ("bus.nats.timeout", nats.timeout),
+            ("bus.nats.streamMaxAge", nats.stream_max_age),
+        ] {
+            if value < std::time::Duration::from_secs(1) {
+                p.add(key, "at least 1s");
+            }
+        }
+        check_retry(&nats.retry.apply(&self.retry), "bus.nats.retry", p);
     }
 
     /// The checks serde cannot make: references between sections, URLs, names, secrets.
@@ -139,6 +207,7 @@ impl Config {
             }
         }
         self.check_store(&mut p);
+        self.check_bus(&mut p);
         if self.admin.listen.is_some_and(|admin| admin == self.listen) {
             p.add(
                 "admin.listen",
@@ -261,10 +330,11 @@ impl Config {
                 if let Err(e) = crate::sandbox::event::check_event_type(emit) {
                     p.add(format!("{key}.emit"), e);
                 }
-                if self.core.is_none() {
+                if self.core.is_none() && self.bus.nats().is_none() {
                     p.add(
                         format!("{key}.emit"),
-                        "this route emits HMS events, which go to the core: set `core.url`",
+                        "this route emits HMS events, which go to the core: set `core.url` \
+                         (or put the engine on a NATS bus, `bus.kind: nats`)",
                     );
                 }
             }
@@ -295,7 +365,10 @@ impl Config {
             return p.0;
         }
         let listen = self.listen;
-        if self.bus.token.is_none() && !self.hms_events.is_empty() {
+        if self.bus.token.is_none()
+            && self.bus.kind == super::bus::BusKind::Http
+            && !self.hms_events.is_empty()
+        {
             p.add(
                 "bus.token",
                 format!(
@@ -449,11 +522,38 @@ fn check_secrets(secrets: &[Expanded], key: &str, p: &mut Problems) {
 }
 
 /// A NATS server address: `nats://`, `tls://` (or `host:port`), with a host.
-fn check_nats_url(server: &str) -> Result<(), String> {
-    server
-        .parse::<async_nats::ServerAddr>()
-        .map(drop)
-        .map_err(|e| format!("not a NATS server address ({e})"))
+/// A NATS section's servers and credentials (`key`: where the section is): at least one
+/// server address, and a credentials file or a user with a password, not both.
+fn check_nats_connection(
+    key: &str,
+    servers: &[Expanded],
+    credentials: bool,
+    (user, password): (bool, bool),
+    p: &mut Problems,
+) {
+    if servers.is_empty() {
+        p.add(format!("{key}.servers"), "name at least one server");
+    }
+    for (i, server) in servers.iter().enumerate() {
+        if let Err(e) = server.parse::<async_nats::ServerAddr>() {
+            p.add(
+                format!("{key}.servers[{i}]"),
+                format!("not a NATS server address ({e})"),
+            );
+        }
+    }
+    if credentials && user {
+        p.add(
+            format!("{key}.user"),
+            "either `credentials` or `user`, not both",
+        );
+    }
+    if user != password {
+        p.add(
+            format!("{key}.password"),
+            "`user` and `password` go together",
+        );
+    }
 }
 
 fn check_url(raw: &str) -> Result<(), String> {

@@ -1,5 +1,5 @@
-//! The sections about the HTTP listeners: their limits (`http`), the embedded HMS bus endpoint
-//! (`bus`) and the admin API (`admin`).
+//! The sections about the HTTP listeners: their limits (`http`) and the admin API (`admin`).
+//! The HMS bus (`bus`), an HTTP endpoint or a NATS subscription, has its own module.
 
 use super::values::{self, Expanded};
 use serde::Deserialize;
@@ -49,16 +49,6 @@ impl Default for HttpConfig {
             shutdown_timeout: default_shutdown_timeout(),
         }
     }
-}
-
-/// The embedded HMS bus endpoint.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct BusConfig {
-    /// When set, `POST /events/{type}` requires `Authorization: Bearer <token>` (at least 16
-    /// bytes). Required when `listen` is not a loopback address and HMS event routes exist.
-    pub token: Option<Expanded>,
 }
 
 /// The admin API.

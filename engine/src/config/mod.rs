@@ -10,11 +10,12 @@
 //! # Layout
 //!
 //! - `schema`: the sections of the file, as serde structs with their defaults (`listeners`:
-//!   `http`, `bus` and `admin`; `store`: the store's section; `plugins`: `sandbox` and
-//!   `plugins`);
+//!   `http` and `admin`; `bus`: the HMS bus; `store`: the store's section; `plugins`: `sandbox`
+//!   and `plugins`);
 //! - `values`: `${ENV}` expansion, durations, sizes, paths;
 //! - `checks`: what serde cannot check, and warnings.
 
+mod bus;
 mod checks;
 mod listeners;
 mod plugins;
@@ -24,8 +25,9 @@ mod schema;
 mod store;
 mod values;
 
+pub use bus::{BusConfig, BusKind, BusNatsConfig, DeliverFrom};
 pub use checks::MIN_SECRET_BYTES;
-pub use listeners::{AdminConfig, BusConfig, HttpConfig};
+pub use listeners::{AdminConfig, HttpConfig};
 pub use plugins::{IsolationConfig, LimitsConfig, PluginConfig, SandboxConfig};
 pub use schema::*;
 pub use store::{NatsConfig, RetentionConfig, StoreConfig, StoreKind};
@@ -178,6 +180,14 @@ impl Config {
         resolve(&mut self.store.path);
         if let Some(credentials) = self
             .store
+            .nats
+            .as_mut()
+            .and_then(|nats| nats.credentials.as_mut())
+        {
+            resolve(credentials);
+        }
+        if let Some(credentials) = self
+            .bus
             .nats
             .as_mut()
             .and_then(|nats| nats.credentials.as_mut())

@@ -2,7 +2,8 @@
 //! Unknown keys are errors (`deny_unknown_fields`); keys are camelCase.
 
 use super::StoreConfig;
-use super::listeners::{AdminConfig, BusConfig, HttpConfig};
+use super::bus::BusConfig;
+use super::listeners::{AdminConfig, HttpConfig};
 use super::plugins::{PluginConfig, SandboxConfig};
 use super::values::{self, Expanded, ExpandedPath};
 use serde::Deserialize;
@@ -25,7 +26,8 @@ pub struct Config {
     /// The HTTP listeners' limits.
     #[serde(default)]
     pub http: HttpConfig,
-    /// The embedded HMS bus endpoint, `POST /events/{type}`.
+    /// The HMS bus: the embedded endpoint `POST /events/{type}` (`kind: http`, the default) or
+    /// a NATS subscription (`kind: nats`).
     #[serde(default)]
     pub bus: BusConfig,
     /// How far ahead of the engine's clock a timestamp may be: an `hms-timestamp` further ahead

@@ -4,7 +4,6 @@
 
 use super::Dispatcher;
 use super::events::{AttemptEnded, Superseded};
-use super::request;
 use super::retry::Verdict;
 use super::slots::SlotRelease;
 use crate::config::Strategy;
@@ -151,9 +150,9 @@ impl Dispatcher {
                 },
                 (Plan::Send(merged), Some(endpoint)) => {
                     let body = merged.as_deref().unwrap_or(&row.action.body);
-                    let sent =
-                        request::send(&self.client, endpoint, &row.event_id, &row.action, body)
-                            .await;
+                    let sent = endpoint
+                        .send(&self.client, &row.event_id, &row.action, body)
+                        .await;
                     let next = match sent.verdict {
                         Verdict::Delivered => Next::Delivered,
                         Verdict::Permanent => Next::Dead,

@@ -1,5 +1,5 @@
-//! Delivery: sends due outbox rows over HTTP, to named destinations and to the HMS core, and
-//! records every attempt.
+//! Delivery: sends due outbox rows over HTTP, to named destinations and to the HMS core (or,
+//! on a NATS bus, publishes emitted events onto it), and records every attempt.
 //!
 //! Delivery is at least once: a row is marked delivered only after a 2xx answer is recorded, so
 //! a crash between the answer and the record sends it again after a restart, with the same
@@ -15,6 +15,7 @@
 //! - `attempt`: one attempt in typed stages (conflict check, send, record);
 //! - `request`: the HTTP request and what its answer means;
 //! - `endpoint`: where rows go (destinations and the core);
+//! - `nats`: emitted events published onto the HMS bus on NATS;
 //! - [`retry`]: whether to try again, and when;
 //! - `events`: the log lines and metrics of delivery, together.
 
@@ -22,11 +23,13 @@ mod attempt;
 mod dispatcher;
 mod endpoint;
 mod events;
+mod nats;
 mod queue;
 mod request;
 pub mod retry;
 mod slots;
 
+use crate::bus::Bus;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::Routes;
@@ -57,6 +60,7 @@ impl Dispatcher {
         routes: Arc<Routes>,
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
+        bus: Option<Arc<Bus>>,
     ) -> anyhow::Result<Dispatcher> {
         // reqwest is built without a default TLS provider; use ring's. Installing it a second
         // time (a second engine in one process) is refused, harmlessly.
@@ -70,11 +74,14 @@ impl Dispatcher {
             .iter()
             .map(|(name, d)| Ok((name.clone(), Endpoint::destination(config, d)?)))
             .collect::<anyhow::Result<_>>()?;
-        let core = config
-            .core
-            .as_ref()
-            .map(|core| Endpoint::core(config, core))
-            .transpose()?;
+        let core = match (config.bus.nats(), bus) {
+            (Some(nats), Some(bus)) => Some(Endpoint::bus(config, nats, bus)),
+            _ => config
+                .core
+                .as_ref()
+                .map(|core| Endpoint::core(config, core))
+                .transpose()?,
+        };
         Ok(Dispatcher {
             outbox,
             routes,

@@ -2,8 +2,9 @@
 //! prevention, entity metadata, the idempotency key, Standard Webhooks id, timestamp and
 //! signature), the body, and what the answer means for the retry schedule.
 
-use super::endpoint::Endpoint;
+use super::endpoint::HttpTarget;
 use super::retry::{self, Verdict};
+use crate::signing::Signer;
 use crate::store::{OutboxAction, OutboxKind, now_ms};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;
@@ -23,16 +24,18 @@ pub(super) struct Sent {
     pub(super) retry_after: Option<Duration>,
 }
 
-/// The headers of a request for `action` of `event_id`, with `body`: the endpoint's own, the
-/// provenance and entity headers, the plugin's, and the idempotency and Standard Webhooks ones
-/// (signed when the endpoint has secrets). An error when the body cannot be signed.
+/// The headers of a request for `action` of `event_id`, with `body`: the endpoint's own
+/// (`base`), the provenance and entity headers, the plugin's, and the idempotency and Standard
+/// Webhooks ones (signed by `signer`, when the endpoint has secrets). An error when the body
+/// cannot be signed.
 pub(super) fn headers(
-    endpoint: &Endpoint,
+    base: &HeaderMap,
+    signer: Option<&Signer>,
     event_id: &str,
     action: &OutboxAction,
     body: &[u8],
 ) -> Result<HeaderMap, String> {
-    let mut headers = endpoint.headers.clone();
+    let mut headers = base.clone();
     // Where the update comes from and what it is about, on every request: the bus endpoint
     // reads the same headers, and systems that relay updates pass `hms-origin` and `hms-hops`
     // on, so cycles end.
@@ -72,7 +75,7 @@ pub(super) fn headers(
     set("idempotency-key", &action.idempotency_key);
     set("webhook-id", &action.idempotency_key);
     set("webhook-timestamp", &timestamp.to_string());
-    if let Some(signer) = &endpoint.signer {
+    if let Some(signer) = signer {
         set(
             "webhook-signature",
             &signer.sign(&action.idempotency_key, timestamp, body)?,
@@ -83,8 +86,8 @@ pub(super) fn headers(
 
 /// Where a request for `action` goes: the endpoint's URL, or `{core.url}/events/{type}` for an
 /// emitted event, however the core's URL ends.
-pub(super) fn url(endpoint: &Endpoint, action: &OutboxAction) -> reqwest::Url {
-    let mut url = endpoint.url.clone();
+pub(super) fn url(target: &HttpTarget, action: &OutboxAction) -> reqwest::Url {
+    let mut url = target.url.clone();
     if action.kind == OutboxKind::Emit {
         let path = format!(
             "{}/events/{}",
@@ -96,29 +99,41 @@ pub(super) fn url(endpoint: &Endpoint, action: &OutboxAction) -> reqwest::Url {
     url
 }
 
-/// Sends one request for `action` of `event_id`, with `body`.
+impl Sent {
+    /// No answer came: `verdict` says whether to try again.
+    pub(super) fn failed(verdict: Verdict, error: String) -> Sent {
+        Sent {
+            verdict,
+            status: None,
+            error: Some(error),
+            retry_after: None,
+        }
+    }
+}
+
+/// Sends one request for `action` of `event_id`, with `body`, waiting `timeout` for its answer.
 pub(super) async fn send(
     client: &reqwest::Client,
-    endpoint: &Endpoint,
+    target: &HttpTarget,
+    timeout: Duration,
     event_id: &str,
     action: &OutboxAction,
     body: &[u8],
 ) -> Sent {
-    let headers = match headers(endpoint, event_id, action, body) {
+    let headers = match headers(
+        &target.headers,
+        target.signer.as_ref(),
+        event_id,
+        action,
+        body,
+    ) {
         Ok(headers) => headers,
-        Err(e) => {
-            return Sent {
-                verdict: Verdict::Permanent,
-                status: None,
-                error: Some(e),
-                retry_after: None,
-            };
-        }
+        Err(e) => return Sent::failed(Verdict::Permanent, e),
     };
     let request = client
-        .request(endpoint.method.clone(), url(endpoint, action))
+        .request(target.method.clone(), url(target, action))
         .headers(headers)
-        .timeout(endpoint.timeout)
+        .timeout(timeout)
         .body(body.to_vec());
     match request.send().await {
         Ok(response) => {
@@ -143,16 +158,11 @@ pub(super) async fn send(
         }
         Err(e) => {
             let message = if e.is_timeout() {
-                format!("no answer within {}ms", endpoint.timeout.as_millis())
+                format!("no answer within {}ms", timeout.as_millis())
             } else {
                 error_chain(&e)
             };
-            Sent {
-                verdict: retry::classify_error(&e),
-                status: None,
-                error: Some(message),
-                retry_after: None,
-            }
+            Sent::failed(retry::classify_error(&e), message)
         }
     }
 }
@@ -192,18 +202,14 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use crate::sandbox::Header;
-    use crate::signing::Signer;
 
-    fn endpoint(url: &str, signed: bool) -> Endpoint {
+    fn target(url: &str, signed: bool) -> HttpTarget {
         let mut headers = HeaderMap::new();
         headers.insert("x-api-key", HeaderValue::from_static("k"));
-        Endpoint {
+        HttpTarget {
             url: reqwest::Url::parse(url).unwrap(),
             method: http::Method::POST,
             headers,
-            timeout: Duration::from_secs(1),
-            schedule: super::super::retry::Schedule::new(&crate::config::RetryConfig::default()),
-            concurrency: 1,
             signer: signed.then(|| {
                 Signer::new(&["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
                     .unwrap()
@@ -225,8 +231,10 @@ mod tests {
 
     #[test]
     fn every_request_carries_provenance_idempotency_and_a_signature() {
+        let target = target("http://x/api", true);
         let headers = headers(
-            &endpoint("http://x/api", true),
+            &target.headers,
+            target.signer.as_ref(),
             "e1",
             &action(OutboxKind::Deliver, "state"),
             b"{}",
@@ -251,13 +259,13 @@ mod tests {
     fn emitted_events_go_under_the_cores_url() {
         for base in ["http://core/hms", "http://core/hms/"] {
             let url = url(
-                &endpoint(base, false),
+                &target(base, false),
                 &action(OutboxKind::Emit, "tax.rate.updated"),
             );
             assert_eq!(url.as_str(), "http://core/hms/events/tax.rate.updated");
         }
         let url = url(
-            &endpoint("http://state/api/rates", false),
+            &target("http://state/api/rates", false),
             &action(OutboxKind::Deliver, "state"),
         );
         assert_eq!(url.as_str(), "http://state/api/rates");

@@ -89,6 +89,14 @@ pub struct ShadowLabels {
     pub verdict: String,
 }
 
+/// The labels of the NATS bus counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BusLabels {
+    /// `accepted`, `duplicate`, `refused` (bad input, never retried) or `not-stored` (sent
+    /// again later, or lost on plain subjects).
+    pub outcome: String,
+}
+
 /// The labels of the pruning counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PrunedLabels {
@@ -132,6 +140,8 @@ pub struct Metrics {
     pub shadow_runs: Family<ShadowLabels, Counter>,
     /// Canaries rolled back on their own, by plugin.
     pub canary_rollbacks: Family<PluginNameLabels, Counter>,
+    /// Messages read from the NATS bus, by outcome.
+    pub bus_messages: Family<BusLabels, Counter>,
     /// The last hour, minute by minute.
     pub recent: recent::Recent,
     /// 1 while this engine does the work (processing, delivery, housekeeping): always with the
@@ -169,6 +179,7 @@ impl Default for Metrics {
             in_flight: Family::default(),
             shadow_runs: Family::default(),
             canary_rollbacks: Family::default(),
+            bus_messages: Family::default(),
             recent: recent::Recent::default(),
             queue_depth: Family::default(),
             oldest_pending_age: Gauge::default(),
@@ -239,6 +250,11 @@ impl Default for Metrics {
             "canary_rollbacks",
             "Canaries rolled back on their own (failure rate or p99 past their margin), by plugin",
             metrics.canary_rollbacks.clone(),
+        );
+        registry.register(
+            "bus_messages",
+            "Messages read from the NATS bus, by outcome (accepted, duplicate, refused, not-stored)",
+            metrics.bus_messages.clone(),
         );
         registry.register(
             "queue_depth",

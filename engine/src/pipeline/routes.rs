@@ -105,6 +105,20 @@ impl Routes {
             .contains_key(&Route::Bus(event_type.to_owned()))
     }
 
+    /// The event types from the HMS bus that have a route, in order.
+    pub fn bus_types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self
+            .handlers
+            .keys()
+            .filter_map(|route| match route {
+                Route::Bus(event_type) => Some(event_type.clone()),
+                _ => None,
+            })
+            .collect();
+        types.sort();
+        types
+    }
+
     /// The resolver plugin called `name`, with its setup.
     pub fn resolver(&self, name: &str) -> Option<&Configured> {
         self.resolvers.get(name)

@@ -1,4 +1,5 @@
-//! `POST /events/{type}`: the embedded HMS bus.
+//! `POST /events/{type}`: the embedded HMS bus; what an HMS event's headers and body say,
+//! however the bus brought it.
 
 use super::{Sources, headers};
 use crate::http::ApiError;
@@ -32,6 +33,22 @@ pub(super) async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let now = now_ms();
+    let event = hms_event(&sources, event_type, &headers, body, now)?;
+    let route = Route::Bus(event.event_type.clone());
+    sources.accept(event, route, &headers, false, now).await
+}
+
+/// The HMS event of type `event_type` that `headers` and `body` describe (the `hms-*` metadata,
+/// a JSON body), received at `now`, whichever way the bus brought it; an error saying what is
+/// wrong with it, or that no route takes its type.
+pub(super) fn hms_event(
+    sources: &Sources,
+    event_type: String,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    now: i64,
+) -> Result<Event, ApiError> {
     if check_event_type(&event_type).is_err() || !sources.routes.has_bus_route(&event_type) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -39,26 +56,19 @@ pub(super) async fn receive(
             format!("no route handles events of type `{event_type}`"),
         ));
     }
-    let (content_type, payload) = headers::json_body(&headers, body, None)?;
-    let (origin, path) = headers::provenance(&headers, HMS_ORIGIN)?;
-    let key = headers::header(&headers, "hms-key")?.map(str::to_owned);
-    let version = headers::version(&headers)?;
-    let now = now_ms();
-    let timestamp = headers::timestamp(&headers, now, sources.max_clock_skew_ms)?;
-    let hops = headers::hops(&headers)?;
-    let route = Route::Bus(event_type.clone());
-    let event = Event {
+    let (content_type, payload) = headers::json_body(headers, body, None)?;
+    let (origin, path) = headers::provenance(headers, HMS_ORIGIN)?;
+    Ok(Event {
         id: headers::new_id(),
         event_type,
         origin,
-        key,
-        version,
-        timestamp,
+        key: headers::header(headers, "hms-key")?.map(str::to_owned),
+        version: headers::version(headers)?,
+        timestamp: headers::timestamp(headers, now, sources.max_clock_skew_ms)?,
         content_type,
         payload,
         headers: Vec::new(),
-        hops,
+        hops: headers::hops(headers)?,
         path,
-    };
-    sources.accept(event, route, &headers, false, now).await
+    })
 }

@@ -1,8 +1,11 @@
-//! Sources: the HTTP listeners that accept events.
+//! Sources: where events come in.
 //!
-//! - `POST /events/{type}` is the embedded HMS bus (`bus`): HMS modules (and the HMS core)
-//!   emit events here. Optional headers describe the event: `hms-origin` (default `hms`),
-//!   `hms-key`, `hms-version` and `hms-timestamp` (Unix ms, default now).
+//! - `POST /events/{type}` is the embedded HMS bus (`bus`, with `bus.kind: http`): HMS modules
+//!   (and the HMS core) emit events here. Optional headers describe the event: `hms-origin`
+//!   (default `hms`), `hms-key`, `hms-version` and `hms-timestamp` (Unix ms, default now).
+//! - With `bus.kind: nats`, the engine reads the same events, with the same headers, from the
+//!   HMS bus on NATS instead (`nats`), and acknowledges each message once its event is
+//!   committed.
 //! - Every configured webhook path accepts external webhooks (`webhook`).
 //!
 //! A request is answered `202 Accepted` with the event's id only after the event is committed
@@ -13,6 +16,7 @@
 
 mod bus;
 mod headers;
+mod nats;
 mod webhook;
 
 use crate::config::Config;
@@ -20,7 +24,7 @@ use crate::http::ApiError;
 use crate::metrics::Metrics;
 use crate::pipeline::Routes;
 use crate::sandbox::event::Event;
-use crate::store::{Intake, NewEvent, Route, StoreError};
+use crate::store::{Accepted, Intake, NewEvent, Route, StoreError};
 use crate::throttle::Throttle;
 use axum::Json;
 use axum::Router;
@@ -29,6 +33,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+pub use nats::BusSource;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -42,6 +47,10 @@ pub struct Sources {
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
     bus_token: Option<String>,
+    /// Whether HMS events come to `POST /events/{type}` (`bus.kind: http`).
+    http_bus: bool,
+    /// The largest body (or bus message) accepted.
+    max_body: usize,
     /// How far ahead of the engine's clock an `hms-timestamp` may be.
     max_clock_skew_ms: i64,
     webhooks: HashMap<String, WebhookSource>,
@@ -65,24 +74,30 @@ impl Sources {
             routes,
             metrics,
             bus_token: config.bus.token.as_ref().map(|t| t.0.clone()),
+            http_bus: config.bus.nats().is_none(),
+            max_body: config.max_body_size,
             max_clock_skew_ms: config.max_clock_skew_ms(),
             webhooks,
         })
     }
 
-    /// The bus endpoint and every webhook path; bodies are limited to `max_body` bytes.
-    pub fn router(self: Arc<Self>, max_body: usize) -> Router {
-        // The bus token is checked before the body is read.
-        let mut router = Router::new().route(
-            "/events/{event_type}",
-            post(bus::receive)
-                .route_layer(middleware::from_fn_with_state(self.clone(), bus::guard)),
-        );
+    /// The bus endpoint (on the HTTP bus) and every webhook path; bodies are limited to
+    /// `maxBodySize`.
+    pub fn router(self: Arc<Self>) -> Router {
+        let mut router = Router::new();
+        if self.http_bus {
+            // The bus token is checked before the body is read.
+            router = router.route(
+                "/events/{event_type}",
+                post(bus::receive)
+                    .route_layer(middleware::from_fn_with_state(self.clone(), bus::guard)),
+            );
+        }
         for path in self.webhooks.keys() {
             router = router.route(path, post(webhook::receive));
         }
         router
-            .layer(DefaultBodyLimit::max(max_body))
+            .layer(DefaultBodyLimit::max(self.max_body))
             .with_state(self)
     }
 
@@ -97,29 +112,48 @@ impl Sources {
         signed: bool,
         accepted_at: i64,
     ) -> Result<Response, ApiError> {
+        let dedupe_key = headers::dedupe_key(headers, &route.to_string(), signed)?;
+        let accepted = self
+            .commit(event, route, dedupe_key, accepted_at)
+            .await
+            .map_err(|e| not_stored(&e))?;
+        let status = if accepted.duplicate {
+            "duplicate"
+        } else {
+            "accepted"
+        };
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"id": accepted.id, "status": status})),
+        )
+            .into_response())
+    }
+
+    /// Commits an event that arrived on `route`, or finds the first one with its dedupe key,
+    /// and counts it.
+    async fn commit(
+        &self,
+        event: Event,
+        route: Route,
+        dedupe_key: Option<String>,
+        accepted_at: i64,
+    ) -> Result<Accepted, StoreError> {
         let span = tracing::debug_span!("accept", event_id = %event.id, route = %route);
         async move {
             let labels = crate::metrics::EventLabels::new(&route, &event.event_type);
             let new = NewEvent {
-                dedupe_key: headers::dedupe_key(headers, &route.to_string(), signed)?,
+                dedupe_key,
                 event,
                 route,
                 accepted_at,
             };
-            let accepted = self.intake.accept(new).await.map_err(|e| not_stored(&e))?;
-            let status = if accepted.duplicate {
-                "duplicate"
-            } else {
+            let accepted = self.intake.accept(new).await?;
+            if !accepted.duplicate {
                 self.metrics.events_accepted.get_or_create(&labels).inc();
                 self.metrics.recent.accepted(accepted_at, 1);
-                "accepted"
-            };
-            tracing::debug!(first_id = %accepted.id, status, "event accepted");
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({"id": accepted.id, "status": status})),
-            )
-                .into_response())
+            }
+            tracing::debug!(first_id = %accepted.id, duplicate = accepted.duplicate, "event accepted");
+            Ok(accepted)
         }
         .instrument(span)
         .await

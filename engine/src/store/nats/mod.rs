@@ -103,29 +103,14 @@ impl Connection {
     /// Connects to the servers and creates the log, the buckets and the lease bucket, or
     /// checks that those there match the configuration.
     pub async fn open(config: &NatsConfig) -> Result<Connection, StoreError> {
-        let mut options = async_nats::ConnectOptions::new()
-            .name("sync-engine")
-            .connection_timeout(config.request_timeout)
-            .request_timeout(Some(config.request_timeout));
-        if let Some(path) = &config.credentials {
-            options = options.credentials_file(&path.0).await.map_err(|e| {
-                StoreError::Io(format!(
-                    "cannot read the NATS credentials {}: {e}",
-                    path.0.display()
-                ))
-            })?;
-        }
-        if let (Some(user), Some(password)) = (&config.user, &config.password) {
-            options = options.user_and_password(user.0.clone(), password.0.clone());
-        }
-        let servers: Vec<async_nats::ServerAddr> = config
-            .servers
-            .iter()
-            .map(|s| {
-                s.parse()
-                    .map_err(|e| unavailable(&format!("the server address {}", s.0), e))
-            })
-            .collect::<Result<_, _>>()?;
+        let (servers, options) = crate::bus::connect_options(
+            &config.servers,
+            config.credentials.as_ref(),
+            config.user.as_ref().zip(config.password.as_ref()),
+            config.request_timeout,
+        )
+        .await
+        .map_err(|e| StoreError::Io(format!("NATS: {e}")))?;
         let client = tokio::time::timeout(
             config.request_timeout,
             async_nats::connect_with_options(servers, options),
