@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use sync_engine_tests::{
-    NatsServer, Receiver, TestEngine, admin_until, component_path, post_json, sample, scrape,
+    NatsServer, Receiver, TestEngine, admin_call, admin_until, component_path, post_json, sample,
+    scrape,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -100,6 +101,43 @@ async fn publish_rate(js: &jetstream::Context, year: u32, id: &str) {
     .expect("published")
     .await
     .expect("the stream acknowledged");
+}
+
+/// Waits until `sync_bus_reading` is `value`.
+async fn reading(engine: &TestEngine, value: f64) {
+    let deadline = Instant::now() + WAIT;
+    while sample(&scrape(engine).await, "sync_bus_reading ") != value {
+        assert!(
+            Instant::now() < deadline,
+            "sync_bus_reading never became {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A console page, read with a session made by logging in with the admin token.
+async fn console_page(engine: &TestEngine, path: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = http
+        .post(engine.url("/console/login"))
+        .form(&[("token", ADMIN), ("next", path)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let page = http
+        .get(engine.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    page.text().await.unwrap()
 }
 
 /// The `year` of every message the stream holds, in order.
@@ -200,13 +238,32 @@ async fn both_directions_of_the_seed_story_go_over_the_bus_and_an_echo_is_droppe
     .await
     .unwrap();
     let state = Receiver::start().await;
+    // The servers take a user and password (the engine's only).
     let engine = TestEngine::start(&config(
-        &server.url(),
+        &server.url().replace("nats://", "nats://engine:bus-secret@"),
         &state.url("/api/rates"),
         &on_stream(""),
     ))
     .await;
     consumer_made(&js).await;
+
+    // The configuration says where the bus is, its credentials masked, in the admin API and
+    // on the console's page.
+    let (status, shown) = admin_call(&engine, ADMIN, "GET", "/admin/config", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        shown["bus"],
+        json!({"kind": "nats", "servers": [server.url().replace("nats://", "nats://***:***@")],
+               "subjectPrefix": "hms", "stream": STREAM, "consumer": CONSUMER}),
+        "{shown}"
+    );
+    assert_eq!(shown["core"], Value::Null);
+    let page = console_page(&engine, "/console/config").await;
+    assert!(
+        page.contains("read from the stream <code>HMS</code>"),
+        "{page}"
+    );
+    assert!(!page.contains("bus-secret"), "{page}");
 
     // HMS -> state: an event published on the bus reaches the state API, mapped.
     publish_rate(&js, 2025, "m-1").await;
@@ -310,6 +367,7 @@ async fn an_engine_restart_and_a_server_restart_lose_nothing() {
     let nats = client(&server).await;
     let js = jetstream::new(nats.clone());
     consumer_made(&js).await;
+    reading(&engine, 1.0).await;
 
     for year in 3000..3020 {
         publish_rate(&js, year, &format!("r-{year}")).await;
@@ -337,7 +395,8 @@ async fn an_engine_restart_and_a_server_restart_lose_nothing() {
         status, 202,
         "the engine accepts webhooks while the bus is down"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Its metrics say it is not reading the bus.
+    reading(&engine, 0.0).await;
     server.restart();
     let nats = client(&server).await;
     let js = jetstream::new(nats.clone());
@@ -373,6 +432,7 @@ async fn an_engine_restart_and_a_server_restart_lose_nothing() {
         }
     }
     delivered_once(&state, 3000..3060).await;
+    reading(&engine, 1.0).await;
     // The emission retried until the bus was back, and is in the stream, once.
     let deadline = Instant::now() + WAIT;
     loop {

@@ -3,8 +3,8 @@
 
 use super::Admin;
 use super::api::{
-    BacklogView, Configuration, DestinationHealth, DestinationView, MinuteCounts, Overview,
-    PluginHealth, RouteView,
+    BacklogView, BusView, Configuration, DestinationHealth, DestinationView, MinuteCounts,
+    Overview, PluginHealth, RouteView,
 };
 use crate::config::{Config, StoreKind};
 use crate::http::ApiError;
@@ -197,6 +197,30 @@ impl Configuration {
                 })
                 .collect(),
             core: config.core.as_ref().map(|c| masked_url(&c.url)),
+            bus: match config.bus.nats() {
+                None => BusView {
+                    kind: "http".into(),
+                    servers: Vec::new(),
+                    subject_prefix: None,
+                    stream: None,
+                    consumer: None,
+                },
+                Some(nats) => BusView {
+                    kind: "nats".into(),
+                    // An address may leave out its scheme (`host:4222`).
+                    servers: nats
+                        .servers
+                        .iter()
+                        .map(|s| match s.contains("://") {
+                            true => masked_url(s),
+                            false => masked_url(&format!("nats://{}", s.0)),
+                        })
+                        .collect(),
+                    subject_prefix: Some(nats.subject_prefix.clone()),
+                    stream: nats.stream.clone(),
+                    consumer: Some(nats.consumer.clone()),
+                },
+            },
             store: match config.store.kind {
                 StoreKind::Sqlite => "sqlite",
                 StoreKind::Nats => "nats",

@@ -142,6 +142,8 @@ pub struct Metrics {
     pub canary_rollbacks: Family<PluginNameLabels, Counter>,
     /// Messages read from the NATS bus, by outcome.
     pub bus_messages: Family<BusLabels, Counter>,
+    /// 1 while the engine reads the NATS bus (its consumer or subscriptions are open).
+    pub bus_reading: Gauge,
     /// The last hour, minute by minute.
     pub recent: recent::Recent,
     /// 1 while this engine does the work (processing, delivery, housekeeping): always with the
@@ -180,6 +182,7 @@ impl Default for Metrics {
             shadow_runs: Family::default(),
             canary_rollbacks: Family::default(),
             bus_messages: Family::default(),
+            bus_reading: Gauge::default(),
             recent: recent::Recent::default(),
             queue_depth: Family::default(),
             oldest_pending_age: Gauge::default(),
@@ -255,6 +258,11 @@ impl Default for Metrics {
             "bus_messages",
             "Messages read from the NATS bus, by outcome (accepted, duplicate, refused, not-stored)",
             metrics.bus_messages.clone(),
+        );
+        registry.register(
+            "bus_reading",
+            "1 while the engine reads the NATS bus (its consumer or subscriptions are open)",
+            metrics.bus_reading.clone(),
         );
         registry.register(
             "queue_depth",

@@ -73,15 +73,17 @@ impl BusSource {
     /// Reads until `shutdown`, opening the stream (or the subscriptions) again whenever they
     /// fail or end; on shutdown, the messages in hand are stored and acknowledged first.
     pub async fn run(self, shutdown: CancellationToken) {
-        if self.types.is_empty() {
-            // No route takes HMS events: the bus only carries what handlers emit.
-            return;
-        }
         let mut pause = FIRST_PAUSE;
         while !shutdown.is_cancelled() {
-            let read = match self.bus.config.stream {
-                Some(_) => self.read_stream(&shutdown).await,
-                None => self.read_subjects(&shutdown).await,
+            let read = match (self.types.is_empty(), &self.bus.config.stream) {
+                // No route takes HMS events: the bus only carries what handlers emit, into the
+                // stream, which must exist.
+                (true, _) => match self.bus.stream().await {
+                    Ok(_) => return,
+                    Err(e) => Err(e),
+                },
+                (false, Some(_)) => self.read_stream(&shutdown).await,
+                (false, None) => self.read_subjects(&shutdown).await,
             };
             match read {
                 Ok(()) => pause = FIRST_PAUSE,
@@ -145,6 +147,7 @@ impl BusSource {
             subjects = ?self.types.iter().map(|t| self.bus.subject(t)).collect::<Vec<_>>(),
             "reading HMS events from the NATS bus"
         );
+        let _reading = Reading::new(&self.sources.metrics);
         let mut handling = FuturesUnordered::new();
         let ended = loop {
             tokio::select! {
@@ -199,6 +202,7 @@ impl BusSource {
             "reading HMS events from plain NATS subjects (at most once)"
         );
         let mut messages = futures_util::stream::select_all(subscriptions);
+        let _reading = Reading::new(&self.sources.metrics);
         let mut handling = FuturesUnordered::new();
         loop {
             tokio::select! {
@@ -308,6 +312,22 @@ impl BusSource {
             .await
             .map(|accepted| accepted.duplicate)
             .map_err(Problem::NotStored)
+    }
+}
+
+/// `sync_bus_reading` is 1 while one of these lives.
+struct Reading<'a>(&'a crate::metrics::Metrics);
+
+impl<'a> Reading<'a> {
+    fn new(metrics: &'a crate::metrics::Metrics) -> Reading<'a> {
+        metrics.bus_reading.set(1);
+        Reading(metrics)
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.bus_reading.set(0);
     }
 }
 

@@ -222,8 +222,30 @@ pub struct Configuration {
     pub destinations: Vec<DestinationView>,
     /// Where emitted events go: the core's URL (masked), if configured.
     pub core: Option<String>,
+    /// The HMS bus.
+    pub bus: BusView,
     /// The store: `sqlite` or `nats`.
     pub store: String,
+}
+
+/// The HMS bus: where HMS events come from and emitted events go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BusView {
+    /// `http` (`POST /events/{type}` and the core's URL) or `nats`.
+    pub kind: String,
+    /// On NATS: the servers (users and passwords masked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
+    /// On NATS: the subject of events of type `t` is `<subjectPrefix>.t`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_prefix: Option<String>,
+    /// On NATS: the stream read and published to (none: plain subjects, at most once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// On NATS: the durable consumer (or queue group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
 }
 
 /// One route, from where events arrive to where the results go.
