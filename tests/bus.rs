@@ -89,9 +89,17 @@ async fn consumer_made(js: &jetstream::Context) -> jetstream::stream::Stream {
 /// Publishes the HMS event `tax.rate.updated` for `year` onto the stream, with the message id
 /// `id`, and waits for the stream's acknowledgement.
 async fn publish_rate(js: &jetstream::Context, year: u32, id: &str) {
+    publish_rate_with(js, year, id, &[]).await;
+}
+
+/// [`publish_rate`] with more headers.
+async fn publish_rate_with(js: &jetstream::Context, year: u32, id: &str, more: &[(&str, &str)]) {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("hms-key", format!("tax-rate/{year}").as_str());
     headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
+    for (name, value) in more {
+        headers.insert(*name, *value);
+    }
     js.publish_with_headers(
         "hms.tax.rate.updated",
         headers,
@@ -227,8 +235,8 @@ async fn both_directions_of_the_seed_story_go_over_the_bus_and_an_echo_is_droppe
     let server = NatsServer::start();
     let nats = client(&server).await;
     let js = jetstream::new(nats.clone());
-    // The operator made the stream, with a short duplicate window: a message published again
-    // after it is stored twice, as a redelivery would be, and the engine must take it once.
+    // The operator made the stream, with a short duplicate window: past it, a message published
+    // again is stored again, and only its `idempotency-key` tells the engine it is a repeat.
     js.create_stream(jetstream::stream::Config {
         name: STREAM.into(),
         subjects: vec!["hms.>".into()],
@@ -238,7 +246,8 @@ async fn both_directions_of_the_seed_story_go_over_the_bus_and_an_echo_is_droppe
     .await
     .unwrap();
     let state = Receiver::start().await;
-    // The servers take a user and password (the engine's only).
+    // The engine's server address carries a user and password (the test server takes any):
+    // they must never be shown.
     let engine = TestEngine::start(&config(
         &server.url().replace("nats://", "nats://engine:bus-secret@"),
         &state.url("/api/rates"),
@@ -266,7 +275,7 @@ async fn both_directions_of_the_seed_story_go_over_the_bus_and_an_echo_is_droppe
     assert!(!page.contains("bus-secret"), "{page}");
 
     // HMS -> state: an event published on the bus reaches the state API, mapped.
-    publish_rate(&js, 2025, "m-1").await;
+    publish_rate_with(&js, 2025, "m-1", &[("idempotency-key", "rate-2025")]).await;
     let received = state.wait_for(1, WAIT).await;
     assert_eq!(
         received[0].json(),
@@ -275,10 +284,17 @@ async fn both_directions_of_the_seed_story_go_over_the_bus_and_an_echo_is_droppe
     assert_eq!(received[0].header("hms-origin"), Some("hms"));
     assert_eq!(received[0].header("hms-key"), Some("tax-rate/2025"));
 
-    // The same message again (after the stream's duplicate window): stored once, delivered once.
+    // The sender's repeat, after the stream's duplicate window and with another message id:
+    // the same idempotency key, stored once, delivered once.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    publish_rate(&js, 2025, "m-1").await;
-    // A message that is not an event is refused, and what follows it still flows.
+    publish_rate_with(&js, 2025, "m-1-again", &[("idempotency-key", "rate-2025")]).await;
+    // A message that is not an event is refused, never sent again (terminated), and what
+    // follows it still flows.
+    let mut terminated = nats
+        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>")
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
     js.publish("hms.tax.rate.updated", "{not json".into())
         .await
         .unwrap()
@@ -286,6 +302,12 @@ async fn both_directions_of_the_seed_story_go_over_the_bus_and_an_echo_is_droppe
         .unwrap();
     publish_rate(&js, 2026, "m-2").await;
     delivered_once(&state, [2025, 2026]).await;
+    let advisory = tokio::time::timeout(WAIT, terminated.next())
+        .await
+        .expect("the refused message was terminated")
+        .expect("the subscription is open");
+    let advisory: Value = serde_json::from_slice(&advisory.payload).unwrap();
+    assert_eq!(advisory["stream_seq"], 3, "{advisory}");
     let metrics = scrape(&engine).await;
     assert_eq!(
         sample(&metrics, r#"sync_bus_messages_total{outcome="refused"}"#),
@@ -305,6 +327,8 @@ async fn both_directions_of_the_seed_story_go_over_the_bus_and_an_echo_is_droppe
         .unwrap();
     let info = consumer.info().await.unwrap();
     assert_eq!(info.num_pending, 0, "every message was taken: {info:?}");
+    assert_eq!(info.num_ack_pending, 0, "and settled: {info:?}");
+    assert_eq!(info.num_redelivered, 0, "none was sent again: {info:?}");
 
     // State -> HMS: a state webhook ends as a message on the bus, with the idempotency key as
     // its message id and the metadata in its headers.
@@ -355,6 +379,42 @@ async fn both_directions_of_the_seed_story_go_over_the_bus_and_an_echo_is_droppe
         !deliveries_per_year(&state).contains_key(&2027),
         "the state got its own update back"
     );
+
+    // Another engine sharing the consumer, with a route this one lacks, made the consumer
+    // take `other.type` too: this engine hands such a message back (never terminates it), for
+    // an engine that has the route.
+    let mut shared = consumer.info().await.unwrap().config.clone();
+    shared.filter_subjects.push("hms.other.type".into());
+    js.update_consumer_on_stream(
+        jetstream::consumer::pull::Config {
+            durable_name: shared.durable_name.clone(),
+            filter_subjects: shared.filter_subjects.clone(),
+            deliver_policy: shared.deliver_policy,
+            ack_policy: shared.ack_policy,
+            ack_wait: shared.ack_wait,
+            max_ack_pending: shared.max_ack_pending,
+            description: shared.description.clone(),
+            ..Default::default()
+        },
+        STREAM,
+    )
+    .await
+    .unwrap();
+    js.publish("hms.other.type", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = scrape(&engine).await;
+        // Offered, handed back, offered again.
+        if sample(&metrics, r#"sync_bus_messages_total{outcome="no-route"}"#) >= 2.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     engine.stop().await;
 }
 
@@ -448,6 +508,34 @@ async fn an_engine_restart_and_a_server_restart_lose_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_stops_while_the_bus_is_down() {
+    let mut server = NatsServer::start();
+    let state = Receiver::start().await;
+    let engine = TestEngine::start(&config(
+        &server.url(),
+        &state.url("/api/rates"),
+        &on_stream(""),
+    ))
+    .await;
+    let js = jetstream::new(client(&server).await);
+    consumer_made(&js).await;
+    reading(&engine, 1.0).await;
+    server.kill();
+    reading(&engine, 0.0).await;
+    // A webhook whose emission waits for the bus, too.
+    let (status, _) = post_json(
+        &engine.url("/webhook/tax-rate"),
+        r#"{"currentRate": 0.09, "taxYear": 6000}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    tokio::time::timeout(WAIT, engine.stop())
+        .await
+        .expect("the engine stops while the bus is unreachable");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -174,6 +174,23 @@ impl Config {
             }
         }
         check_retry(&nats.retry.apply(&self.retry), "bus.nats.retry", p);
+        // The NATS store's log, on the same servers perhaps: its subject `<prefix>.log` must not
+        // fall under the bus's `<subjectPrefix>.>`, nor its stream be the bus's.
+        if let (super::store::StoreKind::Nats, Some(store)) = (self.store.kind, &self.store.nats) {
+            if nats.subject_prefix == store.prefix {
+                p.add(
+                    "bus.nats.subjectPrefix",
+                    format!(
+                        "`{}` starts the NATS store's own subjects (`store.nats.prefix`); choose \
+                         another prefix",
+                        store.prefix
+                    ),
+                );
+            }
+            if nats.stream.as_deref() == Some(&format!("{}_LOG", store.prefix)) {
+                p.add("bus.nats.stream", "the NATS store's log has this name");
+            }
+        }
     }
 
     /// The checks serde cannot make: references between sections, URLs, names, secrets.

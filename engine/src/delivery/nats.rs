@@ -54,7 +54,15 @@ pub(super) async fn publish(
             bus.client
                 .publish_with_headers(subject.clone(), message_headers, payload)
                 .await
-                .map_err(|e| (PublishErrorKind::Other, e.to_string()))?;
+                .map_err(|e| {
+                    let kind = match e.kind() {
+                        async_nats::client::PublishErrorKind::MaxPayloadExceeded => {
+                            PublishErrorKind::MaxPayloadExceeded
+                        }
+                        _ => PublishErrorKind::Other,
+                    };
+                    (kind, e.to_string())
+                })?;
             bus.client
                 .flush()
                 .await
@@ -69,10 +77,16 @@ pub(super) async fn publish(
             error: None,
             retry_after: None,
         },
-        Ok(Err((PublishErrorKind::MaxPayloadExceeded, e))) => Sent::failed(
-            Verdict::Permanent,
-            format!("cannot publish on {subject}: {e}"),
-        ),
+        // Too large for the servers, as they said when the client connected (before that, the
+        // client only knows a default, and the attempt is retried).
+        Ok(Err((PublishErrorKind::MaxPayloadExceeded, e)))
+            if bus.client.connection_state() == async_nats::connection::State::Connected =>
+        {
+            Sent::failed(
+                Verdict::Permanent,
+                format!("cannot publish on {subject}: {e}"),
+            )
+        }
         Ok(Err((_, e))) => {
             Sent::failed(Verdict::Retry, format!("cannot publish on {subject}: {e}"))
         }

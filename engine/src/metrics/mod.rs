@@ -92,8 +92,8 @@ pub struct ShadowLabels {
 /// The labels of the NATS bus counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BusLabels {
-    /// `accepted`, `duplicate`, `refused` (bad input, never retried) or `not-stored` (sent
-    /// again later, or lost on plain subjects).
+    /// `accepted`, `duplicate`, `refused` (bad input, never retried), `not-stored` (sent
+    /// again later, or lost on plain subjects) or `no-route` (handed back to the consumer).
     pub outcome: String,
 }
 
@@ -256,7 +256,7 @@ impl Default for Metrics {
         );
         registry.register(
             "bus_messages",
-            "Messages read from the NATS bus, by outcome (accepted, duplicate, refused, not-stored)",
+            "Messages read from the NATS bus, by outcome (accepted, duplicate, refused, not-stored, no-route)",
             metrics.bus_messages.clone(),
         );
         registry.register(

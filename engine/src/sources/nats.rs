@@ -7,9 +7,12 @@
 //! committed to the store: a message whose event could not be stored is sent again later
 //! (`Nak` with a delay), one the engine did not acknowledge in `ackWait` (it stopped, or died)
 //! is sent again by the servers, so nothing between the bus and the store is lost. A message
-//! sent again is the same event: its dedupe key is the sender's `idempotency-key`, else its
-//! `Nats-Msg-Id`, else its place in the stream, so it is stored once. A message that is not a
-//! valid event is never sent again (`Term`); it stays in the stream, and its sequence is logged.
+//! sent again is the same event: its dedupe key is the sender's `idempotency-key` (or
+//! `webhook-id`), as over HTTP, else its place in the stream, so it is stored once (a
+//! publisher's repeat with the same `Nats-Msg-Id` is the stream's to drop). A message that is
+//! not a valid event is never sent again (`Term`); it stays in the stream, and its place is
+//! logged. One of a type this engine has no route for (another engine sharing the consumer
+//! widened its filter) is handed back (`Nak`), for an engine that has the route.
 //!
 //! Without a stream, the engine subscribes to the plain subjects in a queue group (engines with
 //! the same `consumer` share the messages): at most once, since a message published while no
@@ -26,6 +29,8 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use jetstream::consumer::FromConsumer;
+use jetstream::context::ConsumerInfoErrorKind;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +39,11 @@ use tokio_util::sync::CancellationToken;
 const IN_FLIGHT: usize = 256;
 /// How long a message whose event could not be stored waits before the servers send it again.
 const NOT_STORED_DELAY: Duration = Duration::from_secs(1);
+/// How long a message this engine has no route for waits before the servers offer it again
+/// (to any engine of the consumer).
+const NO_ROUTE_DELAY: Duration = Duration::from_secs(5);
+/// How often `sync_bus_reading` follows the connection's state.
+const WATCH: Duration = Duration::from_secs(1);
 /// The first pause before the stream or subscriptions are opened again after they failed.
 const FIRST_PAUSE: Duration = Duration::from_millis(200);
 /// The longest such pause.
@@ -56,6 +66,8 @@ enum Outcome {
     Refused,
     /// Its event could not be stored now.
     NotStored,
+    /// This engine has no route for its type (another engine sharing the consumer may).
+    NoRoute,
 }
 
 impl BusSource {
@@ -99,8 +111,9 @@ impl BusSource {
                 () = tokio::time::sleep(pause) => {}
             }
         }
-        // Acknowledgements are published like any message: send what is buffered.
-        let _ = self.bus.client.flush().await;
+        // Acknowledgements are published like any message: send what is buffered, unless the
+        // servers cannot be reached (then the messages are sent again, and found duplicates).
+        let _ = tokio::time::timeout(self.bus.config.timeout, self.bus.client.flush()).await;
     }
 
     /// Reads the stream through the durable consumer until it fails, ends or `shutdown`.
@@ -109,23 +122,33 @@ impl BusSource {
             return Ok(());
         };
         let config = &self.bus.config;
-        let mut consumer = pull::Config {
-            durable_name: Some(config.consumer.clone()),
-            description: Some("the sync engine's HMS event routes".into()),
-            filter_subjects: self.types.iter().map(|t| self.bus.subject(t)).collect(),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: config.ack_wait,
-            max_ack_pending: i64::try_from(config.max_ack_pending.get()).unwrap_or(i64::MAX),
-            deliver_policy: match config.deliver {
-                crate::config::DeliverFrom::New => jetstream::consumer::DeliverPolicy::New,
-                crate::config::DeliverFrom::All => jetstream::consumer::DeliverPolicy::All,
+        // An existing consumer keeps what cannot change (where it starts, its acknowledgement
+        // policy); its filter (the routes) and limits follow the configuration.
+        let mut consumer = match stream.consumer_info(&config.consumer).await {
+            Ok(existing) => {
+                pull::Config::try_from_consumer_config(existing.config).map_err(|e| {
+                    format!(
+                        "the consumer {} is not a pull consumer: {e}",
+                        config.consumer
+                    )
+                })?
+            }
+            Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => pull::Config {
+                durable_name: Some(config.consumer.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                deliver_policy: match config.deliver {
+                    crate::config::DeliverFrom::New => jetstream::consumer::DeliverPolicy::New,
+                    crate::config::DeliverFrom::All => jetstream::consumer::DeliverPolicy::All,
+                },
+                ..Default::default()
             },
-            ..Default::default()
+            Err(e) => return Err(format!("cannot read the consumer {}: {e}", config.consumer)),
         };
-        // Where a consumer starts cannot change once it exists; its filter (the routes) can.
-        if let Ok(existing) = stream.get_consumer::<pull::Config>(&config.consumer).await {
-            consumer.deliver_policy = existing.cached_info().config.deliver_policy;
-        }
+        consumer.description = Some("the sync engine's HMS event routes".into());
+        consumer.filter_subject = String::new();
+        consumer.filter_subjects = self.types.iter().map(|t| self.bus.subject(t)).collect();
+        consumer.ack_wait = config.ack_wait;
+        consumer.max_ack_pending = i64::try_from(config.max_ack_pending.get()).unwrap_or(i64::MAX);
         let consumer = stream
             .create_consumer(consumer)
             .await
@@ -147,24 +170,29 @@ impl BusSource {
             subjects = ?self.types.iter().map(|t| self.bus.subject(t)).collect::<Vec<_>>(),
             "reading HMS events from the NATS bus"
         );
-        let _reading = Reading::new(&self.sources.metrics);
+        let reading = Reading::new(self);
+        let mut watch = tokio::time::interval(WATCH);
         let mut handling = FuturesUnordered::new();
         let ended = loop {
             tokio::select! {
                 () = shutdown.cancelled() => break Ok(()),
+                _ = watch.tick() => reading.watch(),
                 Some(()) = handling.next(), if !handling.is_empty() => {}
                 next = messages.next(), if handling.len() < IN_FLIGHT => match next {
                     Some(Ok(message)) => {
-                        let place = message.info().map(|i| i.stream_sequence).ok();
-                        let fallback = place.map(|seq| format!("{stream_name}@{created}:{seq}"));
+                        let place = message
+                            .info()
+                            .map(|i| format!("{stream_name}@{created}:{}", i.stream_sequence))
+                            .ok();
                         handling.push(async move {
                             let outcome = self
-                                .handle(&message.subject, message.headers.as_ref(), &message.payload, fallback, place)
+                                .handle(&message.subject, message.headers.as_ref(), &message.payload, place)
                                 .await;
                             let ack = match outcome {
                                 Outcome::Stored => AckKind::Ack,
                                 Outcome::Refused => AckKind::Term,
                                 Outcome::NotStored => AckKind::Nak(Some(NOT_STORED_DELAY)),
+                                Outcome::NoRoute => AckKind::Nak(Some(NO_ROUTE_DELAY)),
                             };
                             if let Err(e) = message.ack_with(ack).await
                                 && let Some(left_out) = self.throttle.check("ack", Instant::now())
@@ -173,6 +201,13 @@ impl BusSource {
                                 tracing::warn!(error = %e, left_out, "cannot acknowledge a NATS bus message");
                             }
                         });
+                    }
+                    // The servers out of reach for a while: the stream pulls again once they
+                    // are back.
+                    Some(Err(e)) if e.kind() == pull::MessagesErrorKind::MissingHeartbeat => {
+                        if let Some(left_out) = self.throttle.check("heartbeat", Instant::now()) {
+                            tracing::warn!(error = %e, left_out, "the NATS bus is not answering; waiting for it");
+                        }
                     }
                     Some(Err(e)) => break Err(format!("reading the consumer {} failed: {e}", config.consumer)),
                     None => break Ok(()),
@@ -202,19 +237,21 @@ impl BusSource {
             "reading HMS events from plain NATS subjects (at most once)"
         );
         let mut messages = futures_util::stream::select_all(subscriptions);
-        let _reading = Reading::new(&self.sources.metrics);
+        let reading = Reading::new(self);
+        let mut watch = tokio::time::interval(WATCH);
         let mut handling = FuturesUnordered::new();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
+                _ = watch.tick() => reading.watch(),
                 Some(()) = handling.next(), if !handling.is_empty() => {}
                 next = messages.next(), if handling.len() < IN_FLIGHT => match next {
                     Some(message) => handling.push(async move {
-                        if let Outcome::NotStored = self
-                            .handle(&message.subject, message.headers.as_ref(), &message.payload, None, None)
+                        if let Outcome::NotStored | Outcome::NoRoute = self
+                            .handle(&message.subject, message.headers.as_ref(), &message.payload, None)
                             .await
                         {
-                            tracing::error!(subject = %message.subject, "an HMS event from a plain NATS subject could not be stored and is lost (plain subjects are at most once; use a stream)");
+                            tracing::error!(subject = %message.subject, "an HMS event from a plain NATS subject was not stored and is lost (plain subjects are at most once; use a stream)");
                         }
                     }),
                     None => break,
@@ -225,23 +262,24 @@ impl BusSource {
         Ok(())
     }
 
-    /// Stores the event one message carries. `fallback` is its dedupe key when the sender gave
-    /// none; `place` its stream sequence, for the log.
+    /// Stores the event one message carries. `place` is the message's place in the stream
+    /// (`<stream>@<created>:<sequence>`), when it came from one.
     async fn handle(
         &self,
         subject: &str,
         nats_headers: Option<&async_nats::HeaderMap>,
         payload: &Bytes,
-        fallback: Option<String>,
-        place: Option<u64>,
+        place: Option<String>,
     ) -> Outcome {
-        let outcome = self.store(subject, nats_headers, payload, fallback).await;
+        let outcome = self
+            .store(subject, nats_headers, payload, place.clone())
+            .await;
         let label = match &outcome {
             Ok(false) => "accepted",
             Ok(true) => "duplicate",
             Err(Problem::Refused(why)) => {
                 if let Some(left_out) = self.throttle.check("refused", Instant::now()) {
-                    tracing::warn!(%subject, sequence = ?place, reason = %why, left_out, "an HMS bus message is not a valid event and is not taken (in a stream, it stays there at `sequence`)");
+                    tracing::warn!(%subject, place = ?place, reason = %why, left_out, "an HMS bus message is not a valid event and is not taken (in a stream, it stays there: `<stream>@<created>:<sequence>`)");
                 }
                 "refused"
             }
@@ -250,6 +288,12 @@ impl BusSource {
                     tracing::warn!(%subject, error = %e, left_out, "cannot store an HMS event from the NATS bus; it will be taken again");
                 }
                 "not-stored"
+            }
+            Err(Problem::NoRoute) => {
+                if let Some(left_out) = self.throttle.check("no-route", Instant::now()) {
+                    tracing::warn!(%subject, left_out, "this engine has no route for an HMS event its consumer was given (engines that share a consumer need the same `hmsEvents`); it goes back to the bus");
+                }
+                "no-route"
             }
         };
         self.sources
@@ -263,16 +307,18 @@ impl BusSource {
             Ok(_) => Outcome::Stored,
             Err(Problem::Refused(_)) => Outcome::Refused,
             Err(Problem::NotStored(_)) => Outcome::NotStored,
+            Err(Problem::NoRoute) => Outcome::NoRoute,
         }
     }
 
-    /// Stores the event; whether it was a duplicate.
+    /// Stores the event (`place`: the message's place in the stream, its dedupe key when the
+    /// sender gave none); whether it was a duplicate.
     async fn store(
         &self,
         subject: &str,
         nats_headers: Option<&async_nats::HeaderMap>,
         payload: &Bytes,
-        fallback: Option<String>,
+        place: Option<String>,
     ) -> Result<bool, Problem> {
         let event_type = subject
             .strip_prefix(&self.bus.config.subject_prefix)
@@ -284,17 +330,10 @@ impl BusSource {
                 "the body is larger than the engine accepts (`maxBodySize`)".into(),
             ));
         }
-        let mut headers = http_headers(nats_headers);
-        // The sender's idempotency key, else the message's id, else its place in the stream.
-        if headers.get("idempotency-key").is_none()
-            && let Some(id) = nats_headers
-                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-                .map(|v| v.as_str().to_owned())
-                .or(fallback)
-            && let Ok(id) = HeaderValue::from_str(&id)
-        {
-            headers.insert("idempotency-key", id);
+        if !self.sources.routes.has_bus_route(&event_type) {
+            return Err(Problem::NoRoute);
         }
+        let headers = http_headers(nats_headers);
         let now = now_ms();
         let event = hms_event(
             &self.sources,
@@ -305,8 +344,14 @@ impl BusSource {
         )
         .map_err(|e| refused(&e))?;
         let route = Route::Bus(event.event_type.clone());
-        let dedupe_key = super::headers::dedupe_key(&headers, &route.to_string(), false)
-            .map_err(|e| refused(&e))?;
+        // The sender's idempotency key (as over HTTP), else the message's place in the stream:
+        // the same for every delivery of one message.
+        let dedupe_key = match super::headers::dedupe_key(&headers, &route.to_string(), false)
+            .map_err(|e| refused(&e))?
+        {
+            Some(key) => Some(key),
+            None => place.map(|place| format!("{route}\n{place}")),
+        };
         self.sources
             .commit(event, route, dedupe_key, now)
             .await
@@ -315,19 +360,28 @@ impl BusSource {
     }
 }
 
-/// `sync_bus_reading` is 1 while one of these lives.
-struct Reading<'a>(&'a crate::metrics::Metrics);
+/// While the consumer (or the subscriptions) are open: `sync_bus_reading` is 1 while the
+/// connection is up, and 0 again once they close.
+struct Reading<'a>(&'a BusSource);
 
 impl<'a> Reading<'a> {
-    fn new(metrics: &'a crate::metrics::Metrics) -> Reading<'a> {
-        metrics.bus_reading.set(1);
-        Reading(metrics)
+    fn new(source: &'a BusSource) -> Reading<'a> {
+        let reading = Reading(source);
+        reading.watch();
+        reading
+    }
+
+    /// Follows the connection's state.
+    fn watch(&self) {
+        let connected =
+            self.0.bus.client.connection_state() == async_nats::connection::State::Connected;
+        self.0.sources.metrics.bus_reading.set(i64::from(connected));
     }
 }
 
 impl Drop for Reading<'_> {
     fn drop(&mut self) {
-        self.0.bus_reading.set(0);
+        self.0.sources.metrics.bus_reading.set(0);
     }
 }
 
@@ -335,6 +389,7 @@ impl Drop for Reading<'_> {
 enum Problem {
     Refused(String),
     NotStored(StoreError),
+    NoRoute,
 }
 
 /// What a refusal says: its code and message, as an HTTP answer would carry them.
