@@ -597,6 +597,86 @@ async fn a_slow_engine_does_not_make_the_bus_drop_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_takes_no_more_messages_than_its_backlog_allows() {
+    let server = NatsServer::start();
+    // Each event takes its plugin 100 ms (it loops until its time limit and fails), one at a
+    // time: far slower than the bus brings them.
+    let engine = TestEngine::start(&format!(
+        r#"
+bus:
+  kind: nats
+  nats:
+    servers: [{server}]
+    stream: {STREAM}
+    consumer: {CONSUMER}
+    maxAckPending: 4
+    maxBacklog: 10
+sandbox:
+  workers: 1
+plugins:
+  misbehave:
+    path: {misbehave}
+    limits:
+      timeout: 100ms
+hmsEvents:
+  - event: loop
+    handler: misbehave
+"#,
+        server = server.url(),
+        misbehave = component_path("misbehave").display(),
+    ))
+    .await;
+    let js = jetstream::new(client(&server).await);
+    consumer_made(&js).await;
+    for _ in 0..60 {
+        js.publish("hms.loop", "{}".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    // The engine's backlog never passes maxBacklog plus what it had in hand (maxAckPending);
+    // the rest waits in the stream.
+    let mut consumer = js
+        .get_stream(STREAM)
+        .await
+        .unwrap()
+        .get_consumer::<jetstream::consumer::pull::Config>(CONSUMER)
+        .await
+        .unwrap();
+    let (mut most_waiting_here, mut most_waiting_there) = (0.0f64, 0u64);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = scrape(&engine).await;
+        let here = sample(&metrics, r#"sync_queue_depth{queue="events"}"#);
+        most_waiting_here = most_waiting_here.max(here);
+        let there = consumer.info().await.unwrap().num_pending;
+        most_waiting_there = most_waiting_there.max(there);
+        let failed = sample(
+            &metrics,
+            r#"sync_events_failed_total{source="bus",event_type="loop"}"#,
+        );
+        if failed == 60.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{failed} of 60 processed: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        most_waiting_here <= 14.0,
+        "the engine held {most_waiting_here} events"
+    );
+    assert!(
+        most_waiting_there >= 30,
+        "the stream held at most {most_waiting_there} for the engine"
+    );
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_stream_the_engine_reads_and_publishes_plain_subjects() {
     let server = NatsServer::start();
     let state = Receiver::start().await;

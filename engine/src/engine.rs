@@ -468,7 +468,7 @@ pub async fn run(
         metrics: metrics.clone(),
         metrics_token: config.admin.metrics_token.as_ref().map(|t| t.0.clone()),
         stages,
-        backlog,
+        backlog: backlog.clone(),
         probe: crate::http::health::ProbeCache::default(),
     });
     // The admin API and /metrics on their own listener, when configured; bound before anything
@@ -556,7 +556,8 @@ pub async fn run(
     });
 
     let reading_bus = bus.map(|bus| {
-        tokio::spawn(crate::sources::BusSource::new(sources.clone(), bus).run(shutdown.clone()))
+        let source = crate::sources::BusSource::new(sources.clone(), bus);
+        tokio::spawn(source.run(backend.records.clone(), backlog.clone(), shutdown.clone()))
     });
 
     let address = listener.local_addr()?;

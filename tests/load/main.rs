@@ -13,6 +13,10 @@
 //! most the engine sustains. After the sending phase it waits for every accepted event to be
 //! delivered (up to `--drain`), then prints one report, and with `--row` one Markdown table row.
 //!
+//! With `--nats`, the events are published onto the HMS bus on NATS instead (JetStream, each
+//! publish acknowledged by the stream before the next on its connection), for an engine that
+//! reads the bus (`bus.kind: nats`); deliveries still come to the sink.
+//!
 //! `scripts/bench-e2e` runs the engine and this tool through the documented scenarios.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -83,6 +87,16 @@ struct Args {
     /// or superseded, and the run waits for every accepted event to settle.
     #[arg(long)]
     superseded: bool,
+    /// Publish the events onto the HMS bus on NATS at this server instead of posting them
+    /// (`--engine` is then only waited on for readiness, and read for metrics).
+    #[arg(long)]
+    nats: Option<String>,
+    /// The bus's subject prefix (`bus.nats.subjectPrefix`): type `t` goes to `<prefix>.t`.
+    #[arg(long, default_value = "hms")]
+    subject_prefix: String,
+    /// The bus's stream (`bus.nats.stream`), waited for before sending.
+    #[arg(long, default_value = "HMS")]
+    stream: String,
     /// A label for this run in the report.
     #[arg(long, default_value = "run")]
     label: String,
@@ -158,8 +172,18 @@ async fn main() -> anyhow::Result<()> {
         failed: AtomicU64::new(0),
         latency: Mutex::new(histogram()),
     });
+    let bus = match &args.nats {
+        Some(server) => Some(open_bus(server, &args.stream).await?),
+        None => None,
+    };
     let shared = Arc::new(Load {
         authorities,
+        bus,
+        subjects: args
+            .event_types
+            .iter()
+            .map(|t| format!("{}.{t}", args.subject_prefix))
+            .collect(),
         paths: args
             .event_types
             .iter()
@@ -245,6 +269,10 @@ async fn main() -> anyhow::Result<()> {
 struct Load {
     /// The engines, each given every n-th connection.
     authorities: Vec<String>,
+    /// The HMS bus on NATS, when the events are published there.
+    bus: Option<async_nats::jetstream::Context>,
+    /// Each event type's subject on the bus.
+    subjects: Vec<String>,
     paths: Vec<String>,
     token: Option<String>,
     padding: usize,
@@ -276,7 +304,8 @@ impl Load {
     /// reopened as needed), and records the outcome.
     async fn send(&self, engine: usize, connection: &mut Option<Connection>, n: u64, due: Instant) {
         let authority = &self.authorities[engine % self.authorities.len()];
-        let path = &self.paths[usize::try_from(n).unwrap_or(0) % self.paths.len()];
+        let which = usize::try_from(n).unwrap_or(0) % self.paths.len();
+        let path = &self.paths[which];
         let sent_us = due.duration_since(self.started).as_micros();
         let year = 1000 + n % self.keys;
         let body = format!(
@@ -290,6 +319,13 @@ impl Load {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
         let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            if let Some(bus) = &self.bus {
+                // Taken once the stream holds it.
+                bus.publish(self.subjects[which].clone(), Bytes::from(body))
+                    .await?
+                    .await?;
+                return anyhow::Ok((StatusCode::ACCEPTED, Bytes::new()));
+            }
             let request = request.body(Full::new(Bytes::from(body)))?;
             let sender = match connection {
                 Some(sender) if !sender.is_closed() => sender,
@@ -458,6 +494,23 @@ async fn superseded_count(authority: &str) -> anyhow::Result<u64> {
 }
 
 /// Waits until the engine answers `GET /readyz` with 200.
+/// A connection to the HMS bus at `server`, once the engine has made its `stream`.
+async fn open_bus(server: &str, stream: &str) -> anyhow::Result<async_nats::jetstream::Context> {
+    let client = async_nats::connect(server)
+        .await
+        .with_context(|| format!("cannot connect to the NATS bus at {server}"))?;
+    let bus = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bus.get_stream(stream).await.is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the stream {stream} did not appear on {server} within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(bus)
+}
+
 async fn wait_ready(authority: &str) -> anyhow::Result<()> {
     // Loading many plugins (each compiled on first use) can take a while.
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -117,6 +117,10 @@ pub struct BusNatsConfig {
     /// wait in the stream.
     #[serde(default = "default_max_ack_pending")]
     pub max_ack_pending: NonZeroUsize,
+    /// While this many accepted events wait to be processed, the engine takes no more messages
+    /// (they wait in the stream, where every engine of the consumer can take them).
+    #[serde(default = "default_max_backlog")]
+    pub max_backlog: NonZeroUsize,
     /// How long connecting, and publishing an emitted event until the stream acknowledges it,
     /// may take.
     #[serde(
@@ -151,6 +155,9 @@ fn default_ack_wait() -> Duration {
 }
 fn default_max_ack_pending() -> NonZeroUsize {
     NonZeroUsize::new(1000).expect("not zero")
+}
+fn default_max_backlog() -> NonZeroUsize {
+    NonZeroUsize::new(10_000).expect("not zero")
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(5)

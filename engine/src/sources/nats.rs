@@ -21,7 +21,9 @@
 use super::Sources;
 use super::bus::hms_event;
 use crate::bus::Bus;
+use crate::http::health::BacklogCache;
 use crate::metrics::BusLabels;
+use crate::store::Records;
 use crate::store::{Route, StoreError, now_ms};
 use crate::throttle::Throttle;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
@@ -32,6 +34,7 @@ use futures_util::stream::FuturesUnordered;
 use jetstream::consumer::FromConsumer;
 use jetstream::context::ConsumerInfoErrorKind;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -42,8 +45,12 @@ const NOT_STORED_DELAY: Duration = Duration::from_secs(1);
 /// How long a message this engine has no route for waits before the servers offer it again
 /// (to any engine of the consumer).
 const NO_ROUTE_DELAY: Duration = Duration::from_secs(5);
-/// How often `sync_bus_reading` follows the connection's state.
-const WATCH: Duration = Duration::from_secs(1);
+/// How often `sync_bus_reading` follows the connection's state, and a held read looks again
+/// whether there is room.
+const WATCH: Duration = Duration::from_millis(200);
+/// How often the backlog is counted (at most: the count is shared with `/metrics`, which
+/// spaces counts so that they take at most 1% of the time).
+const COUNT_EVERY: Duration = Duration::from_millis(200);
 /// The first pause before the stream or subscriptions are opened again after they failed.
 const FIRST_PAUSE: Duration = Duration::from_millis(200);
 /// The longest such pause.
@@ -55,7 +62,54 @@ pub struct BusSource {
     bus: Arc<Bus>,
     /// The routed event types: the subjects read.
     types: Vec<String>,
+    room: Room,
     throttle: Throttle,
+}
+
+/// Whether the engine takes more messages: not while the accepted events waiting to be
+/// processed (as the store last counted them, plus the messages taken since that count began)
+/// reach `maxBacklog`. The rest wait in the stream, where any engine of the consumer can take
+/// them, instead of in this engine's store.
+struct Room {
+    counted: AtomicU64,
+    taken: AtomicU64,
+    max: u64,
+}
+
+impl Room {
+    fn full(&self) -> bool {
+        self.counted.load(Ordering::Relaxed) + self.taken.load(Ordering::Relaxed) >= self.max
+    }
+
+    fn take(&self) {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts the backlog again and again until `shutdown`.
+    async fn follow(
+        &self,
+        records: &dyn Records,
+        cache: &BacklogCache,
+        shutdown: &CancellationToken,
+    ) {
+        while !shutdown.is_cancelled() {
+            let before = self.taken.load(Ordering::Relaxed);
+            let counted = tokio::select! {
+                () = shutdown.cancelled() => return,
+                counted = cache.get(records) => counted,
+            };
+            if let Ok(backlog) = counted {
+                // What was taken before the count began is in it (or processed already).
+                self.counted
+                    .store(backlog.pending_events, Ordering::Relaxed);
+                self.taken.fetch_sub(before, Ordering::Relaxed);
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(COUNT_EVERY) => {}
+            }
+        }
+    }
 }
 
 /// What became of one message.
@@ -74,17 +128,37 @@ impl BusSource {
     /// A source for the routed HMS event types of `sources` on `bus`.
     pub fn new(sources: Arc<Sources>, bus: Arc<Bus>) -> BusSource {
         let types = sources.routes.bus_types();
+        let max_backlog = bus.config.max_backlog.get();
         BusSource {
             sources,
             bus,
             types,
+            room: Room {
+                counted: AtomicU64::new(0),
+                taken: AtomicU64::new(0),
+                max: u64::try_from(max_backlog).unwrap_or(u64::MAX),
+            },
             throttle: Throttle::default(),
         }
     }
 
     /// Reads until `shutdown`, opening the stream (or the subscriptions) again whenever they
-    /// fail or end; on shutdown, the messages in hand are stored and acknowledged first.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// fail or end, and taking messages from a stream only while the backlog `records` counts
+    /// (through `cache`, shared with `/metrics`) leaves room; on shutdown, the messages in hand
+    /// are stored and acknowledged first.
+    pub async fn run(
+        self,
+        records: Arc<dyn Records>,
+        cache: Arc<BacklogCache>,
+        shutdown: CancellationToken,
+    ) {
+        tokio::join!(
+            self.room.follow(&*records, &cache, &shutdown),
+            self.read(&shutdown)
+        );
+    }
+
+    async fn read(&self, shutdown: &CancellationToken) {
         let mut pause = FIRST_PAUSE;
         while !shutdown.is_cancelled() {
             let read = match (self.types.is_empty(), &self.bus.config.stream) {
@@ -94,8 +168,8 @@ impl BusSource {
                     Ok(_) => return,
                     Err(e) => Err(e),
                 },
-                (false, Some(_)) => self.read_stream(&shutdown).await,
-                (false, None) => self.read_subjects(&shutdown).await,
+                (false, Some(_)) => self.read_stream(shutdown).await,
+                (false, None) => self.read_subjects(shutdown).await,
             };
             match read {
                 Ok(()) => pause = FIRST_PAUSE,
@@ -178,8 +252,9 @@ impl BusSource {
                 () = shutdown.cancelled() => break Ok(()),
                 _ = watch.tick() => reading.watch(),
                 Some(()) = handling.next(), if !handling.is_empty() => {}
-                next = messages.next(), if handling.len() < IN_FLIGHT => match next {
+                next = messages.next(), if handling.len() < IN_FLIGHT && !self.held() => match next {
                     Some(Ok(message)) => {
+                        self.room.take();
                         let place = message
                             .info()
                             .map(|i| format!("{stream_name}@{created}:{}", i.stream_sequence))
@@ -216,6 +291,19 @@ impl BusSource {
         };
         while handling.next().await.is_some() {}
         ended
+    }
+
+    /// Whether the backlog leaves no room for another message (logged when that begins).
+    fn held(&self) -> bool {
+        let full = self.room.full();
+        if full && let Some(left_out) = self.throttle.check("held", Instant::now()) {
+            tracing::info!(
+                max_backlog = self.room.max,
+                left_out,
+                "the engine's backlog is full: NATS bus messages wait in the stream"
+            );
+        }
+        full
     }
 
     /// Reads the plain subjects in the queue group `consumer` until they end or `shutdown`.
