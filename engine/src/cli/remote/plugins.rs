@@ -195,11 +195,15 @@ fn swap(remote: &Remote, path: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A component (and its fixtures) as the multipart form the admin API takes.
-fn upload_form(
+/// `PUT path` with a component (and its fixtures) as the multipart form the admin API takes:
+/// a version the engine checks (compiles, runs its fixtures) before it answers, which may take
+/// minutes.
+fn put_version(
+    client: &super::Client,
+    path: &str,
     file: &std::path::Path,
     fixtures: Option<&std::path::Path>,
-) -> anyhow::Result<reqwest::blocking::multipart::Form> {
+) -> anyhow::Result<reqwest::blocking::RequestBuilder> {
     let component =
         std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut form = reqwest::blocking::multipart::Form::new().part(
@@ -211,7 +215,10 @@ fn upload_form(
             .with_context(|| format!("cannot read {}", fixtures.display()))?;
         form = form.text("fixtures", json);
     }
-    Ok(form)
+    Ok(client
+        .request(reqwest::Method::PUT, path)
+        .timeout(Duration::from_secs(300))
+        .multipart(form))
 }
 
 pub(in crate::cli) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
@@ -224,13 +231,9 @@ pub(in crate::cli) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
             remote,
         } => {
             let client = remote.client()?;
-            let form = upload_form(&file, fixtures.as_deref())?;
-            let answer: Swapped = client.call(
-                client
-                    .request(Method::PUT, &format!("/admin/plugins/{name}"))
-                    .timeout(Duration::from_secs(300))
-                    .multipart(form),
-            )?;
+            let path = format!("/admin/plugins/{name}");
+            let answer: Swapped =
+                client.call(put_version(&client, &path, &file, fixtures.as_deref())?)?;
             print(&remote, &answer, swap_text);
         }
         PluginRemote::Shadow {
@@ -240,13 +243,9 @@ pub(in crate::cli) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
             remote,
         } => {
             let client = remote.client()?;
-            let form = upload_form(&file, fixtures.as_deref())?;
-            let answer: ShadowReport = client.call(
-                client
-                    .request(Method::PUT, &format!("/admin/plugins/{name}/shadow"))
-                    .timeout(Duration::from_secs(300))
-                    .multipart(form),
-            )?;
+            let path = format!("/admin/plugins/{name}/shadow");
+            let answer: ShadowReport =
+                client.call(put_version(&client, &path, &file, fixtures.as_deref())?)?;
             print(&remote, &answer, shadow_text);
         }
         PluginRemote::ShadowReport { name, remote } => {
@@ -276,7 +275,6 @@ pub(in crate::cli) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
             remote,
         } => {
             let client = remote.client()?;
-            let form = upload_form(&file, fixtures.as_deref())?;
             let query = CanaryQuery {
                 percent,
                 window,
@@ -284,13 +282,9 @@ pub(in crate::cli) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
                 failure_margin,
                 p99_ratio,
             };
-            let answer: CanaryReport = client.call(
-                client
-                    .request(Method::PUT, &format!("/admin/plugins/{name}/canary"))
-                    .query(&query)
-                    .timeout(Duration::from_secs(300))
-                    .multipart(form),
-            )?;
+            let path = format!("/admin/plugins/{name}/canary");
+            let answer: CanaryReport = client
+                .call(put_version(&client, &path, &file, fixtures.as_deref())?.query(&query))?;
             print(&remote, &answer, canary_text);
         }
         PluginRemote::CanaryShare {
