@@ -113,12 +113,18 @@ async fn publish_rate_with(js: &jetstream::Context, year: u32, id: &str, more: &
 
 /// Waits until `sync_bus_reading` is `value`.
 async fn reading(engine: &TestEngine, value: f64) {
+    metric_until(engine, "sync_bus_reading ", |v| v == value).await;
+}
+
+/// Waits until the engine's metric `series` (its name and labels) passes `check`.
+async fn metric_until(engine: &TestEngine, series: &str, check: impl Fn(f64) -> bool) {
     let deadline = Instant::now() + WAIT;
-    while sample(&scrape(engine).await, "sync_bus_reading ") != value {
-        assert!(
-            Instant::now() < deadline,
-            "sync_bus_reading never became {value}"
-        );
+    loop {
+        let metrics = scrape(engine).await;
+        if check(sample(&metrics, series)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{series}: {metrics}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -405,16 +411,13 @@ async fn both_directions_of_the_seed_story_go_over_the_bus_and_an_echo_is_droppe
         .unwrap()
         .await
         .unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let metrics = scrape(&engine).await;
-        // Offered, handed back, offered again.
-        if sample(&metrics, r#"sync_bus_messages_total{outcome="no-route"}"#) >= 2.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{metrics}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Offered, handed back, offered again.
+    metric_until(
+        &engine,
+        r#"sync_bus_messages_total{outcome="no-route"}"#,
+        |n| n >= 2.0,
+    )
+    .await;
     engine.stop().await;
 }
 
