@@ -765,3 +765,165 @@ async fn a_cycle_through_systems_that_keep_only_the_hop_count_stops_at_the_hop_l
     assert_eq!(dead["deadLetters"], json!([]));
     engine.stop().await;
 }
+
+/// Posts `body` (any bytes) as an HMS event of the outbound route's type, sent at `at`.
+async fn post_raw(engine: &TestEngine, body: Vec<u8>, at: i64) -> (u16, Value) {
+    post_raw_as(engine, "tax.rate.updated", body, at).await
+}
+
+/// Posts `body` (any bytes) as an HMS event of type `event_type`, sent at `at`.
+async fn post_raw_as(
+    engine: &TestEngine,
+    event_type: &str,
+    body: Vec<u8>,
+    at: i64,
+) -> (u16, Value) {
+    let response = http()
+        .post(engine.url(&format!("/events/{event_type}")))
+        .header("content-type", "application/json")
+        .header("hms-timestamp", at.to_string())
+        .body(body)
+        .send()
+        .await
+        .expect("the engine answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON answer"))
+}
+
+/// Payloads that once got past acceptance but not past the pointers: an unrelated field
+/// holding a lone surrogate, a byte that is not UTF-8, or arrays nested 200 deep, each beside
+/// the entity key (`/year`) of a stale update.
+fn unreadable_stale_updates() -> Vec<(&'static str, Vec<u8>)> {
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    vec![
+        (
+            "a lone surrogate",
+            br#"{"rate": 1, "year": 2061, "note": "\ud800"}"#.to_vec(),
+        ),
+        (
+            "a byte that is not UTF-8",
+            b"{\"rate\": 1, \"year\": 2061, \"note\": \"\xff\"}".to_vec(),
+        ),
+        (
+            "arrays nested 200 deep",
+            format!(r#"{{"rate": 1, "year": 2061, "deep": {deep}}}"#).into_bytes(),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_update_never_slips_past_last_write_wins_in_a_payload_the_pointers_cannot_read() {
+    let state_api = Receiver::start().await;
+    let conflict = "      strategy: last-write-wins\n      key: /year";
+    let engine = TestEngine::start(&config(&state_api.url("/rates"), conflict, "newest")).await;
+    let now = sync_engine::store::now_ms();
+    let (status, fresh) = post_raw(&engine, br#"{"rate": 9, "year": 2061}"#.to_vec(), now).await;
+    assert_eq!(status, 202, "{fresh}");
+    let fresh = fresh["id"].as_str().unwrap().to_owned();
+    settle(&engine).await;
+
+    // The same update an hour stale, with something the pointers could not read beside the
+    // key: refused at the door, saying why; nothing stored, nothing sent.
+    for ((what, body), why) in unreadable_stale_updates().into_iter().zip([
+        "hex escape",
+        "not UTF-8 from the byte at offset 35",
+        "nests deeper than 128 levels (`maxJsonDepth`)",
+    ]) {
+        let (status, answer) = post_raw(&engine, body, now - 3_600_000).await;
+        assert_eq!(status, 400, "{what}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid-json", "{what}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{what}: {message}");
+    }
+    // The same name twice is refused too: the pointer and a plugin could read different ones.
+    let (status, answer) = post_raw(
+        &engine,
+        br#"{"rate": 1, "year": 2061, "year": 1999}"#.to_vec(),
+        now - 3_600_000,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("names `year` twice"),
+        "{answer}"
+    );
+    settle(&engine).await;
+    assert_eq!(delivered(&state_api.received()), [9]);
+    let (_, found) = admin_call(&engine, ADMIN, "GET", "/admin/events", None).await;
+    assert_eq!(found["events"].as_array().unwrap().len(), 1, "{found}");
+    let (status, entity) = admin_call(
+        &engine,
+        ADMIN,
+        "GET",
+        "/admin/entities?destination=state-api&key=2061",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{entity}");
+    assert_eq!(entity["entity"]["eventId"], fresh.as_str(), "{entity}");
+
+    // A keyed route whose key is not in an accepted payload never delivers unkeyed: the run
+    // fails `key-missing`, a dead letter that can be replayed (and fails the same way again).
+    // (The `echo` route's handler delivers any payload as it is.)
+    let (status, keyless) = post_raw_as(&engine, "echo", br#"{"rate": 2}"#.to_vec(), now).await;
+    assert_eq!(status, 202, "{keyless}");
+    let keyless = keyless["id"].as_str().unwrap().to_owned();
+    settle(&engine).await;
+    let (_, history) = admin_call(
+        &engine,
+        ADMIN,
+        "GET",
+        &format!("/admin/events/{keyless}"),
+        None,
+    )
+    .await;
+    let run = &history["event"]["runs"][0];
+    assert_eq!(run["outcome"], "key-missing", "{history}");
+    assert!(
+        run["error"].as_str().unwrap().contains("no entity key"),
+        "{run}"
+    );
+    let (_, dead) = admin_call(&engine, ADMIN, "GET", "/admin/dead-letters", None).await;
+    let dead = dead["deadLetters"].as_array().unwrap().clone();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["eventId"], keyless.as_str());
+    let (status, replayed) = admin_call(
+        &engine,
+        ADMIN,
+        "POST",
+        "/admin/dead-letters/replay",
+        Some(json!({"all": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{replayed}");
+    assert_eq!(
+        replayed["replayed"].as_array().map(Vec::len),
+        Some(1),
+        "{replayed}"
+    );
+    settle(&engine).await;
+    assert_eq!(delivered(&state_api.received()), [9], "never sent unkeyed");
+    engine.stop().await;
+
+    // With `maxJsonDepth` raised, the deep payload is taken, and its key read as deep: the
+    // stale update is superseded, never delivered.
+    let state_api = Receiver::start().await;
+    let engine = TestEngine::start(
+        &(config(&state_api.url("/rates"), conflict, "newest") + "maxJsonDepth: 256\n"),
+    )
+    .await;
+    post_raw(&engine, br#"{"rate": 9, "year": 2061}"#.to_vec(), now).await;
+    settle(&engine).await;
+    let (_, deep) = unreadable_stale_updates().pop().unwrap();
+    let (status, stale) = post_raw(&engine, deep, now - 3_600_000).await;
+    assert_eq!(status, 202, "{stale}");
+    settle(&engine).await;
+    assert_eq!(delivered(&state_api.received()), [9]);
+    let row = first_row(&engine, stale["id"].as_str().unwrap()).await;
+    assert_eq!(row["state"], "superseded", "{row}");
+    assert_eq!(row["key"], "2061", "{row}");
+    engine.stop().await;
+}

@@ -25,7 +25,7 @@ use crate::store::{EntityState, OutboxRow};
 use serde_json::Value;
 
 /// A route's conflict settings, ready to use.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
     /// The strategy.
     pub strategy: Strategy,
@@ -34,6 +34,8 @@ pub struct Conflict {
     key: Option<String>,
     version: Option<String>,
     timestamp: Option<String>,
+    /// How deep a payload may nest (`maxJsonDepth`), as acceptance checks it.
+    max_depth: usize,
 }
 
 /// What a route's pointers found in a payload.
@@ -48,25 +50,34 @@ pub struct Extracted {
 }
 
 impl Conflict {
-    /// The settings of a route's `conflict` section.
-    pub fn new(config: &ConflictConfig) -> Self {
+    /// The settings of a route's `conflict` section, for payloads nested at most `max_depth`
+    /// levels (`maxJsonDepth`).
+    pub fn new(config: &ConflictConfig, max_depth: usize) -> Self {
         Conflict {
             strategy: config.strategy,
             resolver: config.resolver.clone(),
             key: config.key.clone(),
             version: config.version.clone(),
             timestamp: config.timestamp.clone(),
+            max_depth,
         }
     }
 
-    /// Reads the key, version and timestamp the route's pointers point at in a JSON payload.
-    /// A pointer that finds nothing, or a value of the wrong kind, gives nothing (the event's own
-    /// metadata is used instead).
+    /// Whether the route reads its entity keys from payloads (`conflict.key`): then a
+    /// delivery or emission that ends up with no key is never sent unkeyed.
+    pub fn keyed(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Reads the key, version and timestamp the route's pointers point at in a JSON payload,
+    /// read by the rules acceptance checks it with ([`crate::json`]). A pointer that finds
+    /// nothing, or a value of the wrong kind, gives nothing (the event's own metadata is used
+    /// instead); so does a payload those rules refuse (one stored before they applied).
     pub fn extract(&self, payload: &[u8]) -> Extracted {
         if self.key.is_none() && self.version.is_none() && self.timestamp.is_none() {
             return Extracted::default();
         }
-        let Ok(document) = serde_json::from_slice::<Value>(payload) else {
+        let Ok(document) = crate::json::parse(payload, self.max_depth) else {
             return Extracted::default();
         };
         let at = |pointer: &Option<String>| pointer.as_deref().and_then(|p| document.pointer(p));
@@ -315,13 +326,16 @@ mod tests {
 
     #[test]
     fn pointers_read_the_payload() {
-        let conflict = Conflict::new(&ConflictConfig {
-            strategy: Strategy::Version,
-            resolver: None,
-            key: Some("/taxYear".into()),
-            version: Some("/meta/version".into()),
-            timestamp: Some("/updatedAt".into()),
-        });
+        let conflict = Conflict::new(
+            &ConflictConfig {
+                strategy: Strategy::Version,
+                resolver: None,
+                key: Some("/taxYear".into()),
+                version: Some("/meta/version".into()),
+                timestamp: Some("/updatedAt".into()),
+            },
+            crate::json::DEFAULT_MAX_DEPTH,
+        );
         let found = conflict.extract(
             br#"{"taxYear": 2025, "meta": {"version": "7"}, "updatedAt": "2026-01-01T00:00:00Z"}"#,
         );
@@ -329,6 +343,11 @@ mod tests {
         assert_eq!(found.version, Some(7));
         assert_eq!(found.timestamp, Some(1_767_225_600_000));
         assert_eq!(conflict.extract(b"not json"), Extracted::default());
+        // What acceptance refuses, the pointers do not read either (a lone surrogate).
+        assert_eq!(
+            conflict.extract(br#"{"taxYear": 2025, "note": "\ud800"}"#),
+            Extracted::default()
+        );
         assert_eq!(
             conflict.extract(br#"{"meta": {"version": true}}"#).version,
             None

@@ -26,6 +26,8 @@
 //!   [`admin`]: the admin API and its wire types; [`console`]: the operator console, pages
 //!   over the admin API's methods; [`metrics`]: the Prometheus registry and the last hour in
 //!   memory.
+//! - [`json`]: what the engine takes as a JSON payload, one definition for acceptance and for
+//!   the routes' pointers.
 //! - [`config`]: the YAML configuration; [`engine`] builds the running engine from it;
 //!   [`cli`] is the `sync-engine` command; [`sink`] is a receiver for trying the engine out;
 //!   [`throttle`] keeps repeated failures from flooding the logs.
@@ -39,6 +41,7 @@ pub mod console;
 pub mod delivery;
 pub mod engine;
 pub mod http;
+pub mod json;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;

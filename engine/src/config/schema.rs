@@ -23,6 +23,10 @@ pub struct Config {
     /// The largest request body accepted, in bytes (`1MiB`, `512KiB` or a number).
     #[serde(default = "default_max_body", deserialize_with = "values::size")]
     pub max_body_size: usize,
+    /// How deep a payload may nest (arrays and objects), 1 to 256: a deeper one is refused
+    /// where it arrives, with the bus's, webhooks' and NATS messages' other JSON checks.
+    #[serde(default = "default_max_json_depth")]
+    pub max_json_depth: usize,
     /// The HTTP listeners' limits.
     #[serde(default)]
     pub http: HttpConfig,
@@ -395,6 +399,10 @@ pub(super) fn default_listen() -> SocketAddr {
 }
 pub(super) fn default_max_body() -> usize {
     1 << 20
+}
+
+pub(super) fn default_max_json_depth() -> usize {
+    crate::json::DEFAULT_MAX_DEPTH
 }
 
 pub(super) fn default_timeout() -> Duration {

@@ -2,7 +2,7 @@
 //! binary, and the filters they format values with.
 
 use minijinja::value::Value;
-use minijinja::{Environment, Error, ErrorKind};
+use minijinja::{Environment, Error};
 use std::sync::LazyLock;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -98,13 +98,62 @@ fn bytes(size: Option<u64>) -> String {
     }
 }
 
-/// A body: indented when it is JSON, as it is otherwise.
-fn pretty(body: &str) -> Result<String, Error> {
-    match serde_json::from_str::<serde_json::Value>(body) {
-        Ok(json) => serde_json::to_string_pretty(&json)
-            .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string())),
-        Err(_) => Ok(body.to_owned()),
+/// A body as it is stored, indented when it is JSON: only the space between tokens is laid out
+/// again; every name, string and number stays exactly as written, in its order, a name given
+/// twice included (parsing and writing it again would sort, merge and round them).
+fn pretty(body: &str) -> String {
+    if crate::json::check(body.as_bytes(), crate::json::MAX_DEPTH_LIMIT).is_err() {
+        return body.to_owned();
     }
+    let mut out = String::with_capacity(body.len() + body.len() / 2);
+    let line = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", depth));
+    };
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                while chars.next_if(char::is_ascii_whitespace).is_some() {}
+                // An empty object or array stays on its line.
+                if let Some(close) = chars.next_if(|n| matches!(n, '}' | ']')) {
+                    out.push(close);
+                } else {
+                    depth += 1;
+                    line(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                line(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                line(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_ascii_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -122,7 +171,12 @@ mod tests {
         assert_eq!(millis(Some(0.4213)), "0.42 ms");
         assert_eq!(short(Some("a".repeat(64))), "a".repeat(12));
         assert_eq!(bytes(Some(1536)), "1.5 KiB");
-        assert_eq!(pretty(r#"{"a":1}"#).unwrap(), "{\n  \"a\": 1\n}");
-        assert_eq!(pretty("plain").unwrap(), "plain");
+        assert_eq!(pretty(r#"{"a":1}"#), "{\n  \"a\": 1\n}");
+        assert_eq!(pretty("plain"), "plain");
+        // As stored: order, escapes, numbers and spaces within strings kept; empty ones inline.
+        assert_eq!(
+            pretty(r#" {"z" : 1.50, "a":["x, \"y\"" ,{}, []], "n": 1e2}"#),
+            "{\n  \"z\": 1.50,\n  \"a\": [\n    \"x, \\\"y\\\"\",\n    {},\n    []\n  ],\n  \"n\": 1e2\n}"
+        );
     }
 }

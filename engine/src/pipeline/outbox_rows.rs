@@ -15,7 +15,10 @@ use crate::store::{OutboxAction, OutboxKind};
 ///
 /// A timestamp (the action's or the route pointer's) further ahead of the engine's clock than
 /// `maxClockSkew` fails the run (`timestamp-ahead`, a dead letter that can be replayed): under
-/// last-write-wins it would make every later update of its entity stale.
+/// last-write-wins it would make every later update of its entity stale. On a route that reads
+/// its keys from payloads (`conflict.key`), a delivery or emission that finds no key anywhere
+/// fails the run too (`key-missing`): sent unkeyed it would skip the conflict check and the
+/// order of its entity.
 pub(super) fn outbox_rows(
     event: &Event,
     handler_index: usize,
@@ -89,8 +92,19 @@ pub(super) fn outbox_rows(
             {
                 tracing::debug!(event_id = %event.id, target = %row.target, reason = %reason, "not sent");
             }
+            let sent = row.kind != OutboxKind::Drop && row.reason.is_none();
+            if sent && row.key.is_none() && handler.conflict.keyed() {
+                return Err((
+                    "key-missing".to_owned(),
+                    format!(
+                        "action {j} has no entity key: the action sets none, the route's \
+                         `conflict.key` pointer finds none in the event's payload, and the event \
+                         has no `hms-key`; it is not sent unkeyed, past the conflict check"
+                    ),
+                ));
+            }
             // Only a row that will be sent can pin anything.
-            if row.kind != OutboxKind::Drop && row.reason.is_none() && row.timestamp > latest {
+            if sent && row.timestamp > latest {
                 return Err((
                     "timestamp-ahead".to_owned(),
                     format!(

@@ -230,7 +230,7 @@ impl Routes {
                 RouteHandler {
                     handler: Configured::new(config, name),
                     forward,
-                    conflict: Conflict::new(conflict),
+                    conflict: Conflict::new(conflict, config.max_json_depth),
                 },
             ));
         }

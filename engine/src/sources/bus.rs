@@ -56,7 +56,7 @@ pub(super) fn hms_event(
             format!("no route handles events of type `{event_type}`"),
         ));
     }
-    let (content_type, payload) = headers::json_body(headers, body, None)?;
+    let (content_type, payload) = headers::json_body(headers, body, None, sources.max_json_depth)?;
     let (origin, path) = headers::provenance(headers, HMS_ORIGIN)?;
     Ok(Event {
         id: headers::new_id(),

@@ -28,12 +28,14 @@ fn invalid_header(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid-header", message)
 }
 
-/// The body, checked to be JSON within the size limit (and signed, when `verifier` is given),
-/// with its content type.
+/// The body, checked to be a JSON payload the engine takes ([`crate::json`]: UTF-8, no name
+/// twice in an object, nested at most `max_depth` levels) within the size limit (and signed,
+/// when `verifier` is given), with its content type.
 pub(super) fn json_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     verifier: Option<&Verifier>,
+    max_depth: usize,
 ) -> Result<(String, Vec<u8>), ApiError> {
     let content_type = match headers.get(http::header::CONTENT_TYPE) {
         None => "application/json".to_owned(),
@@ -81,7 +83,7 @@ pub(super) fn json_body(
             )
         })?;
     }
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+    if let Err(e) = crate::json::check(&body, max_depth) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid-json",

@@ -51,6 +51,8 @@ pub struct Sources {
     http_bus: bool,
     /// The largest body (or bus message) accepted.
     max_body: usize,
+    /// How deep a payload may nest.
+    max_json_depth: usize,
     /// How far ahead of the engine's clock an `hms-timestamp` may be.
     max_clock_skew_ms: i64,
     webhooks: HashMap<String, WebhookSource>,
@@ -76,6 +78,7 @@ impl Sources {
             bus_token: config.bus.token.as_ref().map(|t| t.0.clone()),
             http_bus: config.bus.nats().is_none(),
             max_body: config.max_body_size,
+            max_json_depth: config.max_json_depth,
             max_clock_skew_ms: config.max_clock_skew_ms(),
             webhooks,
         })

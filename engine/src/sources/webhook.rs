@@ -53,7 +53,12 @@ pub(super) async fn receive(
             format!("no webhook is served at `{}`", uri.path()),
         ));
     };
-    let (content_type, payload) = headers::json_body(&headers, body, source.verifier.as_ref())?;
+    let (content_type, payload) = headers::json_body(
+        &headers,
+        body,
+        source.verifier.as_ref(),
+        sources.max_json_depth,
+    )?;
     let exposed = source
         .headers
         .iter()

@@ -77,6 +77,12 @@ impl Config {
                 p.add(key, "must be more than zero");
             }
         }
+        if !(1..=crate::json::MAX_DEPTH_LIMIT).contains(&self.max_json_depth) {
+            p.add(
+                "maxJsonDepth",
+                format!("must be 1 to {}", crate::json::MAX_DEPTH_LIMIT),
+            );
+        }
         self.check_store(&mut p);
         self.check_bus(&mut p);
         if self.admin.listen.is_some_and(|admin| admin == self.listen) {
