@@ -129,31 +129,6 @@ async fn metric_until(engine: &TestEngine, series: &str, check: impl Fn(f64) -> 
     }
 }
 
-/// A console page, read with a session made by logging in with the admin token.
-async fn console_page(engine: &TestEngine, path: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let login = http
-        .post(engine.url("/console/login"))
-        .form(&[("token", ADMIN), ("next", path)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 303);
-    let cookie = login.headers()["set-cookie"].to_str().unwrap();
-    let cookie = cookie.split(';').next().unwrap().to_owned();
-    let page = http
-        .get(engine.url(path))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    page.text().await.unwrap()
-}
-
 /// The `year` of every message the stream holds, in order.
 async fn stored_years(js: &jetstream::Context) -> Vec<u64> {
     let Ok(mut stream) = js.get_stream(STREAM).await else {
@@ -273,7 +248,7 @@ async fn both_directions_of_the_seed_story_go_over_the_bus_and_an_echo_is_droppe
         "{shown}"
     );
     assert_eq!(shown["core"], Value::Null);
-    let page = console_page(&engine, "/console/config").await;
+    let page = sync_engine_tests::console_page(&engine.url(""), ADMIN, "/console/config").await;
     assert!(
         page.contains("read from the stream <code>HMS</code>"),
         "{page}"

@@ -703,3 +703,113 @@ fn validate_connects_to_the_nats_store_and_says_when_it_cannot() {
     assert!(!ok, "{stdout}");
     assert!(stdout.contains("store.nats: NATS"), "{stdout}");
 }
+
+/// A GET of the admin API at `url` with the token `admin`: its JSON answer.
+async fn admin_get(url: &str, admin: &str, path: &str) -> serde_json::Value {
+    let response = sync_engine_tests::http()
+        .get(format!("{url}{path}"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_secrets_and_forged_lines_never_reach_the_record_the_console_or_the_log() {
+    const ADMIN: &str = "admin-secret-for-process-tests";
+    const SECRETS: [&str; 2] = ["SECRET-KEY-42", "PASSWORD-77"];
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Nobody listens there: every attempt fails with an error that names the URL.
+    let state_api = format!(
+        "http://bot:{}@127.0.0.1:{}/rates?api_key={}&v=1",
+        SECRETS[1],
+        free_port(),
+        SECRETS[0]
+    );
+    let config = write_config(dir.path(), port, &state_api);
+    let mut yaml = std::fs::read_to_string(&config).unwrap();
+    yaml = yaml.replace("maxAttempts: 1000", "maxAttempts: 2");
+    yaml = yaml.replace(
+        "plugins:\n",
+        &format!(
+            "plugins:\n  misbehave:\n    path: {}\n",
+            sync_engine_tests::component_path("misbehave").display()
+        ),
+    );
+    yaml = yaml.replace(
+        "hmsEvents:\n",
+        "hmsEvents:\n  - event: forge\n    handler: misbehave\n",
+    );
+    yaml.push_str(&format!("admin:\n  token: {ADMIN}\n"));
+    std::fs::write(&config, yaml).unwrap();
+    let log = dir.path().join("engine.log");
+    let url = format!("http://127.0.0.1:{port}");
+    // At debug, so that every line the engine can write is written.
+    let engine = spawn_engine(ENGINE, &config, &log, "debug");
+    wait_healthy(&url, Duration::from_secs(30)).await;
+
+    let (status, answer) = post_json(
+        &format!("{url}/events/tax.rate.updated"),
+        r#"{"rate": 0.04, "year": 2031}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_owned();
+    let (status, _) = post_json(&format!("{url}/events/forge"), "{}", &[]).await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dead = loop {
+        let dead = admin_get(&url, ADMIN, "/admin/dead-letters").await;
+        if !dead["deadLetters"].as_array().unwrap().is_empty() {
+            break dead;
+        }
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let history = admin_get(&url, ADMIN, &format!("/admin/events/{id}")).await;
+    let attempts = history["event"]["actions"][0]["attempts"].clone();
+    assert_eq!(attempts.as_array().map(Vec::len), Some(2), "{history}");
+    let error = attempts[0]["error"].as_str().unwrap();
+    // (reqwest moves the user and password into a header before it sends.)
+    assert!(
+        error.contains("/rates?api_key=***&v=***"),
+        "the URL is named, masked: {error}"
+    );
+    let pages = [
+        sync_engine_tests::console_page(&url, ADMIN, &format!("/console/events/{id}")).await,
+        sync_engine_tests::console_page(&url, ADMIN, "/console/dead-letters").await,
+        sync_engine_tests::console_page(&url, ADMIN, "/console/config").await,
+    ];
+    assert!(pages[0].contains("api_key=***"), "{}", pages[0]);
+    kill(engine);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("api_key=***"), "the log names the URL masked");
+    for secret in SECRETS {
+        for (what, record) in [
+            ("the dead letters", dead.to_string()),
+            ("the event's history", history.to_string()),
+            ("the console's event page", pages[0].clone()),
+            ("the console's dead letters", pages[1].clone()),
+            ("the console's configuration", pages[2].clone()),
+            ("the log", text.clone()),
+        ] {
+            assert!(!record.contains(secret), "{secret} in {what}:\n{record}");
+        }
+    }
+
+    // The plugin's newline and carriage return are escaped in its line: nothing it logs or
+    // prints starts a line of its own, nor steers a terminal.
+    let forged = "2026-12-04T00:00:00.000000Z  INFO sync_engine::console: logged in";
+    assert!(text.contains(&format!("mapping\\n{forged}")), "{text}");
+    for line in text.lines() {
+        assert!(!line.starts_with(forged), "a forged line: {line}");
+        assert!(
+            !line.contains(['\r', '\u{1b}']),
+            "a control character: {line:?}"
+        );
+    }
+}

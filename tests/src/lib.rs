@@ -552,6 +552,32 @@ pub fn open_store(dir: &Path) -> SqliteStore {
     SqliteStore::open(&dir.join("data")).expect("the store opens")
 }
 
+/// A console page of the engine at `base` (`http://host:port`), read with a session made by
+/// logging in with the admin token `admin`.
+pub async fn console_page(base: &str, admin: &str, path: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = http
+        .post(format!("{base}/console/login"))
+        .form(&[("token", admin), ("next", path)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303, "the console logs in");
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let page = http
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "{path}");
+    page.text().await.unwrap()
+}
+
 /// An HTTP client for talking to engines. (reqwest is built without a default TLS provider,
 /// as in the engine; this installs ring's.)
 pub fn http() -> reqwest::Client {

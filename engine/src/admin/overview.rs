@@ -8,6 +8,7 @@ use super::api::{
 };
 use crate::config::{Config, StoreKind};
 use crate::http::ApiError;
+use crate::http::redact::masked_url;
 use crate::metrics::DestinationLabels;
 use crate::metrics::recent::MINUTES;
 use crate::store::{CORE_TARGET, LaneBacklog, now_ms};
@@ -227,47 +228,5 @@ impl Configuration {
             }
             .to_owned(),
         }
-    }
-}
-
-/// `url` without what may be secret: its user and password, and its query's values.
-fn masked_url(url: &str) -> String {
-    let Ok(mut parsed) = reqwest::Url::parse(url) else {
-        return "(not a URL)".to_owned();
-    };
-    if !parsed.username().is_empty() {
-        let _ = parsed.set_username("***");
-    }
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("***"));
-    }
-    if parsed.query().is_some() {
-        let names: Vec<String> = parsed
-            .query_pairs()
-            .map(|(name, _)| name.into_owned())
-            .collect();
-        parsed
-            .query_pairs_mut()
-            .clear()
-            .extend_pairs(names.iter().map(|name| (name.as_str(), "***")));
-    }
-    parsed.to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::masked_url;
-
-    #[test]
-    fn urls_lose_their_credentials_and_query_values() {
-        assert_eq!(
-            masked_url("https://bot:s3cret@api.example/rates?key=abc&v=1"),
-            "https://***:***@api.example/rates?key=***&v=***"
-        );
-        assert_eq!(
-            masked_url("http://127.0.0.1:9000/hms"),
-            "http://127.0.0.1:9000/hms"
-        );
-        assert_eq!(masked_url("not a url"), "(not a URL)");
     }
 }

@@ -156,7 +156,12 @@ pub(super) async fn send(
                 retry_after,
             }
         }
-        Err(e) => {
+        Err(mut e) => {
+            // reqwest's message names the URL: never with its credentials or query values,
+            // which end up in attempts, dead letters and logs.
+            if let Some(url) = e.url_mut() {
+                crate::http::redact::mask(url);
+            }
             let message = if e.is_timeout() {
                 format!("no answer within {}ms", timeout.as_millis())
             } else {

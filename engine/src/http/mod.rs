@@ -1,11 +1,12 @@
 //! The HTTP side of the engine: one router for the listeners ([`crate::sources`]), the admin
 //! API ([`crate::admin`]) and health ([`health`]), with the answers they share: JSON errors
-//! ([`error`]) and bearer tokens ([`auth`]).
+//! ([`error`]) and bearer tokens ([`auth`]); URLs with their secrets masked ([`redact`]).
 
 pub mod auth;
 pub mod body_deadline;
 pub mod error;
 pub mod health;
+pub mod redact;
 pub mod serve;
 
 pub use error::ApiError;

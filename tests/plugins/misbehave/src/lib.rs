@@ -15,6 +15,7 @@
 //! | `malformed` | returns a delivery with an invalid header name               |
 //! | `reject`    | fails with a `rejected` error                                |
 //! | `log`       | logs through the import and prints to stdout and stderr      |
+//! | `forge`     | logs and prints text that would forge a log line of its own  |
 //! | `config`    | reports the route config's `greeting` and its entry count    |
 //! | `flood`     | returns as many empty drops as the payload's number says     |
 //! | `random`    | asks WASI for as many random bytes as the payload's number says |
@@ -25,6 +26,10 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// What the `forge` mode tries to pass off as a line of the engine's own log.
+const FORGED: &str =
+    "2026-12-04T00:00:00.000000Z  INFO sync_engine::console: logged in by=admin:forged";
 
 struct Misbehave;
 
@@ -93,6 +98,17 @@ impl Handler for Misbehave {
                     eprintln!("printed to stderr");
                 }
                 vec![Action::drop("logged")]
+            }
+            "forge" => {
+                // A newline, then what looks like a line of the engine's own.
+                let forged = format!("\n{FORGED}\r\u{1b}[2K");
+                hms_sync_sdk::info!("mapping{forged}");
+                #[allow(clippy::print_stdout, clippy::print_stderr)]
+                {
+                    println!("printed{forged}");
+                    eprintln!("printed{forged}");
+                }
+                vec![Action::drop("forged")]
             }
             "config" => {
                 let greeting = hms_sync_sdk::config::get("greeting").unwrap_or_default();

@@ -1,0 +1,57 @@
+//! URLs without what may be secret in them: the user and password, and the query's values
+//! (`?api_key=...`). A configured URL is shown this way in the configuration's view, and a
+//! destination's URL this way in every error that names it (attempts, dead letters, logs).
+
+use reqwest::Url;
+
+/// Replaces `url`'s user, password and query values with `***`.
+pub fn mask(url: &mut Url) {
+    if !url.username().is_empty() {
+        let _ = url.set_username("***");
+    }
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    if url.query().is_some() {
+        let names: Vec<String> = url
+            .query_pairs()
+            .map(|(name, _)| name.into_owned())
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(names.iter().map(|name| (name.as_str(), "***")));
+    }
+}
+
+/// `url` masked ([`mask`]), or `(not a URL)`.
+pub fn masked_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) => {
+            mask(&mut parsed);
+            parsed.to_string()
+        }
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked_url;
+
+    #[test]
+    fn urls_lose_their_credentials_and_query_values() {
+        assert_eq!(
+            masked_url("https://bot:s3cret@api.example/rates?key=abc&v=1"),
+            "https://***:***@api.example/rates?key=***&v=***"
+        );
+        assert_eq!(
+            masked_url("https://token@api.example/rates"),
+            "https://***@api.example/rates"
+        );
+        assert_eq!(
+            masked_url("http://127.0.0.1:9000/hms"),
+            "http://127.0.0.1:9000/hms"
+        );
+        assert_eq!(masked_url("not a url"), "(not a URL)");
+    }
+}
