@@ -687,3 +687,93 @@ async fn a_canary_that_fails_a_tenth_of_its_events_is_rolled_back_and_nothing_is
     assert_eq!(status, 404);
     engine.stop().await;
 }
+
+/// Entity keys `k0`, `k1`, ... whose bucket is below `percent` (a canary's) or not (the active
+/// version's), `n` of them.
+fn keys_on(canary: bool, percent: u8, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("k{i}"))
+        .filter(|k| (sync_engine::pipeline::canary::bucket(k) < percent) == canary)
+        .take(n)
+        .collect()
+}
+
+/// Posts one bus event per key, each in `year`, from 8 senders at once.
+async fn post_keys(engine: &TestEngine, keys: Vec<String>, year: u32) {
+    let mut senders = tokio::task::JoinSet::new();
+    for chunk in keys.chunks(keys.len().div_ceil(8)) {
+        let (url, chunk) = (engine.url("/events/tax.rate.updated"), chunk.to_vec());
+        senders.spawn(async move {
+            for key in chunk {
+                let body = format!(r#"{{"rate": 0.05, "year": {year}}}"#);
+                let (status, answer) = post_json(&url, &body, &[("hms-key", &key)]).await;
+                assert_eq!(status, 202, "{answer}");
+            }
+        });
+    }
+    while let Some(sent) = senders.join_next().await {
+        sent.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_canary_under_a_burst_fails_no_more_than_its_min_runs_and_those_in_flight() {
+    const MIN_RUNS: usize = 20;
+    const WORKERS: usize = 2;
+    let (state_api, core) = (Receiver::start().await, Receiver::start().await);
+    let yaml = format!(
+        "{}admin:\n  token: {ADMIN}\nsandbox:\n  workers: {WORKERS}\n",
+        seed_config(&state_api.url("/rates"), &core.url("/hms"))
+    );
+    let engine = TestEngine::start(&yaml).await;
+    let canary = "/admin/plugins/tax-rate-outbound/canary";
+    let (status, started) = send_component(
+        &engine,
+        ADMIN,
+        reqwest::Method::PUT,
+        &format!("{canary}?percent=50&minRuns={MIN_RUNS}&window=10m&p99Ratio=1000"),
+        component("tax-rate-flaky"),
+    )
+    .await;
+    assert_eq!(status, 200, "{started}");
+    let flaky = started["canary"].as_str().unwrap().to_owned();
+
+    // The active version runs first, enough to be judged against (its keys' years end in 7
+    // too: it maps them).
+    post_keys(&engine, keys_on(false, 50, 30), 2027).await;
+    state_api.wait_for(30, Duration::from_secs(30)).await;
+    // Then a burst on the canary's keys, every one in a year it fails: rolled back at its
+    // MIN_RUNS-th failure, the runs already in flight aside.
+    post_keys(&engine, keys_on(true, 50, 300), 2027).await;
+    let report = admin_until(&engine, ADMIN, canary, Duration::from_secs(60), |r| {
+        r["state"] == "rolled-back"
+    })
+    .await;
+    assert!(
+        report["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("its failure rate was 100.0% against 0.0%"),
+        "{report:#}"
+    );
+    // Every event ends: the canary's failures are dead letters, the rest delivered.
+    let dead = admin_until(
+        &engine,
+        ADMIN,
+        "/admin/dead-letters?limit=1000",
+        Duration::from_secs(30),
+        |a| a["deadLetters"].as_array().unwrap().len() + state_api.received().len() >= 330,
+    )
+    .await;
+    let failed = dead["deadLetters"].as_array().unwrap();
+    assert!(
+        failed.iter().all(|d| d["pluginHash"] == flaky.as_str()),
+        "{failed:?}"
+    );
+    assert!(
+        (MIN_RUNS..=MIN_RUNS + WORKERS).contains(&failed.len()),
+        "the canary failed {} events; at most {MIN_RUNS} and {WORKERS} in flight",
+        failed.len()
+    );
+    engine.stop().await;
+}

@@ -3,12 +3,15 @@
 //! percentage of key buckets (a key's SHA-256 modulo 100): a key stays on one version while the
 //! share holds, and a raised share only moves more keys to the canary.
 //!
-//! Every run of either version is counted with its time, over a sliding window, judged at most
-//! four times a second; once both have run at least `min_runs` times in it, a canary whose
-//! failure rate exceeds the active version's by more than `failure_margin`, or (once both have
-//! run [`P99_MIN_RUNS`] times) whose p99 run time exceeds the active version's times
-//! `p99_ratio`, is rolled back on its own: its events go to the active version again, and why
-//! is logged, counted and kept in its report.
+//! Every run of either version is counted with its time, over a sliding window. Once both have
+//! run at least `min_runs` times in it, a canary whose failure rate exceeds the active
+//! version's by more than `failure_margin` is rolled back on its own, judged on every result:
+//! the run that crosses the bound is the last one it is given, so what it fails is bounded by
+//! the configured numbers (and the runs already in flight then, at most `sandbox.workers` per
+//! route), not by a timer. Its p99 run time (once both have run [`P99_MIN_RUNS`] times) is
+//! judged at most four times a second, since that sorts the window: past the active version's
+//! times `p99_ratio`, it is rolled back too. Rolled back, its events go to the active version
+//! again, and why is logged, counted and kept in its report.
 
 use crate::metrics::Metrics;
 use crate::sandbox::Plugin;
@@ -26,7 +29,7 @@ pub const MAX_SAMPLES: usize = 10_000;
 /// p99 is only the slowest run (a version's first, cold runs).
 pub const P99_MIN_RUNS: usize = 100;
 
-/// How often the window is judged, at most (it is sorted each time).
+/// How often the p99 run times are judged, at most (the window is sorted each time).
 const JUDGE_EVERY_MS: i64 = 250;
 
 /// When a canary is rolled back on its own.
@@ -61,9 +64,12 @@ struct Sample {
     failed: bool,
 }
 
-/// A version's runs in the window.
+/// A version's runs in the window, and how many of them failed.
 #[derive(Debug, Default)]
-struct Runs(VecDeque<Sample>);
+struct Runs {
+    samples: VecDeque<Sample>,
+    failed: usize,
+}
 
 /// What the window says of one version.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -80,18 +86,37 @@ pub struct Window {
 
 impl Runs {
     fn push(&mut self, sample: Sample, window_ms: i64) {
-        self.0.push_back(sample);
-        while self.0.len() > MAX_SAMPLES
-            || self.0.front().is_some_and(|s| s.at < sample.at - window_ms)
+        self.samples.push_back(sample);
+        self.failed += usize::from(sample.failed);
+        self.expire(sample.at - window_ms);
+    }
+
+    /// Drops the runs before `since` (and beyond the most kept).
+    fn expire(&mut self, since: i64) {
+        while self.samples.len() > MAX_SAMPLES || self.samples.front().is_some_and(|s| s.at < since)
         {
-            self.0.pop_front();
+            if let Some(dropped) = self.samples.pop_front() {
+                self.failed -= usize::from(dropped.failed);
+            }
+        }
+    }
+
+    /// The runs and failures in the window, without the p99 (which needs a sort): what is
+    /// judged on every result. Call [`Runs::expire`] first.
+    fn counts(&self) -> Window {
+        let runs = self.samples.len();
+        Window {
+            runs,
+            failed: self.failed,
+            failure_rate: (runs > 0).then(|| self.failed as f64 / runs as f64),
+            p99_ms: None,
         }
     }
 
     fn window(&self, since: i64) -> Window {
         let mut micros: Vec<u64> = Vec::new();
         let mut failed = 0;
-        for s in self.0.iter().filter(|s| s.at >= since) {
+        for s in self.samples.iter().filter(|s| s.at >= since) {
             micros.push(s.micros);
             failed += usize::from(s.failed);
         }
@@ -183,15 +208,20 @@ impl Canary {
 }
 
 /// Whether a canary whose window is `canary` should be rolled back, beside an active version
-/// whose window is `active`: why, if it should.
+/// whose window is `active`: why, if it should. Its failures, then its p99 run time.
 fn judge(limits: &Limits, canary: Window, active: Window) -> Option<String> {
+    judge_failures(limits, canary, active).or_else(|| judge_p99(limits, canary, active))
+}
+
+/// Whether the canary fails too often beside the active version: why, if it does.
+fn judge_failures(limits: &Limits, canary: Window, active: Window) -> Option<String> {
     if canary.runs < limits.min_runs || active.runs < limits.min_runs {
         return None;
     }
     let window = humantime::format_duration(limits.window);
     let (fc, fa) = (canary.failure_rate?, active.failure_rate?);
-    if fc > fa + limits.failure_margin {
-        return Some(format!(
+    (fc > fa + limits.failure_margin).then(|| {
+        format!(
             "its failure rate was {:.1}% against {:.1}% for the active version over the last \
              {window} ({} and {} runs; the margin is {:.1} points)",
             fc * 100.0,
@@ -199,8 +229,13 @@ fn judge(limits: &Limits, canary: Window, active: Window) -> Option<String> {
             canary.runs,
             active.runs,
             limits.failure_margin * 100.0
-        ));
-    }
+        )
+    })
+}
+
+/// Whether the canary is too slow beside the active version: why, if it is.
+fn judge_p99(limits: &Limits, canary: Window, active: Window) -> Option<String> {
+    let window = humantime::format_duration(limits.window);
     let enough = P99_MIN_RUNS.max(limits.min_runs);
     if canary.runs < enough || active.runs < enough {
         return None;
@@ -396,25 +431,30 @@ impl Canaries {
             failed,
         };
         let window = window_ms(canary.limits.window);
-        {
+        // Its failures, on every result: counted, not sorted.
+        let failing = {
             let mut runs = canary.runs.lock().unwrap_or_else(PoisonError::into_inner);
             if hash == canary.plugin.hash() {
                 runs.0.push(sample, window);
             } else {
                 runs.1.push(sample, window);
             }
-        }
-        // Judged at most every JUDGE_EVERY_MS, by one run at a time.
+            runs.0.expire(sample.at - window);
+            runs.1.expire(sample.at - window);
+            judge_failures(&canary.limits, runs.0.counts(), runs.1.counts())
+        };
+        // Everything (the p99 sorts the window) at most every JUDGE_EVERY_MS, by one run at a
+        // time.
         let judged = canary.judged_at.load(Ordering::Acquire);
-        if sample.at - judged < JUDGE_EVERY_MS
-            || canary
-                .judged_at
-                .compare_exchange(judged, sample.at, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-        {
-            return;
-        }
-        if let Some(why) = canary.verdict() {
+        let why = failing.or_else(|| {
+            let due = sample.at - judged >= JUDGE_EVERY_MS
+                && canary
+                    .judged_at
+                    .compare_exchange(judged, sample.at, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+            due.then(|| canary.verdict()).flatten()
+        });
+        if let Some(why) = why {
             let version = canary.plugin.version_tag();
             if self.end_if(&canary, "rolled-back", why.clone()).is_some() {
                 tracing::warn!(
@@ -504,6 +544,9 @@ mod tests {
         }
         let window = runs.window(0);
         assert_eq!((window.runs, window.failed), (100, 10));
+        let counted = runs.counts();
+        assert_eq!((counted.runs, counted.failed), (100, 10));
+        assert_eq!(counted.failure_rate, Some(0.1));
         assert_eq!(window.failure_rate, Some(0.1));
         assert_eq!(window.p99_ms, Some(0.99));
         assert_eq!(runs.window(1_050).runs, 50, "only those since");
@@ -517,5 +560,8 @@ mod tests {
             60_000,
         );
         assert_eq!(runs.window(0).runs, 1);
+        assert_eq!((runs.counts().runs, runs.counts().failed), (1, 0));
+        runs.expire(200_000);
+        assert_eq!(runs.counts().runs, 0);
     }
 }
