@@ -1,8 +1,9 @@
 //! The abuse suite: one engine under attack from every side at once (slow clients, oversized and
-//! malformed bodies, forged and replayed signatures, hostile plugins, uploads whose compilation
-//! runs past its deadline) while real traffic flows.
+//! malformed bodies, payloads the conflict rules could not read, forged and replayed
+//! signatures, hostile plugins, uploads whose compilation runs past its deadline, a burst of
+//! guessed admin tokens, a destination whose URL carries a secret) while real traffic flows.
 //! Every attack gets its refusal or its dead letter; every real event is delivered; health
-//! answers throughout.
+//! answers throughout; the secret never reaches the record.
 
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -14,6 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const WAIT: Duration = Duration::from_secs(60);
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const ADMIN: &str = "admin-secret-for-abuse";
+/// The query value of the `echo` destination's URL, which nothing may record.
+const URL_SECRET: &str = "ABUSE-URL-SECRET-77";
 /// Events of real traffic.
 const REAL: u64 = 300;
 /// The hostile plugin's modes, each an event type routed to it, and the error each run ends with.
@@ -24,14 +27,27 @@ const HOSTILE: [(&str, &str); 4] = [
     ("flood", "output-too-large"),
 ];
 
-/// The seed's configuration, with the misbehaving handler on the hostile event types, a signed
+/// The seed's configuration, with the misbehaving handler on the hostile event types and on
+/// `echo` (delivered to a destination nobody listens at, whose URL holds a secret), a signed
 /// webhook route, and short deadlines for slow clients.
 fn config(state_api: &str, core: &str) -> String {
     let hostile: String = HOSTILE
         .iter()
-        .map(|(mode, _)| format!("  - event: {mode}\n    handler: misbehave\n"))
+        .map(|(mode, _)| mode)
+        .chain(&["echo"])
+        .map(|mode| format!("  - event: {mode}\n    handler: misbehave\n"))
         .collect();
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     seed_config(state_api, core)
+        .replace(
+            "destinations:\n",
+            &format!(
+                "destinations:\n  echo:\n    url: http://{nobody}/in?api_key={URL_SECRET}\n"
+            ),
+        )
         .replace(
             "plugins:\n",
             &format!(
@@ -122,6 +138,51 @@ async fn attacks_from_every_side_while_real_traffic_flows_lose_nothing_accepted(
             post_json(&events, &body, &[]).await.0
         }));
     }
+    // Payloads the routes' pointers could not read, each beside a key: refused at the door.
+    let mut unreadable = Vec::new();
+    for body in [
+        br#"{"rate": 1, "year": 2061, "note": "\ud800"}"#.to_vec(),
+        b"{\"rate\": 1, \"year\": 2061, \"note\": \"\xff\"}".to_vec(),
+        format!(
+            r#"{{"rate": 1, "year": 2061, "deep": {}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        )
+        .into_bytes(),
+        br#"{"rate": 1, "year": 2061, "year": 1999}"#.to_vec(),
+    ] {
+        let response = sync_engine_tests::http()
+            .post(&events)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        unreadable.push(response.status().as_u16());
+    }
+    // A burst of guessed admin tokens from another address: slowed, then refused, while the
+    // owner's calls from here go on.
+    let guesser = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let mut guesses = Vec::new();
+    for n in 0..20 {
+        let (guesser, url) = (guesser.clone(), engine.url("/admin/plugins"));
+        guesses.push(tokio::spawn(async move {
+            let response = guesser
+                .get(url)
+                .bearer_auth(format!("a-guessed-admin-token-{n}"))
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        }));
+    }
+    // A delivery to a URL that carries a secret, where nobody listens: a dead letter.
+    let (status, leak) = post_json(&engine.url("/events/echo"), r#"{"x": 1}"#, &[]).await;
+    assert_eq!(status, 202, "{leak}");
+    let leak = leak["id"].as_str().unwrap().to_owned();
     // Forged signatures, and one signed webhook sent again with new unsigned keys.
     let signed = engine.url("/webhook/signed");
     let body = r#"{"currentRate": 0.05, "taxYear": 2030}"#;
@@ -222,6 +283,22 @@ async fn attacks_from_every_side_while_real_traffic_flows_lose_nothing_accepted(
         [413, 400, 413, 400, 413, 400, 413, 400, 413, 400],
         "oversized bodies get 413, malformed ones 400"
     );
+    assert_eq!(
+        unreadable,
+        [400, 400, 400, 400],
+        "unreadable payloads get 400"
+    );
+    let guessed = futures_join(guesses).await;
+    assert_eq!(
+        guessed.iter().filter(|s| **s == 401).count(),
+        16,
+        "five answered at once, eleven a second apart: {guessed:?}"
+    );
+    assert_eq!(
+        guessed.iter().filter(|s| **s == 429).count(),
+        4,
+        "the rest refused at once: {guessed:?}"
+    );
     assert_eq!(webhook_answers[0].0, 401, "a forged signature");
     assert_eq!(
         webhook_answers[1..],
@@ -233,15 +310,32 @@ async fn attacks_from_every_side_while_real_traffic_flows_lose_nothing_accepted(
         "a signed webhook sent again is a duplicate, whatever its unsigned key"
     );
     core.wait_for(1, WAIT).await;
+    sync_engine_tests::admin_until(&engine, ADMIN, "/admin/dead-letters", WAIT, |a| {
+        a["deadLetters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["eventId"] == leak.as_str())
+    })
+    .await;
     let after = active(&engine).await;
     assert_eq!(after, before, "the active version stayed");
     let dir = engine.stop().await;
     let store = open_store(dir.path());
-    // Nothing else was stored: the real events, the webhook once, the hostile events.
+    // Nothing else was stored: the real events, the webhook once, the hostile events, the leak.
     assert_eq!(
         store.event_count().await.unwrap(),
-        REAL + 1 + HOSTILE.len() as u64
+        REAL + 1 + HOSTILE.len() as u64 + 1
     );
+    // The secret in the destination's URL is in none of its attempts, masked in each.
+    let history = store.event_history(&leak).await.unwrap().unwrap();
+    let (_, attempts) = &history.outbox[0];
+    assert!(!attempts.is_empty());
+    for attempt in attempts {
+        let error = attempt.error.as_deref().unwrap_or_default();
+        assert!(error.contains("api_key=***"), "{error}");
+        assert!(!error.contains(URL_SECRET), "{error}");
+    }
     // Each hostile run failed with its own error, and is a dead letter; nothing else is.
     for (id, code) in &hostile {
         let history = store.event_history(id).await.unwrap().unwrap();
@@ -249,7 +343,11 @@ async fn attacks_from_every_side_while_real_traffic_flows_lose_nothing_accepted(
         assert_eq!(history.dead_letters.len(), 1, "{id}");
     }
     let dead = store.dead_letters(Default::default()).await.unwrap();
-    assert_eq!(dead.len(), HOSTILE.len(), "{dead:?}");
+    assert_eq!(dead.len(), HOSTILE.len() + 1, "{dead:?}");
+    assert!(
+        dead.iter().all(|d| !d.error.contains(URL_SECRET)),
+        "{dead:?}"
+    );
     assert_eq!(core.received().len(), 1);
 }
 

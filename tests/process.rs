@@ -813,3 +813,74 @@ async fn url_secrets_and_forged_lines_never_reach_the_record_the_console_or_the_
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_dry_run_in_flight_and_the_engine_within_its_shutdown_timeout() {
+    const ADMIN: &str = "admin-secret-for-process-tests";
+    const EVENTS: usize = 100;
+    let state_api = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &state_api.url("/rates"));
+    let mut yaml = std::fs::read_to_string(&config).unwrap();
+    // The candidate spends the whole 250 ms deadline on each event: 25 s for them all.
+    yaml.push_str(&format!(
+        "admin:\n  token: {ADMIN}\nsandbox:\n  limits:\n    timeout: 250ms\nhttp:\n  shutdownTimeout: 2s\n"
+    ));
+    std::fs::write(&config, yaml).unwrap();
+    let log = dir.path().join("engine.log");
+    let url = format!("http://127.0.0.1:{port}");
+    let mut engine = start_engine(&config, &log, &url).await;
+    for i in 0..EVENTS {
+        let body = format!(r#"{{"rate": 0.05, "year": {}, "stuck": true}}"#, 2000 + i);
+        let (status, _) = post_json(&format!("{url}/events/tax.rate.updated"), &body, &[]).await;
+        assert_eq!(status, 202);
+    }
+    state_api.wait_for(EVENTS, Duration::from_secs(30)).await;
+    let dry_run = tokio::spawn({
+        let url = format!("{url}/admin/plugins/tax-rate-outbound/try?limit={EVENTS}");
+        async move {
+            let response = sync_engine_tests::http()
+                .post(url)
+                .bearer_auth(ADMIN)
+                .header("content-type", "application/wasm")
+                .body(sync_engine_tests::component("tax-rate-flaky"))
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.text().await.unwrap_or_default())
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = sync_engine_tests::http()
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if sync_engine_tests::sample(&metrics, "sync_dry_runs_running") == 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dry run did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&engine, "TERM");
+    let exit = exit_within(&mut engine, Duration::from_secs(2 + 3))
+        .await
+        .expect("the engine stops within its shutdown timeout, its dry run with it");
+    assert!(exit.success(), "{exit:?}");
+    let (status, answer) = dry_run.await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let stopped = answer["stopped"].as_str().unwrap();
+    assert!(
+        stopped.starts_with("the engine is stopping after "),
+        "{stopped}"
+    );
+    assert!(answer["summary"]["events"].as_u64().unwrap() < EVENTS as u64);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("sync engine stopped"), "{text}");
+}

@@ -777,3 +777,150 @@ async fn a_failing_canary_under_a_burst_fails_no_more_than_its_min_runs_and_thos
     );
     engine.stop().await;
 }
+
+/// A metric's value on the engine's metrics page.
+async fn metric(engine: &TestEngine, series: &str) -> f64 {
+    sync_engine_tests::sample(&sync_engine_tests::scrape(engine).await, series)
+}
+
+/// Waits up to `limit` for `series` to read `value`.
+async fn metric_reads(engine: &TestEngine, series: &str, value: f64, limit: Duration) {
+    let started = std::time::Instant::now();
+    while metric(engine, series).await != value {
+        assert!(
+            started.elapsed() < limit,
+            "{series} is not {value} after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_ends_with_its_client_holds_its_lock_until_then_and_keeps_to_its_budget() {
+    const EVENTS: usize = 40;
+    let (state_api, core) = (Receiver::start().await, Receiver::start().await);
+    // The candidate never ends on these events: each takes the plugin's deadline.
+    let yaml = format!(
+        "{}admin:\n  token: {ADMIN}\nsandbox:\n  limits:\n    timeout: 250ms\n",
+        seed_config(&state_api.url("/rates"), &core.url("/hms"))
+    );
+    let engine = TestEngine::start(&yaml).await;
+    for i in 0..EVENTS {
+        let body = format!(r#"{{"rate": 0.05, "year": {}, "stuck": true}}"#, 2000 + i);
+        let (status, _) = post_json(&engine.url("/events/tax.rate.updated"), &body, &[]).await;
+        assert_eq!(status, 202);
+    }
+    state_api.wait_for(EVENTS, Duration::from_secs(30)).await;
+    let path = format!("/admin/plugins/tax-rate-outbound/try?limit={EVENTS}");
+
+    // A dry run of 10 s whose client leaves after one.
+    let abandoned = tokio::spawn({
+        let url = engine.url(&path);
+        async move {
+            sync_engine_tests::http()
+                .post(url)
+                .bearer_auth(ADMIN)
+                .header("content-type", "application/wasm")
+                .timeout(Duration::from_secs(1))
+                .body(component("tax-rate-flaky"))
+                .send()
+                .await
+        }
+    });
+    metric_reads(
+        &engine,
+        "sync_dry_runs_running",
+        1.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    // Another is refused while it works.
+    let (status, refused) = try_candidate(
+        &engine,
+        "tax-rate-outbound",
+        component("tax-rate-flaky"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "dry-run-running");
+    let gone = abandoned.await.unwrap().expect_err("the client gave up");
+    assert!(gone.is_timeout(), "{gone}");
+    // Its work ends at the event in hand (within the plugin's 250 ms deadline), and no event
+    // is tried after it.
+    metric_reads(
+        &engine,
+        "sync_dry_runs_running",
+        0.0,
+        Duration::from_secs(2),
+    )
+    .await;
+    let tried = metric(&engine, "sync_dry_run_events_total").await;
+    assert!(tried < 10.0, "{tried} events tried in the client's second");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(metric(&engine, "sync_dry_run_events_total").await, tried);
+
+    // Then the next one runs.
+    let (status, one) = try_candidate(
+        &engine,
+        "tax-rate-outbound",
+        component("tax-rate-flaky"),
+        "limit=1",
+    )
+    .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["summary"]["events"], 1);
+    assert_eq!(one["summary"]["failed"], 1, "{one}");
+    assert!(one.get("stopped").is_none(), "{one}");
+
+    // Past its budget it stops, and reports what it tried.
+    let (status, partial) = try_candidate(
+        &engine,
+        "tax-rate-outbound",
+        component("tax-rate-flaky"),
+        &format!("limit={EVENTS}&budget=1s"),
+    )
+    .await;
+    assert_eq!(status, 200, "{partial}");
+    let stopped = partial["stopped"].as_str().unwrap();
+    assert!(
+        stopped.starts_with("its time budget of 1s ran out after "),
+        "{stopped}"
+    );
+    assert!(
+        stopped.ends_with(&format!(" of {EVENTS} events")),
+        "{stopped}"
+    );
+    assert_eq!(partial["summary"]["selected"], EVENTS);
+    let events = partial["summary"]["events"].as_u64().unwrap();
+    assert!((1..EVENTS as u64).contains(&events), "{partial}");
+    assert_eq!(partial["events"].as_array().unwrap().len() as u64, events);
+    let printed = cli(
+        &engine,
+        &[
+            "plugin",
+            "try",
+            "tax-rate-outbound",
+            test_components::component_path("tax-rate-flaky")
+                .to_str()
+                .unwrap(),
+            "--budget",
+            "1s",
+        ],
+    );
+    assert!(
+        printed.contains("stopped early: its time budget of 1s ran out"),
+        "{printed}"
+    );
+    for budget in ["0s", "11m", "soon"] {
+        let (status, answer) = try_candidate(
+            &engine,
+            "tax-rate-outbound",
+            component("tax-rate-flaky"),
+            &format!("budget={budget}"),
+        )
+        .await;
+        assert_eq!(status, 400, "{budget}: {answer}");
+    }
+    engine.stop().await;
+}

@@ -794,3 +794,151 @@ async fn a_route_whose_plugin_burns_its_deadline_does_not_hold_up_another_route(
     let store = open_store(dir.path());
     assert_eq!(store.event_count().await.unwrap(), 2_001);
 }
+
+/// A client whose requests come from `ip` (any 127.x address is this host's loopback).
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_tokens_are_slowed_while_the_owner_elsewhere_gets_in_at_once() {
+    const ADMIN: &str = "admin-token-for-the-throttle-test";
+    const BUS: &str = "bus-token-for-the-throttle-test";
+    let (_state_api, _core, engine) =
+        seed_engine(&format!("admin:\n  token: {ADMIN}\nbus:\n  token: {BUS}\n")).await;
+    let attacker = client_from([127, 0, 0, 2]);
+    let owner = client_from([127, 0, 0, 3]);
+
+    // 30 wrong admin tokens sent at once from one address: the first five are answered at
+    // once, the next ten one a second, and the rest at once with 429 and when to come back.
+    let started = std::time::Instant::now();
+    let mut guesses = tokio::task::JoinSet::new();
+    for n in 0..30 {
+        let (attacker, url) = (attacker.clone(), engine.url("/admin/overview"));
+        guesses.spawn(async move {
+            let response = attacker
+                .get(url)
+                .bearer_auth(format!("guess-number-{n}-of-the-admin-token"))
+                .send()
+                .await
+                .unwrap();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (response.status().as_u16(), retry_after)
+        });
+    }
+    // Meanwhile the owner, from another address, gets in at once, every time.
+    for _ in 0..3 {
+        let response = owner
+            .get(engine.url("/admin/overview"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let owner_took = started.elapsed();
+    let metrics = || async {
+        owner
+            .get(engine.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let failures = r#"sync_auth_failures_total{credential="admin"}"#;
+    while sync_engine_tests::sample(&metrics().await, failures) < 30.0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // While the guessing address's queue is full, even the right token from it is told to
+    // come back: how soon an answer comes tells nothing. The console's login and the bus token
+    // go through the same throttle.
+    let right = attacker
+        .get(engine.url("/admin/overview"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 429);
+    let login = attacker
+        .post(engine.url("/console/login"))
+        .form(&[("token", "another-guess-at-the-token"), ("next", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 429);
+    assert!(
+        login
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many wrong tokens")
+    );
+    let bus = attacker
+        .post(engine.url("/events/tax.rate.updated"))
+        .bearer_auth("a-guess-at-the-bus-token")
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bus.status(), 429);
+
+    let mut answers = Vec::new();
+    while let Some(answer) = guesses.join_next().await {
+        answers.push(answer.unwrap());
+    }
+    let slowest = started.elapsed();
+    let wrong = answers.iter().filter(|(s, _)| *s == 401).count();
+    let too_many: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
+    assert_eq!(wrong + too_many.len(), 30, "{answers:?}");
+    assert_eq!(
+        wrong, 16,
+        "5 free, then 11 spaced a second apart: {answers:?}"
+    );
+    for (_, retry_after) in &too_many {
+        let seconds: u64 = retry_after.as_deref().unwrap().parse().unwrap();
+        assert!((1..=12).contains(&seconds), "{retry_after:?}");
+    }
+    assert!(
+        slowest >= Duration::from_secs(9),
+        "the last wrong token waited its turn: {slowest:?}"
+    );
+    assert!(
+        owner_took < Duration::from_secs(3),
+        "the owner's calls never waited a turn: {owner_took:?}"
+    );
+
+    // A request with no token at all is refused at once and not counted.
+    let bare = attacker
+        .get(engine.url("/admin/overview"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 401);
+
+    let metrics = metrics().await;
+    let sample = |series: &str| sync_engine_tests::sample(&metrics, series);
+    assert_eq!(
+        sample(r#"sync_auth_failures_total{credential="admin"}"#),
+        30.0
+    );
+    assert_eq!(
+        sample(r#"sync_auth_failures_total{credential="console"}"#),
+        1.0
+    );
+    assert_eq!(sample(r#"sync_auth_failures_total{credential="bus"}"#), 1.0);
+    assert_eq!(
+        sample(r#"sync_auth_throttled_total{credential="admin"}"#),
+        25.0
+    );
+    engine.stop().await;
+}

@@ -27,7 +27,7 @@ pub(crate) use plugins::{UploadForm, read_form};
 
 use crate::console::Sessions;
 use crate::http::ApiError;
-use crate::http::auth::check_bearer;
+use crate::http::auth::{AuthThrottle, Peer, Verdict, bearer};
 use crate::http::health::BacklogCache;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -49,7 +49,15 @@ async fn guard(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    admin.authorize(request.method(), request.headers())?;
+    let peer = request.extensions().get::<Peer>().copied();
+    admin
+        .auth
+        .check(
+            peer,
+            "admin",
+            admin.authorize(request.method(), request.headers()),
+        )
+        .await?;
     Ok(next.run(request).await)
 }
 
@@ -73,8 +81,13 @@ pub struct Admin {
     core_concurrency: usize,
     /// The routes, for dry runs.
     routes: Arc<crate::pipeline::Routes>,
-    /// Held while a dry run runs: one at a time.
-    trials: tokio::sync::Mutex<()>,
+    /// Held while a dry run's work goes on (past its request, if its client left): one at a
+    /// time.
+    trials: Arc<tokio::sync::Mutex<()>>,
+    /// Cancelled when the engine stops: dry runs stop with it.
+    shutdown: tokio_util::sync::CancellationToken,
+    /// Every check of a presented token (or session) goes through it.
+    auth: Arc<AuthThrottle>,
 }
 
 /// What the admin API reads besides the store and the registry.
@@ -89,6 +102,10 @@ pub struct Sight {
     pub core_concurrency: usize,
     /// The routes (a dry run runs a candidate as its routes would).
     pub routes: Arc<crate::pipeline::Routes>,
+    /// The engine's shutdown: what runs on behalf of a request (a dry run) stops with it.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// The throttle every credential check goes through.
+    pub auth: Arc<AuthThrottle>,
 }
 
 impl Admin {
@@ -121,7 +138,9 @@ impl Admin {
             configuration: sight.configuration,
             core_concurrency: sight.core_concurrency,
             routes: sight.routes,
-            trials: tokio::sync::Mutex::new(()),
+            trials: Arc::default(),
+            shutdown: sight.shutdown,
+            auth: sight.auth,
         }
     }
 
@@ -133,6 +152,11 @@ impl Admin {
     /// The console's sessions.
     pub(crate) fn sessions(&self) -> &Sessions {
         &self.sessions
+    }
+
+    /// The throttle every credential check goes through (the console's login too).
+    pub(crate) fn auth(&self) -> &AuthThrottle {
+        &self.auth
     }
 
     /// Whether `presented` is the admin token (compared in constant time); never with the API
@@ -215,20 +239,21 @@ impl Admin {
     }
 
     /// Whether a request may use the admin API: it carries the token, or a console session
-    /// (and, unless it only reads, the session's CSRF token in `x-csrf-token`).
-    fn authorize(&self, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// (and, unless it only reads, the session's CSRF token in `x-csrf-token`). Only a wrong
+    /// token counts as a guess.
+    fn authorize(&self, method: &Method, headers: &HeaderMap) -> Verdict {
         let Some(token) = &self.token else {
-            return Err(ApiError::new(
+            return Verdict::Absent(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "admin-disabled",
                 "the admin API is off: set `admin.token` in the configuration",
             ));
         };
         if headers.contains_key(http::header::AUTHORIZATION) {
-            return check_bearer(headers, token);
+            return bearer(headers, token);
         }
         let Some(session) = self.sessions.from_cookie(headers) else {
-            return check_bearer(headers, token);
+            return bearer(headers, token);
         };
         let reads = matches!(*method, Method::GET | Method::HEAD);
         let csrf = headers
@@ -236,12 +261,13 @@ impl Admin {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if reads || session.csrf_matches(csrf) {
-            Ok(())
+            Verdict::Passed
         } else {
-            Err(ApiError::new(
+            Verdict::Absent(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "csrf",
-                "a request with a console session that changes something must carry the                  session's CSRF token in `x-csrf-token`",
+                "a request with a console session that changes something must carry the \
+                 session's CSRF token in `x-csrf-token`",
             ))
         }
     }

@@ -157,6 +157,9 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// How long a stopped engine waits for the blocking tasks still running before it exits.
+const STRAGGLERS: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -169,14 +172,20 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run { config, listen } => {
             let config = Config::load_listening(&config, listen)?;
-            runtime()?.block_on(async move {
+            let runtime = runtime()?;
+            let ran = runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .with_context(|| format!("cannot listen on {}", config.listen))?;
                 let shutdown = CancellationToken::new();
                 tokio::spawn(cancel_on_signal(shutdown.clone()));
                 crate::engine::run(config, listener, shutdown).await
-            })?;
+            });
+            // Once the engine has stopped, everything it must keep is committed: a blocking
+            // task still running (a plugin run past a stopped dry run) holds the process up
+            // for a second at most, never until it ends.
+            runtime.shutdown_timeout(STRAGGLERS);
+            ran?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config: path } => {

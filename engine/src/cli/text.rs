@@ -45,6 +45,9 @@ pub(super) fn trial_text(trial: &Trial, all: bool) -> String {
         if let Some(error) = &e.error {
             out.push_str(&format!("  {error}\n"));
         }
+        if e.changes_omitted {
+            out.push_str("  (changes left out: the report holds 8 MiB of them at most)\n");
+        }
         let json = |v: &Option<serde_json::Value>| {
             v.as_ref().map_or_else(String::new, ToString::to_string)
         };
@@ -76,6 +79,12 @@ pub(super) fn trial_text(trial: &Trial, all: bool) -> String {
         ms(s.then_p99_ms),
         s.took_ms,
     ));
+    if let Some(why) = &trial.stopped {
+        out.push_str(&format!(
+            "stopped early: {why}; {} of {} selected event(s) tried\n",
+            s.events, s.selected
+        ));
+    }
     out
 }
 

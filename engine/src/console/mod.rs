@@ -21,6 +21,7 @@ pub use session::Sessions;
 use crate::admin::api::{Configuration, EventSearch, MinuteCounts};
 use crate::admin::{Admin, MAX_JSON_BODY};
 use crate::http::ApiError;
+use crate::http::auth::{Peer, Verdict};
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
@@ -275,27 +276,46 @@ async fn login_page(
 
 async fn login(State(admin): State<Arc<Admin>>, request: Request) -> Response {
     let secure = session::over_tls(request.headers());
+    let peer = request.extensions().get::<Peer>().copied();
     let fields = match form_fields(request).await {
         Ok(fields) => fields,
         Err(refused) => return refused.into_response(),
     };
     let next = field(&fields, "next").unwrap_or("").to_owned();
-    if !admin.is_token(field(&fields, "token").unwrap_or("")) {
+    let token = field(&fields, "token").unwrap_or("");
+    let verdict = if admin.is_token(token) {
+        Verdict::Passed
+    } else {
+        Verdict::Wrong(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "That is not the admin token.",
+        ))
+    };
+    let checked = admin.auth().check(peer, "console", verdict).await;
+    if let Err(refused) = checked {
         // Logged at most once a second, with how many were left out.
         static WRONG: std::sync::LazyLock<crate::throttle::Throttle> =
             std::sync::LazyLock::new(crate::throttle::Throttle::default);
         if let Some(left_out) = WRONG.check("login", std::time::Instant::now()) {
             tracing::warn!(left_out, "console: a login with a wrong token");
         }
+        let status = refused.status();
+        let error = match status {
+            StatusCode::TOO_MANY_REQUESTS => {
+                "Too many wrong tokens came from this address: try again in a few seconds."
+            }
+            _ => "That is not the admin token.",
+        };
         return render(
             "login.html",
             context! {
                 next,
-                error => "That is not the admin token.",
+                error,
                 off => !admin.enabled(),
                 assets => assets::VERSION.as_str(),
             },
-            StatusCode::UNAUTHORIZED,
+            status,
         );
     }
     let session = admin.sessions().start();

@@ -171,11 +171,14 @@ pub async fn run(
         metrics.clone(),
         bus.clone(),
     )?);
+    // One throttle for every credential presented, whichever listener it came to.
+    let auth = Arc::new(crate::http::auth::AuthThrottle::new(metrics.clone()));
     let sources = Arc::new(Sources::new(
         &config,
         backend.intake.clone(),
         routes.clone(),
         metrics.clone(),
+        auth.clone(),
     )?);
     let backlog = Arc::new(crate::http::health::BacklogCache::default());
     let admin = Arc::new(Admin::new(
@@ -188,6 +191,8 @@ pub async fn run(
             configuration: crate::admin::api::Configuration::of(&config),
             core_concurrency: config.delivery_concurrency.get(),
             routes: routes.clone(),
+            shutdown: shutdown.clone(),
+            auth: auth.clone(),
         },
     ));
     let work = Arc::new(Work {
@@ -221,6 +226,7 @@ pub async fn run(
         records: backend.records.clone(),
         metrics: metrics.clone(),
         metrics_token: config.admin.metrics_token.as_ref().map(|t| t.0.clone()),
+        auth,
         stages,
         backlog: backlog.clone(),
         probe: crate::http::health::ProbeCache::default(),

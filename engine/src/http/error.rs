@@ -33,6 +33,8 @@ pub struct ErrorDetail {
 pub struct ApiError {
     status: StatusCode,
     detail: ErrorDetail,
+    /// When to try again, in seconds (`Retry-After`); a 503 says 1 s unless told.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -46,7 +48,14 @@ impl ApiError {
                 failures: Vec::new(),
                 passed: Vec::new(),
             },
+            retry_after: None,
         }
+    }
+
+    /// The same answer, asking the caller to try again after `seconds` (`Retry-After`).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// The same answer, listing what passed beside the failures.
@@ -110,11 +119,15 @@ pub(crate) const RETRY_AFTER_SECONDS: &str = "1";
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(ErrorAnswer { error: self.detail })).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+        let retry_after = match self.retry_after {
+            Some(seconds) => Some(http::HeaderValue::from(seconds)),
+            None => (self.status == StatusCode::SERVICE_UNAVAILABLE)
+                .then(|| http::HeaderValue::from_static(RETRY_AFTER_SECONDS)),
+        };
+        if let Some(value) = retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, value);
         }
         response
     }

@@ -28,6 +28,8 @@ pub struct Health {
     pub metrics: Arc<Metrics>,
     /// The bearer token `/metrics` requires, if any.
     pub metrics_token: Option<String>,
+    /// Every check of a presented credential goes through it.
+    pub auth: Arc<super::auth::AuthThrottle>,
     /// The engine's background stages; `/readyz` fails while one is not running.
     pub stages: Vec<Stage>,
     /// The backlog last read, and when (shared with the admin API's overview).
@@ -240,10 +242,15 @@ fn not_ready(reason: &str) -> Response {
 
 async fn metrics(
     State(health): State<Arc<Health>>,
+    peer: Option<axum::Extension<super::auth::Peer>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(token) = &health.metrics_token {
-        super::auth::check_bearer(&headers, token)?;
+        let peer = peer.map(|axum::Extension(peer)| peer);
+        health
+            .auth
+            .check(peer, "metrics", super::auth::bearer(&headers, token))
+            .await?;
     }
     let backlog = health
         .backlog
@@ -270,10 +277,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
         let backend = Backend::sqlite(&store);
+        let metrics = Arc::new(Metrics::default());
         let health = Arc::new(Health {
             intake: backend.intake,
             records: backend.records,
-            metrics: Arc::new(Metrics::default()),
+            auth: Arc::new(crate::http::auth::AuthThrottle::new(metrics.clone())),
+            metrics,
             metrics_token: None,
             stages,
             backlog: Arc::default(),

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 /// The limits of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -64,9 +65,9 @@ pub async fn serve(
     // Cancelled when the shutdown timeout has passed: connections still open are dropped.
     let force = CancellationToken::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, or a connection reset before it was accepted:
                     // wait a little rather than spin.
@@ -81,11 +82,19 @@ pub async fn serve(
             break;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(if spare {
+        let app = if spare {
             health.clone()
         } else {
             router.clone()
-        });
+        };
+        // Every request knows where it came from (credential checks are throttled by it).
+        let peer = super::auth::Peer(peer.ip());
+        let service = TowerToHyperService::new(app.map_request(
+            move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(peer);
+                request
+            },
+        ));
         let shutdown = shutdown.clone();
         let force = force.clone();
         connections.spawn(async move {

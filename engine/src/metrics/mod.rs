@@ -104,6 +104,14 @@ pub struct PrunedLabels {
     pub what: String,
 }
 
+/// The labels of the credential counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialLabels {
+    /// `bus` (the bus token), `admin` (the admin token or a console session), `metrics` (the
+    /// metrics token) or `console` (the console's login).
+    pub credential: String,
+}
+
 /// The labels of the queue depth gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
@@ -140,6 +148,15 @@ pub struct Metrics {
     pub shadow_runs: Family<ShadowLabels, Counter>,
     /// Canaries rolled back on their own, by plugin.
     pub canary_rollbacks: Family<PluginNameLabels, Counter>,
+    /// Wrong credentials presented, by credential (`bus`, `admin`, `metrics`, `console`).
+    pub auth_failures: Family<CredentialLabels, Counter>,
+    /// Credential checks held back or refused (429) because their address, or every address,
+    /// presented too many wrong ones.
+    pub auth_throttled: Family<CredentialLabels, Counter>,
+    /// Dry runs running now (at most one).
+    pub dry_runs_running: Gauge,
+    /// Stored events dry runs have tried a candidate on.
+    pub dry_run_events: Counter,
     /// Messages read from the NATS bus, by outcome.
     pub bus_messages: Family<BusLabels, Counter>,
     /// 1 while the engine reads the NATS bus (its consumer or subscriptions are open).
@@ -181,6 +198,10 @@ impl Default for Metrics {
             in_flight: Family::default(),
             shadow_runs: Family::default(),
             canary_rollbacks: Family::default(),
+            auth_failures: Family::default(),
+            auth_throttled: Family::default(),
+            dry_runs_running: Gauge::default(),
+            dry_run_events: Counter::default(),
             bus_messages: Family::default(),
             bus_reading: Gauge::default(),
             recent: recent::Recent::default(),
@@ -255,6 +276,26 @@ impl Default for Metrics {
             metrics.canary_rollbacks.clone(),
         );
         registry.register(
+            "auth_failures",
+            "Wrong credentials presented, by credential (bus, admin, metrics, console)",
+            metrics.auth_failures.clone(),
+        );
+        registry.register(
+            "auth_throttled",
+            "Credential checks held back or refused (429) after too many wrong credentials",
+            metrics.auth_throttled.clone(),
+        );
+        registry.register(
+            "dry_runs_running",
+            "Dry runs of candidate versions running now (one at a time)",
+            metrics.dry_runs_running.clone(),
+        );
+        registry.register(
+            "dry_run_events",
+            "Stored events dry runs have tried a candidate version on",
+            metrics.dry_run_events.clone(),
+        );
+        registry.register(
             "bus_messages",
             "Messages read from the NATS bus, by outcome (accepted, duplicate, refused, not-stored, no-route)",
             metrics.bus_messages.clone(),
@@ -293,6 +334,24 @@ impl Metrics {
             .get_or_create(&ShadowLabels {
                 plugin: plugin.to_owned(),
                 verdict: verdict.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a wrong credential presented for `credential`.
+    pub fn count_auth_failure(&self, credential: &str) {
+        self.auth_failures
+            .get_or_create(&CredentialLabels {
+                credential: credential.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a check of `credential` held back or refused by the throttle.
+    pub fn count_auth_throttled(&self, credential: &str) {
+        self.auth_throttled
+            .get_or_create(&CredentialLabels {
+                credential: credential.to_owned(),
             })
             .inc();
     }

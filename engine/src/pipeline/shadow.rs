@@ -296,7 +296,7 @@ impl Shadows {
             routes,
             &job.shadow.plugin,
             then,
-            Duration::ZERO,
+            &|_| false,
         );
         let (verdict, changes, error) = match tried.verdict {
             Verdict::Same => ("same", None, None),

@@ -104,8 +104,9 @@ pub struct Tried {
 }
 
 /// Runs `candidate` as handler `index` (`handler`) on `event` and compares its rows with
-/// `then`. When the sandbox has no free slot it waits for one, at most `wait` in all, then gives
-/// up ([`Verdict::Busy`]). Blocks while the plugin runs: call it on a thread that may block.
+/// `then`. When the sandbox has no free slot it waits for one while `keep_waiting` (given how
+/// long it has waited) says so, then gives up ([`Verdict::Busy`]). Blocks while the plugin
+/// runs: call it on a thread that may block.
 pub fn try_on(
     event: &Event,
     index: usize,
@@ -113,14 +114,14 @@ pub fn try_on(
     routes: &Routes,
     candidate: &Plugin,
     then: Then<'_>,
-    wait: Duration,
+    keep_waiting: &dyn Fn(Duration) -> bool,
 ) -> Tried {
     let waited = Instant::now();
     let (result, took) = loop {
         let started = Instant::now();
         let result = candidate.run(event, &handler.handler.setup);
         match &result {
-            Err(e) if e.is_capacity() && waited.elapsed() < wait => {
+            Err(e) if e.is_capacity() && keep_waiting(waited.elapsed()) => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) if e.is_capacity() => {

@@ -3,7 +3,7 @@
 
 use super::{Sources, headers};
 use crate::http::ApiError;
-use crate::http::auth::check_bearer;
+use crate::http::auth::{Peer, bearer};
 use crate::sandbox::event::{Event, HMS_ORIGIN, check_event_type};
 use crate::store::{Route, now_ms};
 use axum::body::Bytes;
@@ -21,7 +21,11 @@ pub(super) async fn guard(
     next: Next,
 ) -> Result<Response, ApiError> {
     if let Some(token) = &sources.bus_token {
-        check_bearer(request.headers(), token)?;
+        let peer = request.extensions().get::<Peer>().copied();
+        sources
+            .auth
+            .check(peer, "bus", bearer(request.headers(), token))
+            .await?;
     }
     Ok(next.run(request).await)
 }

@@ -21,6 +21,7 @@ mod webhook;
 
 use crate::config::Config;
 use crate::http::ApiError;
+use crate::http::auth::AuthThrottle;
 use crate::metrics::Metrics;
 use crate::pipeline::Routes;
 use crate::sandbox::event::Event;
@@ -47,6 +48,8 @@ pub struct Sources {
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
     bus_token: Option<String>,
+    /// Every check of a presented bus token goes through it.
+    auth: Arc<AuthThrottle>,
     /// Whether HMS events come to `POST /events/{type}` (`bus.kind: http`).
     http_bus: bool,
     /// The largest body (or bus message) accepted.
@@ -65,6 +68,7 @@ impl Sources {
         intake: Arc<dyn Intake>,
         routes: Arc<Routes>,
         metrics: Arc<Metrics>,
+        auth: Arc<AuthThrottle>,
     ) -> anyhow::Result<Sources> {
         let webhooks = config
             .external_webhooks
@@ -76,6 +80,7 @@ impl Sources {
             routes,
             metrics,
             bus_token: config.bus.token.as_ref().map(|t| t.0.clone()),
+            auth,
             http_bus: config.bus.nats().is_none(),
             max_body: config.max_body_size,
             max_json_depth: config.max_json_depth,

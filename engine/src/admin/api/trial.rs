@@ -16,6 +16,10 @@ pub struct TrialQuery {
     /// At most this many events, the newest (default 1,000, at most 10,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// How long it may run, such as `30s` (default 2 minutes, at most 10): past it, it stops
+    /// and reports what it tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
 }
 
 /// The answer of a dry run.
@@ -30,7 +34,11 @@ pub struct Trial {
     pub active: Option<String>,
     /// The counts and times.
     pub summary: TrialSummary,
-    /// Each event, newest first.
+    /// Why it stopped before trying every event it selected (its time budget ran out, the
+    /// engine is stopping); `None` when it tried them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// Each event tried, newest first.
     pub events: Vec<TrialEvent>,
 }
 
@@ -38,7 +46,10 @@ pub struct Trial {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TrialSummary {
-    /// Events tried.
+    /// Events the query selected.
+    #[serde(default)]
+    pub selected: usize,
+    /// Events tried (fewer than `selected` when it stopped early).
     pub events: usize,
     /// Of those, where the candidate made what was made then.
     pub same: usize,
@@ -83,6 +94,10 @@ pub struct TrialEvent {
     /// the candidate makes, each with the value it replaces or removes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
+    /// Whether its changes were left out: the report already carried as many bytes of changes
+    /// as one report carries (8 MiB).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changes_omitted: bool,
     /// The candidate's error (`failed`), or why nothing was compared (`skipped`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -45,6 +45,10 @@ pub(in crate::cli) enum PluginRemote {
         /// At most this many events, the newest (default 1,000, at most 10,000).
         #[arg(long)]
         limit: Option<usize>,
+        /// How long it may run (default 2m, at most 10m): past it, it stops and reports what
+        /// it tried.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        budget: Option<Duration>,
         /// Also list the events where nothing changed.
         #[arg(long)]
         all: bool,
@@ -321,6 +325,7 @@ pub(in crate::cli) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
             since,
             until,
             limit,
+            budget,
             all,
             remote,
         } => {
@@ -331,13 +336,17 @@ pub(in crate::cli) fn plugin(command: PluginRemote) -> anyhow::Result<()> {
                 since,
                 until,
                 limit,
+                budget: budget.map(|b| humantime::format_duration(b).to_string()),
             };
+            // The engine answers within the budget (2 minutes unless given), after compiling
+            // the candidate (at most `sandbox.compileTimeout`).
+            let wait = budget.unwrap_or(Duration::from_secs(120)) + Duration::from_secs(300);
             let answer: Trial = client.call(
                 client
                     .request(Method::POST, &format!("/admin/plugins/{name}/try"))
                     .query(&query)
                     .header("content-type", "application/wasm")
-                    .timeout(Duration::from_secs(600))
+                    .timeout(wait)
                     .body(component),
             )?;
             print(&remote, &answer, |trial| trial_text(trial, all));
