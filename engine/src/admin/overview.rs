@@ -8,7 +8,7 @@ use super::api::{
 };
 use crate::config::{Config, StoreKind};
 use crate::http::ApiError;
-use crate::http::redact::masked_url;
+use crate::http::redact::{masked_server, masked_url};
 use crate::metrics::DestinationLabels;
 use crate::metrics::recent::MINUTES;
 use crate::store::{CORE_TARGET, LaneBacklog, now_ms};
@@ -209,14 +209,7 @@ impl Configuration {
                 Some(nats) => BusView {
                     kind: "nats".into(),
                     // An address may leave out its scheme (`host:4222`).
-                    servers: nats
-                        .servers
-                        .iter()
-                        .map(|s| match s.contains("://") {
-                            true => masked_url(s),
-                            false => masked_url(&format!("nats://{}", s.0)),
-                        })
-                        .collect(),
+                    servers: nats.servers.iter().map(|s| masked_server(s)).collect(),
                     subject_prefix: Some(nats.subject_prefix.clone()),
                     stream: nats.stream.clone(),
                     consumer: Some(nats.consumer.clone()),

@@ -34,9 +34,28 @@ pub fn masked_url(url: &str) -> String {
     }
 }
 
+/// A NATS server's address masked as [`masked_url`] masks a URL; an address without a scheme
+/// (`host:4222`) is read as `nats://host:4222`.
+pub fn masked_server(address: &str) -> String {
+    if address.contains("://") {
+        masked_url(address)
+    } else {
+        masked_url(&format!("nats://{address}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::masked_url;
+    use super::{masked_server, masked_url};
+
+    #[test]
+    fn server_addresses_lose_their_credentials_with_or_without_a_scheme() {
+        assert_eq!(
+            masked_server("nats://app:pw@10.0.0.1:4222"),
+            "nats://***:***@10.0.0.1:4222"
+        );
+        assert_eq!(masked_server("10.0.0.1:4222"), "nats://10.0.0.1:4222");
+    }
 
     #[test]
     fn urls_lose_their_credentials_and_query_values() {

@@ -309,11 +309,12 @@ fn replica_id(dir: &Path) -> Result<String, StoreError> {
     }
 }
 
+/// The servers' addresses, for logs and errors: with their credentials masked.
 fn servers_text(config: &NatsConfig) -> String {
     config
         .servers
         .iter()
-        .map(|s| s.0.as_str())
+        .map(|s| crate::http::redact::masked_server(s))
         .collect::<Vec<_>>()
         .join(", ")
 }
