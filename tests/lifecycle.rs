@@ -203,6 +203,15 @@ async fn broken_versions_are_refused_with_every_reason_and_the_active_one_keeps_
         failure.contains("is a transformer plugin") && failure.contains("handler"),
         "{failure}"
     );
+    // Built against a WIT version the engine does not load: refused, naming both.
+    let (status, answer) = upload_component(&engine, ADMIN, "rates", component("wit-next")).await;
+    assert_eq!(status, 422, "{answer}");
+    let refused = answer.to_string();
+    assert!(
+        refused.contains("built against `hms:sync@0.2.0`")
+            && refused.contains("this engine loads `hms:sync@0.1.0`"),
+        "{refused}"
+    );
     let (status, answer) = upload(&engine, component("swap-two"), Some(expects_one.clone())).await;
     assert_eq!(status, 422, "{answer}");
     let failure = answer["error"]["failures"][0].as_str().unwrap();

@@ -398,6 +398,20 @@ fn plugin_check_reports_the_world_or_the_refusal() {
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("refused"), "{stdout}");
     assert!(stdout.contains("`transform` function"), "{stdout}");
+
+    // Built against a WIT version this engine does not load: refused, naming both.
+    let output = Command::new(ENGINE)
+        .args(["plugin", "check"])
+        .arg(format!("{ARTIFACTS}/wit_next.wasm"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("built against `hms:sync@0.2.0`")
+            && stdout.contains("this engine loads `hms:sync@0.1.0`"),
+        "{stdout}"
+    );
 }
 
 /// Runs a `sync-engine` command to completion; returns its exit code and stdout.

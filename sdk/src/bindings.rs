@@ -1,4 +1,6 @@
-//! Bindings generated from `../wit`, the one place this crate calls `wit_bindgen::generate!`.
+//! Bindings generated from `wit/` (this package's own copy of the engine's WIT, so that the
+//! package builds wherever it is unpacked), the one place this crate calls
+//! `wit_bindgen::generate!`.
 //!
 //! Both worlds are generated with `pub_export_macro`, so the world's exports are only described
 //! to the component linker by the `export!` macro a plugin actually calls: a crate that exports
@@ -9,7 +11,7 @@
 /// Bindings for the `hms:sync/handler` world, plus the shared types and imports.
 pub mod handler {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "hms:sync/handler",
         pub_export_macro: true,
         export_macro_name: "export",
@@ -20,7 +22,7 @@ pub mod handler {
 /// Bindings for the `hms:sync/transformer` world.
 pub mod transformer {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "hms:sync/transformer",
         pub_export_macro: true,
         export_macro_name: "export",
@@ -36,7 +38,7 @@ pub mod transformer {
 /// Bindings for the `hms:sync/resolver` world.
 pub mod resolver {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "hms:sync/resolver",
         pub_export_macro: true,
         export_macro_name: "export",

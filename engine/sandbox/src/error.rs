@@ -32,6 +32,9 @@ pub enum LoadError {
     /// The component imports something the sandbox does not provide.
     #[error("{0}")]
     UnsupportedImport(String),
+    /// The component was built against a version of the WIT package this engine does not load.
+    #[error("{0}")]
+    WitVersion(String),
 }
 
 /// The kind of error a plugin reported itself (the WIT `error-kind`).

@@ -54,6 +54,17 @@ pub use keep::{Isolation, MAX_IDLE};
 pub use plugin::{Plugin, World};
 pub use run::{Entity, Output, Resolution};
 
+/// The WIT package plugins are built against (`wit/sync.wit`).
+pub const WIT_PACKAGE: &str = "hms:sync";
+
+/// The version of [`WIT_PACKAGE`] this engine is built with: the SDK packages carry the same.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// The versions of [`WIT_PACKAGE`] this engine loads: its own, and the earlier `0.1.x` (within
+/// `0.1` a new version only adds to the one before). A component built against any other is
+/// refused at load, naming both versions.
+pub const WIT_VERSIONS: &[&str] = &[WIT_VERSION];
+
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::Linker;

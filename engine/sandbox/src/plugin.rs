@@ -154,11 +154,12 @@ impl Plugin {
             .exports(&shared.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
-        let world = world_of(&exports)?;
         let imports: Vec<String> = ty
             .imports(&shared.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
+        check_wit_version(exports.iter().chain(&imports))?;
+        let world = world_of(&exports)?;
         let instance_pre = shared
             .linker
             .instantiate_pre(&component)
@@ -271,6 +272,39 @@ fn carries_world(module: &[u8]) -> bool {
     })
 }
 
+/// Refuses a component that uses [`WIT_PACKAGE`](crate::WIT_PACKAGE) at a version this engine
+/// does not load (one of `names`, its imports and exports, says which it was built against).
+fn check_wit_version<'a>(names: impl Iterator<Item = &'a String>) -> Result<(), LoadError> {
+    use crate::{WIT_PACKAGE, WIT_VERSION, WIT_VERSIONS};
+    for name in names {
+        let Some(interface) = name
+            .strip_prefix(WIT_PACKAGE)
+            .and_then(|n| n.strip_prefix('/'))
+        else {
+            continue;
+        };
+        let version = interface.split_once('@').map(|(_, v)| v);
+        if version.is_some_and(|v| WIT_VERSIONS.contains(&v)) {
+            continue;
+        }
+        let built = version.map_or_else(
+            || format!("an unversioned `{WIT_PACKAGE}`"),
+            |v| format!("`{WIT_PACKAGE}@{v}`"),
+        );
+        let loads = WIT_VERSIONS
+            .iter()
+            .map(|v| format!("`{WIT_PACKAGE}@{v}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(LoadError::WitVersion(format!(
+            "the component was built against {built} (it uses `{name}`), and this engine loads \
+             {loads}: build it with the SDK of `{WIT_PACKAGE}@{WIT_VERSION}` (any 0.1.x SDK), or \
+             run an engine that loads its version"
+        )));
+    }
+    Ok(())
+}
+
 fn world_of(exports: &[String]) -> Result<World, LoadError> {
     let worlds: Vec<World> = [World::Transformer, World::Handler, World::Resolver]
         .into_iter()
@@ -317,4 +351,50 @@ fn quoted_list(names: &[String]) -> String {
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_component_of_another_wit_version_is_refused_naming_both() {
+        let ours = names(&[
+            "hms:sync/transform@0.1.0",
+            "hms:sync/log@0.1.0",
+            "wasi:io/streams@0.2.3",
+        ]);
+        assert!(check_wit_version(ours.iter()).is_ok());
+        let newer = names(&["wasi:cli/stdout@0.2.3", "hms:sync/transform@0.2.0"]);
+        let refused = check_wit_version(newer.iter()).unwrap_err().to_string();
+        assert!(
+            refused.starts_with(
+                "the component was built against `hms:sync@0.2.0` (it uses \
+                 `hms:sync/transform@0.2.0`), and this engine loads `hms:sync@0.1.0`"
+            ),
+            "{refused}"
+        );
+        let unversioned = names(&["hms:sync/transform"]);
+        assert!(check_wit_version(unversioned.iter()).is_err());
+    }
+
+    #[test]
+    fn the_version_loaded_is_the_one_wit_sync_wit_declares() {
+        let wit = include_str!("../../../wit/sync.wit");
+        let declared = format!("package {}@{};", crate::WIT_PACKAGE, crate::WIT_VERSION);
+        assert!(
+            wit.lines().any(|l| l == declared),
+            "wit/sync.wit: {declared}"
+        );
+        for export in [TRANSFORM_EXPORT, HANDLE_EXPORT, RESOLVE_EXPORT] {
+            assert!(
+                export.ends_with(&format!("@{}", crate::WIT_VERSION)),
+                "{export}"
+            );
+        }
+    }
 }

@@ -9,9 +9,8 @@ The module defaults to ``app.py``, else ``src/app.py``; the output to ``dist/<na
 the name is ``[project].name`` of a ``pyproject.toml`` beside it, else the directory's name; the
 world to the one whose function the module defines (``transform``, ``handle`` or ``resolve``).
 
-The WIT is ``hms_sync/wit``: in the repository a symbolic link to the repository's ``wit/``
-(so the SDK can never build against a stale copy); a wheel built from the repository carries the
-files it pointed to when it was built. ``--wit`` overrides it.
+The WIT is ``hms_sync/wit``, the package's own copy of the engine's ``wit/`` (the engine's tests
+hold the two equal), so a wheel carries the WIT it builds against. ``--wit`` overrides it.
 
 Python code the module imports is found beside the module, in the SDK, and in the active
 virtual environment's site-packages; only what the module imports ends up in the component.
