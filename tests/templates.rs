@@ -1,6 +1,8 @@
-//! `sync-engine plugin new`: every template (Rust, JavaScript, TypeScript and Python; transformer,
-//! handler and resolver) is generated, built, tested and checked end to end with the language's
-//! own tools and the engine's `plugin check` and `plugin test`, unchanged, as its README says.
+//! `sync-engine plugin new --sdk <checkout>`: every template (Rust, JavaScript, TypeScript and
+//! Python; transformer, handler and resolver) is generated from the checkout's SDKs, built,
+//! tested and checked end to end with the language's own tools and the engine's `plugin check`
+//! and `plugin test`, unchanged, as its README says. (`tests/release.rs` does the same from a
+//! release, with the SDK packages it carries.)
 //!
 //! The JavaScript and TypeScript projects link the checkout's SDK, whose npm packages
 //! `scripts/install-plugin-toolchains` installs; the Python projects make their own virtual
@@ -20,18 +22,7 @@ fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, &Path)]) -> Strin
     for (name, value) in env {
         command.env(name, value);
     }
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "`{program} {}` failed in {}:\n{stdout}\n{}",
-        args.join(" "),
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    sync_engine_tests::run_ok(&mut command)
 }
 
 /// The templates touch no store: the suite's second pass, on the NATS backend, has nothing new
@@ -42,10 +33,21 @@ fn second_pass() -> bool {
 
 /// `sync-engine plugin new` into a fresh directory; returns the project's directory.
 fn generate(parent: &Path, name: &str, lang: &str, world: &str) -> PathBuf {
+    let checkout = repository();
     let said = run(
         parent,
         ENGINE,
-        &["plugin", "new", name, "--lang", lang, "--world", world],
+        &[
+            "plugin",
+            "new",
+            name,
+            "--lang",
+            lang,
+            "--world",
+            world,
+            "--sdk",
+            checkout.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(said.contains(&format!("{world} plugin")), "{said}");

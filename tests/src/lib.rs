@@ -578,6 +578,20 @@ pub async fn console_page(base: &str, admin: &str, path: &str) -> String {
     page.text().await.unwrap()
 }
 
+/// Runs `command` to completion; panics with what it printed when it fails. Returns its stdout.
+pub fn run_ok(command: &mut std::process::Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// An HTTP client for talking to engines. (reqwest is built without a default TLS provider,
 /// as in the engine; this installs ring's.)
 pub fn http() -> reqwest::Client {

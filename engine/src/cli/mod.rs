@@ -3,6 +3,7 @@
 mod logging;
 mod new;
 mod remote;
+mod sdk;
 mod text;
 
 use crate::config::Config;
@@ -77,6 +78,11 @@ enum Command {
         #[command(flatten)]
         remote: remote::Remote,
     },
+    /// The SDK packages this release carries.
+    Sdk {
+        #[command(subcommand)]
+        command: SdkCommand,
+    },
     /// Runs a receiver that logs every request and answers with a fixed status: a stand-in
     /// destination or HMS core for trying the engine out.
     Sink {
@@ -86,6 +92,16 @@ enum Command {
         /// The status to answer with.
         #[arg(long, default_value_t = 200)]
         status: u16,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SdkCommand {
+    /// Writes the SDK packages (Rust crates, the npm package, the Python wheel and sdist), the
+    /// WIT and a README on installing or publishing each, for an agency's own registry.
+    Export {
+        /// Where to write them (must not exist, or be empty).
+        dir: PathBuf,
     },
 }
 
@@ -122,14 +138,30 @@ enum PluginCommand {
         /// Where to write it (default: `./<name>`).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// The engine's repository checkout whose SDKs the project depends on (default: the one
-        /// this binary was built from).
+        /// Depend on the SDKs of this checkout of the engine's repository, for work on the SDKs
+        /// (default: the SDK packages this release carries, written into the project's
+        /// `vendor/`).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
     /// Commands against a running engine's admin API.
     #[command(flatten)]
     Remote(remote::PluginRemote),
+}
+
+/// Refuses a `dir` to write into that exists and holds something (nothing is ever written
+/// over); `instead` says what to do.
+fn ensure_empty(dir: &std::path::Path, instead: &str) -> anyhow::Result<()> {
+    let taken = dir.exists()
+        && dir
+            .read_dir()
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .next()
+            .is_some();
+    if taken {
+        anyhow::bail!("{} exists and is not empty: {instead}", dir.display());
+    }
+    Ok(())
 }
 
 /// A component's name in logs: its file's stem.
@@ -146,7 +178,12 @@ fn parse_setting(raw: &str) -> Result<(String, String), String> {
 
 /// Runs the command line; returns the process's exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().version(version()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     logging::init(cli.log_format);
     match run(cli.command) {
         Ok(code) => code,
@@ -155,6 +192,21 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `--version` says: the engine's version, the WIT versions whose plugins it loads, and the
+/// commit it was built from.
+fn version() -> String {
+    let loads = crate::sandbox::WIT_VERSIONS
+        .iter()
+        .map(|v| format!("{}@{v}", crate::sandbox::WIT_PACKAGE))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{} (loads plugins built against {loads}; commit {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("SYNC_ENGINE_COMMIT")
+    )
 }
 
 /// How long a stopped engine waits for the blocking tasks still running before it exits.
@@ -294,15 +346,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     sdk,
                 },
         } => {
-            let sdk = match sdk.or_else(new::default_sdk_root) {
-                Some(sdk) => sdk,
-                None => anyhow::bail!(
-                    "this binary was not built from a checkout of the engine's repository that \
-                     still exists: pass --sdk with the path of one"
-                ),
-            };
+            let sdk = new::Sdk::choose(sdk)?;
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             println!("{}", new::write_project(&name, lang, world, &dir, &sdk)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sdk {
+            command: SdkCommand::Export { dir },
+        } => {
+            let Some(packages) = sdk::Packages::embedded() else {
+                anyhow::bail!(
+                    "this sync-engine is a development build, which carries no SDK packages: \
+                     use a release of the engine (scripts/release makes one)"
+                );
+            };
+            print!("{}", packages.export(&dir)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {

@@ -1,6 +1,9 @@
 //! `sync-engine plugin new`: writes a ready plugin project from the templates built into the
-//! binary (`engine/templates/`), for one language and one world.
+//! binary (`engine/templates/`), for one language and one world. Its SDK comes from the packages
+//! the binary carries, written into the project's `vendor/` (a release), or from a checkout of
+//! the engine's repository (`--sdk`, for work on the SDKs); the two projects differ only there.
 
+use super::sdk::Packages;
 use anyhow::{Context, bail};
 use clap::ValueEnum;
 use std::path::{Path, PathBuf};
@@ -244,52 +247,149 @@ impl Language {
     }
 }
 
-/// The checkout whose SDKs a new project depends on: the one this binary was built from, when
-/// it is still there.
-pub(super) fn default_sdk_root() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
-    is_checkout(root).then(|| root.to_path_buf())
+/// Where a new project's SDK comes from.
+pub(super) enum Sdk {
+    /// The packages this binary carries, written into the project's `vendor/`.
+    Packages(Packages),
+    /// A checkout of the engine's repository, whose `sdk/` the project depends on by path.
+    Checkout(PathBuf),
 }
+
+impl Sdk {
+    /// `--sdk`'s checkout when given; else the packages this binary carries; else (a
+    /// development build) the checkout it was built from, while it is there.
+    pub(super) fn choose(checkout: Option<PathBuf>) -> anyhow::Result<Sdk> {
+        if let Some(root) = checkout {
+            if !is_checkout(&root) {
+                bail!(
+                    "{} is not a checkout of the engine's repository (no sdk/ in it): pass \
+                     --sdk with the path of one",
+                    root.display()
+                );
+            }
+            let root = root
+                .canonicalize()
+                .with_context(|| format!("cannot resolve {}", root.display()))?;
+            return Ok(Sdk::Checkout(root));
+        }
+        if let Some(packages) = Packages::embedded() {
+            return Ok(Sdk::Packages(packages));
+        }
+        let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).parent();
+        match built_from.filter(|root| is_checkout(root)) {
+            Some(root) => Ok(Sdk::Checkout(root.to_path_buf())),
+            None => bail!(
+                "this sync-engine is a development build, which carries no SDK packages, and \
+                 the checkout it was built from is gone: use a release of the engine, or pass \
+                 --sdk with the path of a checkout"
+            ),
+        }
+    }
+
+    /// Writes what `language`'s project needs of the SDK into `dir` (its `vendor/`, from
+    /// packages), and answers the templates' placeholders that say where the SDK is.
+    fn provide(
+        &self,
+        language: Language,
+        dir: &Path,
+    ) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let vendor = dir.join("vendor");
+        let mut fill = vec![
+            ("{{rust_sdk}}", String::new()),
+            ("{{rust_patch}}", String::new()),
+        ];
+        fill.extend([
+            ("{{js_sdk}}", String::new()),
+            ("{{python_sdk}}", String::new()),
+        ]);
+        let set = |fill: &mut Vec<(&'static str, String)>, key: &str, value: String| {
+            if let Some(slot) = fill.iter_mut().find(|(k, _)| *k == key) {
+                slot.1 = value;
+            }
+        };
+        let note = match self {
+            Sdk::Packages(packages) => {
+                match language {
+                    Language::Rust => {
+                        packages.unpack_rust(&vendor)?;
+                        set(
+                            &mut fill,
+                            "{{rust_sdk}}",
+                            r#"{ path = "vendor/hms-sync-sdk" }"#.into(),
+                        );
+                        set(&mut fill, "{{rust_patch}}", RUST_PATCH.into());
+                    }
+                    Language::Js | Language::Ts => {
+                        let file = packages.write_js(&vendor)?;
+                        set(&mut fill, "{{js_sdk}}", format!("file:vendor/{file}"));
+                    }
+                    Language::Python => {
+                        let file = packages.write_python(&vendor)?;
+                        set(
+                            &mut fill,
+                            "{{python_sdk}}",
+                            format!("./vendor/{file}[build]"),
+                        );
+                    }
+                }
+                format!(
+                    "The SDK ({}) is in `vendor/`, as this engine's release ships it: keep it \
+                     with the project.",
+                    super::sdk::wit_package()
+                )
+            }
+            Sdk::Checkout(root) => {
+                let sdk = root.join("sdk");
+                let at = |sub: &str| sdk.join(sub).to_string_lossy().into_owned();
+                set(
+                    &mut fill,
+                    "{{rust_sdk}}",
+                    format!("{{ path = {:?} }}", at("")),
+                );
+                set(&mut fill, "{{js_sdk}}", format!("file:{}", at("js")));
+                set(
+                    &mut fill,
+                    "{{python_sdk}}",
+                    format!("-e {}[build]", at("python")),
+                );
+                format!(
+                    "The SDK comes from the engine's checkout at `{}` (made with `--sdk`).",
+                    root.display()
+                )
+            }
+        };
+        fill.push(("{{sdk_note}}", note));
+        Ok(fill)
+    }
+}
+
+/// How a project from a release finds the output rules its SDK's test harness applies: the
+/// vendored crate, since it is not on crates.io.
+const RUST_PATCH: &str = "
+# The SDK's test harness applies the engine's output rules, from this crate (vendored too).
+[patch.crates-io]
+hms-sync-rules = { path = \"vendor/hms-sync-rules\" }
+";
 
 /// Whether `root` is a checkout of the engine's repository: it holds the SDKs.
 fn is_checkout(root: &Path) -> bool {
     root.join("sdk").join("Cargo.toml").exists()
 }
 
-/// Writes a new plugin project `name` into `dir` (which must not exist or be empty); returns
-/// what to run next.
+/// Writes a new plugin project `name` into `dir` (which must not exist or be empty), its SDK
+/// from `sdk`; returns what to run next.
 pub(super) fn write_project(
     name: &str,
     language: Language,
     world: NewWorld,
     dir: &Path,
-    sdk_root: &Path,
+    sdk: &Sdk,
 ) -> anyhow::Result<String> {
     check_name(name)?;
-    if !is_checkout(sdk_root) {
-        bail!(
-            "{} is not a checkout of the engine's repository (no sdk/ in it): pass --sdk with \
-             the path of one",
-            sdk_root.display()
-        );
-    }
-    if dir.exists()
-        && dir
-            .read_dir()
-            .with_context(|| format!("cannot read {}", dir.display()))?
-            .next()
-            .is_some()
-    {
-        bail!(
-            "{} exists and is not empty: choose another name or --dir",
-            dir.display()
-        );
-    }
+    super::ensure_empty(dir, "choose another name or --dir")?;
     let template = language.template();
     let module = name.replace('-', "_");
-    let sdk = sdk_root
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", sdk_root.display()))?;
+    let sdk_fill = sdk.provide(language, dir)?;
     let wasm = template
         .wasm
         .replace("{{module}}", &module)
@@ -299,10 +399,12 @@ pub(super) fn write_project(
             .rewrites
             .iter()
             .fold(text.to_owned(), |text, (from, to)| text.replace(from, to));
+        let text = sdk_fill
+            .iter()
+            .fold(text, |text, (from, to)| text.replace(from, to));
         text.replace("{{name}}", name)
             .replace("{{module}}", &module)
             .replace("{{world}}", world.as_str())
-            .replace("{{sdk}}", &sdk.to_string_lossy())
             .replace("{{language}}", template.language)
             .replace("{{build}}", template.build)
             .replace("{{test}}", template.test)
