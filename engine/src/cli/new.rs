@@ -292,44 +292,23 @@ impl Sdk {
         &self,
         language: Language,
         dir: &Path,
-    ) -> anyhow::Result<Vec<(&'static str, String)>> {
+    ) -> anyhow::Result<[(&'static str, String); 5]> {
         let vendor = dir.join("vendor");
-        let mut fill = vec![
-            ("{{rust_sdk}}", String::new()),
-            ("{{rust_patch}}", String::new()),
-        ];
-        fill.extend([
-            ("{{js_sdk}}", String::new()),
-            ("{{python_sdk}}", String::new()),
-        ]);
-        let set = |fill: &mut Vec<(&'static str, String)>, key: &str, value: String| {
-            if let Some(slot) = fill.iter_mut().find(|(k, _)| *k == key) {
-                slot.1 = value;
-            }
-        };
+        let (mut rust_sdk, mut rust_patch) = (String::new(), String::new());
+        let (mut js_sdk, mut python_sdk) = (String::new(), String::new());
         let note = match self {
             Sdk::Packages(packages) => {
                 match language {
                     Language::Rust => {
                         packages.unpack_rust(&vendor)?;
-                        set(
-                            &mut fill,
-                            "{{rust_sdk}}",
-                            r#"{ path = "vendor/hms-sync-sdk" }"#.into(),
-                        );
-                        set(&mut fill, "{{rust_patch}}", RUST_PATCH.into());
+                        rust_sdk = r#"{ path = "vendor/hms-sync-sdk" }"#.into();
+                        rust_patch = RUST_PATCH.into();
                     }
                     Language::Js | Language::Ts => {
-                        let file = packages.write_js(&vendor)?;
-                        set(&mut fill, "{{js_sdk}}", format!("file:vendor/{file}"));
+                        js_sdk = format!("file:vendor/{}", packages.write_js(&vendor)?);
                     }
                     Language::Python => {
-                        let file = packages.write_python(&vendor)?;
-                        set(
-                            &mut fill,
-                            "{{python_sdk}}",
-                            format!("./vendor/{file}[build]"),
-                        );
+                        python_sdk = format!("./vendor/{}[build]", packages.write_python(&vendor)?);
                     }
                 }
                 format!(
@@ -339,27 +318,23 @@ impl Sdk {
                 )
             }
             Sdk::Checkout(root) => {
-                let sdk = root.join("sdk");
-                let at = |sub: &str| sdk.join(sub).to_string_lossy().into_owned();
-                set(
-                    &mut fill,
-                    "{{rust_sdk}}",
-                    format!("{{ path = {:?} }}", at("")),
-                );
-                set(&mut fill, "{{js_sdk}}", format!("file:{}", at("js")));
-                set(
-                    &mut fill,
-                    "{{python_sdk}}",
-                    format!("-e {}[build]", at("python")),
-                );
+                let at = |sub: &str| root.join("sdk").join(sub).to_string_lossy().into_owned();
+                rust_sdk = format!("{{ path = {:?} }}", at(""));
+                js_sdk = format!("file:{}", at("js"));
+                python_sdk = format!("-e {}[build]", at("python"));
                 format!(
                     "The SDK comes from the engine's checkout at `{}` (made with `--sdk`).",
                     root.display()
                 )
             }
         };
-        fill.push(("{{sdk_note}}", note));
-        Ok(fill)
+        Ok([
+            ("{{rust_sdk}}", rust_sdk),
+            ("{{rust_patch}}", rust_patch),
+            ("{{js_sdk}}", js_sdk),
+            ("{{python_sdk}}", python_sdk),
+            ("{{sdk_note}}", note),
+        ])
     }
 }
 
