@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use sync_engine_tests::{
-    NatsServer, Receiver, TestEngine, admin_call, admin_until, component_path, post_json, sample,
-    scrape,
+    NatsServer, Receiver, TestEngine, admin_call, admin_until, component_path, metric_until,
+    post_json, sample, scrape,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -113,20 +113,7 @@ async fn publish_rate_with(js: &jetstream::Context, year: u32, id: &str, more: &
 
 /// Waits until `sync_bus_reading` is `value`.
 async fn reading(engine: &TestEngine, value: f64) {
-    metric_until(engine, "sync_bus_reading ", |v| v == value).await;
-}
-
-/// Waits until the engine's metric `series` (its name and labels) passes `check`.
-async fn metric_until(engine: &TestEngine, series: &str, check: impl Fn(f64) -> bool) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let metrics = scrape(engine).await;
-        if check(sample(&metrics, series)) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{series}: {metrics}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    metric_until(engine, "sync_bus_reading ", WAIT, |v| v == value).await;
 }
 
 /// The `year` of every message the stream holds, in order.
@@ -390,6 +377,7 @@ async fn both_directions_of_the_seed_story_go_over_the_bus_and_an_echo_is_droppe
     metric_until(
         &engine,
         r#"sync_bus_messages_total{outcome="no-route"}"#,
+        WAIT,
         |n| n >= 2.0,
     )
     .await;

@@ -783,18 +783,6 @@ async fn metric(engine: &TestEngine, series: &str) -> f64 {
     sync_engine_tests::sample(&sync_engine_tests::scrape(engine).await, series)
 }
 
-/// Waits up to `limit` for `series` to read `value`.
-async fn metric_reads(engine: &TestEngine, series: &str, value: f64, limit: Duration) {
-    let started = std::time::Instant::now();
-    while metric(engine, series).await != value {
-        assert!(
-            started.elapsed() < limit,
-            "{series} is not {value} after {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_ends_with_its_client_holds_its_lock_until_then_and_keeps_to_its_budget() {
     const EVENTS: usize = 40;
@@ -827,11 +815,11 @@ async fn a_dry_run_ends_with_its_client_holds_its_lock_until_then_and_keeps_to_i
                 .await
         }
     });
-    metric_reads(
+    sync_engine_tests::metric_until(
         &engine,
         "sync_dry_runs_running",
-        1.0,
         Duration::from_secs(10),
+        |running| running == 1.0,
     )
     .await;
     // Another is refused while it works.
@@ -848,11 +836,11 @@ async fn a_dry_run_ends_with_its_client_holds_its_lock_until_then_and_keeps_to_i
     assert!(gone.is_timeout(), "{gone}");
     // Its work ends at the event in hand (within the plugin's 250 ms deadline), and no event
     // is tried after it.
-    metric_reads(
+    sync_engine_tests::metric_until(
         &engine,
         "sync_dry_runs_running",
-        0.0,
         Duration::from_secs(2),
+        |running| running == 0.0,
     )
     .await;
     let tried = metric(&engine, "sync_dry_run_events_total").await;

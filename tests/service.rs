@@ -844,20 +844,13 @@ async fn repeated_wrong_tokens_are_slowed_while_the_owner_elsewhere_gets_in_at_o
         assert_eq!(response.status(), 200);
     }
     let owner_took = started.elapsed();
-    let metrics = || async {
-        owner
-            .get(engine.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let failures = r#"sync_auth_failures_total{credential="admin"}"#;
-    while sync_engine_tests::sample(&metrics().await, failures) < 30.0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    sync_engine_tests::metric_until(
+        &engine,
+        r#"sync_auth_failures_total{credential="admin"}"#,
+        WAIT,
+        |failures| failures >= 30.0,
+    )
+    .await;
     // While the guessing address's queue is full, even the right token from it is told to
     // come back: how soon an answer comes tells nothing. The console's login and the bus token
     // go through the same throttle.
@@ -925,7 +918,7 @@ async fn repeated_wrong_tokens_are_slowed_while_the_owner_elsewhere_gets_in_at_o
         .unwrap();
     assert_eq!(bare.status(), 401);
 
-    let metrics = metrics().await;
+    let metrics = sync_engine_tests::scrape(&engine).await;
     let sample = |series: &str| sync_engine_tests::sample(&metrics, series);
     assert_eq!(
         sample(r#"sync_auth_failures_total{credential="admin"}"#),

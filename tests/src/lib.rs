@@ -619,6 +619,28 @@ pub fn sample(page: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Waits until the engine's metric `series` (its name and labels) passes `check`; panics with
+/// the metrics page after `limit`.
+pub async fn metric_until(
+    engine: &TestEngine,
+    series: &str,
+    limit: Duration,
+    check: impl Fn(f64) -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let metrics = scrape(engine).await;
+        if check(sample(&metrics, series)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} after {limit:?}: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until `GET {url}/healthz` answers 200, or panics after `timeout`.
 pub async fn wait_healthy(url: &str, timeout: Duration) {
     let client = http();
