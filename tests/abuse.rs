@@ -162,10 +162,7 @@ async fn attacks_from_every_side_while_real_traffic_flows_lose_nothing_accepted(
     }
     // A burst of guessed admin tokens from another address: slowed, then refused, while the
     // owner's calls from here go on.
-    let guesser = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
-        .build()
-        .unwrap();
+    let guesser = sync_engine_tests::client_from([127, 0, 0, 2]);
     let mut guesses = Vec::new();
     for n in 0..20 {
         let (guesser, url) = (guesser.clone(), engine.url("/admin/plugins"));

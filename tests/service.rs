@@ -795,23 +795,14 @@ async fn a_route_whose_plugin_burns_its_deadline_does_not_hold_up_another_route(
     assert_eq!(store.event_count().await.unwrap(), 2_001);
 }
 
-/// A client whose requests come from `ip` (any 127.x address is this host's loopback).
-fn client_from(ip: [u8; 4]) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from(ip))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_wrong_tokens_are_slowed_while_the_owner_elsewhere_gets_in_at_once() {
     const ADMIN: &str = "admin-token-for-the-throttle-test";
     const BUS: &str = "bus-token-for-the-throttle-test";
     let (_state_api, _core, engine) =
         seed_engine(&format!("admin:\n  token: {ADMIN}\nbus:\n  token: {BUS}\n")).await;
-    let attacker = client_from([127, 0, 0, 2]);
-    let owner = client_from([127, 0, 0, 3]);
+    let attacker = sync_engine_tests::client_from([127, 0, 0, 2]);
+    let owner = sync_engine_tests::client_from([127, 0, 0, 3]);
 
     // 30 wrong admin tokens sent at once from one address: the first five are answered at
     // once, the next ten one a second, and the rest at once with 429 and when to come back.

@@ -578,6 +578,16 @@ pub async fn console_page(base: &str, admin: &str, path: &str) -> String {
     page.text().await.unwrap()
 }
 
+/// A client whose requests come from `ip` (any 127.x address is this host's loopback), so a
+/// test can be several clients to the engine's per-address limits.
+pub fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 /// Runs `command` to completion; panics with what it printed when it fails. Returns its stdout.
 pub fn run_ok(command: &mut std::process::Command) -> String {
     let output = command
